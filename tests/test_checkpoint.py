@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from vae import checkpoint as ckpt
+from vae.model import VAE, VAEConfig
+
+META = {
+    "model": None,
+    "preprocessing": {"image_size": 16, "normalization": {"mode": "max"}},
+    "beta": 0.5,
+    "recon": "sse",
+}
+
+
+def _save(path: Path, config: VAEConfig, model: torch.nn.Module | None = None) -> VAE:
+    model = model or VAE(config)
+    ckpt.save_checkpoint(path, model, META | {"model": config.to_dict()})
+    return model
+
+
+def test_round_trip_bit_for_bit(tmp_path: Path, tiny_config: VAEConfig) -> None:
+    model = _save(tmp_path / "c", tiny_config)
+    loaded = ckpt.load_checkpoint(tmp_path / "c")
+    assert loaded.model_config == tiny_config
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    assert loaded.beta == 0.5 and loaded.recon == "sse"
+    assert loaded.id == ckpt.file_sha256(tmp_path / "c" / ckpt.WEIGHTS)
+    assert loaded.config["version"] and loaded.config["torch"] == torch.__version__
+
+
+def test_id_changes_with_weights(tmp_path: Path, tiny_config: VAEConfig) -> None:
+    model = _save(tmp_path / "a", tiny_config)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    _save(tmp_path / "b", tiny_config, model)
+    assert ckpt.load_checkpoint(tmp_path / "a").id != ckpt.load_checkpoint(tmp_path / "b").id
+
+
+def test_run_dir_resolves_to_its_checkpoint(tmp_path: Path, tiny_config: VAEConfig) -> None:
+    _save(tmp_path / "run" / "checkpoint", tiny_config)
+    assert ckpt.resolve(tmp_path / "run") == tmp_path / "run" / "checkpoint"
+
+
+def test_compiled_and_ddp_prefixes_load(tmp_path: Path, tiny_config: VAEConfig) -> None:
+    model = VAE(tiny_config)
+    prefixed = {f"module._orig_mod.{k}": v for k, v in model.state_dict().items()}
+    assert ckpt.strip_prefixes(prefixed).keys() == model.state_dict().keys()
+
+    class Wrapper(torch.nn.Module):  # stands in for DDP: exposes .module
+        def __init__(self, m):
+            super().__init__()
+            self.module = m
+
+    _save(tmp_path / "w", tiny_config, Wrapper(model))
+    loaded = ckpt.load_checkpoint(tmp_path / "w")
+    assert torch.equal(loaded.model.encoder.to_mean.weight, model.encoder.to_mean.weight)
+
+
+def test_refuses_pickle_without_running_it(tmp_path: Path, tiny_config: VAEConfig) -> None:
+    _save(tmp_path / "c", tiny_config)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    for blob in (pickle.dumps(Payload()), None):
+        weights = tmp_path / "c" / ckpt.WEIGHTS
+        if blob is None:
+            torch.save({"x": torch.zeros(1)}, weights)  # a torch.save zip archive
+        else:
+            weights.write_bytes(blob)
+        with pytest.raises(ckpt.CheckpointError, match="model.safetensors: is a pickle"):
+            ckpt.load_checkpoint(tmp_path / "c")
+    assert not marker.exists()
+
+
+def test_refuses_truncated_weights(tmp_path: Path, tiny_config: VAEConfig) -> None:
+    _save(tmp_path / "c", tiny_config)
+    weights = tmp_path / "c" / ckpt.WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(ckpt.CheckpointError, match="model.safetensors: content hash does not match"):
+        ckpt.load_checkpoint(tmp_path / "c")
+    # Without a recorded hash the safetensors parser still refuses it.
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    del config["weights_sha256"]
+    (tmp_path / "c" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ckpt.CheckpointError, match="not a valid safetensors file"):
+        ckpt.load_checkpoint(tmp_path / "c")
+
+
+def test_refuses_config_that_does_not_match_weights(tmp_path: Path, tiny_config: VAEConfig) -> None:
+    _save(tmp_path / "c", tiny_config)
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    config["model"]["latent_dim"] = 16
+    (tmp_path / "c" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ckpt.CheckpointError, match="weights do not match the config"):
+        ckpt.load_checkpoint(tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["model"].update(channels=[4, 8, 8, 10**9]), "bad model config"),
+        (lambda c: c["model"].update(image_size="big"), "bad model config"),
+        (lambda c: c.pop("model"), "missing key 'model'"),
+        (lambda c: c.pop("format"), "not a speckle-vae-checkpoint config"),
+    ],
+)
+def test_refuses_bad_config(tmp_path: Path, tiny_config: VAEConfig, edit, message: str) -> None:
+    _save(tmp_path / "c", tiny_config)
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    edit(config)
+    (tmp_path / "c" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ckpt.CheckpointError, match=message):
+        ckpt.load_checkpoint(tmp_path / "c")
+
+
+def test_refuses_non_json_and_missing(tmp_path: Path, tiny_config: VAEConfig) -> None:
+    _save(tmp_path / "c", tiny_config)
+    (tmp_path / "c" / "config.json").write_text("{not json")
+    with pytest.raises(ckpt.CheckpointError, match="config.json: not valid JSON"):
+        ckpt.load_checkpoint(tmp_path / "c")
+    with pytest.raises(ckpt.CheckpointError, match="no such checkpoint"):
+        ckpt.load_checkpoint(tmp_path / "nope")
+
+
+def test_interrupted_swap_falls_back_to_old(tmp_path: Path, tiny_config: VAEConfig) -> None:
+    _save(tmp_path / "checkpoint", tiny_config)
+    # The state right between the two renames of an atomic swap.
+    (tmp_path / "checkpoint").rename(tmp_path / ".checkpoint.old")
+    assert ckpt.load_checkpoint(tmp_path).model_config == tiny_config
+
+
+def test_failed_write_leaves_previous_checkpoint(tmp_path: Path, tiny_config: VAEConfig) -> None:
+    _save(tmp_path / "c", tiny_config)
+    before = ckpt.load_checkpoint(tmp_path / "c").id
+    with pytest.raises(TypeError):
+        ckpt.save_checkpoint(tmp_path / "c", VAE(tiny_config), META | {"model": object()})
+    assert ckpt.load_checkpoint(tmp_path / "c").id == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]

@@ -1,0 +1,259 @@
+"""All checkpoint IO. A checkpoint is a directory:
+
+    config.json          model config, preprocessing, β and its convention, schedule, dataset
+                         fingerprint, final metrics, the exact command, versions, weights hash
+    model.safetensors    the plain module's weights (never a pickle)
+    resume/              optimizer and RNG state for an exact `--resume` (safetensors + JSON)
+
+Writes are atomic: a new checkpoint is built in a temporary sibling directory and swapped in with
+renames, so a process killed at any instant leaves the previous checkpoint intact. The sha256 of
+model.safetensors is the checkpoint's id and is stored in config.json, which also catches a
+truncated or altered weights file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from vae import __version__
+from vae.model import VAE, VAEConfig
+
+FORMAT = "speckle-vae-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+RESUME = "resume"
+MAX_CONFIG_BYTES = 1_000_000
+# Prefixes that torch.compile and DistributedDataParallel add to parameter names.
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+class CheckpointError(ValueError):
+    """One line: '<file>: <problem>'."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    config: dict  # the whole config.json
+    model_config: VAEConfig
+    model: VAE
+    id: str  # sha256 of model.safetensors
+
+    @property
+    def beta(self) -> float:
+        return float(self.config.get("beta", float("nan")))
+
+    @property
+    def recon(self) -> str:
+        return str(self.config.get("recon", "?"))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Weights of the underlying module, unwrapping DDP and torch.compile (nanoGPT's wart)."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix) :], True
+        out[key] = value
+    return out
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(path)
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: torch.nn.Module,
+    meta: dict,
+    resume_tensors: dict[str, torch.Tensor] | None = None,
+    resume_state: dict | None = None,
+) -> str:
+    """Atomically write a checkpoint directory; return its id (sha256 of the weights)."""
+    directory = Path(directory)
+    parent = directory.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=parent))
+    try:
+        plain = plain_state_dict(model)
+        save_file(plain, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        digest = file_sha256(tmp / WEIGHTS)
+        config = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+        config |= {"version": __version__, "torch": torch.__version__, "weights_sha256": digest}
+        _write_json(tmp / CONFIG, config)
+        if resume_tensors is not None or resume_state is not None:
+            (tmp / RESUME).mkdir()
+            tensors = {k: v.detach().cpu().contiguous() for k, v in (resume_tensors or {}).items()}
+            save_file(tensors, str(tmp / RESUME / "state.safetensors"))
+            _write_json(tmp / RESUME / "state.json", {"weights_sha256": digest, **(resume_state or {})})
+        _sync_tree(tmp)
+        _swap_in(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return digest
+
+
+def _swap_in(tmp: Path, directory: Path) -> None:
+    """Replace `directory` by `tmp` with renames. If killed between the two renames, only the
+    `.old` copy exists, and `resolve()` falls back to it."""
+    old = directory.with_name(f".{directory.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    _fsync_dir(directory.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint directory, or a run directory holding one in `checkpoint/`."""
+    path = Path(path)
+    for candidate in (path, path / "checkpoint"):
+        if (candidate / CONFIG).is_file():
+            return candidate
+        old = candidate.with_name(f".{candidate.name}.old")
+        if (old / CONFIG).is_file() and not candidate.exists():
+            return old
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint directory")
+    raise CheckpointError(f"{path}: not a checkpoint (no {CONFIG} here or in checkpoint/)")
+
+
+def _sniff_pickle(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK..) or a raw pickle (protocol byte 0x80).
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def read_config(directory: str | Path) -> dict:
+    directory = resolve(directory)
+    path = directory / CONFIG
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{path}: config larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} config (missing 'format')")
+    if "model" not in config:
+        raise CheckpointError(f"{path}: missing key 'model'")
+    return config
+
+
+def read_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; refuse pickles and files whose hash does not match."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file")
+    if _sniff_pickle(path):
+        raise CheckpointError(f"{path}: is a pickle (torch.save) file; refusing to load it")
+    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+        raise CheckpointError(f"{path}: content hash does not match config.json (truncated or altered)")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def _check_shapes(path: Path, config: VAEConfig, state: dict[str, torch.Tensor]) -> None:
+    # Build on the meta device: shapes only, so an absurd config allocates nothing.
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in VAE(config).state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise CheckpointError(f"{path}: weights do not match the config ({what})")
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise CheckpointError(
+                f"{path}: weights do not match the config ({key}: file {tuple(state[key].shape)}, "
+                f"config {shape})"
+            )
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model from the checkpoint alone. Errors are one-line CheckpointErrors."""
+    directory = resolve(path)
+    config = read_config(directory)
+    try:
+        model_config = VAEConfig.from_dict(config["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{directory / CONFIG}: bad model config ({e})") from None
+    weights_path = directory / WEIGHTS
+    state = strip_prefixes(read_weights(weights_path, config.get("weights_sha256")))
+    _check_shapes(weights_path, model_config, state)
+    model = VAE(model_config)
+    model.load_state_dict(state)
+    model.eval().to(device)
+    digest = config.get("weights_sha256") or file_sha256(weights_path)
+    return Checkpoint(directory, config, model_config, model, digest)
+
+
+def read_resume(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    directory = resolve(path)
+    state_json = directory / RESUME / "state.json"
+    if not state_json.is_file():
+        raise CheckpointError(f"{state_json}: missing; this checkpoint cannot be resumed")
+    try:
+        state = json.loads(state_json.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{state_json}: not valid JSON ({e})") from None
+    tensors = read_weights(directory / RESUME / "state.safetensors")
+    return tensors, state

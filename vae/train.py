@@ -1,0 +1,527 @@
+"""Train the β-VAE: `python -m vae.train --data DIR --preset demo --beta B --max-steps N --out RUN_DIR`.
+
+Runs on CUDA (bf16 autocast, channels_last, optional torch.compile), MPS or CPU, and on many GPUs
+or nodes with `torchrun --nproc_per_node=K -m vae.train ...` (DistributedDataParallel, NCCL on GPU,
+gloo on CPU; only rank 0 writes). `--resume` continues exactly: weights, optimizer, schedule, RNG
+and data position are all in the checkpoint, so a killed run ends bit-identical on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from vae import checkpoint as ckpt
+from vae.data import ImageError, ImageFolder, Normalization, split_indices
+from vae.device import autocast, pick_device
+from vae.loss import RECON_CONVENTIONS, active_units, vae_loss
+from vae.model import PRESETS, VAE, VAEConfig
+from vae.schedule import SCHEDULES, BetaSchedule
+
+EXIT_INTERRUPTED = 130
+EXIT_NONFINITE = 3
+EXIT_USAGE = 2
+METRICS = "metrics.jsonl"
+MAX_VAL_SAMPLES = 2048  # validation cost stays bounded on big datasets
+PRELOAD_AUTO_BYTES = 2 << 30  # preload datasets up to 2 GiB of float32 pixels into RAM
+
+
+def _help(text: str, **kw) -> dict:
+    return {"metadata": {"help": text, **kw}}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = field(default="", **_help("folder of images (or a simulated set)", required=True))
+    out: str = field(default="", **_help("run directory to write", required=True))
+    preset: str = field(default="demo", **_help("model size", choices=tuple(PRESETS)))
+    beta: float = field(default=1.0, **_help("KL weight β (γ for the capacity schedule)"))
+    recon: str = field(
+        default="sse",
+        **_help("reconstruction term: per-image sum (sse) or mean (mse) of squared errors",
+                choices=RECON_CONVENTIONS),
+    )
+    schedule: str = field(default="constant", **_help("β schedule", choices=SCHEDULES))
+    warmup_steps: int = field(default=1000, **_help("warmup: steps to ramp β from 0"))
+    cycles: int = field(default=4, **_help("cyclical: number of cycles over max-steps"))
+    cycle_ratio: float = field(default=0.5, **_help("cyclical: fraction of a cycle spent ramping"))
+    capacity_max: float = field(default=25.0, **_help("capacity: final KL target C in nats"))
+    capacity_steps: int = field(default=10000, **_help("capacity: steps to reach C_max"))
+    max_steps: int = field(default=10000, **_help("optimizer steps in total"))
+    batch_size: int = field(default=64, **_help("global batch size, split across ranks"))
+    lr: float = field(default=1e-4, **_help("Adam learning rate"))
+    grad_clip: float = field(default=1.0, **_help("gradient clipping max-norm (0 = off)"))
+    val_fraction: float = field(default=0.1, **_help("held-out validation fraction"))
+    seed: int = field(default=0, **_help("seed for init, split, data order and noise"))
+    normalization: str = field(
+        default="max", **_help("per-image max, per-image mean, or fixed range",
+                               choices=("max", "mean", "fixed")),
+    )
+    norm_high: float = field(default=0.0, **_help("fixed: full-scale value (0 = file's own)"))
+    image_size: int = field(default=0, **_help("override the preset's image size (multiple of 16)"))
+    latent_dim: int = field(default=0, **_help("override the preset's latent size"))
+    device: str = field(default="auto", **_help("auto, cuda, mps or cpu"))
+    compile: bool = field(default=False, **_help("torch.compile the model (CUDA)"))
+    workers: int = field(default=0, **_help("DataLoader workers when not preloading"))
+    preload: str = field(
+        default="auto", **_help("load the dataset into RAM", choices=("auto", "yes", "no"))
+    )
+    checkpoint_every: int = field(default=500, **_help("steps between checkpoints"))
+    log_every: int = field(default=10, **_help("steps between metric records"))
+    eval_every: int = field(default=0, **_help("steps between validations (0 = each epoch)"))
+    init_from: str = field(default="", **_help("fine-tune from this checkpoint"))
+    resume: bool = field(default=False, **_help("continue the run in --out exactly"))
+    deterministic: bool = field(default=False, **_help("torch deterministic algorithms"))
+    threads: int = field(default=0, **_help("CPU threads (0 = torch default)"))
+    progress: bool = field(default=True, **_help("show a progress bar"))
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError("--val-fraction must be in [0, 1)")
+        if self.lr <= 0:
+            raise ValueError("--lr must be > 0")
+        if self.beta < 0:
+            raise ValueError("--beta must be >= 0")
+
+    def schedule_obj(self) -> BetaSchedule:
+        return BetaSchedule(
+            kind=self.schedule, beta=self.beta, warmup_steps=self.warmup_steps,
+            cycles=self.cycles, cycle_ratio=self.cycle_ratio, capacity_max=self.capacity_max,
+            capacity_steps=self.capacity_steps, total_steps=self.max_steps,
+        )  # fmt: skip
+
+    def normalization_obj(self) -> Normalization:
+        high = self.norm_high if self.norm_high > 0 else None
+        return Normalization(mode=self.normalization, high=high)
+
+
+# Changing these between a run and its --resume would silently break exactness.
+RESUME_MUST_MATCH = (
+    "preset", "beta", "recon", "schedule", "warmup_steps", "cycles", "cycle_ratio",
+    "capacity_max", "capacity_steps", "batch_size", "lr", "grad_clip", "val_fraction", "seed",
+    "normalization", "norm_high", "image_size", "latent_dim", "init_from",
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI is generated from TrainConfig, so the two cannot drift apart."""
+    parser = argparse.ArgumentParser(prog="python -m vae.train", description=__doc__.split("\n")[0])
+    for f in fields(TrainConfig):
+        meta = dict(f.metadata)
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=meta["help"])  # fmt: skip
+            continue
+        kind = {"int": int, "float": float, "str": str}[str(f.type)]
+        parser.add_argument(flag, type=kind, default=None if meta.get("required") else f.default,
+                            required=meta.get("required", False), choices=meta.get("choices"),
+                            help=meta["help"])  # fmt: skip
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> TrainConfig:
+    ns = build_parser().parse_args(argv)
+    try:
+        return TrainConfig(**vars(ns))
+    except ValueError as e:
+        build_parser().error(str(e))
+        raise
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_name: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_nccl = torch.cuda.is_available() and device_name in ("auto", "cuda")
+    if use_nccl:
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    torch.distributed.init_process_group(backend="nccl" if use_nccl else "gloo")
+    return Dist(rank, world, local_rank)
+
+
+def log(dist: Dist, msg: str) -> None:
+    if dist.main:
+        print(msg, file=sys.stderr, flush=True)
+
+
+class StopFlag:
+    """SIGINT/SIGTERM ask the loop to save and exit at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict, info: dict) -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for name, value in info.get("scalars", {}).items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+
+
+class Batches:
+    """The per-rank index batches of each epoch, from a DistributedSampler (one replica when not
+    distributed). Epoch e's order depends only on (seed, e), so a resumed run skips straight to
+    its position without loading the skipped images."""
+
+    def __init__(self, n: int, cfg: TrainConfig, dist: Dist) -> None:
+        if cfg.batch_size % dist.world:
+            raise ValueError(f"--batch-size {cfg.batch_size} must divide by {dist.world} ranks")
+        self.per_rank = cfg.batch_size // dist.world
+        self.sampler = DistributedSampler(
+            range(n), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed,
+            drop_last=True,
+        )  # fmt: skip
+        self.steps_per_epoch = len(self.sampler) // self.per_rank
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"training split has {n} images, fewer than --batch-size {cfg.batch_size}")
+
+    def epoch(self, e: int, start: int = 0) -> list[list[int]]:
+        self.sampler.set_epoch(e)
+        order = list(self.sampler)
+        b = self.per_rank
+        return [order[i * b : (i + 1) * b] for i in range(start, self.steps_per_epoch)]
+
+
+def preload(dataset, indices: np.ndarray, workers: int) -> torch.Tensor:
+    loader = DataLoader(torch.utils.data.Subset(dataset, indices.tolist()), batch_size=256,
+                        num_workers=workers)  # fmt: skip
+    return torch.cat([b for b in loader]) if len(indices) else torch.empty(0)
+
+
+@torch.inference_mode()
+def validate(model: VAE, x_val: torch.Tensor, cfg: TrainConfig, device: torch.device) -> dict:
+    """Held-out reconstruction of z = μ, KL per dim and active units (mean KL > 0.01 nats)."""
+    model.eval()
+    recon, sq, kl_dims, n = 0.0, 0.0, None, 0
+    for i in range(0, len(x_val), 256):
+        x = x_val[i : i + 256].to(device)
+        with autocast(device):
+            x_hat, post = model(x, sample=False)
+        terms = vae_loss(x, x_hat, post, beta=0.0, convention=cfg.recon)
+        b = len(x)
+        recon += float(terms.recon) * b
+        sq += float((x_hat.float() - x).pow(2).mean()) * b
+        kl_dims = terms.kl_per_dim * b if kl_dims is None else kl_dims + terms.kl_per_dim * b
+        n += b
+    model.train()
+    kl_per_dim = (kl_dims / n).cpu()
+    return {
+        "recon": recon / n, "mse": sq / n, "kl": float(kl_per_dim.sum()),
+        "active_units": active_units(kl_per_dim), "kl_per_dim": [round(float(v), 5) for v in kl_per_dim],
+    }  # fmt: skip
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+    return rows
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """After a resume, drop records from steps that will be run again."""
+    rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def model_config_for(cfg: TrainConfig) -> VAEConfig:
+    base = PRESETS[cfg.preset].to_dict()
+    if cfg.image_size:
+        base["image_size"] = cfg.image_size
+    if cfg.latent_dim:
+        base["latent_dim"] = cfg.latent_dim
+    return VAEConfig.from_dict(base)
+
+
+def command_line(argv: list[str], dist: Dist) -> str:
+    prefix = f"torchrun --nproc_per_node={dist.world} -m vae.train" if dist.enabled else "python -m vae.train"
+    return f"{prefix} {shlex.join(argv)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cfg = parse_args(argv)
+    dist = setup_distributed(cfg.device)
+    try:
+        return train(cfg, dist, command_line(argv, dist))
+    except (ImageError, ckpt.CheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if dist.enabled:
+            torch.distributed.destroy_process_group()
+
+
+def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    device = pick_device(cfg.device, dist.local_rank)
+    out = Path(cfg.out)
+    run_ckpt = out / "checkpoint"
+    has_run = (run_ckpt / ckpt.CONFIG).is_file() or (out / ".checkpoint.old").is_dir()
+    if has_run and not cfg.resume:
+        raise ValueError(f"{out}: already holds a run; pass --resume or choose another --out")
+
+    base = ckpt.load_checkpoint(cfg.init_from) if cfg.init_from else None
+    model_cfg = base.model_config if base else model_config_for(cfg)
+    norm = Normalization.from_dict(base.config["preprocessing"]["normalization"]) if base else (
+        cfg.normalization_obj()
+    )
+    dataset = ImageFolder(cfg.data, model_cfg.image_size, norm)
+    for msg in dataset.skipped:
+        log(dist, f"warning: {msg}")
+    for note in getattr(dataset, "notes", []):
+        log(dist, f"note: {note}")
+    train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
+    val_idx = val_idx[:MAX_VAL_SAMPLES]
+    batches = Batches(len(train_idx), cfg, dist)
+
+    pixel_bytes = len(dataset) * model_cfg.image_size**2 * 4
+    in_ram = cfg.preload == "yes" or (cfg.preload == "auto" and pixel_bytes <= PRELOAD_AUTO_BYTES)
+    x_train = preload(dataset, train_idx, cfg.workers) if in_ram else None
+    x_val = preload(dataset, val_idx, cfg.workers) if dist.main and len(val_idx) else None
+
+    torch.manual_seed(cfg.seed)  # identical init on every rank (DDP also broadcasts rank 0's)
+    model = VAE(model_cfg)
+    if base is not None:
+        model.load_state_dict(base.model.state_dict())
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    schedule = cfg.schedule_obj()
+    step = 0
+
+    if cfg.resume and has_run:
+        step = _restore(run_ckpt if run_ckpt.exists() else out, cfg, model, optimizer, noise_gen)
+        log(dist, f"resumed {out} at step {step}")
+        if dist.main:
+            truncate_metrics(out / METRICS, step)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    net: torch.nn.Module = model
+    if cfg.compile:
+        net = torch.compile(net)
+    if dist.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+
+    def meta(metrics: dict) -> dict:
+        return {
+            "model": model_cfg.to_dict(),
+            "preprocessing": {"image_size": model_cfg.image_size, "normalization": norm.to_dict()},
+            "beta": cfg.beta, "recon": cfg.recon, "schedule": schedule.to_dict(),
+            "train": asdict(cfg), "step": step, "command": command,
+            "dataset": {"path": str(cfg.data), "fingerprint": dataset.fingerprint(),
+                        "n_train": len(train_idx), "n_val": len(val_idx), "seed": cfg.seed},
+            "metrics": metrics, "world_size": dist.world, "device": device.type,
+            "base_checkpoint": base.id if base else None,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }  # fmt: skip
+
+    last_val: dict = {}
+
+    def save() -> None:
+        if not dist.main:
+            return
+        tensors, info = optimizer_tensors(optimizer)
+        tensors["rng.noise"] = noise_gen.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        summary = {k: v for k, v in last_val.items() if k != "kl_per_dim"}
+        ckpt.save_checkpoint(run_ckpt, model, meta(summary), tensors,
+                             {"step": step, "optimizer": info, "train": asdict(cfg)})  # fmt: skip
+
+    def barrier() -> None:
+        if dist.enabled:
+            torch.distributed.barrier()
+
+    eval_every = cfg.eval_every or batches.steps_per_epoch
+    metrics_file = open(out / METRICS, "a") if dist.main else None  # noqa: SIM115
+    bar = None
+    if dist.main and cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=step, unit="step", dynamic_ncols=True)
+    log(dist, f"training {cfg.preset} on {len(train_idx)} images ({len(val_idx)} held out), "
+              f"device {device}, world {dist.world}, β={cfg.beta} ({cfg.recon}), {cfg.schedule}")  # fmt: skip
+    model.train()
+    t_last, imgs_since = time.perf_counter(), 0
+    code = 0
+    with StopFlag() as stop:
+        while step < cfg.max_steps:
+            epoch, pos = divmod(step, batches.steps_per_epoch)
+            epoch_batches = batches.epoch(epoch, pos)
+            loader = None
+            if x_train is None:
+                subset = torch.utils.data.Subset(dataset, train_idx.tolist())
+                loader = iter(DataLoader(subset, batch_sampler=epoch_batches, num_workers=cfg.workers))
+            for idx in epoch_batches:
+                x = x_train[idx] if x_train is not None else next(loader)
+                x = x.to(device, non_blocking=True)
+                if device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                # ε for the whole global batch, then this rank's rows: every rank and a single
+                # process with the same global batch see the same draws.
+                eps = torch.randn(cfg.batch_size, model_cfg.latent_dim, generator=noise_gen)
+                eps = eps[dist.rank :: dist.world][: len(idx)].to(device)
+                beta_t, capacity_t = schedule.at(step)
+                with autocast(device):
+                    x_hat, post = net(x, sample=True, noise=eps)
+                terms = vae_loss(x, x_hat, post, beta_t, cfg.recon, capacity_t)
+                optimizer.zero_grad(set_to_none=True)
+                terms.total.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+                )
+                bad = not (torch.isfinite(terms.total) and torch.isfinite(gnorm))
+                flags = torch.tensor([float(bad), float(stop.requested)])
+                if dist.enabled:
+                    torch.distributed.all_reduce(flags)  # ranks agree on when to stop
+                if flags[0] > 0:
+                    log(dist, f"error: non-finite loss at step {step} (recon={float(terms.recon):.4g}, "
+                              f"kl={float(terms.kl):.4g}); stopped. Last good checkpoint: {run_ckpt} "
+                              "(lower --lr or --beta, or check the data)")  # fmt: skip
+                    code = EXIT_NONFINITE
+                    break
+                optimizer.step()
+                step += 1
+                imgs_since += len(idx) * dist.world
+                if step % cfg.log_every == 0 or step == cfg.max_steps:
+                    now = time.perf_counter()
+                    rec = {"split": "train", "step": step, "epoch": epoch,
+                           "loss": float(terms.total), "recon": float(terms.recon),
+                           "kl": float(terms.kl), "beta": beta_t, "capacity": capacity_t,
+                           "active_units": active_units(terms.kl_per_dim.detach()),
+                           "grad_norm": float(gnorm), "lr": cfg.lr,
+                           "images_per_s": imgs_since / max(now - t_last, 1e-9), "time": time.time()}  # fmt: skip
+                    t_last, imgs_since = now, 0
+                    if metrics_file:
+                        metrics_file.write(json.dumps(rec) + "\n")
+                        metrics_file.flush()
+                    if bar:
+                        bar.set_postfix(loss=f"{rec['loss']:.4g}", recon=f"{rec['recon']:.4g}",
+                                        kl=f"{rec['kl']:.4g}")  # fmt: skip
+                if bar:
+                    bar.update(1)
+                if x_val is not None and (step % eval_every == 0 or step == cfg.max_steps):
+                    last_val = validate(model, x_val, cfg, device)
+                    rec = {"split": "val", "step": step, "epoch": epoch, **last_val}
+                    metrics_file.write(json.dumps(rec) + "\n")
+                    metrics_file.flush()
+                if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+                    save()
+                    barrier()
+                if flags[1] > 0:
+                    if step % cfg.checkpoint_every and step != cfg.max_steps:
+                        save()
+                        barrier()
+                    log(dist, f"interrupted at step {step}; checkpoint saved in {run_ckpt}; "
+                              "continue with --resume")  # fmt: skip
+                    code = EXIT_INTERRUPTED
+                    break
+            if code:
+                break
+    if bar:
+        bar.close()
+    if metrics_file:
+        metrics_file.close()
+    if code == 0:
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in last_val.items() if k != "kl_per_dim")
+        log(dist, f"done: {step} steps, checkpoint {run_ckpt}" + (f" ({summary})" if summary else ""))
+    return code
+
+
+def _restore(path: Path, cfg: TrainConfig, model, optimizer, noise_gen) -> int:
+    loaded = ckpt.load_checkpoint(path)
+    tensors, state = ckpt.read_resume(path)
+    if state.get("weights_sha256") != loaded.id:
+        raise ckpt.CheckpointError(f"{path}: resume state does not belong to these weights")
+    old = state.get("train", {})
+    changed = [k for k in RESUME_MUST_MATCH if k in old and old[k] != getattr(cfg, k)]
+    if changed:
+        raise ValueError(f"{path}: --resume with changed settings {changed}; they must match the run")
+    model.load_state_dict(loaded.model.state_dict())
+    load_optimizer(optimizer, tensors, state["optimizer"])
+    noise_gen.set_state(tensors["rng.noise"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(state["step"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
