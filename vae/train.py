@@ -9,6 +9,7 @@ and data position are all in the checkpoint, so a killed run ends bit-identical 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -501,6 +502,10 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         bar.close()
     if metrics_file:
         metrics_file.close()
+    if dist.enabled:
+        # Every rank reports a digest of its weights, so users (and tests) can check they agree.
+        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters()))
+        print(f"rank {dist.rank}: final weights {digest.hexdigest()[:16]}", file=sys.stderr, flush=True)
     if code == 0:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in last_val.items() if k != "kl_per_dim")
         log(dist, f"done: {step} steps, checkpoint {run_ckpt}" + (f" ({summary})" if summary else ""))

@@ -1,0 +1,118 @@
+"""On-disk cache of arrays (latents, projections), outside git.
+
+Each entry is `NAME.npz` plus `NAME.json` holding the npz's byte size and sha256: a truncated or
+altered file is detected on read and rebuilt, never used. Writes are atomic (temp file, then
+rename) and builders take a file lock, so two processes building the same entry do not corrupt it
+and the second one reuses the first one's result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+CACHE_ENV = "SPECKLE_VAE_CACHE"
+log = logging.getLogger("explorer.cache")
+
+
+def cache_root() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    path = Path(root) if root else Path(__file__).resolve().parents[1] / ".cache" / "speckle-vae"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def key(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:24]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(path: Path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    npz = path.with_suffix(".npz")
+
+    def write_npz(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    _atomic_write(npz, write_npz)
+    info = {"bytes": npz.stat().st_size, "sha256": _sha256(npz), "meta": meta or {}}
+    _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(info)))
+
+
+def load(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
+    """The cached arrays and meta, or None when absent. A damaged entry is removed and logged."""
+    npz, sidecar = Path(path).with_suffix(".npz"), Path(path).with_suffix(".json")
+    if not npz.exists() or not sidecar.exists():
+        return None
+    try:
+        info = json.loads(sidecar.read_text())
+        if npz.stat().st_size != info["bytes"] or _sha256(npz) != info["sha256"]:
+            raise ValueError("size or hash differs from its record")
+        with np.load(npz, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        return arrays, info.get("meta", {})
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+        log.warning("%s: damaged cache entry (%s); rebuilding", npz, e)
+        npz.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
+        return None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    lock_path = Path(path).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def get_or_build(
+    path: Path, build: Callable[[], tuple[dict[str, np.ndarray], dict]]
+) -> tuple[dict[str, np.ndarray], dict, bool]:
+    """(arrays, meta, hit). Builds under the lock when the entry is missing or damaged."""
+    hit = load(path)
+    if hit is not None:
+        return hit[0], hit[1], True
+    with locked(path):
+        hit = load(path)  # another process may have built it while we waited
+        if hit is not None:
+            return hit[0], hit[1], True
+        arrays, meta = build()
+        try:
+            save(path, arrays, meta)
+        except OSError as e:  # read-only or full disk: still serve the result, uncached
+            log.warning("%s: cannot write cache (%s); continuing without it", path, e)
+        return arrays, meta, False

@@ -1,0 +1,109 @@
+"""Operations on latent vectors: traversal, interpolation, nearest neighbours, dim ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import ndtri
+
+TRAVERSAL_MODES = ("sigma", "quantile", "absolute")
+INTERPOLATIONS = ("lerp", "slerp")
+
+
+def rank_dims(kl_per_dim: np.ndarray) -> np.ndarray:
+    """Dims ordered by mean KL, most informative first (ties broken by index, so stable)."""
+    return np.lexsort((np.arange(len(kl_per_dim)), -np.asarray(kl_per_dim)))
+
+
+def traverse(
+    z0: np.ndarray,
+    dims: list[int] | np.ndarray,
+    values: np.ndarray,
+    mode: str = "sigma",
+    scale: np.ndarray | None = None,
+) -> np.ndarray:
+    """Latents varying each dim in `dims` over `values`, one dim at a time: (len(dims)·S, dz),
+    dim-major, so the result reshapes to a dims × steps grid.
+
+    - "sigma": z[d] = z0[d] + v·scale[d], with `scale` a per-dim σ (e.g. the spread of μ over the
+      data, or a sample's posterior σ);
+    - "quantile": z[d] = Φ⁻¹(v), v in (0, 1), a quantile of the N(0, 1) prior;
+    - "absolute": z[d] = v.
+    All other dims keep z0's values.
+    """
+    if mode not in TRAVERSAL_MODES:
+        raise ValueError(f"mode must be one of {TRAVERSAL_MODES}, got {mode!r}")
+    z0 = np.asarray(z0, dtype=np.float32)
+    values = np.asarray(values, dtype=np.float64)
+    dims = np.asarray(dims, dtype=int)
+    if mode == "sigma" and scale is None:
+        raise ValueError("mode 'sigma' needs a per-dim scale")
+    if mode == "quantile" and ((values <= 0) | (values >= 1)).any():
+        raise ValueError("quantiles must lie strictly between 0 and 1")
+    out = np.repeat(z0[None], len(dims) * len(values), axis=0)
+    for i, d in enumerate(dims):
+        rows = slice(i * len(values), (i + 1) * len(values))
+        if mode == "sigma":
+            out[rows, d] = z0[d] + values * float(scale[d])
+        elif mode == "quantile":
+            out[rows, d] = ndtri(values)
+        else:
+            out[rows, d] = values
+    return out
+
+
+def set_dims(z0: np.ndarray, offsets: dict[int, float], scale: np.ndarray) -> np.ndarray:
+    """z0 with several dims moved at once by `offsets` in units of `scale` (the sliders)."""
+    z = np.array(z0, dtype=np.float32, copy=True)
+    for d, v in offsets.items():
+        z[d] = z0[d] + v * float(scale[d])
+    return z
+
+
+def lerp(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    return ((1 - t) * a[None] + t * b[None]).astype(np.float32)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Spherical interpolation (Shoemake 1985), which keeps latents at the typical norm of the
+    prior instead of cutting through its low-density centre. The norm is interpolated linearly,
+    so endpoints of equal norm keep that norm along the whole path."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    na, nb = np.linalg.norm(a64), np.linalg.norm(b64)
+    if na == 0 or nb == 0:
+        return lerp(a, b, n)
+    ua, ub = a64 / na, b64 / nb
+    omega = np.arccos(np.clip(ua @ ub, -1.0, 1.0))
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    if omega < 1e-6:  # (anti)parallel: the great circle is undefined; fall back to lerp
+        return lerp(a, b, n)
+    dirs = (np.sin((1 - t) * omega) * ua + np.sin(t * omega) * ub) / np.sin(omega)
+    norms = (1 - t) * na + t * nb
+    return (dirs * norms).astype(np.float32)
+
+
+def interpolate(a: np.ndarray, b: np.ndarray, n: int, method: str = "slerp") -> np.ndarray:
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"method must be one of {INTERPOLATIONS}, got {method!r}")
+    if n < 2:
+        raise ValueError(f"need at least 2 frames, got {n}")
+    return slerp(a, b, n) if method == "slerp" else lerp(a, b, n)
+
+
+def nearest(latents: np.ndarray, z: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and Euclidean distances of the k nearest rows of `latents` to each z: (M, k).
+    Brute force in float32 chunks: exact, and fast enough for 10⁵ × 512."""
+    z = np.atleast_2d(np.asarray(z, np.float32))
+    latents = np.asarray(latents, np.float32)
+    k = min(k, len(latents))
+    sq = (latents**2).sum(1)
+    idx_out, dist_out = [], []
+    for i in range(0, len(z), 256):
+        q = z[i : i + 256]
+        d2 = np.maximum(sq[None] - 2 * q @ latents.T + (q**2).sum(1)[:, None], 0)
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(d2, part, 1).argsort(1)
+        idx = np.take_along_axis(part, order, 1)
+        idx_out.append(idx)
+        dist_out.append(np.sqrt(np.take_along_axis(d2, idx, 1)))
+    return np.concatenate(idx_out), np.concatenate(dist_out)

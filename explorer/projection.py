@@ -1,0 +1,98 @@
+"""2-D maps of the latents: UMAP (umap-learn) or PCA, with placement of new points.
+
+For more than `max_fit` points the reducer is fitted on a random sample and the rest are placed
+with `transform`, as latent-scope does for a million points. The fitted reducer stays in memory
+to place uploads; coordinates are what the disk cache keeps (no pickles), and a map restored from
+disk places new points by inverse-distance weighting of their nearest latents' coordinates.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from explorer.latent_ops import nearest
+
+METHODS = ("umap", "pca")
+METRICS = ("euclidean", "cosine", "correlation", "manhattan")
+MAX_FIT = 20_000
+
+
+@dataclass
+class Projection:
+    coords: np.ndarray  # (N, 2) float32
+    method: str
+    params: dict
+    note: str = ""  # e.g. "fitted on 20000 of 50000 points; the rest placed with transform"
+    seconds: float = 0.0
+    reducer: object | None = field(default=None, repr=False)
+
+    def transform(self, latents: np.ndarray, z: np.ndarray, k: int = 10) -> np.ndarray:
+        """Map positions (M, 2) for new latents z (M, dz)."""
+        z = np.atleast_2d(np.asarray(z, np.float32))
+        if self.reducer is not None:
+            return np.asarray(self.reducer.transform(z), np.float32)
+        idx, dist = nearest(latents, z, k)
+        w = 1.0 / np.maximum(dist, 1e-6)
+        w /= w.sum(1, keepdims=True)
+        return np.einsum("mk,mkc->mc", w, self.coords[idx]).astype(np.float32)
+
+
+def numba_cache_dir() -> str:
+    """Persist numba's JIT cache so only the first process pays umap-learn's ~25 s compile."""
+    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "numba")
+    os.environ.setdefault("NUMBA_CACHE_DIR", default)
+    os.makedirs(os.environ["NUMBA_CACHE_DIR"], exist_ok=True)
+    return os.environ["NUMBA_CACHE_DIR"]
+
+
+def fit_projection(
+    latents: np.ndarray,
+    method: str = "umap",
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    seed: int | None = 0,
+    max_fit: int = MAX_FIT,
+) -> Projection:
+    """Fit a 2-D map. `seed=None` lets UMAP use every core (a fixed seed forces one thread)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    x = np.asarray(latents, np.float32)
+    if len(x) < 3:
+        raise ValueError(f"need at least 3 points to project, got {len(x)}")
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0 if seed is None else seed)
+    fit_idx = np.sort(rng.choice(len(x), max_fit, replace=False)) if len(x) > max_fit else None
+    x_fit = x if fit_idx is None else x[fit_idx]
+    params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "seed": seed}
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        reducer = PCA(n_components=2, random_state=seed or 0).fit(x_fit)
+        params = {"seed": seed}
+    else:
+        numba_cache_dir()
+        import umap
+
+        reducer = umap.UMAP(
+            n_neighbors=min(n_neighbors, len(x_fit) - 1), min_dist=min_dist, metric=metric,
+            random_state=seed, n_jobs=1 if seed is not None else -1,
+        ).fit(x_fit)  # fmt: skip
+    if fit_idx is None:
+        coords = reducer.embedding_ if method == "umap" else reducer.transform(x)
+        note = ""
+    else:
+        coords = np.empty((len(x), 2), np.float32)
+        rest = np.setdiff1d(np.arange(len(x)), fit_idx)
+        coords[fit_idx] = reducer.embedding_ if method == "umap" else reducer.transform(x_fit)
+        for i in range(0, len(rest), 50_000):
+            coords[rest[i : i + 50_000]] = reducer.transform(x[rest[i : i + 50_000]])
+        note = f"fitted on {len(fit_idx)} of {len(x)} points; the rest placed with transform"
+    return Projection(np.asarray(coords, np.float32), method, params, note,
+                      time.perf_counter() - t0, reducer)  # fmt: skip
