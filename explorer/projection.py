@@ -30,11 +30,18 @@ class Projection:
     seconds: float = 0.0
     reducer: object | None = field(default=None, repr=False)
 
-    def transform(self, latents: np.ndarray, z: np.ndarray, k: int = 10) -> np.ndarray:
-        """Map positions (M, 2) for new latents z (M, dz)."""
+    def transform(self, latents: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Map positions (M, 2) for new latents z (M, dz), with the fitted reducer when it is in
+        memory, else through the nearest latents."""
         z = np.atleast_2d(np.asarray(z, np.float32))
         if self.reducer is not None:
             return np.asarray(self.reducer.transform(z), np.float32)
+        return self.place_nearest(latents, z)
+
+    def place_nearest(self, latents: np.ndarray, z: np.ndarray, k: int = 10) -> np.ndarray:
+        """Inverse-distance-weighted mean of the k nearest latents' map positions: milliseconds,
+        so a slider move can redraw its marker without running UMAP's optimizing transform."""
+        z = np.atleast_2d(np.asarray(z, np.float32))
         idx, dist = nearest(latents, z, k)
         w = 1.0 / np.maximum(dist, 1e-6)
         w /= w.sum(1, keepdims=True)
@@ -43,7 +50,9 @@ class Projection:
 
 def numba_cache_dir() -> str:
     """Persist numba's JIT cache so only the first process pays umap-learn's ~25 s compile."""
-    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "numba")
+    default = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "numba"
+    )
     os.environ.setdefault("NUMBA_CACHE_DIR", default)
     os.makedirs(os.environ["NUMBA_CACHE_DIR"], exist_ok=True)
     return os.environ["NUMBA_CACHE_DIR"]

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 # Keep numba's JIT cache across test processes (umap-learn compiles ~25 s at import otherwise).
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "numba"))
+os.environ.setdefault(
+    "NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "numba")
+)
 
 from vae.model import VAEConfig  # noqa: E402
 

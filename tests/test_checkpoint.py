@@ -86,7 +86,9 @@ def test_refuses_truncated_weights(tmp_path: Path, tiny_config: VAEConfig) -> No
     _save(tmp_path / "c", tiny_config)
     weights = tmp_path / "c" / ckpt.WEIGHTS
     weights.write_bytes(weights.read_bytes()[:-100])
-    with pytest.raises(ckpt.CheckpointError, match="model.safetensors: content hash does not match"):
+    with pytest.raises(
+        ckpt.CheckpointError, match="model.safetensors: content hash does not match"
+    ):
         ckpt.load_checkpoint(tmp_path / "c")
     # Without a recorded hash the safetensors parser still refuses it.
     config = json.loads((tmp_path / "c" / "config.json").read_text())

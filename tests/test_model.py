@@ -15,7 +15,7 @@ def test_preset_shapes(name: str) -> None:
         x_hat, post = model(x)
     assert x_hat.shape == x.shape
     assert post.mean.shape == post.logvar.shape == (2, 512)
-    assert 0.0 <= float(x_hat.min()) and float(x_hat.max()) <= 1.0
+    assert float(x_hat.min()) >= 0.0 and float(x_hat.max()) <= 1.0
 
 
 def test_paper_preset_flattens_to_18432() -> None:
@@ -34,7 +34,9 @@ def test_any_size_divisible_by_16(size: int) -> None:
 
 def test_wrong_input_shape_is_a_clear_error(tiny_config: VAEConfig) -> None:
     model = VAE(tiny_config)
-    with pytest.raises(ValueError, match=r"expected input of shape \(B, 1, 16, 16\), got \(1, 1, 32, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"expected input of shape \(B, 1, 16, 16\), got \(1, 1, 32, 32\)"
+    ):
         model(torch.rand(1, 1, 32, 32))
     with pytest.raises(ValueError, match="expected input"):
         model(torch.rand(1, 16, 16))

@@ -135,7 +135,9 @@ def save_checkpoint(
             (tmp / RESUME).mkdir()
             tensors = {k: v.detach().cpu().contiguous() for k, v in (resume_tensors or {}).items()}
             save_file(tensors, str(tmp / RESUME / "state.safetensors"))
-            _write_json(tmp / RESUME / "state.json", {"weights_sha256": digest, **(resume_state or {})})
+            _write_json(
+                tmp / RESUME / "state.json", {"weights_sha256": digest, **(resume_state or {})}
+            )
         _sync_tree(tmp)
         _swap_in(tmp, directory)
     except BaseException:
@@ -203,12 +205,16 @@ def read_weights(path: Path, expected_sha256: str | None = None) -> dict[str, to
     if _sniff_pickle(path):
         raise CheckpointError(f"{path}: is a pickle (torch.save) file; refusing to load it")
     if expected_sha256 is not None and file_sha256(path) != expected_sha256:
-        raise CheckpointError(f"{path}: content hash does not match config.json (truncated or altered)")
+        raise CheckpointError(
+            f"{path}: content hash does not match config.json (truncated or altered)"
+        )
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"{path}: not a valid safetensors file ({str(e).splitlines()[0]})"
+        ) from None
 
 
 def _check_shapes(path: Path, config: VAEConfig, state: dict[str, torch.Tensor]) -> None:

@@ -52,7 +52,9 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> dic
     categorical = values.dtype.kind not in "fc" or len(np.unique(values)) <= MAX_CLASSES
     if len(values) < 8 or len(np.unique(values)) < 2:
         return {"kind": "none", "score": float("nan"), "n": int(len(values))}
-    strat = values if categorical and np.min(np.unique(values, return_counts=True)[1]) >= 2 else None
+    strat = (
+        values if categorical and np.min(np.unique(values, return_counts=True)[1]) >= 2 else None
+    )
     f_tr, f_te, y_tr, y_te = train_test_split(
         features, values, test_size=PROBE_TEST_FRACTION, random_state=seed, stratify=strat
     )
@@ -65,13 +67,19 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> dic
                 "n": int(len(values))}  # fmt: skip
     reg = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
     reg.fit(f_tr, y_tr.astype(float))
-    return {"kind": "r2", "score": float(reg.score(f_te, y_te.astype(float))), "n": int(len(values))}
+    return {
+        "kind": "r2",
+        "score": float(reg.score(f_te, y_te.astype(float))),
+        "n": int(len(values)),
+    }
 
 
 def _missing(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "fc":
         return ~np.isfinite(values)
-    return np.array([v is None or (isinstance(v, float) and np.isnan(v)) or v == "" for v in values])
+    return np.array(
+        [v is None or (isinstance(v, float) and np.isnan(v)) or v == "" for v in values]
+    )
 
 
 def pca_baseline(x: np.ndarray, components: int, seed: int = 0) -> dict:
@@ -131,7 +139,9 @@ def evaluate(
     }  # fmt: skip
     if probe_label:
         if probe_label not in dataset.labels.columns:
-            raise ValueError(f"{data}: no label column {probe_label!r} (have {list(dataset.labels.columns)})")
+            raise ValueError(
+                f"{data}: no label column {probe_label!r} (have {list(dataset.labels.columns)})"
+            )
         labels = dataset.labels[probe_label].to_numpy()[pick]
         probe = linear_probe(enc.mu, labels, seed)
         key = "probe_accuracy" if probe["kind"] == "accuracy" else "probe_r2"

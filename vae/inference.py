@@ -72,7 +72,9 @@ def decode(model: VAE, z: np.ndarray | torch.Tensor, batch_size: int = 256) -> n
     for i in range(0, len(z), batch_size):
         with autocast(device):
             out.append(model.decode(z[i : i + batch_size].to(device)).float()[:, 0].cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0,) + (model.config.image_size,) * 2, np.float32)
+    return (
+        np.concatenate(out) if out else np.zeros((0,) + (model.config.image_size,) * 2, np.float32)
+    )
 
 
 def kl_per_dim(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:

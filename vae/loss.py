@@ -25,10 +25,14 @@ class LossTerms:
     kl_per_dim: torch.Tensor  # (dz,), nats, mean over the batch
 
 
-def reconstruction(x: torch.Tensor, x_hat: torch.Tensor, convention: str = DEFAULT_RECON) -> torch.Tensor:
+def reconstruction(
+    x: torch.Tensor, x_hat: torch.Tensor, convention: str = DEFAULT_RECON
+) -> torch.Tensor:
     """Per-image reconstruction error (B,): sum ("sse") or mean ("mse") of squared errors."""
     if convention not in RECON_CONVENTIONS:
-        raise ValueError(f"reconstruction convention must be one of {RECON_CONVENTIONS}, got {convention!r}")
+        raise ValueError(
+            f"reconstruction convention must be one of {RECON_CONVENTIONS}, got {convention!r}"
+        )
     sq = (x_hat.float() - x.float()).pow(2).flatten(1)  # (B, C·H·W)
     return sq.sum(1) if convention == "sse" else sq.mean(1)
 

@@ -203,7 +203,9 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
-            raise ValueError(f"expected z of shape (B, {self.config.latent_dim}), got {tuple(z.shape)}")
+            raise ValueError(
+                f"expected z of shape (B, {self.config.latent_dim}), got {tuple(z.shape)}"
+            )
         return self.decoder(z)
 
     def forward(

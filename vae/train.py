@@ -9,6 +9,7 @@ and data position are all in the checkpoint, so a killed run ends bit-identical 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -51,8 +52,10 @@ class TrainConfig:
     beta: float = field(default=1.0, **_help("KL weight β (γ for the capacity schedule)"))
     recon: str = field(
         default="sse",
-        **_help("reconstruction term: per-image sum (sse) or mean (mse) of squared errors",
-                choices=RECON_CONVENTIONS),
+        **_help(
+            "reconstruction term: per-image sum (sse) or mean (mse) of squared errors",
+            choices=RECON_CONVENTIONS,
+        ),
     )
     schedule: str = field(default="constant", **_help("β schedule", choices=SCHEDULES))
     warmup_steps: int = field(default=1000, **_help("warmup: steps to ramp β from 0"))
@@ -67,8 +70,8 @@ class TrainConfig:
     val_fraction: float = field(default=0.1, **_help("held-out validation fraction"))
     seed: int = field(default=0, **_help("seed for init, split, data order and noise"))
     normalization: str = field(
-        default="max", **_help("per-image max, per-image mean, or fixed range",
-                               choices=("max", "mean", "fixed")),
+        default="max",
+        **_help("per-image max, per-image mean, or fixed range", choices=("max", "mean", "fixed")),
     )
     norm_high: float = field(default=0.0, **_help("fixed: full-scale value (0 = file's own)"))
     image_size: int = field(default=0, **_help("override the preset's image size (multiple of 16)"))
@@ -186,10 +189,9 @@ class StopFlag:
 
     def __enter__(self) -> StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            # Outside the main thread signal() raises: leave signals alone there.
+            with contextlib.suppress(ValueError):
                 self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
         return self
 
     def _handle(self, signum, frame) -> None:
@@ -239,7 +241,9 @@ class Batches:
         )  # fmt: skip
         self.steps_per_epoch = len(self.sampler) // self.per_rank
         if self.steps_per_epoch < 1:
-            raise ValueError(f"training split has {n} images, fewer than --batch-size {cfg.batch_size}")
+            raise ValueError(
+                f"training split has {n} images, fewer than --batch-size {cfg.batch_size}"
+            )
 
     def epoch(self, e: int, start: int = 0) -> list[list[int]]:
         self.sampler.set_epoch(e)
@@ -307,7 +311,11 @@ def model_config_for(cfg: TrainConfig) -> VAEConfig:
 
 
 def command_line(argv: list[str], dist: Dist) -> str:
-    prefix = f"torchrun --nproc_per_node={dist.world} -m vae.train" if dist.enabled else "python -m vae.train"
+    prefix = (
+        f"torchrun --nproc_per_node={dist.world} -m vae.train"
+        if dist.enabled
+        else "python -m vae.train"
+    )
     return f"{prefix} {shlex.join(argv)}"
 
 
@@ -339,8 +347,10 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
 
     base = ckpt.load_checkpoint(cfg.init_from) if cfg.init_from else None
     model_cfg = base.model_config if base else model_config_for(cfg)
-    norm = Normalization.from_dict(base.config["preprocessing"]["normalization"]) if base else (
-        cfg.normalization_obj()
+    norm = (
+        Normalization.from_dict(base.config["preprocessing"]["normalization"])
+        if base
+        else (cfg.normalization_obj())
     )
     dataset = ImageFolder(cfg.data, model_cfg.image_size, norm)
     for msg in dataset.skipped:
@@ -431,7 +441,9 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
             loader = None
             if x_train is None:
                 subset = torch.utils.data.Subset(dataset, train_idx.tolist())
-                loader = iter(DataLoader(subset, batch_sampler=epoch_batches, num_workers=cfg.workers))
+                loader = iter(
+                    DataLoader(subset, batch_sampler=epoch_batches, num_workers=cfg.workers)
+                )
             for idx in epoch_batches:
                 x = x_train[idx] if x_train is not None else next(loader)
                 x = x.to(device, non_blocking=True)
@@ -504,11 +516,20 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         metrics_file.close()
     if dist.enabled:
         # Every rank reports a digest of its weights, so users (and tests) can check they agree.
-        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters()))
-        print(f"rank {dist.rank}: final weights {digest.hexdigest()[:16]}", file=sys.stderr, flush=True)
+        digest = hashlib.sha256(
+            b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())
+        )
+        print(
+            f"rank {dist.rank}: final weights {digest.hexdigest()[:16]}",
+            file=sys.stderr,
+            flush=True,
+        )
     if code == 0:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in last_val.items() if k != "kl_per_dim")
-        log(dist, f"done: {step} steps, checkpoint {run_ckpt}" + (f" ({summary})" if summary else ""))
+        log(
+            dist,
+            f"done: {step} steps, checkpoint {run_ckpt}" + (f" ({summary})" if summary else ""),
+        )
     return code
 
 
@@ -520,7 +541,9 @@ def _restore(path: Path, cfg: TrainConfig, model, optimizer, noise_gen) -> int:
     old = state.get("train", {})
     changed = [k for k in RESUME_MUST_MATCH if k in old and old[k] != getattr(cfg, k)]
     if changed:
-        raise ValueError(f"{path}: --resume with changed settings {changed}; they must match the run")
+        raise ValueError(
+            f"{path}: --resume with changed settings {changed}; they must match the run"
+        )
     model.load_state_dict(loaded.model.state_dict())
     load_optimizer(optimizer, tensors, state["optimizer"])
     noise_gen.set_state(tensors["rng.noise"])

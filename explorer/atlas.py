@@ -1,0 +1,128 @@
+"""The model bundle: a checkpoint plus a dataset, encoded once and cached on disk.
+
+The latents are keyed by the checkpoint id (sha256 of its weights) and the dataset fingerprint,
+so a second start does not encode again, and a new model or changed data never reuses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from explorer import cache
+from explorer.latent_ops import rank_dims
+from explorer.projection import Projection, fit_projection
+from vae.checkpoint import Checkpoint
+from vae.inference import encode_dataset, kl_per_dim
+from vae.loss import active_units
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class Atlas:
+    checkpoint: Checkpoint
+    dataset: object  # vae.data.ImageFolder (or ArrayDataset): images, labels, fingerprint()
+    mu: np.ndarray  # (N, dz)
+    logvar: np.ndarray  # (N, dz)
+    recon_error: np.ndarray  # (N,) per-image MSE of the z = μ reconstruction
+    kl: np.ndarray  # (N,) per-image KL in nats
+    cache_hit: bool = False
+
+    @property
+    def kl_per_dim(self) -> np.ndarray:
+        return kl_per_dim(self.mu, self.logvar)
+
+    @property
+    def dim_order(self) -> np.ndarray:
+        """Dims ranked by mean KL: the informative ones first everywhere in the UI."""
+        return rank_dims(self.kl_per_dim)
+
+    @property
+    def active_units(self) -> int:
+        return active_units(self.kl_per_dim)
+
+    @property
+    def scale(self) -> np.ndarray:
+        """Per-dim σ for traversal sliders: the spread of μ over the data (the aggregate
+        posterior). A collapsed dim, whose μ does not vary, gets the prior's σ = 1."""
+        std = self.mu.std(0)
+        return np.where(std > 1e-3, std, 1.0).astype(np.float32)
+
+    @property
+    def labels(self) -> pd.DataFrame:
+        return self.dataset.labels
+
+    @property
+    def elbo(self) -> np.ndarray:
+        """Per-image negative ELBO in the checkpoint's own convention: recon + KL (β = 1)."""
+        h, w = self.checkpoint.model_config.image_size, self.checkpoint.model_config.image_size
+        recon = self.recon_error * (h * w if self.checkpoint.recon == "sse" else 1.0)
+        return recon + self.kl
+
+
+def _encode(checkpoint: Checkpoint, dataset, progress: Progress | None) -> dict[str, np.ndarray]:
+    def report(done: int, total: int) -> None:
+        if progress:
+            progress(done / max(total, 1), f"encoding {done}/{total} images")
+
+    enc = encode_dataset(
+        checkpoint.model, dataset, reconstruct=True, keep_images=True, progress=report
+    )
+    err = ((enc.recon - enc.images) ** 2).reshape(len(enc.mu), -1).mean(1)
+    kl = (-0.5 * (1.0 + enc.logvar - enc.mu**2 - np.exp(enc.logvar))).sum(1)
+    return {"mu": enc.mu, "logvar": enc.logvar, "recon_error": err.astype(np.float32),
+            "kl": kl.astype(np.float32)}  # fmt: skip
+
+
+def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = None) -> Atlas:
+    path = cache.cache_root() / "latents" / cache.key(checkpoint.id, dataset.fingerprint())
+    arrays, _, hit = cache.get_or_build(
+        path, lambda: (_encode(checkpoint, dataset, progress), {"checkpoint": checkpoint.id})
+    )
+    if len(arrays["mu"]) != len(dataset):
+        raise ValueError(f"{path}: cached latents do not match the dataset size")
+    return Atlas(checkpoint, dataset, arrays["mu"], arrays["logvar"], arrays["recon_error"],
+                 arrays["kl"], cache_hit=hit)  # fmt: skip
+
+
+def build_projection(
+    atlas: Atlas,
+    method: str = "umap",
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    seed: int | None = 0,
+) -> tuple[Projection, bool]:
+    """The map, cached like the latents. Returns (projection, cache hit). A map from the cache
+    has no reducer in memory; new points are then placed through their nearest latents."""
+    params = (method, n_neighbors, min_dist, metric, seed)
+    path = (
+        cache.cache_root()
+        / "maps"
+        / cache.key(atlas.checkpoint.id, atlas.dataset.fingerprint(), *params)
+    )
+    fitted: list[Projection] = []
+
+    def build():
+        proj = fit_projection(atlas.mu, method, n_neighbors, min_dist, metric, seed)
+        fitted.append(proj)
+        return {"coords": proj.coords}, {"note": proj.note, "seconds": proj.seconds}
+
+    arrays, meta, hit = cache.get_or_build(path, build)
+    if len(arrays["coords"]) != len(atlas.mu):
+        raise ValueError(f"{path}: cached map does not match the latents")
+    if fitted:
+        return fitted[0], False
+    kw = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "seed": seed}
+    return Projection(
+        arrays["coords"], method, kw, meta.get("note", ""), meta.get("seconds", 0.0)
+    ), hit
+
+
+def dataset_dir(root: Path, kind: str, n: int, seed: int) -> Path:
+    return Path(root) / f"{kind}-n{n}-seed{seed}"

@@ -1,0 +1,130 @@
+"""Where models and datasets come from: the pickers offer only what lies under the allowed roots.
+
+No free-form paths: a name that resolves outside its root (`..`, absolute paths, symlinks that
+leave it) is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from explorer import cache
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_MODEL = "models/demo"
+MODEL_ROOTS = ("models", "runs")
+DATA_ROOT_ENV = "SPECKLE_VAE_DATA_ROOT"
+RUNS_ROOT_ENV = "SPECKLE_VAE_RUNS_ROOT"
+SIMULATED = "simulated fibre speckle"
+# The default map: fibre speckle through the demo model's fibre (same fibre seed), drawn with a
+# sample seed the demo model was not trained on.
+SIMULATED_N = int(os.environ.get("SPECKLE_VAE_SIM_N", "2000"))
+SIMULATED_SEED = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class PathError(ValueError):
+    pass
+
+
+def data_root() -> Path:
+    return Path(os.environ.get(DATA_ROOT_ENV, REPO / "data")).resolve()
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get(RUNS_ROOT_ENV, REPO / "runs")).resolve()
+
+
+def inside(root: Path, relative: str) -> Path:
+    """root/relative, refusing anything that resolves outside root."""
+    if not relative or os.path.isabs(relative) or ".." in Path(relative).parts:
+        raise PathError(f"{relative!r}: must be a relative path inside {root.name}/")
+    root = root.resolve()
+    path = (root / relative).resolve()
+    if path != root and root not in path.parents:
+        raise PathError(f"{relative!r}: resolves outside {root.name}/")
+    return path
+
+
+def safe_name(name: str) -> str:
+    """A run name usable as one directory: letters, digits, '.', '_' and '-' only."""
+    if not _NAME.match(name or "") or name in (".", ".."):
+        raise PathError(
+            f"{name!r}: use 1-64 letters, digits, '.', '_' or '-' (not starting with '.')"
+        )
+    return name
+
+
+def _is_checkpoint(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / "checkpoint" / "config.json").is_file()
+
+
+def list_models() -> list[str]:
+    """Checkpoints under models/ and runs/, as repo-relative names; the demo first."""
+    found = []
+    roots = {"models": REPO / "models", "runs": runs_root()}
+    for label, root in roots.items():
+        if not root.is_dir():
+            continue
+        for child in sorted(root.iterdir()):
+            try:
+                resolved = inside(root, child.name)
+            except PathError:
+                continue
+            if child.is_dir() and _is_checkpoint(resolved):
+                found.append(f"{label}/{child.name}")
+    found.sort(key=lambda m: (m != DEMO_MODEL, m))
+    return found
+
+
+def model_path(name: str) -> Path:
+    label, _, rest = name.partition("/")
+    roots = {"models": REPO / "models", "runs": runs_root()}
+    if label not in roots:
+        raise PathError(f"{name!r}: models live under models/ or runs/")
+    return inside(roots[label], rest)
+
+
+def list_datasets() -> list[str]:
+    """The simulated set, then folders directly under the data root."""
+    names = [SIMULATED]
+    root = data_root()
+    if root.is_dir():
+        for child in sorted(root.iterdir()):
+            if child.is_dir() and not child.name.startswith("."):
+                try:
+                    inside(root, child.name)
+                except PathError:
+                    continue
+                names.append(child.name)
+    return names
+
+
+def dataset_path(name: str) -> Path:
+    if name == SIMULATED:
+        return simulated_dir(SIMULATED_N, SIMULATED_SEED)
+    return inside(data_root(), name)
+
+
+def simulated_dir(n: int, seed: int) -> Path:
+    return cache.cache_root() / "datasets" / f"mmf-n{n}-seed{seed}"
+
+
+def ensure_simulated(n: int = SIMULATED_N, seed: int = SIMULATED_SEED, progress=None) -> Path:
+    """Generate the default simulated set once, outside git; later starts reuse it."""
+    from vae.speckle import simulate_mmf, write_dataset
+
+    out = simulated_dir(n, seed)
+    if (out / "labels.csv").is_file():
+        return out
+    with cache.locked(out):
+        if not (out / "labels.csv").is_file():
+            if progress:
+                progress(0.1, f"simulating {n} fibre speckle images")
+            sim = simulate_mmf(n, seed)
+            if progress:
+                progress(0.6, "writing images")
+            write_dataset(sim, out)
+    return out

@@ -1,0 +1,131 @@
+"""Atlas: the map of the dataset's latents. Select points to see a sample; the selection feeds the
+other pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from explorer.projection import METRICS
+from explorer.selection import selected_ids
+from pages import common
+from vae.inference import decode
+from vae.metrics import pixel_metrics
+from vae.stats import contrast
+
+checkpoint, dataset, atlas = common.current()
+n = len(atlas.mu)
+st.title("Atlas")
+st.caption(
+    "Each point is one image, placed by its latent mean μ. Box- or lasso-select points (toolbar at "
+    "the top right of the map) or click one to inspect it; the selection is kept for Traverse, "
+    "Interpolate and retraining."
+)
+
+c1, c2, c3 = st.columns([1, 2, 1])
+method = c1.radio("Map", ["UMAP", "PCA"], horizontal=True, key="atlas_method").lower()
+label_cols = [c for c in atlas.labels.columns if c not in ("file", "pattern")]
+color_options = label_cols + ["reconstruction error", "KL", "−ELBO", "latent dim"]
+color_by = c2.selectbox("Colour by", color_options, key="atlas_color")
+dim = None
+if color_by == "latent dim":
+    ranked = [int(d) for d in atlas.dim_order[:64]]
+    dim = c3.selectbox("Dim (ranked by KL)", ranked, key="atlas_dim",
+                       format_func=lambda d: f"z{d} ({atlas.kl_per_dim[d]:.2f} nats)")  # fmt: skip
+with st.expander("UMAP settings"):
+    u1, u2, u3 = st.columns(3)
+    n_neighbors = u1.slider("n_neighbors", 2, 100, 15, key="atlas_nn")
+    min_dist = u2.slider("min_dist", 0.0, 0.99, 0.1, 0.01, key="atlas_md")
+    metric = u3.selectbox("metric", METRICS, key="atlas_metric")
+
+proj, status = common.projection(atlas, method, n_neighbors, min_dist, metric)
+if status:
+    st.info(status, icon="⏳")
+
+    @st.fragment(run_every=2)
+    def _poll() -> None:
+        _, still = common.projection(atlas, method, n_neighbors, min_dist, metric)
+        if not still:
+            st.rerun()
+
+    _poll()
+if proj.note:
+    st.caption(proj.note)
+
+if color_by == "reconstruction error":
+    color = atlas.recon_error
+elif color_by == "KL":
+    color = atlas.kl
+elif color_by == "−ELBO":
+    color = atlas.elbo
+elif color_by == "latent dim":
+    color = atlas.mu[:, dim]
+else:
+    series = atlas.labels[color_by]
+    many = series.nunique() > 20 and series.dtype.kind in "fi"
+    color = series.to_numpy(float) if many else series.astype(str).to_numpy()
+
+fig = common.map_figure(
+    proj.coords, color, color_by if dim is None else f"z{dim}", common.hover_text(atlas)
+)
+ids_before = st.session_state.get("selection", [])
+if ids_before:
+    common.add_points(fig, proj.coords[ids_before[:200]], "selected", symbol="circle-open", size=11,
+                      color="black")  # fmt: skip
+st.plotly_chart(fig, key="atlas_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                width="stretch")  # fmt: skip
+ids = selected_ids(st.session_state.get("atlas_map"), n)
+if ids and ids != ids_before:
+    st.session_state["selection"] = ids
+    st.rerun()
+ids = st.session_state.get("selection", [])
+
+if not ids:
+    st.markdown("_Nothing selected yet._")
+else:
+    st.subheader(
+        f"{len(ids)} selected" + (f"; showing id {ids[0]}" if len(ids) > 1 else f": id {ids[0]}")
+    )
+    i = st.selectbox("Sample", ids, key="atlas_show") if len(ids) > 1 else ids[0]
+    x = dataset[i][0].numpy()
+    rec = decode(checkpoint.model, atlas.mu[i : i + 1])[0]
+    cols = st.columns(4)
+    with cols[0]:
+        common.show_image(x, f"input #{i}")
+    pattern = dataset.pattern(i) if hasattr(dataset, "pattern") else None
+    with cols[1]:
+        if pattern is not None:
+            common.show_image(pattern, "input pattern (SLM)")
+        else:
+            st.caption("no input pattern")
+    with cols[2]:
+        common.show_image(rec, "reconstruction (z = μ)")
+    with cols[3]:
+        err = np.abs(rec - x)
+        common.show_image(err, f"|error| (max {err.max():.2f}, scaled)", normalize=True)
+    pm = {k: float(v[0]) for k, v in pixel_metrics(x[None], rec[None]).items()}
+    k_in, k_rec = contrast(x), contrast(rec)
+    st.dataframe(pd.DataFrame([{**pm, "K_in": k_in, "K_rec": k_rec, "K_rec/K_in": k_rec / k_in,
+                                "KL (nats)": float(atlas.kl[i])}]).round(4), hide_index=True)  # fmt: skip
+    st.dataframe(atlas.labels.iloc[ids[:500]], height=180)
+    b1, b2, b3 = st.columns(3)
+    if b1.button("Traverse from this sample", key="atlas_to_traverse"):
+        st.session_state["traverse_start"] = ("sample", int(i))
+        st.switch_page("pages/traverse.py")
+    if len(ids) >= 2 and b2.button("Interpolate between the first two", key="atlas_to_interp"):
+        st.session_state["interp_ends"] = (int(ids[0]), int(ids[1]))
+        st.switch_page("pages/interpolate.py")
+    if b3.button("Clear selection", key="atlas_clear"):
+        st.session_state["selection"] = []
+        st.rerun()
+
+with st.expander("Export coordinates and latents (CSV)"):
+    if st.checkbox("Prepare the CSV", key="atlas_export"):
+        frame = atlas.labels.copy()
+        frame.insert(0, "id", np.arange(n))
+        frame["map_x"], frame["map_y"] = proj.coords[:, 0], proj.coords[:, 1]
+        frame["recon_error"], frame["kl"] = atlas.recon_error, atlas.kl
+        mu = pd.DataFrame(atlas.mu.round(5), columns=[f"mu_{d}" for d in range(atlas.mu.shape[1])])
+        csv = pd.concat([frame.reset_index(drop=True), mu], axis=1).to_csv(index=False).encode()
+        st.download_button("Download atlas.csv", csv, "atlas.csv", "text/csv", key="atlas_download")

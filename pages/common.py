@@ -1,0 +1,184 @@
+"""Shared UI glue: the sidebar pickers, cached loaders and small widgets. All Streamlit caching
+lives here, keyed by checkpoint id and dataset fingerprint."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+from vae.data import ImageFolder, Normalization
+
+from explorer import sources
+from explorer.atlas import Atlas, build_atlas, build_projection
+from explorer.projection import Projection
+from explorer.tasks import Task
+from vae.checkpoint import Checkpoint, load_checkpoint
+from vae.device import pick_device
+
+IMAGE_WIDTH = 160
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load_model(path: str, mtime: float) -> Checkpoint:
+    return load_checkpoint(path, device=pick_device("auto"))
+
+
+def load_model(name: str) -> Checkpoint:
+    path = sources.model_path(name)
+    config = (
+        path / "config.json"
+        if (path / "config.json").exists()
+        else path / "checkpoint" / "config.json"
+    )
+    return _load_model(str(path), config.stat().st_mtime)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load_dataset(path: str, size: int, norm: tuple) -> ImageFolder:
+    return ImageFolder(path, size, Normalization.from_dict(dict(norm)))
+
+
+def load_dataset(name: str, checkpoint: Checkpoint) -> ImageFolder:
+    if name == sources.SIMULATED:
+        bar = st.progress(0.0, "preparing the simulated dataset (first start only)")
+        path = sources.ensure_simulated(progress=lambda f, msg: bar.progress(f, msg))
+        bar.empty()
+    else:
+        path = sources.dataset_path(name)
+    norm = checkpoint.config["preprocessing"]["normalization"]
+    return _load_dataset(str(path), checkpoint.model_config.image_size, tuple(sorted(norm.items())))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _atlas(checkpoint_id: str, dataset_fp: str, _checkpoint: Checkpoint, _dataset) -> Atlas:
+    bar = st.progress(0.0, "encoding the dataset")
+    atlas = build_atlas(
+        _checkpoint, _dataset, progress=lambda f, msg: bar.progress(min(f, 1.0), msg)
+    )
+    bar.empty()
+    return atlas
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _projection_task(checkpoint_id: str, dataset_fp: str, params: tuple, _atlas: Atlas) -> Task:
+    """UMAP runs in a background thread shared by every session (the first fit compiles numba
+    for ~25 s on 2 cores); pages show the PCA map until it is ready."""
+    method, n_neighbors, min_dist, metric = params
+    return Task(
+        f"map-{method}", lambda: build_projection(_atlas, method, n_neighbors, min_dist, metric)
+    ).start()
+
+
+def current() -> tuple[Checkpoint, ImageFolder, Atlas]:
+    """The model, dataset and atlas chosen in the sidebar (loaded once per process)."""
+    checkpoint = load_model(st.session_state.get("model", sources.DEMO_MODEL))
+    dataset = load_dataset(st.session_state.get("dataset", sources.SIMULATED), checkpoint)
+    atlas = _atlas(checkpoint.id, dataset.fingerprint(), checkpoint, dataset)
+    return checkpoint, dataset, atlas
+
+
+def projection(atlas: Atlas, method: str = "umap", n_neighbors: int = 15, min_dist: float = 0.1,
+               metric: str = "euclidean") -> tuple[Projection, str]:  # fmt: skip
+    """The requested map if ready, else the PCA map, with a status line for the page."""
+    params = (method, n_neighbors, min_dist, metric)
+    task = _projection_task(atlas.checkpoint.id, atlas.dataset.fingerprint(), params, atlas)
+    if task.done and task.error is None:
+        proj, _ = task.result
+        return proj, ""
+    pca = _projection_task(
+        atlas.checkpoint.id, atlas.dataset.fingerprint(), ("pca", 15, 0.1, "euclidean"), atlas
+    )
+    pca_proj, _ = pca.wait()
+    if task.error:
+        return pca_proj, f"{method.upper()} failed ({task.error}); showing PCA"
+    return (
+        pca_proj,
+        f"{method.upper()} is being computed in the background ({task.elapsed:.0f} s so far); showing PCA meanwhile",
+    )
+
+
+def sidebar() -> None:
+    models = sources.list_models()
+    datasets = sources.list_datasets()
+    st.sidebar.selectbox("Model", models, key="model", help="Checkpoints under models/ and runs/")
+    st.sidebar.selectbox("Dataset", datasets, key="dataset",
+                         help=f"The simulated set, or a folder under {sources.data_root()}")  # fmt: skip
+
+
+def model_summary(checkpoint: Checkpoint, dataset, atlas: Atlas) -> None:
+    c = checkpoint.config
+    preset = c.get("train", {}).get("preset", "?")
+    st.sidebar.markdown(
+        f"**β = {c.get('beta')}** ({c.get('recon')} reconstruction)  \n"
+        f"preset `{preset}`, {checkpoint.model_config.image_size}² px, dz {checkpoint.model_config.latent_dim}  \n"
+        f"normalization: per-image `{c['preprocessing']['normalization']['mode']}`  \n"
+        f"dataset: {len(dataset)} images  \n"
+        f"**{atlas.active_units} active units** of {checkpoint.model_config.latent_dim}  \n"
+        f"id `{checkpoint.id[:12]}`"
+    )
+    for note in getattr(dataset, "notes", [])[:3]:
+        st.sidebar.caption(note)
+
+
+def to_png(img: np.ndarray, scale: int = 1) -> bytes:
+    arr = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    im = Image.fromarray(arr)
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def show_image(
+    img: np.ndarray, caption: str, width: int = IMAGE_WIDTH, normalize: bool = False
+) -> None:
+    img = np.asarray(img, np.float32)
+    if normalize and img.max() > 0:
+        img = img / img.max()
+    st.image(np.clip(img, 0, 1), caption=caption, width=width, clamp=True)
+
+
+def map_figure(coords: np.ndarray, color: np.ndarray | None, color_name: str, hover: list[str],
+               height: int = 520) -> go.Figure:  # fmt: skip
+    """A WebGL scatter, interactive at 50k points; customdata carries each sample's id."""
+    categorical = color is not None and color.dtype.kind in "OUSb"
+    fig = go.Figure()
+    ids = np.arange(len(coords))
+    if categorical:
+        for value in sorted(set(color.tolist()), key=str):
+            m = color == value
+            fig.add_trace(go.Scattergl(x=coords[m, 0], y=coords[m, 1], mode="markers", name=str(value),
+                                       customdata=ids[m], text=np.asarray(hover, dtype=object)[m],
+                                       hovertemplate="%{text}<extra></extra>", marker={"size": 5}))  # fmt: skip
+    else:
+        marker = {"size": 5}
+        if color is not None:
+            marker |= {"color": color, "colorscale": "Viridis", "showscale": True,
+                       "colorbar": {"title": {"text": color_name}}}  # fmt: skip
+        fig.add_trace(go.Scattergl(x=coords[:, 0], y=coords[:, 1], mode="markers", name="samples",
+                                   customdata=ids, text=hover, hovertemplate="%{text}<extra></extra>",
+                                   marker=marker, showlegend=False))  # fmt: skip
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="select",
+                      legend={"title": {"text": color_name}}, xaxis={"showticklabels": False},
+                      yaxis={"showticklabels": False, "scaleanchor": "x"})  # fmt: skip
+    return fig
+
+
+def hover_text(atlas: Atlas, max_cols: int = 6) -> list[str]:
+    labels = atlas.labels
+    cols = [c for c in labels.columns if c not in ("pattern",)][:max_cols]
+    rows = labels[cols].astype(str).to_numpy()
+    return [f"id {i}<br>" + "<br>".join(f"{c}: {v}" for c, v in zip(cols, row, strict=True))
+            for i, row in enumerate(rows)]  # fmt: skip
+
+
+def add_points(fig: go.Figure, xy: np.ndarray, name: str, symbol: str = "x", size: int = 14,
+               color: str = "red", text: list[str] | None = None, line: bool = False) -> None:  # fmt: skip
+    fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines+markers" if line else "markers",
+                             name=name, text=text, hovertemplate="%{text}<extra></extra>" if text else None,
+                             marker={"symbol": symbol, "size": size, "color": color,
+                                     "line": {"width": 1, "color": "black"}}))  # fmt: skip

@@ -1,0 +1,96 @@
+"""Interpolate: a path between two latents, its frames, and where it leaves the data."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from explorer.latent_ops import interpolate, nearest
+from pages import common
+from vae.inference import decode
+from vae.stats import contrast_batch
+
+checkpoint, dataset, atlas = common.current()
+n = len(atlas.mu)
+st.title("Interpolate")
+st.caption(
+    "Decode a path between two samples. Slerp follows the sphere where the prior's mass lies; lerp "
+    "cuts through the middle. The distance to the nearest real sample shows where a path leaves "
+    "the data."
+)
+
+ends = st.session_state.get("interp_ends")
+selection = st.session_state.get("selection", [])
+if ends is None and len(selection) >= 2:
+    ends = (selection[0], selection[1])
+ends = ends or (0, min(1, n - 1))
+uploads = st.session_state.get("uploads_latent", {})
+c1, c2, c3, c4 = st.columns(4)
+a = int(c1.number_input("From sample id", 0, n - 1, int(ends[0]), key="interp_a"))
+b = int(c2.number_input("To sample id", 0, n - 1, int(ends[1]), key="interp_b"))
+method = c3.radio("Method", ["slerp", "lerp"], horizontal=True, key="interp_method")
+steps = int(c4.slider("Frames", 3, 24, 10, key="interp_n"))
+if selection:
+    st.caption(f"Current map selection: {selection[:10]}{' …' if len(selection) > 10 else ''}")
+
+za, zb = atlas.mu[a], atlas.mu[b]
+zs = interpolate(za, zb, steps, method)
+frames = decode(checkpoint.model, zs)
+
+st.image([np.clip(f, 0, 1) for f in frames], width=96, caption=[f"{t:.2f}" for t in np.linspace(0, 1, steps)],
+         clamp=True)  # fmt: skip
+
+gif = io.BytesIO()
+pil = [
+    Image.fromarray((np.clip(f, 0, 1) * 255).astype(np.uint8)).resize((192, 192)) for f in frames
+]
+pil = pil + pil[-2:0:-1]  # play forth and back
+pil[0].save(gif, format="GIF", save_all=True, append_images=pil[1:], duration=120, loop=0)
+st.download_button(
+    "Download animated GIF", gif.getvalue(), f"interp_{a}_{b}.gif", "image/gif", key="interp_gif"
+)
+
+left, right = st.columns(2)
+with left:
+    proj, status = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
+    path = proj.place_nearest(atlas.mu, zs)
+    fig = common.map_figure(proj.coords, None, "", [f"id {i}" for i in range(n)], height=360)
+    fig.data[0].marker.color = "lightgrey"
+    common.add_points(fig, path, "path", symbol="circle", size=8, color="orange", line=True,
+                      text=[f"frame {i}" for i in range(steps)])  # fmt: skip
+    common.add_points(fig, proj.coords[[a, b]], "ends", symbol="star", size=16, color="red",
+                      text=[f"from #{a}", f"to #{b}"])  # fmt: skip
+    fig.update_layout(showlegend=False)
+    st.plotly_chart(fig, key="interp_map", width="stretch")
+    st.caption(
+        "Path placed on the map through each frame's nearest latents."
+        + (f" {status}" if status else "")
+    )
+with right:
+    _, dist = nearest(atlas.mu, zs, k=1)
+    # The typical gap between real neighbours, for scale.
+    sample = np.random.default_rng(0).choice(n, min(n, 500), replace=False)
+    typical = float(np.median(nearest(atlas.mu, atlas.mu[sample], k=2)[1][:, 1]))
+    table = pd.DataFrame({"frame": np.arange(steps), "t": np.linspace(0, 1, steps),
+                          "contrast K": contrast_batch(frames), "distance to nearest sample": dist[:, 0]})  # fmt: skip
+    fig2 = go.Figure()
+    fig2.add_trace(
+        go.Scatter(
+            x=table["t"], y=table["distance to nearest sample"], name="distance to nearest sample"
+        )
+    )
+    fig2.add_trace(
+        go.Scatter(x=table["t"], y=table["contrast K"], name="speckle contrast K", yaxis="y2")
+    )
+    fig2.add_hline(y=typical, line_dash="dot", annotation_text="typical neighbour distance")
+    fig2.update_layout(height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="t",
+                       yaxis={"title": "latent distance"},
+                       yaxis2={"title": "K", "overlaying": "y", "side": "right"},
+                       legend={"orientation": "h", "y": 1.1})  # fmt: skip
+    st.plotly_chart(fig2, key="interp_stats", width="stretch")
+    st.dataframe(table.round(4), hide_index=True, height=200)

@@ -1,0 +1,116 @@
+"""Traverse: move single latent dims of a starting z and watch the decoded image change."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from explorer.latent_ops import set_dims, traverse
+from pages import common
+from vae.inference import decode
+
+checkpoint, dataset, atlas = common.current()
+n, dz = atlas.mu.shape
+st.title("Traverse")
+st.caption(
+    "Sliders move the most informative latent dims (ranked by mean KL) in units of σ, the spread "
+    "of μ over the dataset. Every move decodes the new z."
+)
+
+start = st.session_state.get("traverse_start")
+selection = st.session_state.get("selection", [])
+options = ["sample id", "origin (z = 0)"]
+if selection:
+    options.insert(0, "selected sample")
+default = 0
+if start and start[0] == "sample":
+    default = options.index("sample id")
+elif start and start[0] == "upload" and "upload" not in options:
+    options.insert(0, "upload")
+c1, c2, c3 = st.columns([2, 1, 1])
+source = c1.radio("Start from", options, index=default, horizontal=True, key="trav_source")
+sample_id = None
+if source == "selected sample":
+    sample_id = c2.selectbox("Selected", selection, key="trav_sel")
+elif source == "sample id":
+    first = start[1] if start and start[0] == "sample" else 0
+    sample_id = int(c2.number_input("Sample id", 0, n - 1, int(first), key="trav_id"))
+if source == "upload" and start:
+    z0, start_name = np.asarray(start[2], np.float32), f"upload {start[1]}"
+elif sample_id is not None:
+    z0, start_name = atlas.mu[sample_id], f"sample #{sample_id}"
+else:
+    z0, start_name = np.zeros(dz, np.float32), "origin"
+k = int(c3.number_input("Dims (K)", 1, min(64, dz), 8, key="trav_k"))
+dims = [int(d) for d in atlas.dim_order[:k]]
+scale, kl = atlas.scale, atlas.kl_per_dim
+
+
+@st.fragment
+def sliders() -> None:
+    """Only this fragment reruns on a slider move: decode one z, place it on the map."""
+    left, right = st.columns([3, 2])
+    offsets = {}
+    with left:
+        grid = st.columns(2)
+        for j, d in enumerate(dims):
+            offsets[d] = grid[j % 2].slider(f"z{d}  ·  KL {kl[d]:.2f} nats", -3.0, 3.0, 0.0, 0.1,
+                                            key=f"trav_{d}", format="%+.1f σ")  # fmt: skip
+        if st.button("Reset sliders", key="trav_reset"):
+            for d in dims:
+                st.session_state[f"trav_{d}"] = 0.0
+            st.rerun(scope="fragment")
+    z = set_dims(z0, offsets, scale)
+    image = decode(checkpoint.model, z[None])[0]
+    with right:
+        moved = ", ".join(f"z{d} {v:+.1f}σ" for d, v in offsets.items() if v) or "no dims moved"
+        common.show_image(image, f"decoded: {start_name}; {moved}", width=256)
+        proj, _ = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
+        where = proj.place_nearest(atlas.mu, z[None])
+        fig = common.map_figure(proj.coords, None, "", [f"id {i}" for i in range(n)], height=260)
+        fig.data[0].marker.color = "lightgrey"
+        common.add_points(
+            fig, where, "current z", symbol="x", size=14, color="red", text=["current z"]
+        )
+        fig.update_layout(showlegend=False)
+        st.plotly_chart(fig, key="trav_map", width="stretch")
+
+
+sliders()
+
+st.subheader("Traversal grid")
+g1, g2 = st.columns([1, 3])
+steps = int(g1.number_input("Steps", 3, 15, 7, key="trav_steps"))
+values = np.linspace(-3, 3, steps)
+zs = traverse(z0, dims, values, "sigma", scale)
+frames = decode(checkpoint.model, zs)
+size = frames.shape[-1]
+grid = (
+    frames.reshape(len(dims), steps, size, size)
+    .transpose(0, 2, 1, 3)
+    .reshape(len(dims) * size, steps * size)
+)
+g2.image(np.clip(grid, 0, 1), caption=f"rows: z{', z'.join(map(str, dims))}; columns: −3σ … +3σ",
+         width=min(90 * steps, 900), clamp=True)  # fmt: skip
+g1.download_button("Download grid (PNG)", common.to_png(grid, scale=2), "traversal.png", "image/png",
+                   key="trav_grid_dl")  # fmt: skip
+
+st.subheader("KL per dimension")
+order = atlas.dim_order
+top = order[: min(64, dz)]
+bar = go.Figure(
+    go.Bar(
+        x=[f"z{d}" for d in top],
+        y=kl[top],
+        marker_color=["crimson" if d in dims else "steelblue" for d in top],
+    )
+)
+bar.add_hline(y=0.01, line_dash="dot", annotation_text="active (0.01 nats)")
+bar.update_layout(
+    height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis_title="mean KL (nats)"
+)
+st.plotly_chart(bar, key="trav_kl", width="stretch")
+st.caption(
+    f"{atlas.active_units} of {dz} dims are active (mean KL > 0.01 nats); the top 64 are shown, the slider dims in red."
+)

@@ -1,0 +1,156 @@
+"""The real thing: `streamlit run app.py` on a free loopback port, driven by Debian's Chromium
+through Playwright. Screenshots go to tests/e2e/screenshots/ (see the README)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "tests" / "e2e" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    cache = tmp_path_factory.mktemp("cache")
+    env = os.environ | {"SPECKLE_VAE_CACHE": str(cache), "SPECKLE_VAE_SIM_N": "400",
+                        "SPECKLE_VAE_RUNS_ROOT": str(tmp_path_factory.mktemp("runs")),
+                        "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba")}  # fmt: skip
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true",
+           "--browser.gatherUsageStats", "false"]  # fmt: skip
+    log = open(cache / "server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail(
+            "streamlit did not answer /_stcore/health: "
+            + (cache / "server.log").read_text()[-2000:]
+        )
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def wait_app(page) -> None:
+    # The app is idle once Streamlit's status widget stops showing "Running".
+    page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
+    )
+
+
+def test_map_renders_and_box_select_shows_a_sample(server, page) -> None:
+    page.goto(server)
+    wait_app(page)
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for(timeout=120_000)
+    page.wait_for_selector(".js-plotly-plot canvas", timeout=60_000)  # WebGL scatter
+    shot(page, "atlas")
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    assert box and box["width"] > 100
+    # Drag a box over the middle of the map (dragmode is "select").
+    x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2
+    x1, y1 = box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.8
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=5)
+    page.mouse.up()
+    heading = page.get_by_text("selected", exact=False).first
+    heading.wait_for(timeout=60_000)
+    page.get_by_text("reconstruction (z = μ)").first.wait_for(timeout=60_000)
+    wait_app(page)
+    shot(page, "atlas_selection")
+
+
+def _decoded_src(page) -> str:
+    img = page.locator('[data-testid="stImage"] img').first
+    img.wait_for(timeout=60_000)
+    return img.get_attribute("src")
+
+
+def test_dragging_a_traversal_slider_changes_the_image(server, page) -> None:
+    page.goto(f"{server}/traverse")
+    wait_app(page)
+    before = _decoded_src(page)
+    slider = page.locator('[data-testid="stSlider"] [role="slider"]').first
+    box = slider.bounding_box()
+    track = page.locator('[data-testid="stSlider"]').first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(track["x"] + track["width"] * 0.95, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    page.wait_for_function(
+        "(before) => { const i = document.querySelector('[data-testid=\"stImage\"] img');"
+        " return i && i.src !== before; }",
+        arg=before,
+        timeout=60_000,
+    )
+    wait_app(page)
+    assert _decoded_src(page) != before
+    shot(page, "traverse")
+
+
+@pytest.mark.parametrize("name", ["interpolate", "model"])
+def test_other_pages_render(server, page, name: str) -> None:
+    page.goto(f"{server}/{name}")
+    wait_app(page)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    assert not page.locator('[data-testid="stException"]').count()
+    shot(page, name)

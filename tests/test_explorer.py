@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from vae.data import ImageFolder, Normalization
+
+from explorer import cache, sources
+from explorer.atlas import build_atlas, build_projection
+from explorer.probes import dim_label_scores, label_columns, probe_scores
+from explorer.selection import selected_ids
+from vae import checkpoint as ckpt
+from vae.model import VAE, VAEConfig
+from vae.speckle import simulate_mmf, write_dataset
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def sim_folder(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "mmf"
+    write_dataset(simulate_mmf(96, seed=3, size=32), out)
+    return out
+
+
+def tiny_checkpoint(path: Path, seed: int = 0) -> ckpt.Checkpoint:
+    import torch
+
+    torch.manual_seed(seed)
+    config = VAEConfig(image_size=32, channels=(4, 8, 8, 8), latent_dim=8, norm_groups=2)
+    meta = {"model": config.to_dict(), "beta": 1.0, "recon": "sse",
+            "preprocessing": {"image_size": 32, "normalization": Normalization().to_dict()}}  # fmt: skip
+    ckpt.save_checkpoint(path, VAE(config), meta)
+    return ckpt.load_checkpoint(path)
+
+
+def test_latent_cache_hits_then_misses_on_new_checkpoint(tmp_path, cache_dir, sim_folder) -> None:
+    model_a = tiny_checkpoint(tmp_path / "a", seed=0)
+    dataset = ImageFolder(sim_folder, 32, Normalization())
+    first = build_atlas(model_a, dataset)
+    second = build_atlas(model_a, dataset)
+    assert not first.cache_hit and second.cache_hit
+    np.testing.assert_array_equal(first.mu, second.mu)
+    model_b = tiny_checkpoint(tmp_path / "b", seed=1)
+    third = build_atlas(model_b, dataset)
+    assert not third.cache_hit
+    assert not np.allclose(third.mu, first.mu)
+    assert first.mu.shape == (96, 8) and first.recon_error.shape == (96,)
+    assert (first.kl >= 0).all()
+
+
+def test_damaged_cache_is_detected_and_rebuilt(tmp_path, cache_dir, sim_folder) -> None:
+    model = tiny_checkpoint(tmp_path / "a")
+    dataset = ImageFolder(sim_folder, 32, Normalization())
+    good = build_atlas(model, dataset)
+    (npz,) = (cache_dir / "latents").glob("*.npz")
+    npz.write_bytes(npz.read_bytes()[:-50])  # truncated
+    again = build_atlas(model, dataset)
+    assert not again.cache_hit
+    np.testing.assert_allclose(again.mu, good.mu)
+    # Altered in place with the same size: the hash catches it.
+    data = bytearray(npz.read_bytes())
+    data[-200] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    assert not build_atlas(model, dataset).cache_hit
+
+
+def test_cache_survives_read_only_directory(tmp_path, monkeypatch) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        arrays, _, hit = cache.get_or_build(ro / "x", lambda: ({"a": np.arange(3)}, {}))
+    finally:
+        ro.chmod(0o700)
+    assert not hit and list(arrays["a"]) == [0, 1, 2]
+
+
+def test_projection_trustworthiness_on_simulated_set(tmp_path, cache_dir) -> None:
+    """UMAP of the demo model's latents keeps neighbourhoods (trustworthiness ≥ 0.8)."""
+    from sklearn.manifold import trustworthiness
+
+    demo = ckpt.load_checkpoint(sources.REPO / sources.DEMO_MODEL)
+    out = tmp_path / "sim"
+    write_dataset(simulate_mmf(600, seed=5), out)
+    dataset = ImageFolder(
+        out, 64, Normalization.from_dict(demo.config["preprocessing"]["normalization"])
+    )
+    atlas = build_atlas(demo, dataset)
+    proj, hit = build_projection(atlas, "umap", seed=0)
+    assert not hit and proj.coords.shape == (600, 2)
+    assert trustworthiness(atlas.mu, proj.coords, n_neighbors=10) >= 0.8
+    again, hit = build_projection(atlas, "umap", seed=0)
+    assert hit and np.array_equal(again.coords, proj.coords)
+    # A restored map places new points through their nearest latents: a sample lands near itself.
+    placed = again.transform(atlas.mu, atlas.mu[:5])
+    spread = np.ptp(proj.coords, axis=0).max()
+    assert np.linalg.norm(placed - proj.coords[:5], axis=1).max() < 0.1 * spread
+    pca, _ = build_projection(atlas, "pca")
+    assert trustworthiness(atlas.mu, pca.coords, n_neighbors=10) > 0.5
+
+
+def test_selection_maps_points_to_ids() -> None:
+    event = {"selection": {"points": [{"customdata": 4}, {"customdata": [7]}, {"x": 1.0},
+                                      {"customdata": 4}, {"customdata": 99}]}}  # fmt: skip
+    assert selected_ids(event, 10) == [4, 7]
+    assert selected_ids(None, 10) == [] and selected_ids({"selection": {}}, 10) == []
+
+
+def test_dim_label_scores_find_the_dim_that_carries_a_label() -> None:
+    rng = np.random.default_rng(0)
+    n = 2000
+    digit = rng.integers(0, 10, n)
+    angle = rng.uniform(-15, 15, n)
+    mu = rng.normal(size=(n, 6))
+    mu[:, 2] = digit + rng.normal(0, 0.1, n)
+    mu[:, 4] = angle / 10 + rng.normal(0, 0.05, n)
+    labels = pd.DataFrame({"file": [f"{i}.png" for i in range(n)], "digit": digit, "angle": angle})
+    labels.loc[:99, "angle"] = np.nan  # partially labelled
+    assert label_columns(labels) == ["digit", "angle"]
+    for method in ("mi", "spearman"):
+        s = dim_label_scores(mu, labels, np.arange(6), method)
+        assert s.dims[np.argmax(s.score[:, 0])] == 2
+        assert s.dims[np.argmax(s.score[:, 1])] == 4
+        assert (s.gap > 0.3).all(), (method, s.gap)
+    probes = probe_scores(mu, labels).set_index("label")
+    assert probes.loc["digit", "metric"] == "accuracy" and probes.loc["digit", "score"] > 0.9
+    assert probes.loc["angle", "metric"] == "r2" and probes.loc["angle", "score"] > 0.9
+
+
+def test_paths_cannot_leave_their_roots(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(sources.DATA_ROOT_ENV, str(tmp_path / "data"))
+    (tmp_path / "data" / "ok").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "data" / "escape").symlink_to(tmp_path / "outside")
+    assert sources.dataset_path("ok") == (tmp_path / "data" / "ok").resolve()
+    for bad in ["../outside", "/etc", "escape", "ok/../../outside", ""]:
+        with pytest.raises(sources.PathError):
+            sources.dataset_path(bad)
+    assert "escape" not in sources.list_datasets()
+    with pytest.raises(sources.PathError):
+        sources.model_path("models/../../etc")
+    for bad in ["../x", "a/b", ".hidden", "", "x" * 65]:
+        with pytest.raises(sources.PathError):
+            sources.safe_name(bad)
+    assert sources.safe_name("beta_0.5-run") == "beta_0.5-run"
+    assert sources.list_models()[0] == sources.DEMO_MODEL
+    assert json.loads((sources.REPO / sources.DEMO_MODEL / "config.json").read_text())["beta"] > 0

@@ -1,0 +1,445 @@
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import stats as sst
+
+from vae import __version__, speckle, stats
+from vae.metrics import pcc
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = speckle.core_mask(64)
+
+
+def in_core_pcc(a: np.ndarray, b: np.ndarray) -> float:
+    return pcc(a[CORE][None], b[CORE][None])
+
+
+# ----------------------------------------------------------------------------- free space
+
+
+def test_fully_developed_speckle_has_unit_contrast() -> None:
+    img = speckle.simulate_free(1, 0, size=512, diameter=128).images[0]
+    assert img.dtype == np.float32
+    assert stats.contrast(img) == pytest.approx(1.0, abs=0.03)
+    assert img.mean() == pytest.approx(1.0, abs=0.03)
+
+
+@pytest.mark.parametrize("m", [4, 9])
+def test_looks_give_contrast_one_over_sqrt_m(m: int) -> None:
+    sim = speckle.simulate_free(4, 10 + m, size=256, diameter=64, looks=m)
+    assert (sim.labels["looks"] == m).all()
+    assert stats.contrast_batch(sim.images).mean() == pytest.approx(1 / math.sqrt(m), rel=0.05)
+
+
+@pytest.mark.parametrize("diameter", [12, 24, 40])
+def test_grain_fwhm_is_1_03_n_over_d(diameter: int) -> None:
+    sim = speckle.simulate_free(6, diameter, size=128, diameter=diameter)
+    g = stats.grain_size_batch(sim.images)
+    want = 1.03 * 128 / diameter
+    for key in ("fwhm_x", "fwhm_y", "fwhm_r"):
+        assert g[key].mean() == pytest.approx(want, rel=0.1), key
+
+
+def test_pupil_shapes_set_the_grain() -> None:
+    n = 128
+    for pupil, d in [("square", 32), ("annulus", 32)]:
+        sim = speckle.simulate_free(6, 5, size=n, diameter=d, pupil=pupil, inner=0.6)
+        theory = speckle.expected_autocovariance(speckle.pupil_mask(n, d, pupil, inner=0.6))
+        want = stats.fwhm_from_autocovariance_batch(theory[None])["fwhm_r"][0]
+        got = stats.grain_size_batch(sim.images)["fwhm_r"].mean()
+        assert got == pytest.approx(want, rel=0.1), pupil
+    # sinc^2 of a square pupil: 0.886 N/D; an annulus has a narrower central lobe than its disc
+    sq = stats.fwhm_from_autocovariance_batch(
+        speckle.expected_autocovariance(speckle.pupil_mask(n, 32, "square"))[None]
+    )
+    assert sq["fwhm_x"][0] == pytest.approx(0.886 * n / 32, rel=0.02)
+    ann = speckle.expected_autocovariance(speckle.pupil_mask(n, 32, "annulus", inner=0.6))
+    ann_r = stats.fwhm_from_autocovariance_batch(ann[None])["fwhm_r"][0]
+    assert ann_r < 0.9 * 1.03 * n / 32
+    mask = speckle.pupil_mask(64, 20, "ellipse", aspect=0.5)
+    assert np.any(mask, axis=0).sum() == 20 and np.any(mask, axis=1).sum() == 10
+
+
+def test_tilt_is_an_exact_translation() -> None:
+    # decorrelation 1 freezes the screen, so frames differ only by their random tilt
+    sim = speckle.simulate_free(6, 3, size=64, diameter=20, tilt=6, decorrelation=1.0)
+    lab = sim.labels
+    assert lab["tilt_x"].nunique() > 1 and lab["tilt_y"].nunique() > 1
+    assert lab[["tilt_x", "tilt_y"]].abs().max().max() <= 6
+    ref = sim.images[0]
+    for i in range(1, len(lab)):
+        dy = int(lab.tilt_y[i] - lab.tilt_y[0])
+        dx = int(lab.tilt_x[i] - lab.tilt_x[0])
+        moved = np.roll(ref, (dy, dx), axis=(0, 1))
+        np.testing.assert_allclose(sim.images[i], moved, rtol=1e-4, atol=1e-5 * ref.max())
+    # the same through the low-level function, from one screen
+    rng = np.random.default_rng(0)
+    screen = np.exp(2j * np.pi * rng.random((32, 32)))
+    mask = speckle.pupil_mask(32, 10)
+    flat = speckle.free_intensity(screen, mask)
+    tilted = speckle.free_intensity(screen, mask, tilt=(3, -5))
+    np.testing.assert_allclose(tilted, np.roll(flat, (-5, 3), axis=(0, 1)), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(tilted, flat)
+
+
+def test_defocus_changes_the_pattern_not_its_statistics() -> None:
+    rng = np.random.default_rng(1)
+    screen = np.exp(2j * np.pi * rng.random((256, 256)))
+    mask = speckle.pupil_mask(256, 64)
+    a = speckle.free_intensity(screen, mask)
+    b = speckle.free_intensity(screen, mask, defocus=2.0)
+    assert pcc(a, b) < 0.3
+    assert stats.contrast(b) == pytest.approx(1.0, abs=0.05)
+
+
+def test_decorrelation_sets_frame_to_frame_correlation() -> None:
+    for rho in (0.0, 0.8):
+        sim = speckle.simulate_free(12, 4, size=128, diameter=32, decorrelation=rho)
+        r = np.mean([pcc(sim.images[k], sim.images[k + 1]) for k in range(11)])
+        # intensity correlation is |field correlation|^2 for circular Gaussian fields
+        assert r == pytest.approx(rho**2, abs=0.07), rho
+
+
+def test_intensity_follows_exp_minus_i() -> None:
+    imgs = speckle.simulate_free(2, 8, size=512, diameter=128).images
+    # grain ~4 px: pixels 8 apart are practically independent (|2 J1(2 pi)/(2 pi)|^2 < 0.005)
+    v = imgs[:, ::8, ::8].ravel() / imgs.mean()
+    assert sst.kstest(v, "expon").pvalue > 0.01
+    amplitude = np.sqrt(v) / np.sqrt(v).mean()
+    assert sst.kstest(amplitude, "expon").pvalue < 1e-6
+    two_looks = speckle.simulate_free(1, 9, size=512, diameter=128, looks=2).images
+    v2 = two_looks[:, ::8, ::8].ravel() / two_looks.mean()
+    assert sst.kstest(v2, "expon").pvalue < 1e-6
+
+
+def test_oversampling_integrates_small_grains() -> None:
+    # Integrated speckle (Goodman ch. 4): over a pixel of q x q fine samples,
+    # K^2 = sum over lags of the pixel-overlap (triangle) weights times |mu|^2.
+    q = 4
+    for d in (48, 64):
+        c = speckle.expected_autocovariance(speckle.pupil_mask(64 * q, d))
+        lag = np.arange(-(q - 1), q)
+        w = (q - np.abs(lag)) / q**2
+        centre = 64 * q // 2
+        want = math.sqrt((w[:, None] * w[None, :] * c[centre + lag][:, centre + lag]).sum())
+        binned = speckle.simulate_free(6, 6, size=64, diameter=d, oversample=q).images
+        point = speckle.simulate_free(6, 6, size=64, diameter=d).images
+        assert binned.mean() == pytest.approx(1.0, abs=0.02)
+        assert stats.contrast_batch(binned).mean() == pytest.approx(want, rel=0.03)
+        assert stats.contrast_batch(point).mean() == pytest.approx(1.0, abs=0.05)
+    assert want < 0.75
+
+
+def test_grid_larger_than_size_is_cropped() -> None:
+    sim = speckle.simulate_free(3, 2, size=48, grid=128, diameter=32)
+    assert sim.images.shape == (3, 48, 48)
+    assert sim.meta["grid"] == 128
+    assert stats.grain_size_batch(sim.images)["fwhm_r"].mean() == pytest.approx(
+        1.03 * 128 / 32, rel=0.15
+    )
+
+
+def test_camera_model() -> None:
+    clean = speckle.simulate_free(4, 7, size=128, diameter=32)
+    cam = speckle.simulate_free(4, 7, size=128, diameter=32, photons=10.0)
+    # photon counting of speckle: K^2 = 1 + 1/<n> (shot noise adds to the speckle variance)
+    k2 = stats.contrast_batch(cam.images) ** 2
+    assert k2.mean() == pytest.approx(1 + 1 / 10, rel=0.06)
+    assert np.all(cam.images == np.rint(cam.images))
+    assert cam.images.mean() == pytest.approx(10 * clean.images.mean(), rel=0.02)
+    adc = speckle.simulate_free(
+        2, 7, size=64, diameter=16, photons=50.0, read_noise=2.0, bit_depth=4, full_well=150.0
+    ).images
+    steps = adc / 10.0  # 150 e- full scale over 15 levels
+    np.testing.assert_allclose(steps, np.rint(steps), atol=1e-4)
+    assert adc.min() >= 0 and adc.max() == pytest.approx(150.0)
+    with pytest.raises(ValueError, match="photons"):
+        speckle.simulate_free(1, 0, read_noise=3.0)
+
+
+def test_free_labels_and_ranges() -> None:
+    sim = speckle.simulate_free(
+        64,
+        1,
+        size=32,
+        diameter=(6.0, 12.0),
+        pupil="circle,ellipse,square,annulus",
+        aspect=(0.4, 0.8),
+        inner=(0.2, 0.5),
+        looks=(1, 3),
+        tilt=2,
+        defocus=0.5,
+    )
+    lab = sim.labels
+    assert list(lab.columns) == [
+        "frame",
+        "pupil",
+        "diameter",
+        "aspect",
+        "inner",
+        "looks",
+        "tilt_x",
+        "tilt_y",
+        "defocus",
+    ]
+    assert set(lab.pupil) == set(speckle.PUPILS)
+    assert lab.diameter.between(6, 12).all()
+    ell = lab.pupil == "ellipse"
+    assert lab.aspect[ell].between(0.4, 0.8).all() and (lab.aspect[~ell] == 1).all()
+    ann = lab.pupil == "annulus"
+    assert lab.inner[ann].between(0.2, 0.5).all() and (lab.inner[~ann] == 0).all()
+    assert set(lab.looks) == {1, 2, 3}
+    assert lab[["tilt_x", "tilt_y"]].abs().max().max() == 2
+    assert lab.defocus.abs().max() <= 0.5
+    again = speckle.simulate_free(64, 1, size=32, diameter=(6.0, 12.0), looks=(1, 3))
+    assert not np.array_equal(again.images, sim.images)
+    with pytest.raises(ValueError, match="fit"):
+        speckle.simulate_free(1, 0, size=32, diameter=40)
+
+
+# ----------------------------------------------------------------------------- multimode fibre
+
+
+@pytest.fixture(scope="module")
+def mmf() -> speckle.SimulatedSet:
+    return speckle.simulate_mmf(96, 1)
+
+
+def test_mmf_is_deterministic(mmf: speckle.SimulatedSet) -> None:
+    again = speckle.simulate_mmf(96, 1)
+    assert np.array_equal(again.images, mmf.images)
+    assert np.array_equal(again.patterns, mmf.patterns)
+    pd.testing.assert_frame_equal(again.labels, mmf.labels)
+    other = speckle.simulate_mmf(96, 2)
+    assert not np.array_equal(other.labels.source_index, mmf.labels.source_index)
+
+
+def test_mmf_same_fibre_for_every_sample_seed() -> None:
+    speckle.transmission_matrix.cache_clear()
+    t1 = speckle.transmission_matrix(1234)
+    speckle.transmission_matrix.cache_clear()
+    assert np.array_equal(t1, speckle.transmission_matrix(1234))
+    assert t1.shape == (64 * 64, 256) and t1.dtype == np.complex64
+    # No augmentation: the pattern is the digit itself, so the same digit drawn by two different
+    # sample seeds is the same input and must give the same output.
+    kw = dict(shift=0.0, rotation=0.0, scale=1.0)
+    a = speckle.simulate_mmf(80, 11, **kw)
+    b = speckle.simulate_mmf(80, 12, **kw)
+    common = np.intersect1d(a.labels.source_index, b.labels.source_index)
+    assert len(common) >= 1
+    for s in common:
+        i = int(np.flatnonzero(a.labels.source_index == s)[0])
+        j = int(np.flatnonzero(b.labels.source_index == s)[0])
+        assert np.array_equal(a.patterns[i], b.patterns[j])
+        assert np.array_equal(a.images[i], b.images[j])
+    np.testing.assert_allclose(speckle.propagate(a.patterns[:4], t1), a.images[:4], rtol=1e-6)
+
+
+def test_mmf_other_fibre_gives_other_speckle(mmf: speckle.SimulatedSet) -> None:
+    other = speckle.simulate_mmf(16, 1, fibre_seed=99)
+    assert np.array_equal(other.patterns, mmf.patterns[:16])
+    r = np.mean([in_core_pcc(x, y) for x, y in zip(other.images, mmf.images, strict=False)])
+    assert abs(r) < 0.1
+
+
+def test_mmf_bend(mmf: speckle.SimulatedSet) -> None:
+    straight = mmf.images[:24]
+    same = speckle.simulate_mmf(24, 1, bend=1.0).images
+    assert np.array_equal(same, straight)
+    # mu = 0 is entirely the bend fibre (seed fibre_seed + 1)
+    gone = speckle.simulate_mmf(24, 1, bend=0.0).images
+    assert np.array_equal(gone, speckle.simulate_mmf(24, 1, fibre_seed=1235).images)
+    for mu, lo, hi in [(0.05, -0.1, 0.1), (0.8, 0.5, 0.78)]:
+        bent = speckle.simulate_mmf(24, 1, bend=mu).images
+        # intensity correlation |mu|^2 (0.0025 and 0.64)
+        r = np.mean([in_core_pcc(x, y) for x, y in zip(bent, straight, strict=True)])
+        assert lo < r < hi, (mu, r)
+    with pytest.raises(ValueError, match="bend"):
+        speckle.simulate_mmf(1, 0, bend=1.5)
+
+
+def test_mmf_physics(mmf: speckle.SimulatedSet) -> None:
+    imgs = mmf.images
+    assert imgs.shape == (96, 64, 64) and imgs.dtype == np.float32
+    assert np.all(imgs[:, ~CORE] == 0)
+    assert np.mean(imgs[:, CORE] > 0) > 0.999
+    # fully developed inside the core: contrast ~1, exponential intensities
+    k = [x[CORE].std() / x[CORE].mean() for x in imgs]
+    assert np.mean(k) == pytest.approx(1.0, abs=0.05)
+    w1 = [stats.exp_distance(x[CORE][None]) for x in imgs]
+    assert np.mean(w1) < 0.06
+    # grains of the default size/16 = 4 px, measured on a crop inside the core
+    g = stats.grain_size_batch(imgs[:, 14:50, 14:50])
+    assert np.nanmean(g["fwhm_r"]) == pytest.approx(4.0, rel=0.1)
+    # a lossless fibre: output power equals input power on average
+    ratio = imgs.sum(axis=(1, 2)) / mmf.labels.power.to_numpy()
+    assert ratio.mean() == pytest.approx(1.0, rel=0.05)
+
+
+def test_mmf_labels_and_ranges(mmf: speckle.SimulatedSet) -> None:
+    lab = mmf.labels
+    for col in ("digit", "source_index", "dx", "dy", "angle", "scale", "power"):
+        assert col in lab.columns
+    _, target = speckle._digits()
+    assert np.array_equal(lab.digit, target[lab.source_index])
+    assert lab.digit.between(0, 9).all() and lab.digit.nunique() == 10
+    assert lab[["dx", "dy"]].abs().max().max() <= 2.0
+    assert lab[["dx", "dy"]].abs().max().max() > 1.5
+    assert lab.angle.abs().max() <= 15 and lab.angle.abs().max() > 12
+    assert lab.scale.between(0.9, 1.1).all()
+    p = mmf.patterns
+    assert p.shape == (96, 16, 16) and p.dtype == np.float32
+    assert p.min() >= 0 and p.max() <= 1 and p.max() > 0.9
+    narrow = speckle.simulate_mmf(64, 3, shift=0.5, rotation=5.0, scale=(1.0, 1.2)).labels
+    assert narrow[["dx", "dy"]].abs().max().max() <= 0.5
+    assert narrow.angle.abs().max() <= 5
+    assert narrow.scale.between(1.0, 1.2).all()
+
+
+def test_transform_patterns_geometry() -> None:
+    base = np.zeros((1, 16, 16), dtype=np.float32)
+    base[0, 3:6, 9:14] = 1.0  # an asymmetric bar, top right
+    one, zero = np.ones(1), np.zeros(1)
+    np.testing.assert_array_equal(speckle.transform_patterns(base, zero, zero, zero, one), base)
+    rot = speckle.transform_patterns(base, zero, zero, np.array([90.0]), one)
+    np.testing.assert_allclose(rot[0], np.rot90(base[0]), atol=1e-5)  # counter-clockwise
+    moved = speckle.transform_patterns(base, np.array([2.0]), np.array([-1.0]), zero, one)
+    np.testing.assert_allclose(moved[0], np.roll(base[0], (-1, 2), axis=(0, 1)), atol=1e-6)
+    big = speckle.transform_patterns(base, zero, zero, zero, np.array([1.1]))
+    assert big.sum() > base.sum()
+
+
+def test_mean_image_and_pattern_probe_are_in_the_expected_regime(
+    mmf: speckle.SimulatedSet,
+) -> None:
+    # What a VAE on the users' data faces: a strong common component (mean-image PCC ~0.75) ...
+    m = mmf.images.mean(axis=0)
+    r = np.mean([pcc(x, m) for x in mmf.images])
+    assert 0.65 < r < 0.85
+    # ... and inputs that the augmentation makes only partly linearly separable (a logistic
+    # regression reaches ~75 %; the closed-form ridge probe used here, being fast, ~66 %).
+    from sklearn.linear_model import RidgeClassifier
+
+    acc = {}
+    for name, kw in [("default", {}), ("plain", dict(shift=0.0, rotation=0.0, scale=1.0))]:
+        train = speckle.simulate_mmf(1500, 20, **kw)
+        test = speckle.simulate_mmf(500, 21, **kw)
+        clf = RidgeClassifier().fit(train.patterns.reshape(1500, -1), train.labels.digit)
+        acc[name] = clf.score(test.patterns.reshape(500, -1), test.labels.digit)
+    assert 0.55 < acc["default"] < 0.8
+    assert acc["plain"] > acc["default"] + 0.15
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "vae.speckle", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.mode == "I;16", path
+        return np.asarray(im)
+
+
+def test_cli_mmf_writes_a_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    res = run_cli("mmf", "--n", "5", "--seed", "3", "--out", str(out), "--bend", "0.9")
+    assert res.returncode == 0, res.stderr
+    pngs = sorted((out / "images").glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(5)]
+    meta = json.loads((out / "simulation.json").read_text())
+    assert meta["kind"] == "mmf" and meta["seed"] == 3 and meta["fibre_seed"] == 1234
+    assert meta["bend"] == 0.9 and meta["version"] == __version__
+    labels = pd.read_csv(out / "labels.csv")
+    assert list(labels.columns[:3]) == ["file", "pattern", "digit"]
+    assert labels.file[0] == "images/000000.png" and labels.pattern[4] == "patterns/000004.png"
+    sim = speckle.simulate_mmf(5, 3, bend=0.9)
+    stored = np.stack([read_png(out / f) for f in labels.file]) / meta["intensity_scale"]
+    np.testing.assert_allclose(stored, sim.images, atol=0.51 / meta["intensity_scale"])
+    assert np.array_equal(labels.digit, sim.labels.digit)
+    with Image.open(out / labels.pattern[0]) as im:
+        assert im.mode == "L" and im.size == (16, 16)
+        np.testing.assert_allclose(np.asarray(im) / 255, sim.patterns[0], atol=0.5 / 255 + 1e-6)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_cli_is_byte_reproducible_and_guards_out(tmp_path: Path, capsys) -> None:
+    args = ["free", "--n", "4", "--seed", "5", "--diameter", "8:16", "--looks", "1:3"]
+    assert speckle.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert speckle.main([*args, "--out", str(tmp_path / "b")]) == 0
+    for f in sorted((tmp_path / "a" / "images").iterdir()):
+        assert f.read_bytes() == (tmp_path / "b" / "images" / f.name).read_bytes()
+    labels = pd.read_csv(tmp_path / "a" / "labels.csv")
+    assert "pattern" not in labels.columns and not (tmp_path / "a" / "patterns").exists()
+    assert labels.diameter.between(8, 16).all()
+    capsys.readouterr()
+    assert speckle.main([*args, "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and err.count("\n") == 1
+    assert (
+        speckle.main([*args[:4], "7", *args[5:], "--out", str(tmp_path / "a"), "--overwrite"]) == 0
+    )
+    meta = json.loads((tmp_path / "a" / "simulation.json").read_text())
+    assert meta["seed"] == 7 and meta["looks"] == [1, 3]
+
+
+def test_cli_usage_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        speckle.main(["mmf", "--n", "x", "--seed", "1", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--n" in err
+    assert speckle.main(["free", "--n", "1", "--seed", "1", "--out", str(tmp_path / "x"),
+                         "--diameter", "100"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fit" in err
+    with pytest.raises(SystemExit) as exc:
+        speckle.main(["--help"])
+    assert exc.value.code == 0
+    assert "stats" in capsys.readouterr().out
+
+
+def test_cli_stats(tmp_path: Path) -> None:
+    sim = speckle.simulate_free(2, 1, size=64, diameter=16)
+    speckle.write_dataset(sim, tmp_path / "ds")
+    np.save(tmp_path / "one.npy", sim.images[0])
+    np.save(tmp_path / "stack.npy", sim.images)
+    rgb = (np.clip(sim.images[1] / 4, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(np.stack([rgb] * 3, axis=-1)).save(tmp_path / "rgb.png")
+    Image.fromarray(sim.images[0]).save(tmp_path / "float.tif")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    res = run_cli("stats", str(tmp_path), "--json")
+    assert res.returncode == 1
+    assert "broken.png" in res.stderr and res.stderr.count("\n") == 1
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    files = [Path(r["file"]).name for r in rows]
+    assert files.count("stack.npy") == 2 and files.count("float.tif") == 1
+    assert len(rows) == 2 + 1 + 2 + 1 + 1  # dataset pngs, one.npy, stack, rgb, tif
+    required = {"file", "contrast", "grain_fwhm_x", "grain_fwhm_y", "ks_exp"}
+    assert all(required <= set(r) for r in rows)
+    one = next(r for r in rows if r["file"].endswith("one.npy"))
+    assert one["contrast"] == pytest.approx(stats.contrast(sim.images[0]))
+    tif = next(r for r in rows if r["file"].endswith("float.tif"))
+    assert tif["grain_fwhm_r"] == pytest.approx(stats.grain_size(sim.images[0]).fwhm_r)
+    png = next(r for r in rows if r["file"].endswith("000000.png"))
+    assert png["contrast"] == pytest.approx(stats.contrast(sim.images[0]), rel=1e-3)

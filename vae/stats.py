@@ -1,0 +1,330 @@
+"""Speckle statistics of intensity images: contrast, intensity distribution and grain size.
+
+The reference is fully developed speckle (Goodman, "Speckle Phenomena in Optics", 2007): the field
+is a circular complex Gaussian variable, so the intensity is exponentially distributed,
+p(I) = exp(-I/<I>)/<I>, and the contrast K = sigma_I/<I> is exactly 1 (ch. 3). A sum of M
+independent patterns follows a gamma law with K = 1/sqrt(M) (ch. 3). The grain size is the FWHM of
+the normalized intensity autocovariance c(d) = |mu(d)|^2, mu being the Fourier transform of the
+pupil intensity (ch. 4); for a uniformly filled circular pupil of diameter D on an N-point FFT grid
+that is the Airy pattern |2 J1(v)/v|^2 with FWHM ~= 1.03 N/D pixels.
+
+Every function takes one 2-D image (any real dtype; computed in float64) and returns plain floats;
+the `*_batch` variants take an (n, H, W) stack and return one value per image.
+
+Degenerate input never raises (only a wrong number of dimensions does):
+- an image whose mean is not positive and finite (all zeros, negative, nan) has no intensity
+  statistics: every statistic but the plain `mean` is nan, and `normalized_intensity` is all nan;
+- a constant positive image has contrast 0 and local contrast 0, but an undefined autocovariance,
+  so its grain sizes and anisotropy are nan; `ks_exp` and `exp_w1` are still computed;
+- a grain whose autocovariance never falls to one half within half the image is not measurable:
+  that FWHM is nan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage, stats
+
+DEFAULT_WINDOW = 7
+HALF = 0.5
+LOCAL_DARK = 1e-6  # local means below this fraction of the image mean count as no light
+
+
+@dataclass(frozen=True)
+class GrainSize:
+    """Speckle grain FWHM in pixels of the image as given, from the intensity autocovariance.
+
+    fwhm_x, fwhm_y: along the row and the column through zero lag; fwhm_r: from the azimuthal
+    average; anisotropy: max(fwhm_x, fwhm_y) / min(fwhm_x, fwhm_y) (1 for round grains). The
+    axis ratio rather than second moments, because it is what an elliptical pupil sets directly
+    (FWHM_x / FWHM_y = D_y / D_x) and it does not depend on how far the autocovariance tails are
+    integrated.
+    """
+
+    fwhm_x: float
+    fwhm_y: float
+    fwhm_r: float
+    anisotropy: float
+
+
+def _image(img: np.ndarray) -> np.ndarray:
+    a = np.asarray(img, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {a.shape}")
+    return a
+
+
+def _batch(imgs: np.ndarray) -> np.ndarray:
+    a = np.asarray(imgs, dtype=np.float64)
+    if a.ndim != 3:
+        raise ValueError(f"expected an (n, H, W) stack, got shape {a.shape}")
+    return a
+
+
+def _means(a: np.ndarray) -> np.ndarray:
+    """Per-image mean, nan where it is not positive and finite (no intensity statistics there)."""
+    m = a.mean(axis=(-2, -1))
+    return np.where(np.isfinite(m) & (m > 0), m, np.nan)
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """Constant images, tested exactly: their std is not always exactly 0 in floating point."""
+    return np.ptp(a, axis=(-2, -1)) == 0
+
+
+def contrast_batch(imgs: np.ndarray) -> np.ndarray:
+    a = _batch(imgs)
+    return np.where(_flat(a), 0.0, a.std(axis=(-2, -1))) / _means(a)
+
+
+def contrast(img: np.ndarray) -> float:
+    """Global speckle contrast K = sigma/mean (1 for fully developed speckle)."""
+    return float(contrast_batch(_image(img)[None])[0])
+
+
+def local_contrast_map_batch(imgs: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
+    a = _batch(imgs)
+    if int(window) != window or window < 2:
+        raise ValueError(f"window must be an integer >= 2, got {window}")
+    size = (1, int(window), int(window))
+    m = ndimage.uniform_filter(a, size=size, mode="reflect")
+    m2 = ndimage.uniform_filter(a * a, size=size, mode="reflect")
+    # E[x^2] - E[x]^2 can round slightly below zero in flat regions.
+    var = np.clip(m2 - m * m, 0.0, None)
+    var = np.where(_flat(a)[:, None, None], 0.0, var)
+    # The running sums of uniform_filter leave ~1e-16 * max residues in dark regions (a fibre's
+    # surround); a window that dark has no light to measure a contrast of.
+    dark = m <= LOCAL_DARK * np.abs(a).mean(axis=(-2, -1), keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(dark, np.nan, np.sqrt(var) / m)
+
+
+def local_contrast_map(img: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
+    """Map of sigma/mean in a sliding window x window box (reflected at the edges); nan where the
+    local mean is below 1e-6 of the image mean (no light).
+
+    The window is always an argument, never derived from the image: local contrast depends on
+    how many grains the window holds, so two images compare only with the same window.
+    """
+    return local_contrast_map_batch(_image(img)[None], window)[0]
+
+
+def local_contrast_batch(imgs: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
+    a = _batch(imgs)
+    k = local_contrast_map_batch(a, window)
+    valid = np.isfinite(k)
+    n_valid = valid.sum(axis=(-2, -1))
+    total = np.where(valid, k, 0.0).sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / n_valid
+    return np.where(np.isnan(_means(a)) | (n_valid == 0), np.nan, out)
+
+
+def local_contrast(img: np.ndarray, window: int = DEFAULT_WINDOW) -> float:
+    """Mean of the local contrast map."""
+    return float(local_contrast_batch(_image(img)[None], window)[0])
+
+
+def normalized_intensity(img: np.ndarray) -> np.ndarray:
+    """I/<I>; all nan when the mean is not positive."""
+    a = _image(img)
+    return a / _means(a[None])[0]
+
+
+def intensity_histogram(
+    img: np.ndarray, bins: int = 64, range: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probability density of I/<I> and the bin edges; default range (0, max). Compare with exp(-x)."""
+    v = normalized_intensity(img).ravel()
+    if not np.all(np.isfinite(v)):
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        return np.full(bins, np.nan), edges
+    if range is None:
+        range = (0.0, max(float(v.max()), 1e-12))
+    hist, edges = np.histogram(v, bins=bins, range=range, density=True)
+    return hist, edges
+
+
+def histogram_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Wasserstein-1 distance between the mean-normalized intensity distributions of two images.
+
+    Mean-normalized so that exposure does not count, only the shape of p(I/<I>).
+    """
+    va = normalized_intensity(a).ravel()
+    vb = normalized_intensity(b).ravel()
+    if not (np.all(np.isfinite(va)) and np.all(np.isfinite(vb))):
+        return float("nan")
+    return float(stats.wasserstein_distance(va, vb))
+
+
+def _exp_quantile_integral(u: np.ndarray) -> np.ndarray:
+    """G(u) = integral_0^u -ln(1-t) dt = (1-u) ln(1-u) + u, with G(1) = 1."""
+    one_minus = 1.0 - u
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(one_minus > 0, one_minus * np.log(np.where(one_minus > 0, one_minus, 1)), 0)
+    return term + u
+
+
+def exp_distance_batch(imgs: np.ndarray) -> np.ndarray:
+    a = _batch(imgs)
+    x = np.sort((a / _means(a)[:, None, None]).reshape(len(a), -1), axis=1)
+    n = x.shape[1]
+    # W1 = integral_0^1 |F_n^-1(u) - F^-1(u)| du, exactly: on [(i-1)/n, i/n] the empirical
+    # quantile is the constant x_(i), and F^-1(u) = -ln(1-u) crosses it at u* = 1 - exp(-x).
+    lo = np.arange(n) / n
+    hi = (np.arange(n) + 1) / n
+    ustar = np.clip(-np.expm1(-x), lo, hi)
+    g_lo, g_hi, g_star = (_exp_quantile_integral(u) for u in (lo, hi, ustar))
+    below = x * (ustar - lo) - (g_star - g_lo)
+    above = (g_hi - g_star) - x * (hi - ustar)
+    return (below + above).sum(axis=1)
+
+
+def exp_distance(img: np.ndarray) -> float:
+    """Wasserstein-1 distance of I/<I> to the Exp(1) law (0 for ideal fully developed speckle)."""
+    return float(exp_distance_batch(_image(img)[None])[0])
+
+
+def ks_exp_batch(imgs: np.ndarray) -> np.ndarray:
+    a = _batch(imgs)
+    x = np.sort((a / _means(a)[:, None, None]).reshape(len(a), -1), axis=1)
+    n = x.shape[1]
+    cdf = -np.expm1(-x)
+    i = np.arange(1, n + 1)
+    d = np.maximum((i / n - cdf).max(axis=1), (cdf - (i - 1) / n).max(axis=1))
+    return np.where(np.isnan(x).any(axis=1), np.nan, d)
+
+
+def ks_exp(img: np.ndarray) -> float:
+    """Kolmogorov-Smirnov statistic of I/<I> against Exp(1).
+
+    Only the statistic: neighbouring pixels inside one grain are correlated, so a p-value computed
+    from all pixels would be far too small. Subsample pixels farther apart than a grain for that.
+    """
+    return float(ks_exp_batch(_image(img)[None])[0])
+
+
+def autocovariance_batch(imgs: np.ndarray) -> np.ndarray:
+    a = _batch(imgs)
+    h, w = a.shape[-2:]
+    d = a - a.mean(axis=(-2, -1), keepdims=True)
+    power = np.abs(sfft.rfft2(d, axes=(-2, -1))) ** 2
+    acf = sfft.irfft2(power, s=(h, w), axes=(-2, -1))
+    var = np.where(_flat(a), np.nan, (d * d).mean(axis=(-2, -1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = acf / (h * w * var)[:, None, None]
+    return sfft.fftshift(c, axes=(-2, -1))
+
+
+def autocovariance(img: np.ndarray) -> np.ndarray:
+    """Normalized circular intensity autocovariance IFFT|FFT(I - <I>)|^2 / (N sigma^2), fftshifted.
+
+    c = 1 at zero lag, which sits at index (H//2, W//2). All nan for a constant image.
+    """
+    return autocovariance_batch(_image(img)[None])[0]
+
+
+def _half_max_crossing(profile: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Radius where each row of `profile` (starting at 1 at radius 0) first drops below one half,
+    linearly interpolated between the two samples that bracket it; nan if it never does."""
+    if profile.shape[1] < 2:
+        return np.full(len(profile), np.nan)
+    below = profile < HALF
+    found = below.any(axis=1)
+    k = np.where(found, below.argmax(axis=1), 1)
+    k = np.maximum(k, 1)
+    rows = np.arange(len(profile))
+    p0, p1 = profile[rows, k - 1], profile[rows, k]
+    r0, r1 = radius[k - 1], radius[k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = r0 + (p0 - HALF) * (r1 - r0) / (p0 - p1)
+    return np.where(found & np.isfinite(p0), r, np.nan)
+
+
+def _radial_profile(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Azimuthal average of fftshifted autocovariances in rings of width 1 around zero lag.
+
+    Returns the per-image profiles and the mean lag radius of each ring (ring 0 is zero lag only).
+    """
+    n, h, w = c.shape
+    y, x = np.indices((h, w))
+    r = np.hypot(y - h // 2, x - w // 2)
+    rmax = min(h, w) // 2 - 1
+    inside = r <= rmax + 0.5
+    ring = np.rint(r[inside]).astype(np.intp)
+    counts = np.bincount(ring)
+    radius = np.bincount(ring, weights=r[inside]) / counts
+    vals = c[:, inside]
+    profile = np.stack([np.bincount(ring, weights=v) for v in vals]) / counts
+    return profile, radius
+
+
+def fwhm_from_autocovariance_batch(c: np.ndarray) -> dict[str, np.ndarray]:
+    """FWHM along x, y and radially from fftshifted normalized autocovariances (n, H, W)."""
+    c = np.asarray(c, dtype=np.float64)
+    n, h, w = c.shape
+    cy, cx = h // 2, w // 2
+    fx = 2 * _half_max_crossing(c[:, cy, cx:], np.arange(w - cx, dtype=np.float64))
+    fy = 2 * _half_max_crossing(c[:, cy:, cx], np.arange(h - cy, dtype=np.float64))
+    profile, radius = _radial_profile(c)
+    fr = 2 * _half_max_crossing(profile, radius)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        aniso = np.maximum(fx, fy) / np.minimum(fx, fy)
+    return {"fwhm_x": fx, "fwhm_y": fy, "fwhm_r": fr, "anisotropy": aniso}
+
+
+def grain_size_batch(imgs: np.ndarray) -> dict[str, np.ndarray]:
+    a = _batch(imgs)
+    g = fwhm_from_autocovariance_batch(autocovariance_batch(a))
+    invalid = np.isnan(_means(a))
+    return {k: np.where(invalid, np.nan, v) for k, v in g.items()}
+
+
+def grain_size(img: np.ndarray) -> GrainSize:
+    """Grain FWHM in pixels of the image as it is (no resizing), from `autocovariance`.
+
+    The circular autocovariance assumes the image is one period of a stationary pattern; that is
+    exact for FFT-simulated free-space speckle and a fine approximation for camera frames at the
+    small lags that set the FWHM. An image with a dark surround (fibre core) adds the surround's
+    own correlation: crop to the speckle region first.
+    """
+    g = grain_size_batch(_image(img)[None])
+    return GrainSize(**{k: float(v[0]) for k, v in g.items()})
+
+
+STAT_KEYS = (
+    "mean",
+    "contrast",
+    "local_contrast",
+    "grain_fwhm_x",
+    "grain_fwhm_y",
+    "grain_fwhm_r",
+    "anisotropy",
+    "ks_exp",
+    "exp_w1",
+)
+
+
+def speckle_stats_batch(imgs: np.ndarray, window: int = DEFAULT_WINDOW) -> dict[str, np.ndarray]:
+    a = _batch(imgs)
+    g = grain_size_batch(a)
+    return {
+        "mean": a.mean(axis=(-2, -1)),
+        "contrast": contrast_batch(a),
+        "local_contrast": local_contrast_batch(a, window),
+        "grain_fwhm_x": g["fwhm_x"],
+        "grain_fwhm_y": g["fwhm_y"],
+        "grain_fwhm_r": g["fwhm_r"],
+        "anisotropy": g["anisotropy"],
+        "ks_exp": ks_exp_batch(a),
+        "exp_w1": exp_distance_batch(a),
+    }
+
+
+def speckle_stats(img: np.ndarray, window: int = DEFAULT_WINDOW) -> dict[str, float]:
+    """All statistics of one image as plain floats, keys `STAT_KEYS`."""
+    s = speckle_stats_batch(_image(img)[None], window)
+    return {k: float(s[k][0]) for k in STAT_KEYS}
