@@ -20,8 +20,9 @@ RUNS_ROOT_ENV = "SPECKLE_VAE_RUNS_ROOT"
 SIMULATED = "simulated fibre speckle"
 # The default map: fibre speckle through the demo model's fibre (same fibre seed), drawn with a
 # sample seed the demo model was not trained on.
-SIMULATED_N = int(os.environ.get("SPECKLE_VAE_SIM_N", "2000"))
+SIMULATED_N = 2000
 SIMULATED_SEED = 1
+SIMULATED_N_ENV = "SPECKLE_VAE_SIM_N"  # a smaller default set, for tests and slow machines
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -104,18 +105,23 @@ def list_datasets() -> list[str]:
 
 def dataset_path(name: str) -> Path:
     if name == SIMULATED:
-        return simulated_dir(SIMULATED_N, SIMULATED_SEED)
+        return simulated_dir(simulated_n(), SIMULATED_SEED)
     return inside(data_root(), name)
+
+
+def simulated_n() -> int:
+    return int(os.environ.get(SIMULATED_N_ENV, SIMULATED_N))
 
 
 def simulated_dir(n: int, seed: int) -> Path:
     return cache.cache_root() / "datasets" / f"mmf-n{n}-seed{seed}"
 
 
-def ensure_simulated(n: int = SIMULATED_N, seed: int = SIMULATED_SEED, progress=None) -> Path:
+def ensure_simulated(n: int | None = None, seed: int = SIMULATED_SEED, progress=None) -> Path:
     """Generate the default simulated set once, outside git; later starts reuse it."""
     from vae.speckle import simulate_mmf, write_dataset
 
+    n = n or simulated_n()
     out = simulated_dir(n, seed)
     if (out / "labels.csv").is_file():
         return out

@@ -393,6 +393,9 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
 
+    # A simulated dataset records how it was made (seeds, options, command): keep it with the model.
+    simulation = _read_json(Path(cfg.data) / "simulation.json")
+
     def meta(metrics: dict) -> dict:
         return {
             "model": model_cfg.to_dict(),
@@ -400,7 +403,8 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
             "beta": cfg.beta, "recon": cfg.recon, "schedule": schedule.to_dict(),
             "train": asdict(cfg), "step": step, "command": command,
             "dataset": {"path": str(cfg.data), "fingerprint": dataset.fingerprint(),
-                        "n_train": len(train_idx), "n_val": len(val_idx), "seed": cfg.seed},
+                        "n_train": len(train_idx), "n_val": len(val_idx), "seed": cfg.seed,
+                        "simulation": simulation},
             "metrics": metrics, "world_size": dist.world, "device": device.type,
             "base_checkpoint": base.id if base else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -445,6 +449,8 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                     DataLoader(subset, batch_sampler=epoch_batches, num_workers=cfg.workers)
                 )
             for idx in epoch_batches:
+                if step >= cfg.max_steps:
+                    break
                 x = x_train[idx] if x_train is not None else next(loader)
                 x = x.to(device, non_blocking=True)
                 if device.type == "cuda":
@@ -457,18 +463,19 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 with autocast(device):
                     x_hat, post = net(x, sample=True, noise=eps)
                 terms = vae_loss(x, x_hat, post, beta_t, cfg.recon, capacity_t)
+                total = float(terms.total.detach())
                 optimizer.zero_grad(set_to_none=True)
                 terms.total.backward()
                 gnorm = torch.nn.utils.clip_grad_norm_(
                     model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf
                 )
-                bad = not (torch.isfinite(terms.total) and torch.isfinite(gnorm))
+                bad = not (math.isfinite(total) and torch.isfinite(gnorm))
                 flags = torch.tensor([float(bad), float(stop.requested)])
                 if dist.enabled:
                     torch.distributed.all_reduce(flags)  # ranks agree on when to stop
                 if flags[0] > 0:
-                    log(dist, f"error: non-finite loss at step {step} (recon={float(terms.recon):.4g}, "
-                              f"kl={float(terms.kl):.4g}); stopped. Last good checkpoint: {run_ckpt} "
+                    log(dist, f"error: non-finite loss at step {step} (recon={float(terms.recon.detach()):.4g}, "
+                              f"kl={float(terms.kl.detach()):.4g}); stopped. Last good checkpoint: {run_ckpt} "
                               "(lower --lr or --beta, or check the data)")  # fmt: skip
                     code = EXIT_NONFINITE
                     break
@@ -478,8 +485,8 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
                     now = time.perf_counter()
                     rec = {"split": "train", "step": step, "epoch": epoch,
-                           "loss": float(terms.total), "recon": float(terms.recon),
-                           "kl": float(terms.kl), "beta": beta_t, "capacity": capacity_t,
+                           "loss": total, "recon": float(terms.recon.detach()),
+                           "kl": float(terms.kl.detach()), "beta": beta_t, "capacity": capacity_t,
                            "active_units": active_units(terms.kl_per_dim.detach()),
                            "grad_norm": float(gnorm), "lr": cfg.lr,
                            "images_per_s": imgs_since / max(now - t_last, 1e-9), "time": time.time()}  # fmt: skip
@@ -531,6 +538,13 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
             f"done: {step} steps, checkpoint {run_ckpt}" + (f" ({summary})" if summary else ""),
         )
     return code
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _restore(path: Path, cfg: TrainConfig, model, optimizer, noise_gen) -> int:

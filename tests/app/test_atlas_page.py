@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from tests.app.conftest import all_text, image_captions, image_urls
+
+
+def test_opens_on_demo_model_and_shows_what_is_loaded(app) -> None:
+    app.run()
+    assert not app.exception
+    assert app.title[0].value == "Atlas"
+    sidebar = "\n".join(m.value for m in app.sidebar.markdown)
+    assert "β = " in sidebar and "sse reconstruction" in sidebar
+    assert "300 images" in sidebar and "active units" in sidebar
+    assert app.sidebar.selectbox(key="model").value == "models/demo"
+    assert "Nothing selected yet" in all_text(app)
+
+
+def test_injected_selection_shows_that_sample(app) -> None:
+    app.run()
+    app.session_state["atlas_map"] = {"selection": {"points": [{"customdata": 42}, {"customdata": 7}]}}
+    app.run()
+    assert not app.exception
+    assert app.session_state["selection"] == [42, 7]
+    text = all_text(app)
+    assert "2 selected; showing id 42" in text
+    # input, SLM pattern, reconstruction, |error|
+    assert len(image_urls(app)) == 4
+    captions = image_captions(app)
+    assert "input #42" in captions and "input pattern (SLM)" in captions
+    # The metrics table is of sample 42 and holds real numbers.
+    table = app.dataframe[0].value
+    assert 0 < float(table["pcc"][0]) <= 1 and float(table["K_in"][0]) > 0
+    # Choosing the other selected sample shows it instead.
+    app.selectbox(key="atlas_show").set_value(7).run()
+    assert "input #7" in image_captions(app)
+
+
+def test_colour_by_label_and_latent_dim(app) -> None:
+    app.run()
+    app.selectbox(key="atlas_color").set_value("latent dim").run()
+    assert not app.exception
+    assert app.selectbox(key="atlas_dim").value is not None
+    app.selectbox(key="atlas_color").set_value("digit").run()
+    assert not app.exception
