@@ -1,18 +1,23 @@
-"""Speckle VAE Explorer: `streamlit run app.py`. Thin UI; the work happens in explorer/ and vae/."""
+"""Speckle VAE Explorer: `streamlit run app.py`. Thin UI; the work happens in explorer/ and vae/.
+
+The page scripts live in views/, not pages/: a folder named pages/ beside the entry script puts
+Streamlit in its legacy multipage mode until some session has run st.navigation, so the first
+visit to a deep link (say /traverse) after a restart would run that page alone, without app.py.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pages import common
+from views import common
 
-st.set_page_config(page_title="Speckle VAE Explorer", page_icon="🔬", layout="wide")
+st.set_page_config(page_title="Speckle VAE Explorer", page_icon=":material/grain:", layout="wide")
 
 PAGES = [
-    st.Page("pages/atlas.py", title="Atlas", icon="🗺️", default=True),
-    st.Page("pages/traverse.py", title="Traverse", icon="🎚️"),
-    st.Page("pages/interpolate.py", title="Interpolate", icon="↔️"),
-    st.Page("pages/model.py", title="Model", icon="📋"),
+    st.Page("views/atlas.py", title="Atlas", icon=":material/scatter_plot:", default=True),
+    st.Page("views/traverse.py", title="Traverse", icon=":material/tune:"),
+    st.Page("views/interpolate.py", title="Interpolate", icon=":material/swap_horiz:"),
+    st.Page("views/model.py", title="Model", icon=":material/description:"),
 ]
 
 page = st.navigation(PAGES)

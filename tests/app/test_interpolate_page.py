@@ -4,7 +4,7 @@ from __future__ import annotations
 def test_frames_and_path(app) -> None:
     app.run()
     app.session_state["selection"] = [3, 9]
-    app.switch_page("pages/interpolate.py").run()
+    app.switch_page("views/interpolate.py").run()
     assert not app.exception
     assert app.number_input(key="interp_a").value == 3 and app.number_input(key="interp_b").value == 9
     strip = app.get("image")[0].value

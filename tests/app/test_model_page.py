@@ -4,7 +4,7 @@ from tests.app.conftest import all_text
 
 
 def test_model_card_curves_and_probes(app) -> None:
-    app.switch_page("pages/model.py").run()
+    app.switch_page("views/model.py").run()
     assert not app.exception
     text = all_text(app)
     assert "β = " in text and "active units" in text

@@ -4,7 +4,7 @@ from tests.app.conftest import image_captions, image_urls
 
 
 def test_slider_move_changes_the_decoded_image(app) -> None:
-    app.switch_page("pages/traverse.py").run()
+    app.switch_page("views/traverse.py").run()
     assert not app.exception
     sliders = [s for s in app.slider if s.key and s.key.startswith("trav_")]
     assert len(sliders) == 8  # K defaults to 8, most informative dims first
@@ -19,7 +19,7 @@ def test_slider_move_changes_the_decoded_image(app) -> None:
 
 
 def test_k_controls_the_number_of_sliders_and_grid(app) -> None:
-    app.switch_page("pages/traverse.py").run()
+    app.switch_page("views/traverse.py").run()
     app.number_input(key="trav_k").set_value(3).run()
     assert not app.exception
     assert len([s for s in app.slider if s.key and s.key.startswith("trav_")]) == 3
@@ -29,7 +29,7 @@ def test_k_controls_the_number_of_sliders_and_grid(app) -> None:
 def test_start_from_a_selected_sample(app) -> None:
     app.run()
     app.session_state["selection"] = [11]
-    app.switch_page("pages/traverse.py").run()
+    app.switch_page("views/traverse.py").run()
     assert not app.exception
     assert app.radio(key="trav_source").value == "selected sample"
     assert any("sample #11" in c for c in image_captions(app))

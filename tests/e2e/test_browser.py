@@ -129,12 +129,14 @@ def test_dragging_a_traversal_slider_changes_the_image(server, page) -> None:
     page.goto(f"{server}/traverse")
     wait_app(page)
     before = _decoded_src(page)
-    slider = page.locator('[data-testid="stSlider"] [role="slider"]').first
-    box = slider.bounding_box()
-    track = page.locator('[data-testid="stSlider"]').first.bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    first = page.locator('[data-testid="stSlider"]').first
+    # The thumb is the positioned parent of the slider's hidden range input.
+    thumb = first.locator('input[type="range"]').locator("xpath=../..").bounding_box()
+    track = first.locator('[role="group"]').bounding_box()
+    y = thumb["y"] + thumb["height"] / 2
+    page.mouse.move(thumb["x"] + thumb["width"] / 2, y)
     page.mouse.down()
-    page.mouse.move(track["x"] + track["width"] * 0.95, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.move(track["x"] + track["width"] * 0.95, y, steps=8)
     page.mouse.up()
     page.wait_for_function(
         "(before) => { const i = document.querySelector('[data-testid=\"stImage\"] img');"

@@ -9,7 +9,7 @@ import streamlit as st
 
 from explorer.projection import METRICS
 from explorer.selection import selected_ids
-from pages import common
+from views import common
 from vae.inference import decode
 from vae.metrics import pixel_metrics
 from vae.stats import contrast
@@ -41,13 +41,14 @@ with st.expander("UMAP settings"):
 
 proj, status = common.projection(atlas, method, n_neighbors, min_dist, metric)
 if status:
-    st.info(status, icon="⏳")
 
     @st.fragment(run_every=2)
     def _poll() -> None:
+        """Tick the status while UMAP fits in the background; swap the map in when it is ready."""
         _, still = common.projection(atlas, method, n_neighbors, min_dist, metric)
         if not still:
             st.rerun()
+        st.info(still, icon=":material/hourglass_top:")
 
     _poll()
 if proj.note:
@@ -112,10 +113,10 @@ else:
     b1, b2, b3 = st.columns(3)
     if b1.button("Traverse from this sample", key="atlas_to_traverse"):
         st.session_state["traverse_start"] = ("sample", int(i))
-        st.switch_page("pages/traverse.py")
+        st.switch_page("views/traverse.py")
     if len(ids) >= 2 and b2.button("Interpolate between the first two", key="atlas_to_interp"):
         st.session_state["interp_ends"] = (int(ids[0]), int(ids[1]))
-        st.switch_page("pages/interpolate.py")
+        st.switch_page("views/interpolate.py")
     if b3.button("Clear selection", key="atlas_clear"):
         st.session_state["selection"] = []
         st.rerun()

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from explorer.latent_ops import set_dims, traverse
-from pages import common
+from views import common
 from vae.inference import decode
 
 checkpoint, dataset, atlas = common.current()

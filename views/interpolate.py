@@ -11,7 +11,7 @@ import streamlit as st
 from PIL import Image
 
 from explorer.latent_ops import interpolate, nearest
-from pages import common
+from views import common
 from vae.inference import decode
 from vae.stats import contrast_batch
 

@@ -11,7 +11,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from explorer.probes import dim_label_scores, probe_scores
-from pages import common
+from views import common
 from vae.train import read_metrics
 
 checkpoint, dataset, atlas = common.current()
