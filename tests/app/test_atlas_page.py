@@ -16,7 +16,9 @@ def test_opens_on_demo_model_and_shows_what_is_loaded(app) -> None:
 
 def test_injected_selection_shows_that_sample(app) -> None:
     app.run()
-    app.session_state["atlas_map"] = {"selection": {"points": [{"customdata": 42}, {"customdata": 7}]}}
+    app.session_state["atlas_map"] = {
+        "selection": {"points": [{"customdata": 42}, {"customdata": 7}]}
+    }
     app.run()
     assert not app.exception
     assert app.session_state["selection"] == [42, 7]

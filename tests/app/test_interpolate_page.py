@@ -6,7 +6,9 @@ def test_frames_and_path(app) -> None:
     app.session_state["selection"] = [3, 9]
     app.switch_page("views/interpolate.py").run()
     assert not app.exception
-    assert app.number_input(key="interp_a").value == 3 and app.number_input(key="interp_b").value == 9
+    assert (
+        app.number_input(key="interp_a").value == 3 and app.number_input(key="interp_b").value == 9
+    )
     strip = app.get("image")[0].value
     assert len(strip) == 10
     table = app.dataframe[0].value
