@@ -65,25 +65,57 @@ class Atlas:
         return recon + self.kl
 
 
-def _encode(checkpoint: Checkpoint, dataset, progress: Progress | None) -> dict[str, np.ndarray]:
+def encode_arrays(checkpoint: Checkpoint, dataset, progress: Progress | None = None, workers: int = 0,
+                  batch_size: int = 256) -> dict[str, np.ndarray]:  # fmt: skip
+    """μ, log σ², per-image reconstruction error (MSE of z = μ) and KL of every sample."""
+
     def report(done: int, total: int) -> None:
         if progress:
             progress(done / max(total, 1), f"encoding {done}/{total} images")
 
-    enc = encode_dataset(
-        checkpoint.model, dataset, reconstruct=True, keep_images=True, progress=report
-    )
+    enc = encode_dataset(checkpoint.model, dataset, batch_size=batch_size, workers=workers,
+                         reconstruct=True, keep_images=True, progress=report)  # fmt: skip
     err = ((enc.recon - enc.images) ** 2).reshape(len(enc.mu), -1).mean(1)
     kl = (-0.5 * (1.0 + enc.logvar - enc.mu**2 - np.exp(enc.logvar))).sum(1)
     return {"mu": enc.mu, "logvar": enc.logvar, "recon_error": err.astype(np.float32),
             "kl": kl.astype(np.float32)}  # fmt: skip
 
 
+def latents_path(checkpoint: Checkpoint, dataset) -> Path:
+    return cache.cache_root() / "latents" / cache.key(checkpoint.id, dataset.fingerprint())
+
+
+def shard_path(path: Path, rank: int, world: int) -> Path:
+    return path.with_name(f"{path.name}_shard-{rank}-of-{world}")  # no dot: cache adds .npz
+
+
+def merge_shards(path: Path, n: int) -> dict[str, np.ndarray] | None:
+    """Merge the per-rank shards `python -m explorer.encode` wrote under torchrun, if all of
+    them are present and together cover every sample exactly once."""
+    shards = sorted(path.parent.glob(f"{path.name}_shard-*-of-*.npz"))
+    if not shards:
+        return None
+    world = int(shards[0].stem.rsplit("-of-", 1)[1])
+    parts = [cache.load(shard_path(path, r, world)) for r in range(world)]
+    if any(p is None for p in parts):
+        return None
+    index = np.concatenate([p[0]["index"] for p in parts])
+    if len(index) != n or not np.array_equal(np.sort(index), np.arange(n)):
+        return None
+    order = np.argsort(index)
+    keys = [k for k in parts[0][0] if k != "index"]
+    return {k: np.concatenate([p[0][k] for p in parts])[order] for k in keys}
+
+
 def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = None) -> Atlas:
-    path = cache.cache_root() / "latents" / cache.key(checkpoint.id, dataset.fingerprint())
-    arrays, _, hit = cache.get_or_build(
-        path, lambda: (_encode(checkpoint, dataset, progress), {"checkpoint": checkpoint.id})
-    )
+    path = latents_path(checkpoint, dataset)
+
+    def build():
+        merged = merge_shards(path, len(dataset))
+        arrays = merged if merged is not None else encode_arrays(checkpoint, dataset, progress)
+        return arrays, {"checkpoint": checkpoint.id, "from_shards": merged is not None}
+
+    arrays, _, hit = cache.get_or_build(path, build)
     if len(arrays["mu"]) != len(dataset):
         raise ValueError(f"{path}: cached latents do not match the dataset size")
     return Atlas(checkpoint, dataset, arrays["mu"], arrays["logvar"], arrays["recon_error"],
@@ -122,7 +154,3 @@ def build_projection(
     return Projection(
         arrays["coords"], method, kw, meta.get("note", ""), meta.get("seconds", 0.0)
     ), hit
-
-
-def dataset_dir(root: Path, kind: str, n: int, seed: int) -> Path:
-    return Path(root) / f"{kind}-n{n}-seed{seed}"

@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from vae.data import ImageFolder, Normalization
 
 from explorer import cache, sources
 from explorer.atlas import build_atlas, build_projection
 from explorer.probes import dim_label_scores, label_columns, probe_scores
 from explorer.selection import selected_ids
 from vae import checkpoint as ckpt
+from vae.data import ImageFolder, Normalization
 from vae.model import VAE, VAEConfig
 from vae.speckle import simulate_mmf, write_dataset
 
@@ -153,3 +153,42 @@ def test_paths_cannot_leave_their_roots(tmp_path, monkeypatch) -> None:
     assert sources.safe_name("beta_0.5-run") == "beta_0.5-run"
     assert sources.list_models()[0] == sources.DEMO_MODEL
     assert json.loads((sources.REPO / sources.DEMO_MODEL / "config.json").read_text())["beta"] > 0
+
+
+@pytest.mark.slow
+def test_encode_cli_single_and_torchrun_shards_agree(tmp_path, cache_dir, sim_folder) -> None:
+    import os
+    import subprocess
+    import sys
+
+    model = tiny_checkpoint(tmp_path / "m")
+    env = os.environ | {cache.CACHE_ENV: str(cache_dir), "OMP_NUM_THREADS": "1",
+                        "PYTHONPATH": str(sources.REPO)}  # fmt: skip
+    args = ["-m", "explorer.encode", "--checkpoint", str(tmp_path / "m"), "--data", str(sim_folder)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        *args,
+    ]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    shards = sorted((cache_dir / "latents").glob("*_shard-*-of-2.npz"))
+    assert len(shards) == 2
+    dataset = ImageFolder(sim_folder, 32, Normalization())
+    merged = build_atlas(model, dataset)  # merges the shards, no encoding
+    assert not merged.cache_hit
+    single = subprocess.run([sys.executable, *args], env=env | {cache.CACHE_ENV: str(tmp_path / "c2")},
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    env2 = tmp_path / "c2"
+    os.environ[cache.CACHE_ENV] = str(env2)
+    try:
+        reference = build_atlas(model, dataset)
+    finally:
+        os.environ[cache.CACHE_ENV] = str(cache_dir)
+    assert reference.cache_hit  # the CLI wrote the app's cache entry
+    np.testing.assert_allclose(merged.mu, reference.mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(merged.kl, reference.kl, rtol=1e-4, atol=1e-5)

@@ -15,6 +15,7 @@ Normalization, and what each mode does to speckle contrast K = σ/μ:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -448,10 +449,9 @@ class ImageFolder(torch.utils.data.Dataset):
         out = pd.concat([out, data], axis=1)
         for c in cols:
             if out[c].dtype == object:
-                try:  # rows were gathered as objects; restore numeric columns
+                # Rows were gathered as objects; restore the columns that are numeric.
+                with contextlib.suppress(ValueError, TypeError):
                     out[c] = pd.to_numeric(out[c])
-                except (ValueError, TypeError):
-                    pass
         missing = len(frame) - (len(self.samples) - unmatched)
         if missing > 0:
             self._log(f"{LABEL_FILE}: {missing} rows name files that are not in the dataset")

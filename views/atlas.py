@@ -9,10 +9,10 @@ import streamlit as st
 
 from explorer.projection import METRICS
 from explorer.selection import selected_ids
-from views import common
 from vae.inference import decode
 from vae.metrics import pixel_metrics
 from vae.stats import contrast
+from views import common
 
 checkpoint, dataset, atlas = common.current()
 n = len(atlas.mu)

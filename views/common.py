@@ -9,13 +9,13 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
-from vae.data import ImageFolder, Normalization
 
 from explorer import sources
 from explorer.atlas import Atlas, build_atlas, build_projection
 from explorer.projection import Projection
 from explorer.tasks import Task
 from vae.checkpoint import Checkpoint, load_checkpoint
+from vae.data import ImageFolder, Normalization
 from vae.device import pick_device
 
 IMAGE_WIDTH = 160

@@ -11,9 +11,9 @@ import streamlit as st
 from PIL import Image
 
 from explorer.latent_ops import interpolate, nearest
-from views import common
 from vae.inference import decode
 from vae.stats import contrast_batch
+from views import common
 
 checkpoint, dataset, atlas = common.current()
 n = len(atlas.mu)

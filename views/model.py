@@ -11,8 +11,8 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from explorer.probes import dim_label_scores, probe_scores
-from views import common
 from vae.train import read_metrics
+from views import common
 
 checkpoint, dataset, atlas = common.current()
 c = checkpoint.config

@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from explorer.latent_ops import set_dims, traverse
-from views import common
 from vae.inference import decode
+from views import common
 
 checkpoint, dataset, atlas = common.current()
 n, dz = atlas.mu.shape
@@ -82,15 +82,24 @@ sliders()
 st.subheader("Traversal grid")
 g1, g2 = st.columns([1, 3])
 steps = int(g1.number_input("Steps", 3, 15, 7, key="trav_steps"))
-values = np.linspace(-3, 3, steps)
-zs = traverse(z0, dims, values, "sigma", scale)
-frames = decode(checkpoint.model, zs)
-size = frames.shape[-1]
-grid = (
-    frames.reshape(len(dims), steps, size, size)
-    .transpose(0, 2, 1, 3)
-    .reshape(len(dims) * size, steps * size)
-)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _grid(checkpoint_id: str, z0_bytes: bytes, dims: tuple[int, ...], steps: int) -> np.ndarray:
+    """dims × steps traversal frames as one image; cached so a slider move does not redo it."""
+    start = np.frombuffer(z0_bytes, dtype=np.float32)
+    frames = decode(
+        checkpoint.model, traverse(start, list(dims), np.linspace(-3, 3, steps), "sigma", scale)
+    )
+    size = frames.shape[-1]
+    return (
+        frames.reshape(len(dims), steps, size, size)
+        .transpose(0, 2, 1, 3)
+        .reshape(len(dims) * size, steps * size)
+    )
+
+
+grid = _grid(checkpoint.id, np.asarray(z0, np.float32).tobytes(), tuple(dims), steps)
 g2.image(np.clip(grid, 0, 1), caption=f"rows: z{', z'.join(map(str, dims))}; columns: −3σ … +3σ",
          width=min(90 * steps, 900), clamp=True)  # fmt: skip
 g1.download_button("Download grid (PNG)", common.to_png(grid, scale=2), "traversal.png", "image/png",

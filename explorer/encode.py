@@ -1,0 +1,70 @@
+"""Encode a dataset too big for the app to encode on the spot, into the app's latent cache:
+
+    python -m explorer.encode --checkpoint models/demo --data data/big
+    torchrun --nproc_per_node=8 -m explorer.encode --checkpoint runs/paper --data /shared/big
+
+Under torchrun every rank encodes every world-th sample and writes its own shard file; the app
+merges the shards when it reads them (explorer.atlas.build_atlas).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from explorer import atlas as atlas_mod
+from explorer import cache
+from vae.checkpoint import CheckpointError, load_checkpoint
+from vae.data import ImageError, ImageFolder, Normalization
+from vae.device import pick_device
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m explorer.encode", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
+    p.add_argument("--data", required=True, help="folder of images")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world > 1:
+        use_nccl = torch.cuda.is_available() and args.device in ("auto", "cuda")
+        torch.distributed.init_process_group(backend="nccl" if use_nccl else "gloo")
+    try:
+        ck = load_checkpoint(args.checkpoint, device=pick_device(args.device, local_rank))
+        norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])
+        dataset = ImageFolder(args.data, ck.model_config.image_size, norm, log=lambda m: None)
+    except (CheckpointError, ImageError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    indices = np.arange(rank, len(dataset), world)
+    subset = torch.utils.data.Subset(dataset, indices.tolist())
+    arrays = atlas_mod.encode_arrays(ck, subset, workers=args.workers, batch_size=args.batch_size)
+    path = atlas_mod.latents_path(ck, dataset)
+    if world > 1:
+        arrays["index"] = indices
+        cache.save(atlas_mod.shard_path(path, rank, world), arrays, {"rank": rank, "world": world})
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    else:
+        cache.save(path, arrays, {"checkpoint": ck.id})
+    if rank == 0:
+        print(f"encoded {len(dataset)} images in {time.perf_counter() - t0:.1f} s on {world} "
+              f"process(es) into {path.with_suffix('.npz')}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
