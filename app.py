@@ -17,6 +17,7 @@ PAGES = [
     st.Page("views/atlas.py", title="Atlas", icon=":material/scatter_plot:", default=True),
     st.Page("views/traverse.py", title="Traverse", icon=":material/tune:"),
     st.Page("views/interpolate.py", title="Interpolate", icon=":material/swap_horiz:"),
+    st.Page("views/reconstruct.py", title="Reconstruct", icon=":material/upload_file:"),
     st.Page("views/model.py", title="Model", icon=":material/description:"),
 ]
 

@@ -30,15 +30,32 @@ if ends is None and len(selection) >= 2:
     ends = (selection[0], selection[1])
 ends = ends or (0, min(1, n - 1))
 uploads = st.session_state.get("uploads_latent", {})
+
+
+def endpoint(col, label: str, default_id: int, key: str) -> tuple[np.ndarray, str, int | None]:
+    """A sample id, or an upload from the Reconstruct page: (z, name, sample id or None)."""
+    chosen = st.session_state.get(f"interp_upload_{key}")
+    if uploads:
+        kinds = ["sample", "upload"]
+        kind = col.radio(label, kinds, index=1 if chosen in uploads else 0, horizontal=True,
+                         key=f"interp_kind_{key}")  # fmt: skip
+        if kind == "upload":
+            names = list(uploads)
+            name = col.selectbox("Upload", names, index=names.index(chosen) if chosen in names else 0,
+                                 key=f"interp_up_{key}")  # fmt: skip
+            return np.asarray(uploads[name], np.float32), name, None
+    i = int(col.number_input(f"{label} sample id", 0, n - 1, int(default_id), key=f"interp_{key}"))
+    return atlas.mu[i], f"#{i}", i
+
+
 c1, c2, c3, c4 = st.columns(4)
-a = int(c1.number_input("From sample id", 0, n - 1, int(ends[0]), key="interp_a"))
-b = int(c2.number_input("To sample id", 0, n - 1, int(ends[1]), key="interp_b"))
+za, name_a, a = endpoint(c1, "From", ends[0], "a")
+zb, name_b, b = endpoint(c2, "To", ends[1], "b")
 method = c3.radio("Method", ["slerp", "lerp"], horizontal=True, key="interp_method")
 steps = int(c4.slider("Frames", 3, 24, 10, key="interp_n"))
 if selection:
     st.caption(f"Current map selection: {selection[:10]}{' …' if len(selection) > 10 else ''}")
 
-za, zb = atlas.mu[a], atlas.mu[b]
 zs = interpolate(za, zb, steps, method)
 frames = decode(checkpoint.model, zs)
 
@@ -52,7 +69,11 @@ pil = [
 pil = pil + pil[-2:0:-1]  # play forth and back
 pil[0].save(gif, format="GIF", save_all=True, append_images=pil[1:], duration=120, loop=0)
 st.download_button(
-    "Download animated GIF", gif.getvalue(), f"interp_{a}_{b}.gif", "image/gif", key="interp_gif"
+    "Download animated GIF",
+    gif.getvalue(),
+    f"interp_{name_a}_{name_b}.gif".replace("#", ""),
+    "image/gif",
+    key="interp_gif",
 )
 
 left, right = st.columns(2)
@@ -63,8 +84,8 @@ with left:
     fig.data[0].marker.color = "lightgrey"
     common.add_points(fig, path, "path", symbol="circle", size=8, color="orange", line=True,
                       text=[f"frame {i}" for i in range(steps)])  # fmt: skip
-    common.add_points(fig, proj.coords[[a, b]], "ends", symbol="star", size=16, color="red",
-                      text=[f"from #{a}", f"to #{b}"])  # fmt: skip
+    common.add_points(fig, path[[0, -1]], "ends", symbol="star", size=16, color="red",
+                      text=[f"from {name_a}", f"to {name_b}"])  # fmt: skip
     fig.update_layout(showlegend=False)
     st.plotly_chart(fig, key="interp_map", width="stretch")
     st.caption(
