@@ -154,3 +154,14 @@ def build_projection(
     return Projection(
         arrays["coords"], method, kw, meta.get("note", ""), meta.get("seconds", 0.0)
     ), hit
+
+
+def interpolation(atlas: Atlas, projection: Projection, za: np.ndarray, zb: np.ndarray, n: int,
+                  method: str = "slerp") -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """A decoded path between two latents: (latents (n, dz), frames (n, H, W), map positions
+    (n, 2)). Positions go through the nearest latents, which is fast and stable for a path."""
+    from explorer.latent_ops import interpolate
+    from vae.inference import decode
+
+    zs = interpolate(za, zb, n, method)
+    return zs, decode(atlas.checkpoint.model, zs), projection.place_nearest(atlas.mu, zs)

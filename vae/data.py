@@ -1,16 +1,30 @@
 """Users' speckle images: reading, preprocessing exactly as in training, and lazy datasets.
 
-Normalization, and what each mode does to speckle contrast K = σ/μ:
+Reading: `read_image` turns one file (PNG, TIFF, JPEG, BMP, GIF, or a 2-D .npy/.npz) or the bytes
+of an upload into a `RawImage`: float32 intensities in the file's own units (0..255, 0..65535, or
+float as stored) plus the full-scale value of its type. Colour becomes grayscale (luminance).
+Anything wrong with a file raises `ImageError`, a one-line "<file>: <problem>" message, never
+another exception.
+
+Preprocessing (`preprocess`): centre-crop to a square, resize to size×size (area averaging when
+shrinking, like camera pixel binning; bilinear when enlarging), then normalize to [0, 1]. The
+three normalizations and what each does to the speckle contrast K = σ/μ:
 
 - ``max`` (per-image max; what many users do): x = I / max(I). A pure scale, so K is kept within
-  each image, but one hot pixel sets the scale: the mean brightness the network sees varies a lot
-  between frames, and for fully developed speckle max(I) ≈ ⟨I⟩·ln(N) makes most pixels dark.
+  each image, but a single hot pixel sets the scale: the mean brightness the network sees varies a
+  lot between frames, and for fully developed speckle max(I) ≈ ⟨I⟩·ln(N) leaves most pixels dark.
 - ``mean`` (per-image mean): x = I / (mean_scale·⟨I⟩), clipped to 1. Every frame has the same mean
-  1/mean_scale, so contrasts are comparable across frames; only pixels above mean_scale·⟨I⟩ are
-  clipped, which lowers K slightly (for exponential statistics P(I > 5⟨I⟩) = e⁻⁵ ≈ 0.7%).
+  ⟨x⟩ = 1/mean_scale, so frames are comparable; K is kept except that pixels above
+  mean_scale·⟨I⟩ are clipped, which lowers K slightly (for exponential statistics
+  P(I > 5⟨I⟩) = e⁻⁵ ≈ 0.7% of the pixels).
 - ``fixed`` (fixed range): x = (I − low)/(high − low), clipped; `high` defaults to the file's full
-  scale (255, 65535). Keeps absolute intensities and the overall power comparable across frames,
-  but dark frames use few grey levels, which quantizes low intensities.
+  scale (255, 65535, or the data max for float data). Keeps absolute intensities, including the
+  overall power, comparable across frames, but dark frames use few grey levels.
+
+Datasets: `ImageFolder` scans a folder tree once (validating every file, skipping bad ones with one
+warning each) and reads pixels lazily; .npy/.npz stacks give one sample per frame and are
+memory-mapped when stored uncompressed. An optional labels.csv becomes `.labels`.
+`ArrayDataset` offers the same interface over an in-memory array.
 """
 
 from __future__ import annotations
@@ -18,12 +32,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
+import struct
 import warnings
+import zipfile
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -33,42 +52,82 @@ from PIL import Image, ImageFile
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif")
 ARRAY_SUFFIXES = (".npy", ".npz")
 SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES
-MIN_SIDE = 8  # 1×1 (and other tiny) files are not images of speckle
+# Only these PIL plugins may parse user bytes: fewer parsers, less attack surface (PIL's EPS
+# plugin, for one, runs Ghostscript).
+PIL_FORMATS = ("PNG", "TIFF", "JPEG", "BMP", "GIF")
+MIN_SIDE = 8  # smaller frames (1×1 placeholders, icons) are not speckle images
 MAX_PIXELS = 64_000_000  # per frame; checked from the header, before decoding
-MAX_FILE_BYTES = 200 * 1024 * 1024
-MAX_FRAMES = 100_000  # per stack file
-FULL_DECODE_BYTES = 4 * 1024 * 1024  # files up to this size are fully decoded at scan time
+MAX_FILE_BYTES = 200 * 1024 * 1024  # per image file, or per compressed array inside an .npz
+MAX_FRAMES = 1_000_000  # per stack file
+MAX_OPEN_ARRAYS = 32  # memory-mapped stacks kept open per process (each holds a file descriptor)
+# Files up to this size are fully decoded at scan time, so corrupt ones are skipped up front;
+# larger ones get header and end-of-file checks only (a full decode costs ~5 ms per MB).
+FULL_DECODE_BYTES = 256 * 1024
 NORMALIZATIONS = ("max", "mean", "fixed")
 LABEL_FILE = "labels.csv"
-FILE_COLUMNS = ("file", "filename", "name", "path")
-log = logging.getLogger("vae.data")
+FILE_COLUMNS = ("file", "filename", "name", "path")  # labels.csv filename column, by priority
+PATTERN_COLUMN = "pattern"
+logger = logging.getLogger("vae.data")
 
 
 class ImageError(ValueError):
-    """One line: '<file>: <problem>'."""
+    """A file that cannot be used as an image. The message is one line: "<file>: <problem>"."""
+
+
+def _error(label: str, problem: str) -> ImageError:
+    # File names and library messages may hold newlines; the message must stay one line.
+    text = f"{label}: {problem}"
+    return ImageError(" ".join(text.split())[:500])
 
 
 @dataclass
 class RawImage:
-    pixels: np.ndarray  # (H, W) float32, in the file's own units
-    full_scale: float  # 255, 65535, 1.0 for bilevel, or the data max for float data
+    """One image before preprocessing.
+
+    pixels: (H, W) float32 intensities in the file's own units.
+    full_scale: what "fully bright" means for the stored type: 255 (8-bit), 65535 (16-bit),
+        1 (bilevel or bool), the type's max for other unsigned ints, and the data max for float
+        and signed data. `Normalization("fixed")` uses it when `high` is None.
+    notes: what reading changed ("RGB converted to grayscale (luminance)").
+    source: the stored type, e.g. "PNG I;16" or "npy uint16".
+    """
+
+    pixels: np.ndarray
+    full_scale: float
     notes: list[str] = field(default_factory=list)
+    source: str = ""
 
 
 @dataclass(frozen=True)
 class Normalization:
-    mode: str = "max"
-    mean_scale: float = 5.0
-    low: float = 0.0
-    high: float | None = None
+    """How intensities map to [0, 1]; see the module docstring for each mode's effect on K."""
+
+    mode: str = "max"  # "max" | "mean" | "fixed"
+    mean_scale: float = 5.0  # "mean": x = I / (mean_scale · ⟨I⟩), clipped to [0, 1]
+    low: float = 0.0  # "fixed": x = (I − low) / (high − low), clipped
+    high: float | None = None  # None ⇒ the file's full-scale value
 
     def __post_init__(self) -> None:
         if self.mode not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.mode!r}")
-        if not (isinstance(self.mean_scale, (int, float)) and self.mean_scale > 0):
-            raise ValueError(f"mean_scale must be > 0, got {self.mean_scale!r}")
-        if self.high is not None and not self.high > self.low:
-            raise ValueError(f"fixed range needs high > low, got {self.low}..{self.high}")
+            raise ValueError(
+                f"normalization mode must be one of {NORMALIZATIONS}, got {self.mode!r}"
+            )
+        for name in ("mean_scale", "low", "high"):
+            value = getattr(self, name)
+            if value is None and name == "high":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ValueError(f"normalization {name} must be a number, got {value!r}")
+            if not np.isfinite(value):
+                raise ValueError(f"normalization {name} must be finite, got {value!r}")
+            # Plain floats, so equal settings give equal to_dict() output and fingerprints.
+            object.__setattr__(self, name, float(value))
+        if self.mean_scale <= 0:
+            raise ValueError(f"normalization mean_scale must be > 0, got {self.mean_scale}")
+        if self.high is not None and self.high <= self.low:
+            raise ValueError(
+                f"normalization needs high > low, got low={self.low}, high={self.high}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,168 +135,346 @@ class Normalization:
     @classmethod
     def from_dict(cls, d: dict) -> Normalization:
         if not isinstance(d, dict):
-            raise ValueError(f"normalization must be an object, got {d!r}")
+            raise ValueError(f"normalization must be a mapping, got {d!r}")
         unknown = set(d) - {"mode", "mean_scale", "low", "high"}
         if unknown:
             raise ValueError(f"unknown normalization keys {sorted(unknown)}")
         return cls(**d)
 
 
-def _name(source, name: str | None) -> str:
-    return name or (str(source) if not isinstance(source, (bytes, bytearray)) else "<upload>")
-
-
-def _check_shape(arr: np.ndarray, label: str) -> None:
-    if arr.ndim != 2:
-        raise ImageError(f"{label}: expected a 2-D image, got shape {arr.shape}")
-    h, w = arr.shape
-    if min(h, w) < MIN_SIDE:
-        raise ImageError(f"{label}: image is {w}×{h} pixels, smaller than {MIN_SIDE}×{MIN_SIDE}")
-    if h * w > MAX_PIXELS:
-        raise ImageError(f"{label}: {w}×{h} pixels is over the limit of {MAX_PIXELS}")
-
-
-def _from_array(arr: np.ndarray, label: str) -> RawImage:
-    if arr.dtype.kind not in "uifb":
-        raise ImageError(f"{label}: unsupported array dtype {arr.dtype}")
-    _check_shape(arr, label)
-    pixels = np.asarray(arr, dtype=np.float32)
-    if not np.isfinite(pixels).all():
-        raise ImageError(f"{label}: contains NaN or Inf")
-    if arr.dtype.kind == "u":
-        full = float(np.iinfo(arr.dtype).max)
-    elif arr.dtype.kind == "b":
-        full = 1.0
-    else:
-        full = float(pixels.max()) if pixels.size and pixels.max() > 0 else 1.0
-    return RawImage(pixels, full)
-
-
-def _gray(im: Image.Image, label: str) -> tuple[np.ndarray, float, list[str]]:
-    notes: list[str] = []
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(im, dtype=np.uint16).astype(np.float32), 65535.0, notes
-    if mode == "I":
-        arr = np.asarray(im, dtype=np.int32)
-        full = 65535.0 if arr.min() >= 0 and arr.max() <= 65535 else float(max(arr.max(), 1))
-        return arr.astype(np.float32), full, notes
-    if mode == "F":
-        arr = np.asarray(im, dtype=np.float32)
-        if not np.isfinite(arr).all():
-            raise ImageError(f"{label}: contains NaN or Inf")
-        return arr, float(arr.max()) if arr.max() > 0 else 1.0, notes
-    if mode == "1":
-        return np.asarray(im, dtype=np.float32), 1.0, notes
-    if mode == "L":
-        return np.asarray(im, dtype=np.float32), 255.0, notes
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-        notes.append(f"{mode} converted to grayscale (alpha ignored)")
-    elif mode != "L":
-        notes.append(f"{mode} converted to grayscale")
-    # Luminance (ITU-R 601-2) through PIL; palette and CMYK go through RGB first.
-    return np.asarray(im.convert("RGB").convert("L"), dtype=np.float32), 255.0, notes
+# ----------------------------------------------------------------------------- reading images
 
 
 def read_image(source: str | Path | bytes, name: str | None = None) -> RawImage:
-    """Read one 2-D image. Any problem raises ImageError naming the file; nothing else escapes."""
-    label = _name(source, name)
+    """Read one 2-D image from a path or from bytes (an upload; `name` gives its file name, whose
+    suffix matters only for .npy/.npz). Raises ImageError and nothing else."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label = name or "<upload>"
+    else:
+        label = name or str(source)
     try:
         return _read(source, label)
     except ImageError:
         raise
     except MemoryError:
-        raise ImageError(f"{label}: too large to decode") from None
+        raise _error(label, "too large to decode") from None
     except Exception as e:  # PIL and numpy raise a zoo of types on hostile bytes
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImageError(f"{label}: not a readable image ({msg[:200]})") from None
+        raise _error(label, f"not a readable image ({_reason(e)})") from None
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
 
 
 def _read(source, label: str) -> RawImage:
-    if isinstance(source, (bytes, bytearray)):
-        data, suffix = bytes(source), Path(label).suffix.lower()
-        if len(data) > MAX_FILE_BYTES:
-            raise ImageError(f"{label}: {len(data)} bytes is over the limit of {MAX_FILE_BYTES}")
-        if not data:
-            raise ImageError(f"{label}: empty file (0 bytes)")
-        if suffix in ARRAY_SUFFIXES or data[:6] == b"\x93NUMPY":
-            return _read_array(io.BytesIO(data), label)
-        return _read_pil(io.BytesIO(data), label)
-    path = Path(source)
-    if not path.is_file():
-        raise ImageError(f"{label}: no such file")
-    size = path.stat().st_size
-    if size == 0:
-        raise ImageError(f"{label}: empty file (0 bytes)")
-    if size > MAX_FILE_BYTES:
-        raise ImageError(f"{label}: {size} bytes is over the limit of {MAX_FILE_BYTES}")
-    if path.suffix.lower() in ARRAY_SUFFIXES:
-        return _read_array(path, label)
-    with open(path, "rb") as f:
-        return _read_pil(io.BytesIO(f.read()), label)
-
-
-def _read_array(f, label: str) -> RawImage:
-    loaded = np.load(f, allow_pickle=False)
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            if len(loaded.files) != 1:
-                raise ImageError(
-                    f"{label}: an .npz with {len(loaded.files)} arrays is a stack, not one image"
-                )
-            arr = loaded[loaded.files[0]]
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        _check_byte_size(len(data), label)
+        suffix = Path(label).suffix.lower()
     else:
-        arr = loaded
-    arr = np.asarray(arr)
+        path = Path(source)
+        if not path.is_file():
+            raise _error(label, "no such file")
+        _check_byte_size(path.stat().st_size, label)
+        data = path.read_bytes()
+        _check_byte_size(len(data), label)  # it may have changed since stat()
+        suffix = path.suffix.lower()
+    if data[:6] == b"\x93NUMPY":
+        return _read_npy_bytes(data, label)
+    if data[:4] == b"PK\x03\x04":  # a zip archive: only .npz is supported
+        return _read_npz_bytes(data, label)
+    if suffix in ARRAY_SUFFIXES:
+        raise _error(label, f"not a {suffix} file (the content is not a NumPy array)")
+    return _read_pil(data, label)
+
+
+def _check_byte_size(n: int, label: str) -> None:
+    if n == 0:
+        raise _error(label, "empty file (0 bytes)")
+    if n > MAX_FILE_BYTES:
+        raise _error(label, f"{n} bytes is over the limit of {MAX_FILE_BYTES} bytes")
+
+
+def _check_shape(shape: tuple[int, ...], label: str) -> None:
+    if len(shape) != 2:
+        raise _error(label, f"expected a 2-D image, got shape {tuple(shape)}")
+    h, w = shape
+    if min(h, w) < MIN_SIDE:
+        raise _error(label, f"image is {w}×{h} pixels, smaller than {MIN_SIDE}×{MIN_SIDE}")
+    if h * w > MAX_PIXELS:
+        raise _error(label, f"{w}×{h} pixels is over the limit of {MAX_PIXELS} pixels")
+
+
+def _full_scale(dtype: np.dtype, pixels: np.ndarray) -> float:
+    if dtype.kind == "b":
+        return 1.0
+    if dtype.kind == "u":
+        return float(np.iinfo(dtype).max)
+    # Float (and signed, e.g. background-subtracted) data has no natural full scale.
+    peak = float(pixels.max()) if pixels.size else 0.0
+    return peak if peak > 0 else 1.0
+
+
+def _from_array(arr: np.ndarray, label: str, source: str = "") -> RawImage:
+    _check_dtype(arr.dtype, label)
+    _check_shape(arr.shape, label)
+    pixels = np.asarray(arr, dtype=np.float32)
+    if not np.isfinite(pixels).all():
+        raise _error(label, "contains NaN or Inf")
+    return RawImage(pixels, _full_scale(arr.dtype, pixels), [], source or f"array {arr.dtype}")
+
+
+def _check_dtype(dtype: np.dtype, label: str) -> None:
+    if dtype.kind not in "uifb" or dtype.fields is not None or dtype.subdtype is not None:
+        raise _error(label, f"unsupported array dtype {dtype} (need integer, float or bool)")
+
+
+# --- .npy / .npz: headers are read and checked before any pixel is, so a hostile header cannot
+# make numpy allocate terabytes.
+
+
+@dataclass(frozen=True)
+class _ArrayInfo:
+    key: str | None  # member name inside an .npz (without ".npy"); None for an .npy
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran: bool
+    offset: int | None  # where the data starts in the file, when it can be memory-mapped
+
+
+def _npy_header(f: BinaryIO, available: int, label: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """Parse an .npy header (no pickle) and check that `available` bytes hold the data."""
+    start = f.tell()
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise _error(label, f"unsupported .npy format version {version}")
+    _check_dtype(dtype, label)
+    if any(not isinstance(n, int) or n < 0 for n in shape):
+        raise _error(label, f"bad array shape {shape}")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > available - (f.tell() - start):
+        raise _error(label, f"truncated array data (shape {shape}, {dtype})")
+    return tuple(shape), dtype, bool(fortran)
+
+
+def _npz_infos(f: BinaryIO, label: str) -> list[_ArrayInfo]:
+    infos = []
+    with zipfile.ZipFile(f) as zf:
+        for member in zf.infolist():
+            if member.is_dir():
+                continue
+            key = member.filename.removesuffix(".npy")
+            with zf.open(member) as m:
+                shape, dtype, fortran = _npy_header(m, member.file_size, f"{label}#{key}")
+                header_len = m.tell()
+            offset = None
+            if member.compress_type == zipfile.ZIP_STORED:
+                # The local header (30 bytes + name + extra) precedes the member's bytes.
+                f.seek(member.header_offset)
+                local = f.read(30)
+                if local[:4] != b"PK\x03\x04":
+                    raise _error(label, "corrupt zip archive")
+                name_len, extra_len = struct.unpack("<HH", local[26:30])
+                offset = member.header_offset + 30 + name_len + extra_len + header_len
+            elif member.file_size > MAX_FILE_BYTES:
+                raise _error(
+                    label,
+                    f"compressed array {key!r} is {member.file_size} bytes unpacked, over the "
+                    f"limit of {MAX_FILE_BYTES}; save it uncompressed (np.savez or np.save)",
+                )
+            infos.append(_ArrayInfo(key, shape, dtype, fortran, offset))
+    if not infos:
+        raise _error(label, "no arrays inside the .npz")
+    return infos
+
+
+def _array_infos(path: Path, label: str) -> list[_ArrayInfo]:
+    """The arrays a .npy/.npz file holds, from headers only."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+        f.seek(0)
+        if head == b"\x93NUMPY":
+            size = path.stat().st_size
+            shape, dtype, fortran = _npy_header(f, size, label)
+            return [_ArrayInfo(None, shape, dtype, fortran, f.tell())]
+        if head[:4] == b"PK\x03\x04":
+            return _npz_infos(f, label)
+    raise _error(label, "not a NumPy .npy/.npz file")
+
+
+def _read_npy_bytes(data: bytes, label: str) -> RawImage:
+    buf = io.BytesIO(data)
+    _npy_header(buf, len(data), label)
+    buf.seek(0)
+    return _single_image(np.load(buf, allow_pickle=False), label, "npy")
+
+
+def _read_npz_bytes(data: bytes, label: str) -> RawImage:
+    buf = io.BytesIO(data)
+    infos = _npz_infos(buf, label)
+    if len(infos) != 1:
+        raise _error(label, f"an .npz with {len(infos)} arrays is a stack; load it as a folder")
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as z:
+        return _single_image(z[z.files[0]], label, "npz")
+
+
+def _single_image(arr: np.ndarray, label: str, kind: str) -> RawImage:
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 2:
-        raise ImageError(f"{label}: expected a 2-D array, got shape {arr.shape}")
-    return _from_array(arr, label)
+        raise _error(label, f"expected a 2-D array, got shape {arr.shape} (a stack needs a folder)")
+    return _from_array(arr, label, f"{kind} {arr.dtype}")
 
 
-def _read_pil(buf: io.BytesIO, label: str) -> RawImage:
-    with warnings.catch_warnings():
-        # A decompression bomb warning becomes our error, not a silent 1-GB decode; PIL's other
-        # warnings (corrupt EXIF and the like) on hostile files are noise.
+# --- PIL formats
+
+
+class _PilGuard:
+    """PIL's settings for reading untrusted files, restored afterwards. Only touches the global
+    truncated-image switch if someone turned it on (it is process-wide; see the README)."""
+
+    def __enter__(self) -> None:
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        # Hostile files make PIL warn (corrupt EXIF, bomb-sized headers); our own checks decide.
         warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        old_max, old_trunc = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
-        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = MAX_PIXELS, False
-        try:
-            try:
-                im = Image.open(buf)
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise ImageError(
-                    f"{label}: decompression bomb (over {MAX_PIXELS} pixels)"
-                ) from None
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise ImageError(f"{label}: {w}×{h} pixels is over the limit of {MAX_PIXELS}")
-            if min(w, h) < MIN_SIDE:
-                raise ImageError(
-                    f"{label}: image is {w}×{h} pixels, smaller than {MIN_SIDE}×{MIN_SIDE}"
-                )
-            frames = getattr(im, "n_frames", 1)
-            if frames > 1:
-                raise ImageError(
-                    f"{label}: has {frames} frames (animated or multi-page); save one frame per file"
-                )
-            im.load()  # full decode: truncated files fail here
-            pixels, full, notes = _gray(im, label)
-        finally:
-            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = old_max, old_trunc
-    _check_shape(pixels, label)
-    return RawImage(pixels, full, notes)
+        self._truncated = ImageFile.LOAD_TRUNCATED_IMAGES
+        if self._truncated:
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+    def __exit__(self, *exc) -> None:
+        if self._truncated:
+            ImageFile.LOAD_TRUNCATED_IMAGES = True
+        self._warnings.__exit__(*exc)
+
+
+def _open_pil(f: BinaryIO, label: str) -> tuple[Image.Image, list[str]]:
+    """Open (header only) and check size and frame count, before any pixel is decoded."""
+    try:
+        im = Image.open(f, formats=PIL_FORMATS)
+    except Image.DecompressionBombError:
+        raise _error(label, f"over {MAX_PIXELS} pixels (a possible decompression bomb)") from None
+    except Image.UnidentifiedImageError:
+        raise _error(label, "not a readable image (not PNG, TIFF, JPEG, BMP or GIF data)") from None
+    w, h = im.size
+    _check_shape((h, w), label)
+    notes = []
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        if im.format != "MPO":
+            what = "animated" if im.format == "GIF" else "multi-page"
+            raise _error(
+                label, f"has {frames} frames ({what}); save one frame per file, or a .npy stack"
+            )
+        notes.append(f"first of {frames} MPO frames used")  # camera JPEGs with a preview
+    return im, notes
+
+
+def _read_pil(data: bytes, label: str) -> RawImage:
+    with _PilGuard():
+        im, notes = _open_pil(io.BytesIO(data), label)
+        wide_colour = im.mode in ("RGB", "RGBA") and any(";16" in str(t.args) for t in im.tile)
+        im.load()  # full decode: truncated and corrupt files fail here
+        pixels, full, more = _gray(im, label)
+        if wide_colour:
+            more.append("16-bit colour was read as 8 bits per channel")
+    _check_shape(pixels.shape, label)
+    return RawImage(pixels, full, notes + more, f"{im.format} {im.mode}")
+
+
+def _gray(im: Image.Image, label: str) -> tuple[np.ndarray, float, list[str]]:
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.float32), 65535.0, []
+    if mode == "I":
+        arr = np.asarray(im, dtype=np.int32)
+        # 16-bit data often arrives as mode "I"; only larger or negative values use the data max.
+        fits_16 = arr.min() >= 0 and arr.max() <= 65535
+        return arr.astype(np.float32), 65535.0 if fits_16 else float(max(arr.max(), 1)), []
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise _error(label, "contains NaN or Inf")
+        return arr, _full_scale(arr.dtype, arr), []
+    if mode == "1":
+        return np.asarray(im).astype(np.float32), 1.0, []
+    if mode == "L":
+        return np.asarray(im, dtype=np.float32), 255.0, []
+    notes = []
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        notes.append(f"{mode} converted to grayscale (luminance; alpha ignored)")
+    else:
+        notes.append(f"{mode} converted to grayscale (luminance)")
+    if mode == "LA":
+        return np.asarray(im.getchannel("L"), dtype=np.float32), 255.0, notes
+    # ITU-R 601-2 luma via PIL; palette, CMYK and the rest go through RGB first.
+    rgb = im if mode == "RGB" else im.convert("RGB")
+    return np.asarray(rgb.convert("L"), dtype=np.float32), 255.0, notes
+
+
+def _probe_pil(path: Path, rel: str) -> tuple[tuple[int, int], str]:
+    """Scan-time check of an image file: (h, w) and PIL mode. Small files are fully decoded;
+    large ones are checked from the header and for a complete end of file."""
+    size = path.stat().st_size
+    _check_byte_size(size, rel)
+    if size <= FULL_DECODE_BYTES:
+        raw = read_image(path, rel)
+        return raw.pixels.shape, raw.source.split(" ")[-1]
+    try:
+        with open(path, "rb") as f, _PilGuard():
+            im, _ = _open_pil(f, rel)
+            _check_complete(im, f, size, rel)
+            return (im.size[1], im.size[0]), im.mode
+    except ImageError:
+        raise
+    except Exception as e:  # hostile headers, same zoo as in read_image
+        raise _error(rel, f"not a readable image ({_reason(e)})") from None
+
+
+def _check_complete(im: Image.Image, f: BinaryIO, size: int, label: str) -> None:
+    """Catch the usual damage (an interrupted copy) without decoding: a truncated end."""
+    if im.format in ("PNG", "JPEG", "MPO", "GIF"):
+        f.seek(max(0, size - 1024))
+        tail = f.read()
+        ends = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "GIF": b";"}
+        if ends[im.format] not in tail:
+            raise _error(label, f"truncated {im.format} file (no end marker)")
+    elif im.format == "TIFF":
+        tags = im.tag_v2
+        offsets = tags.get(273) or tags.get(324) or ()
+        counts = tags.get(279) or tags.get(325) or ()
+        offsets, counts = np.atleast_1d(offsets), np.atleast_1d(counts)
+        if any(o + c > size for o, c in zip(offsets, counts, strict=False)):
+            raise _error(label, "truncated TIFF file (image data past the end)")
+    elif im.format == "BMP":
+        tile = im.tile[0] if im.tile else None
+        stride = tile.args[1] if tile and tile.codec_name == "raw" else 0
+        if stride and tile.offset + stride * im.size[1] > size:
+            raise _error(label, "truncated BMP file (image data past the end)")
+
+
+# ----------------------------------------------------------------------------- preprocessing
 
 
 def preprocess(
     raw: RawImage | np.ndarray, size: int, norm: Normalization
 ) -> tuple[np.ndarray, list[str]]:
-    """Centre-crop to a square, resize to size×size, normalize to [0, 1]: (image, notes)."""
-    if isinstance(raw, np.ndarray):
-        raw = RawImage(np.asarray(raw, np.float32), 1.0)
+    """Centre-crop to a square, resize to size×size, normalize: ((size, size) float32 in [0, 1],
+    notes). A bare array gets the full scale of its dtype, like a file would."""
+    if not isinstance(raw, RawImage):
+        raw = _from_array(np.asarray(raw), "image")
+    if int(size) < 1:
+        raise ValueError(f"size must be ≥ 1, got {size}")
+    size = int(size)
     img, notes = raw.pixels, list(raw.notes)
+    if img.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {img.shape}")
     h, w = img.shape
     if h != w:
         s = min(h, w)
@@ -247,16 +484,17 @@ def preprocess(
     s = img.shape[0]
     if s != size:
         # Area averaging mimics camera pixel binning and keeps speckle statistics better than
-        # bicubic when shrinking; enlarging uses bilinear.
-        method = Image.Resampling.BOX if s > size else Image.Resampling.BILINEAR
-        img = np.asarray(
-            Image.fromarray(img.astype(np.float32), mode="F").resize((size, size), method)
-        )
-        notes.append(f"resized {s}×{s} → {size}×{size} ({'area' if s > size else 'bilinear'})")
+        # bicubic (no ringing, no negative lobes) when shrinking.
+        shrink = s > size
+        method = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+        im = Image.fromarray(np.ascontiguousarray(img, np.float32))  # mode "F"
+        img = np.asarray(im.resize((size, size), method))
+        notes.append(f"resized {s}×{s} → {size}×{size} ({'area' if shrink else 'bilinear'})")
     return normalize(img, norm, raw.full_scale), notes
 
 
 def normalize(img: np.ndarray, norm: Normalization, full_scale: float = 1.0) -> np.ndarray:
+    """The intensity mapping alone (no crop or resize): float32 in [0, 1]."""
     img = np.asarray(img, np.float32)
     if norm.mode == "max":
         m = float(img.max())
@@ -266,250 +504,347 @@ def normalize(img: np.ndarray, norm: Normalization, full_scale: float = 1.0) -> 
         out = img / (norm.mean_scale * m) if m > 0 else np.zeros_like(img)
     else:
         high = norm.high if norm.high is not None else full_scale
-        out = (img - norm.low) / max(high - norm.low, 1e-12)
+        if high <= norm.low:
+            raise ValueError(f"fixed range: low={norm.low} is not below high={high}")
+        out = (img - norm.low) / (high - norm.low)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A deterministic held-out split: (train, val) index arrays, each sorted."""
+    """A deterministic held-out split: (train, val) sorted index arrays. Training keeps at least
+    one sample."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * val_fraction)) if n > 1 else 0
-    n_val = min(n_val, n - 1) if n > 1 else 0
+    n_val = min(int(round(n * val_fraction)), n - 1) if n > 1 else 0
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _scan(root: Path, exclude: set[Path]) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        here = Path(dirpath)
-        if here in exclude:
-            dirnames[:] = []
-            continue
-        for f in sorted(filenames):
-            if not f.startswith(".") and Path(f).suffix.lower() in SUFFIXES:
-                found.append(here / f)
-    return found
-
-
-def _stack_frames(path: Path, label: str) -> list[tuple[str | None, int | None]]:
-    """The frames a .npy/.npz holds: [(key, index)], without reading the pixels."""
-    if path.suffix.lower() == ".npy":
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        if arr.ndim == 2:
-            _from_array(np.asarray(arr), label)
-            return [(None, None)]
-        if arr.ndim == 3 and arr.shape[0] <= MAX_FRAMES:
-            _check_shape(arr[0], label)
-            return [(None, i) for i in range(arr.shape[0])]
-        raise ImageError(f"{label}: expected a 2-D image or a 3-D stack, got shape {arr.shape}")
-    frames = []
-    with np.load(path, allow_pickle=False) as z:
-        for key in z.files:
-            arr = z[key]
-            if arr.ndim == 2:
-                frames.append((key, None))
-            elif arr.ndim == 3 and arr.shape[0] <= MAX_FRAMES:
-                frames += [(key, i) for i in range(arr.shape[0])]
-            else:
-                raise ImageError(
-                    f"{label}: array {key!r} has shape {arr.shape}, not an image or stack"
-                )
-            _check_shape(arr if arr.ndim == 2 else arr[0], label)
-    if not frames:
-        raise ImageError(f"{label}: no arrays inside")
-    return frames
+# ----------------------------------------------------------------------------- datasets
 
 
 @dataclass(frozen=True)
 class Sample:
-    path: str  # relative to the root
-    key: str | None = None  # array name inside an .npz
+    path: str  # relative to the root, with "/" separators
+    key: str | None = None  # array name inside an .npz holding several arrays
     index: int | None = None  # frame inside a stack
 
     @property
     def name(self) -> str:
-        parts = (
-            [self.path]
-            + ([self.key] if self.key else [])
-            + ([str(self.index)] if self.index is not None else [])
-        )
-        return "#".join(parts)
+        """The sample's id in labels: "a.png", "stack.npy#3", "set.npz#key#3"."""
+        parts = [self.path] + ([self.key] if self.key else [])
+        return "#".join(parts + ([str(self.index)] if self.index is not None else []))
+
+
+def _rel(text: str) -> str:
+    """A labels.csv path as our relative key: "/" separators, no leading "./"."""
+    text = text.strip().replace("\\", "/")
+    while text.startswith("./"):
+        text = text[2:]
+    return text
+
+
+def _scan(root: Path, skip_dirs: set[str], skip_files: set[str]) -> list[str]:
+    """Relative paths of candidate files, sorted (each folder's files, then its subfolders)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        rel_dir = "" if rel_dir == "." else rel_dir
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and f"{rel_dir}/{d}".lstrip("/") not in skip_dirs
+        )  # fmt: skip
+        for f in sorted(filenames):
+            rel = f"{rel_dir}/{f}".lstrip("/")
+            if (
+                not f.startswith(".")
+                and Path(f).suffix.lower() in SUFFIXES
+                and rel not in skip_files
+            ):
+                found.append(rel)
+    return found
+
+
+def _read_csv(path: Path, warn: Callable[[str], None]) -> pd.DataFrame | None:
+    bad_lines = []
+    for encoding in ("utf-8-sig", "latin-1"):
+        try:
+            frame = pd.read_csv(
+                path, encoding=encoding, dtype=str, engine="python",
+                on_bad_lines=bad_lines.append,
+            )  # fmt: skip
+            break
+        except UnicodeDecodeError:
+            bad_lines.clear()
+            continue
+        except Exception as e:  # a labels file must never stop the data from loading
+            warn(f"{LABEL_FILE}: unreadable ({_reason(e)}); no labels used")
+            return None
+    else:  # pragma: no cover  (latin-1 decodes any bytes)
+        warn(f"{LABEL_FILE}: unknown text encoding; no labels used")
+        return None
+    if bad_lines:
+        warn(f"{LABEL_FILE}: {len(bad_lines)} malformed rows ignored")
+    return frame
 
 
 class ImageFolder(torch.utils.data.Dataset):
-    """A folder of images (searched recursively) and .npy/.npz stacks, read lazily.
+    """A folder tree of images and .npy/.npz stacks, preprocessed on read.
 
-    Bad files are skipped with one warning each; an optional labels.csv becomes `labels`."""
+    `dataset[i]` is a (1, size, size) float32 tensor. Attributes: `files` [(relative path, frame
+    index or None)], `labels` (DataFrame: "file", then the labels.csv columns), `skipped` (one
+    message per unusable file), `notes` (what preprocessing does to this data). Bad files are
+    skipped with one `log` call each (default: the "vae.data" logger's warning). Picklable, so
+    DataLoader workers work; memory maps are opened lazily in each process."""
 
-    def __init__(self, root: str | Path, size: int, norm: Normalization = Normalization(), *,
-                 log: Callable[[str], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: str | Path,
+        size: int,
+        norm: Normalization = Normalization(),
+        *,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.size = int(size)
         self.norm = norm
-        self._log = log or (lambda msg: globals()["log"].warning(msg))
+        self._log = log
+        if self.size < 1:
+            raise ValueError(f"size must be ≥ 1, got {size}")
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such folder")
-        labels, pattern_dirs = self._read_labels()
+        self._open: OrderedDict = OrderedDict()
+        self._pid = os.getpid()
+        frame, skip_dirs, skip_files = self._read_labels()
         self.skipped: list[str] = []
         self.samples: list[Sample] = []
-        for path in _scan(self.root, pattern_dirs):
-            rel = path.relative_to(self.root).as_posix()
+        shapes: list[tuple[int, int]] = []
+        modes: list[str] = []
+        stats = []
+        for rel in _scan(self.root, skip_dirs, skip_files):
+            path = self.root / rel
             try:
+                stat = path.stat()
                 if path.suffix.lower() in ARRAY_SUFFIXES:
-                    self.samples += [Sample(rel, k, i) for k, i in _stack_frames(path, rel)]
+                    for sample, shape in self._probe_stack(path, rel):
+                        self.samples.append(sample)
+                        shapes.append(shape)
+                        modes.append("array")
                 else:
-                    self._validate(path, rel)
+                    shape, mode = _probe_pil(path, rel)
                     self.samples.append(Sample(rel))
+                    shapes.append(shape)
+                    modes.append(mode)
+                stats.append((rel, stat.st_size, stat.st_mtime_ns))
             except ImageError as e:
                 self._skip(str(e))
-            except Exception as e:  # noqa: BLE001  (a scan must never stop on one file)
-                self._skip(f"{rel}: {type(e).__name__}: {e}")
+            except Exception as e:  # a scan must never stop on one file
+                self._skip(str(_error(rel, _reason(e))))
         if not self.samples:
             raise ImageError(f"{self.root}: no usable images ({len(self.skipped)} files skipped)")
-        self.labels = self._match_labels(labels)
-        self.notes = self._size_notes()
+        self.files: list[tuple[str, int | None]] = [(s.path, s.index) for s in self.samples]
+        self.labels = self._match_labels(frame)
+        self.notes = _summarize(shapes, modes, self.size)
+        self._fingerprint = self._hash(stats)
+        self._open.clear()  # the scan's maps and decoded arrays
+
+    # --- scanning
+
+    def _warn(self, msg: str) -> None:
+        (self._log or logger.warning)(msg)
 
     def _skip(self, msg: str) -> None:
         self.skipped.append(msg)
-        self._log(msg)
+        self._warn(msg)
 
-    def _validate(self, path: Path, rel: str) -> None:
-        size = path.stat().st_size
-        if size <= FULL_DECODE_BYTES:
-            read_image(path, rel)  # catches truncated files up front
-            return
-        if size > MAX_FILE_BYTES:
-            raise ImageError(f"{rel}: {size} bytes is over the limit of {MAX_FILE_BYTES}")
-        with Image.open(path) as im:  # big files: header checks only, decoded when used
-            w, h = im.size
-            if w * h > MAX_PIXELS or min(w, h) < MIN_SIDE:
-                raise ImageError(f"{rel}: {w}×{h} pixels is outside {MIN_SIDE}²..{MAX_PIXELS}")
+    def _probe_stack(self, path: Path, rel: str) -> list[tuple[Sample, tuple[int, int]]]:
+        infos = _array_infos(path, rel)
+        named = len(infos) > 1  # a single array needs no key in the sample names
+        out = []
+        for info in infos:
+            label = f"{rel}#{info.key}" if named else rel
+            key = info.key if named else None
+            if len(info.shape) == 2:
+                frames = [None]
+                shape = info.shape
+            elif len(info.shape) == 3 and 0 < info.shape[0] <= MAX_FRAMES:
+                frames = list(range(info.shape[0]))
+                shape = info.shape[1:]
+            else:
+                raise _error(
+                    label, f"expected a 2-D image or a 3-D (N, H, W) stack, got shape {info.shape}"
+                )
+            _check_shape(shape, label)
+            bad = self._nonfinite_frames(path, info) if info.dtype.kind == "f" else set()
+            if bad and frames == [None]:
+                raise _error(label, "contains NaN or Inf")
+            if bad:
+                first = ", ".join(f"#{k}" for k in sorted(bad)[:5])
+                self._skip(f"{label}: {len(bad)} frames contain NaN or Inf ({first}…); skipped")
+            out += [(Sample(rel, key, k), shape) for k in frames if k not in bad]
+        return out
 
-    def _read_labels(self) -> tuple[pd.DataFrame | None, set[Path]]:
+    def _nonfinite_frames(self, path: Path, info: _ArrayInfo) -> set[int]:
+        """Frames (or {0} for a 2-D array) holding NaN/Inf, read in chunks, not kept."""
+        arr = self._array(path, info)
+        if arr.ndim == 2:
+            return set() if np.isfinite(arr).all() else {0}
+        step = max(1, (64 << 20) // max(1, arr[0].nbytes))
+        bad: set[int] = set()
+        for i in range(0, arr.shape[0], step):
+            ok = np.isfinite(arr[i : i + step]).all(axis=(1, 2))
+            bad.update(int(i + j) for j in np.flatnonzero(~ok))
+        return bad
+
+    def _read_labels(self) -> tuple[pd.DataFrame | None, set[str], set[str]]:
+        """labels.csv with its filename column renamed "file"; and, when it names input patterns,
+        the folders and files that hold them (they are not samples)."""
         path = self.root / LABEL_FILE
         if not path.is_file():
-            return None, set()
-        frame = None
-        for encoding in ("utf-8-sig", "latin-1"):
-            try:
-                frame = pd.read_csv(path, encoding=encoding, on_bad_lines="warn", low_memory=False)
-                break
-            except UnicodeDecodeError:
-                continue
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as e:
-                self._log(f"{LABEL_FILE}: unreadable ({str(e).splitlines()[0]}); no labels used")
-                return None, set()
+            return None, set(), set()
+        frame = _read_csv(path, self._warn)
         if frame is None:
-            self._log(f"{LABEL_FILE}: unknown text encoding; no labels used")
-            return None, set()
-        column = next((c for c in frame.columns if str(c).strip().lower() in FILE_COLUMNS), None)
+            return None, set(), set()
+        columns = {str(c).strip().lower(): c for c in frame.columns}
+        column = next((columns[c] for c in FILE_COLUMNS if c in columns), None)
         if column is None:
-            self._log(
-                f"{LABEL_FILE}: no filename column (one of {', '.join(FILE_COLUMNS)}); no labels used"
-            )
-            return None, set()
+            self._warn(f"{LABEL_FILE}: no filename column (one of {', '.join(FILE_COLUMNS)}); no labels used")  # fmt: skip
+            return None, set(), set()
         frame = frame.rename(columns={column: "file"})
-        frame["file"] = frame["file"].astype(str)
-        pattern_dirs = set()
-        if "pattern" in frame.columns:
-            for p in frame["pattern"].dropna().astype(str).head(50):
-                parent = (self.root / p).parent
-                if parent != self.root:
-                    pattern_dirs.add(parent)
-        return frame, pattern_dirs
+        frame = frame[frame["file"].notna()].reset_index(drop=True)
+        frame["file"] = frame["file"].map(_rel)
+        for c in frame.columns:
+            if c not in ("file", PATTERN_COLUMN):
+                # Everything was read as text, so file names keep their leading zeros.
+                with contextlib.suppress(ValueError, TypeError):
+                    frame[c] = pd.to_numeric(frame[c])
+        skip_dirs: set[str] = set()
+        skip_files: set[str] = set()
+        if PATTERN_COLUMN in frame.columns:
+            patterns = frame[PATTERN_COLUMN].dropna().map(_rel)
+            frame[PATTERN_COLUMN] = frame[PATTERN_COLUMN].map(_rel, na_action="ignore")
+            skip_files = set(patterns)
+            sample_dirs = {p.rpartition("/")[0] for p in frame["file"]}
+            # A folder holding only patterns is left out entirely (fast, and catches patterns
+            # without a row); one shared with samples loses only the named pattern files.
+            skip_dirs = {p.rpartition("/")[0] for p in skip_files} - sample_dirs - {""}
+        return frame, skip_dirs, skip_files
 
     def _match_labels(self, frame: pd.DataFrame | None) -> pd.DataFrame:
         names = [s.name for s in self.samples]
         out = pd.DataFrame({"file": names})
         if frame is None:
             return out
-        frame = frame.drop_duplicates("file")
-        by_path = frame.set_index("file")
-        basenames = (
-            frame.assign(_b=frame["file"].map(lambda f: Path(f).name))
-            .drop_duplicates("_b")
-            .set_index("_b")
-        )
-        rows, unmatched = [], 0
-        for s in self.samples:
-            key = s.path
-            if key in by_path.index:
-                rows.append(by_path.loc[key])
-            elif Path(key).name in basenames.index:
-                rows.append(basenames.loc[Path(key).name].drop(labels=["file"], errors="ignore"))
-            else:
-                rows.append(None)
-                unmatched += 1
-        cols = [c for c in frame.columns if c != "file"]
-        data = pd.DataFrame(
-            [r if r is not None else pd.Series(dtype=object) for r in rows]
-        ).reindex(columns=cols)
-        data.index = range(len(data))
-        out = pd.concat([out, data], axis=1)
-        for c in cols:
-            if out[c].dtype == object:
-                # Rows were gathered as objects; restore the columns that are numeric.
-                with contextlib.suppress(ValueError, TypeError):
-                    out[c] = pd.to_numeric(out[c])
-        missing = len(frame) - (len(self.samples) - unmatched)
-        if missing > 0:
-            self._log(f"{LABEL_FILE}: {missing} rows name files that are not in the dataset")
-        return out
+        keys = list(frame["file"])
+        by_key: dict[str, int] = {}
+        for row, key in enumerate(keys):
+            by_key.setdefault(key, row)
+        duplicates = len(keys) - len(by_key)
+        bases = Counter(k.rpartition("/")[2] for k in by_key)
+        by_base = {k.rpartition("/")[2]: r for k, r in by_key.items() if bases[k.rpartition("/")[2]] == 1}  # fmt: skip
+        rows = []
+        for s, name in zip(self.samples, names, strict=True):
+            # Exact name (a stack frame's own row), then the file, then a unique basename.
+            candidates = (name, s.path, name.rpartition("/")[2], s.path.rpartition("/")[2])
+            row = next(
+                (t[c] for t, c in zip((by_key, by_key, by_base, by_base), candidates, strict=True) if c in t),
+                -1,
+            )  # fmt: skip
+            rows.append(row)
+        unused = len(by_key) - len(set(rows) - {-1})
+        if duplicates:
+            self._warn(f"{LABEL_FILE}: {duplicates} duplicate rows for the same file; the first is used")  # fmt: skip
+        if unused:
+            self._warn(f"{LABEL_FILE}: {unused} rows name files that are not in the dataset")
+        data = frame.drop(columns="file").reindex(rows).reset_index(drop=True)
+        return pd.concat([out, data], axis=1)
 
-    def _size_notes(self) -> list[str]:
-        sample = self.samples[: min(len(self.samples), 64)]
-        shapes = set()
-        for s in sample:
-            try:
-                shapes.add(self.read_raw_sample(s).pixels.shape)
-            except ImageError:
-                continue
-        notes = []
-        for h, w in sorted(shapes):
-            what = []
-            if h != w:
-                what.append(f"centre-cropped to {min(h, w)}×{min(h, w)}")
-            if min(h, w) != self.size:
-                what.append(f"resized to {self.size}×{self.size}")
-            if what:
-                notes.append(f"{w}×{h} images are " + " and ".join(what))
-        return notes
+    def _hash(self, stats: list[tuple[str, int, int]]) -> str:
+        h = hashlib.sha256(b"vae.data.ImageFolder/1\n")
+        for rel, size, mtime in sorted(stats):
+            h.update(f"{rel}\0{size}\0{mtime}\n".encode())
+        # The samples too: labels.csv can change which files are patterns and which are samples.
+        h.update("\n".join(s.name for s in self.samples).encode())
+        h.update(json.dumps([self.size, self.norm.to_dict()], sort_keys=True).encode())
+        return h.hexdigest()
+
+    # --- reading
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_open"] = OrderedDict()  # memory maps are reopened in each process
+        state["_log"] = None  # only the scan logs; a lambda would not pickle
+        return state
+
+    def _cache(self) -> OrderedDict:
+        # Per process: a forked DataLoader worker must not use the parent's maps.
+        if self._pid != os.getpid():
+            self._open, self._pid = OrderedDict(), os.getpid()
+        return self._open
+
+    def _infos(self, path: Path, rel: str) -> list[_ArrayInfo]:
+        cache = self._cache()
+        key = (str(path), "#infos")
+        if key not in cache:
+            cache[key] = _array_infos(path, rel)
+        return cache[key]
+
+    def _array(self, path: Path, info: _ArrayInfo) -> np.ndarray:
+        """A stack's array: memory-mapped when stored raw, else decoded. Few are kept open: each
+        map holds a file descriptor, and a decoded array costs its full size."""
+        cache = self._cache()
+        key = (str(path), info.key)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        if info.offset is not None:
+            arr = np.memmap(path, info.dtype, "r", info.offset, info.shape,
+                            order="F" if info.fortran else "C")  # fmt: skip
+        else:
+            for k in [k for k, v in cache.items() if isinstance(v, np.ndarray) and not isinstance(v, np.memmap)]:  # fmt: skip
+                del cache[k]
+            with np.load(path, allow_pickle=False) as z:
+                arr = z[info.key]
+        cache[key] = arr
+        while len(cache) > MAX_OPEN_ARRAYS:
+            cache.popitem(last=False)
+        return arr
+
+    def read_raw(self, i: int) -> RawImage:
+        """Sample i before preprocessing."""
+        s = self.samples[i]
+        path = self.root / s.path
+        if path.suffix.lower() not in ARRAY_SUFFIXES:
+            return read_image(path, s.path)
+        try:
+            infos = self._infos(path, s.path)
+            info = next(x for x in infos if s.key is None or x.key == s.key)
+            arr = self._array(path, info)
+            frame = arr if s.index is None else arr[s.index]
+            # A copy: a view would keep the map alive and hand out read-only memory.
+            return _from_array(np.array(frame), s.name, f"{path.suffix[1:]} {info.dtype}")
+        except ImageError:
+            raise
+        except Exception as e:  # the file changed since the scan
+            raise _error(s.name, f"cannot be read any more ({_reason(e)})") from None
+
+    def image(self, i: int) -> np.ndarray:
+        """Sample i preprocessed: (size, size) float32 in [0, 1]."""
+        return preprocess(self.read_raw(i), self.size, self.norm)[0]
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    @property
-    def files(self) -> list[tuple[str, int | None]]:
-        return [(s.path, s.index) for s in self.samples]
-
-    def read_raw_sample(self, s: Sample) -> RawImage:
-        path = self.root / s.path
-        if s.key is None and s.index is None:
-            return read_image(path, s.path)
-        if path.suffix.lower() == ".npy":
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)[s.index]
-        else:
-            with np.load(path, allow_pickle=False) as z:
-                arr = z[s.key] if s.index is None else z[s.key][s.index]
-        return _from_array(np.asarray(arr), s.name)
-
-    def read_raw(self, i: int) -> RawImage:
-        return self.read_raw_sample(self.samples[i])
-
-    def image(self, i: int) -> np.ndarray:
-        return preprocess(self.read_raw(i), self.size, self.norm)[0]
-
     def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(self.image(i))[None]  # (1, S, S)
+        return torch.from_numpy(self.image(int(i)))[None]
 
     def pattern(self, i: int) -> np.ndarray | None:
-        """The input pattern (e.g. the SLM image) named in labels.csv's `pattern` column."""
-        if "pattern" not in self.labels.columns:
+        """The input pattern (e.g. the SLM image) named in labels.csv's `pattern` column, as
+        float32 in [0, 1] at its own resolution; None if there is none or it cannot be read."""
+        if PATTERN_COLUMN not in self.labels.columns:
             return None
-        rel = self.labels["pattern"].iloc[i]
-        if not isinstance(rel, str) or not rel:
-            return None
+        rel = self.labels[PATTERN_COLUMN].iloc[i]
+        if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in rel.split("/"):
+            return None  # only files inside the dataset folder
         try:
             raw = read_image(self.root / rel, rel)
         except ImageError:
@@ -517,37 +852,68 @@ class ImageFolder(torch.utils.data.Dataset):
         return np.clip(raw.pixels / raw.full_scale, 0, 1).astype(np.float32)
 
     def fingerprint(self) -> str:
-        """Stable id for caches: file names, sizes and modification times, plus preprocessing."""
-        h = hashlib.sha256()
-        seen = set()
-        for s in self.samples:
-            h.update(s.name.encode())
-            if s.path not in seen:
-                seen.add(s.path)
-                st = (self.root / s.path).stat()
-                h.update(f":{st.st_size}:{st.st_mtime_ns}".encode())
-        h.update(repr((self.size, sorted(self.norm.to_dict().items()))).encode())
-        return h.hexdigest()
+        """Stable hex id for caches: sha256 over the files as scanned (relative path, byte size,
+        mtime), the sample list, size and normalization. A new scan sees changed files."""
+        return self._fingerprint
+
+
+def _summarize(shapes: list[tuple[int, int]], modes: list[str], size: int) -> list[str]:
+    """What preprocessing does to this data set, in a few lines for logs and the UI."""
+    n = len(shapes)
+
+    def count(k: int) -> str:
+        return f"all {n} images" if k == n else f"{k} of {n} images"
+
+    notes = []
+    for (h, w), k in sorted(Counter(shapes).items()):
+        s = min(h, w)
+        what = [f"centre-cropped to {s}×{s}"] if h != w else []
+        if s != size:
+            what.append(f"resized to {size}×{size} ({'area' if s > size else 'bilinear'})")
+        if what:
+            notes.append(f"{count(k)} ({w}×{h}) are " + " and ".join(what))
+    for mode, k in sorted(Counter(modes).items()):
+        if mode not in ("L", "I", "F", "1", "array") and not mode.startswith("I;16"):
+            alpha = "; alpha ignored" if "A" in mode or mode == "PA" else ""
+            notes.append(f"{count(k)} are {mode}, converted to grayscale (luminance{alpha})")
+    return notes
 
 
 class ArrayDataset(torch.utils.data.Dataset):
-    """In-memory images (N, H, W) already in [0, 1], with the ImageFolder interface."""
+    """In-memory images (N, H, W) already in [0, 1] (tests, the app's generated sets), with the
+    ImageFolder interface: `labels`, `files`, `skipped`, `notes`, `read_raw`, `image`,
+    `pattern`, `fingerprint`."""
 
     def __init__(
         self,
         images: np.ndarray,
         labels: pd.DataFrame | None = None,
         patterns: np.ndarray | None = None,
-    ):
-        self.images = np.asarray(images, np.float32)
+        *,
+        name: str = "array",
+    ) -> None:
+        self.images = np.ascontiguousarray(images, np.float32)
         if self.images.ndim != 3:
-            raise ValueError(f"expected (N, H, W) images, got {self.images.shape}")
+            raise ValueError(f"expected (N, H, W) images, got shape {self.images.shape}")
+        if not np.isfinite(self.images).all():
+            raise ValueError("images contain NaN or Inf")
+        if self.images.size and (self.images.min() < 0 or self.images.max() > 1):
+            raise ValueError(
+                f"images must be in [0, 1], got {self.images.min():g}..{self.images.max():g}"
+            )
+        n = len(self.images)
+        if patterns is not None and len(patterns) != n:
+            raise ValueError(f"{len(patterns)} patterns for {n} images")
         self.size = self.images.shape[-1]
-        self.labels = (
-            labels.reset_index(drop=True)
-            if labels is not None
-            else pd.DataFrame({"file": [f"#{i}" for i in range(len(self.images))]})
-        )
+        self.files: list[tuple[str, int | None]] = [(name, i) for i in range(n)]
+        names = pd.DataFrame({"file": [f"{name}#{i}" for i in range(n)]})
+        if labels is None:
+            self.labels = names
+        else:
+            if len(labels) != n:
+                raise ValueError(f"{len(labels)} label rows for {n} images")
+            labels = labels.reset_index(drop=True)
+            self.labels = labels if "file" in labels.columns else pd.concat([names, labels], axis=1)
         self.patterns = patterns
         self.skipped: list[str] = []
         self.notes: list[str] = []
@@ -556,13 +922,20 @@ class ArrayDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(self.images[i])[None]
+        return torch.from_numpy(self.images[int(i)])[None]
 
     def image(self, i: int) -> np.ndarray:
         return self.images[i]
 
+    def read_raw(self, i: int) -> RawImage:
+        return RawImage(self.images[i].copy(), 1.0, [], "array float32")
+
     def pattern(self, i: int) -> np.ndarray | None:
-        return None if self.patterns is None else self.patterns[i]
+        if self.patterns is None:
+            return None
+        return np.asarray(self.patterns[i], np.float32)
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.images.tobytes()).hexdigest()
+        h = hashlib.sha256(f"vae.data.ArrayDataset/1 {self.images.shape}\n".encode())
+        h.update(self.images.tobytes())
+        return h.hexdigest()

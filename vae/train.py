@@ -387,11 +387,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         out.mkdir(parents=True, exist_ok=True)
 
     net: torch.nn.Module = model
-    if cfg.compile:
-        net = torch.compile(net)
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    if cfg.compile:
+        net = torch.compile(net)  # after DDP, as PyTorch recommends, so DDP's hooks are traced
 
     # A simulated dataset records how it was made (seeds, options, command): keep it with the model.
     simulation = _read_json(Path(cfg.data) / "simulation.json")

@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from explorer.latent_ops import interpolate, nearest
-from vae.inference import decode
+from explorer.atlas import interpolation
+from explorer.latent_ops import nearest
 from vae.stats import contrast_batch
 from views import common
 
@@ -56,8 +56,8 @@ steps = int(c4.slider("Frames", 3, 24, 10, key="interp_n"))
 if selection:
     st.caption(f"Current map selection: {selection[:10]}{' …' if len(selection) > 10 else ''}")
 
-zs = interpolate(za, zb, steps, method)
-frames = decode(checkpoint.model, zs)
+proj, status = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
+zs, frames, path = interpolation(atlas, proj, za, zb, steps, method)
 
 st.image([np.clip(f, 0, 1) for f in frames], width=96, caption=[f"{t:.2f}" for t in np.linspace(0, 1, steps)],
          clamp=True)  # fmt: skip
@@ -78,8 +78,6 @@ st.download_button(
 
 left, right = st.columns(2)
 with left:
-    proj, status = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
-    path = proj.place_nearest(atlas.mu, zs)
     fig = common.map_figure(proj.coords, None, "", [f"id {i}" for i in range(n)], height=360)
     fig.data[0].marker.color = "lightgrey"
     common.add_points(fig, path, "path", symbol="circle", size=8, color="orange", line=True,

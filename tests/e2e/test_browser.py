@@ -150,6 +150,32 @@ def test_dragging_a_traversal_slider_changes_the_image(server, page) -> None:
     shot(page, "traverse")
 
 
+def test_upload_png_and_16bit_tiff_shows_reconstructions(server, page, tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from vae.speckle import simulate_mmf
+
+    imgs = simulate_mmf(2, seed=77).images
+    png, tif, bad = tmp_path / "frame.png", tmp_path / "frame16.tif", tmp_path / "notes.png"
+    Image.fromarray((imgs[0] / imgs[0].max() * 255).astype(np.uint8)).save(png)
+    Image.fromarray((imgs[1] / imgs[1].max() * 65535).astype(np.uint16)).save(tif)
+    bad.write_text("not an image")
+    page.goto(f"{server}/reconstruct")
+    wait_app(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+        [str(png), str(tif), str(bad)]
+    )
+    page.get_by_text("Download metrics (CSV)").wait_for(timeout=120_000)
+    wait_app(page)
+    page.get_by_text("notes.png: not a readable image").first.wait_for(timeout=30_000)
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stImage"] img').count() >= 3
+    assert not page.locator('[data-testid="stException"]').count()
+    shot(page, "reconstruct")
+
+
 @pytest.mark.parametrize("name", ["interpolate", "model"])
 def test_other_pages_render(server, page, name: str) -> None:
     page.goto(f"{server}/{name}")
