@@ -92,9 +92,10 @@ def interpolate(a: np.ndarray, b: np.ndarray, n: int, method: str = "slerp") -> 
 
 def nearest(latents: np.ndarray, z: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Indices and Euclidean distances of the k nearest rows of `latents` to each z: (M, k).
-    Brute force in float32 chunks: exact, and fast enough for 10⁵ × 512."""
-    z = np.atleast_2d(np.asarray(z, np.float32))
-    latents = np.asarray(latents, np.float32)
+    Brute force in chunks: exact, and fast enough for 10⁵ × 512."""
+    # float64: the |a|² − 2a·b + |b|² expansion cancels badly in float32 for near neighbours.
+    z = np.atleast_2d(np.asarray(z, np.float64))
+    latents = np.asarray(latents, np.float64)
     k = min(k, len(latents))
     sq = (latents**2).sum(1)
     idx_out, dist_out = [], []

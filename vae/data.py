@@ -67,6 +67,7 @@ NORMALIZATIONS = ("max", "mean", "fixed")
 LABEL_FILE = "labels.csv"
 FILE_COLUMNS = ("file", "filename", "name", "path")  # labels.csv filename column, by priority
 PATTERN_COLUMN = "pattern"
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 logger = logging.getLogger("vae.data")
 
 
@@ -146,8 +147,8 @@ class Normalization:
 
 
 def read_image(source: str | Path | bytes, name: str | None = None) -> RawImage:
-    """Read one 2-D image from a path or from bytes (an upload; `name` gives its file name, whose
-    suffix matters only for .npy/.npz). Raises ImageError and nothing else."""
+    """Read one 2-D image from a path or from bytes (an upload; `name` is its file name, used in
+    messages). The content decides the format, not the suffix. Raises ImageError, nothing else."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or "<upload>"
     else:
@@ -304,7 +305,7 @@ def _array_infos(path: Path, label: str) -> list[_ArrayInfo]:
             return [_ArrayInfo(None, shape, dtype, fortran, f.tell())]
         if head[:4] == b"PK\x03\x04":
             return _npz_infos(f, label)
-    raise _error(label, "not a NumPy .npy/.npz file")
+    raise _error(label, f"not a {path.suffix.lower()} file (the content is not a NumPy array)")
 
 
 def _read_npy_bytes(data: bytes, label: str) -> RawImage:
@@ -336,8 +337,8 @@ def _single_image(arr: np.ndarray, label: str, kind: str) -> RawImage:
 
 
 class _PilGuard:
-    """PIL's settings for reading untrusted files, restored afterwards. Only touches the global
-    truncated-image switch if someone turned it on (it is process-wide; see the README)."""
+    """PIL's settings for reading untrusted files, restored afterwards. The truncated-image switch
+    is process-wide, so it is only touched if someone else turned it on."""
 
     def __enter__(self) -> None:
         self._warnings = warnings.catch_warnings()
@@ -407,7 +408,7 @@ def _gray(im: Image.Image, label: str) -> tuple[np.ndarray, float, list[str]]:
     if mode == "L":
         return np.asarray(im, dtype=np.float32), 255.0, []
     notes = []
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+    if mode in ALPHA_MODES or "transparency" in im.info:
         notes.append(f"{mode} converted to grayscale (luminance; alpha ignored)")
     else:
         notes.append(f"{mode} converted to grayscale (luminance)")
@@ -420,43 +421,42 @@ def _gray(im: Image.Image, label: str) -> tuple[np.ndarray, float, list[str]]:
 
 def _probe_pil(path: Path, rel: str) -> tuple[tuple[int, int], str]:
     """Scan-time check of an image file: (h, w) and PIL mode. Small files are fully decoded;
-    large ones are checked from the header and for a complete end of file."""
+    large ones only when their end does not look complete (decoding costs ~5 ms per MB)."""
     size = path.stat().st_size
     _check_byte_size(size, rel)
     if size <= FULL_DECODE_BYTES:
         raw = read_image(path, rel)
-        return raw.pixels.shape, raw.source.split(" ")[-1]
+        return raw.pixels.shape, raw.source.rpartition(" ")[2]
     try:
         with open(path, "rb") as f, _PilGuard():
             im, _ = _open_pil(f, rel)
-            _check_complete(im, f, size, rel)
-            return (im.size[1], im.size[0]), im.mode
+            shape, mode = (im.size[1], im.size[0]), im.mode
+            complete = _looks_complete(im, f, size)
     except ImageError:
         raise
     except Exception as e:  # hostile headers, same zoo as in read_image
         raise _error(rel, f"not a readable image ({_reason(e)})") from None
+    if not complete:
+        read_image(path, rel)  # a full decode decides (some writers append trailing data)
+    return shape, mode
 
 
-def _check_complete(im: Image.Image, f: BinaryIO, size: int, label: str) -> None:
-    """Catch the usual damage (an interrupted copy) without decoding: a truncated end."""
+def _looks_complete(im: Image.Image, f: BinaryIO, size: int) -> bool:
+    """Whether the file ends where its header says, as an interrupted copy would not."""
     if im.format in ("PNG", "JPEG", "MPO", "GIF"):
         f.seek(max(0, size - 1024))
-        tail = f.read()
         ends = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "GIF": b";"}
-        if ends[im.format] not in tail:
-            raise _error(label, f"truncated {im.format} file (no end marker)")
-    elif im.format == "TIFF":
+        return ends[im.format] in f.read()
+    if im.format == "TIFF":
         tags = im.tag_v2
-        offsets = tags.get(273) or tags.get(324) or ()
-        counts = tags.get(279) or tags.get(325) or ()
-        offsets, counts = np.atleast_1d(offsets), np.atleast_1d(counts)
-        if any(o + c > size for o, c in zip(offsets, counts, strict=False)):
-            raise _error(label, "truncated TIFF file (image data past the end)")
-    elif im.format == "BMP":
-        tile = im.tile[0] if im.tile else None
-        stride = tile.args[1] if tile and tile.codec_name == "raw" else 0
-        if stride and tile.offset + stride * im.size[1] > size:
-            raise _error(label, "truncated BMP file (image data past the end)")
+        offsets = np.atleast_1d(tags.get(273) or tags.get(324) or ()).astype(np.int64)
+        counts = np.atleast_1d(tags.get(279) or tags.get(325) or ()).astype(np.int64)
+        n = min(len(offsets), len(counts))
+        return bool(n) and bool(np.all(offsets[:n] + counts[:n] <= size))
+    if im.format == "BMP" and im.tile and im.tile[0].codec_name == "raw":
+        tile = im.tile[0]
+        return tile.offset + tile.args[1] * im.size[1] <= size
+    return False
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -550,41 +550,42 @@ def _scan(root: Path, skip_dirs: set[str], skip_files: set[str]) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and f"{rel_dir}/{d}".lstrip("/") not in skip_dirs
-        )  # fmt: skip
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        hidden_or_skipped = {d for d in dirnames if d.startswith(".") or prefix + d in skip_dirs}
+        dirnames[:] = sorted(set(dirnames) - hidden_or_skipped)  # os.walk descends in this order
         for f in sorted(filenames):
-            rel = f"{rel_dir}/{f}".lstrip("/")
-            if (
-                not f.startswith(".")
-                and Path(f).suffix.lower() in SUFFIXES
-                and rel not in skip_files
-            ):
-                found.append(rel)
+            if f.startswith(".") or Path(f).suffix.lower() not in SUFFIXES:
+                continue
+            if prefix + f not in skip_files:
+                found.append(prefix + f)
     return found
 
 
 def _read_csv(path: Path, warn: Callable[[str], None]) -> pd.DataFrame | None:
-    bad_lines = []
-    for encoding in ("utf-8-sig", "latin-1"):
+    """labels.csv as text columns, or None after one warning if it cannot be used."""
+    bad_lines: list[list[str]] = []
+    for encoding in ("utf-8-sig", "latin-1"):  # latin-1 decodes any bytes: the loop returns
+        bad_lines.clear()
         try:
-            frame = pd.read_csv(
-                path, encoding=encoding, dtype=str, engine="python",
-                on_bad_lines=bad_lines.append,
-            )  # fmt: skip
-            break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas' warnings; ours are one line each
+                frame = pd.read_csv(
+                    path,
+                    encoding=encoding,
+                    dtype=str,
+                    engine="python",  # the only engine that reports bad lines to a callable
+                    index_col=False,  # rows with extra fields are bad, not an implicit index
+                    on_bad_lines=bad_lines.append,
+                )
         except UnicodeDecodeError:
-            bad_lines.clear()
             continue
         except Exception as e:  # a labels file must never stop the data from loading
             warn(f"{LABEL_FILE}: unreadable ({_reason(e)}); no labels used")
             return None
-    else:  # pragma: no cover  (latin-1 decodes any bytes)
-        warn(f"{LABEL_FILE}: unknown text encoding; no labels used")
-        return None
-    if bad_lines:
-        warn(f"{LABEL_FILE}: {len(bad_lines)} malformed rows ignored")
-    return frame
+        if bad_lines:
+            warn(f"{LABEL_FILE}: {len(bad_lines)} malformed rows ignored")
+        return frame
+    return None
 
 
 class ImageFolder(torch.utils.data.Dataset):
@@ -612,6 +613,7 @@ class ImageFolder(torch.utils.data.Dataset):
             raise ValueError(f"size must be ≥ 1, got {size}")
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such folder")
+        self._stacks: dict[str, list[_ArrayInfo]] = {}  # array headers, read once at scan
         self._open: OrderedDict = OrderedDict()
         self._pid = os.getpid()
         frame, skip_dirs, skip_files = self._read_labels()
@@ -657,7 +659,7 @@ class ImageFolder(torch.utils.data.Dataset):
         self._warn(msg)
 
     def _probe_stack(self, path: Path, rel: str) -> list[tuple[Sample, tuple[int, int]]]:
-        infos = _array_infos(path, rel)
+        infos = self._stacks[rel] = _array_infos(path, rel)
         named = len(infos) > 1  # a single array needs no key in the sample names
         out = []
         for info in infos:
@@ -678,8 +680,8 @@ class ImageFolder(torch.utils.data.Dataset):
             if bad and frames == [None]:
                 raise _error(label, "contains NaN or Inf")
             if bad:
-                first = ", ".join(f"#{k}" for k in sorted(bad)[:5])
-                self._skip(f"{label}: {len(bad)} frames contain NaN or Inf ({first}…); skipped")
+                first = ", ".join(f"#{k}" for k in sorted(bad)[:5]) + ("…" if len(bad) > 5 else "")
+                self._skip(f"{label}: {len(bad)} frames contain NaN or Inf ({first}); skipped")
             out += [(Sample(rel, key, k), shape) for k in frames if k not in bad]
         return out
 
@@ -707,7 +709,8 @@ class ImageFolder(torch.utils.data.Dataset):
         columns = {str(c).strip().lower(): c for c in frame.columns}
         column = next((columns[c] for c in FILE_COLUMNS if c in columns), None)
         if column is None:
-            self._warn(f"{LABEL_FILE}: no filename column (one of {', '.join(FILE_COLUMNS)}); no labels used")  # fmt: skip
+            names = ", ".join(FILE_COLUMNS)
+            self._warn(f"{LABEL_FILE}: no filename column (one of {names}); no labels used")
             return None, set(), set()
         frame = frame.rename(columns={column: "file"})
         frame = frame[frame["file"].notna()].reset_index(drop=True)
@@ -739,20 +742,16 @@ class ImageFolder(torch.utils.data.Dataset):
         for row, key in enumerate(keys):
             by_key.setdefault(key, row)
         duplicates = len(keys) - len(by_key)
-        bases = Counter(k.rpartition("/")[2] for k in by_key)
-        by_base = {k.rpartition("/")[2]: r for k, r in by_key.items() if bases[k.rpartition("/")[2]] == 1}  # fmt: skip
-        rows = []
-        for s, name in zip(self.samples, names, strict=True):
-            # Exact name (a stack frame's own row), then the file, then a unique basename.
-            candidates = (name, s.path, name.rpartition("/")[2], s.path.rpartition("/")[2])
-            row = next(
-                (t[c] for t, c in zip((by_key, by_key, by_base, by_base), candidates, strict=True) if c in t),
-                -1,
-            )  # fmt: skip
-            rows.append(row)
+        # Basenames: a bare name in the csv wins; otherwise only a basename that is unique there.
+        bases = Counter(_basename(k) for k in by_key)
+        by_base = {_basename(k): r for k, r in by_key.items() if bases[_basename(k)] == 1}
+        by_base |= {k: r for k, r in by_key.items() if "/" not in k}
+        rows = [_label_row(s, by_key, by_base) for s in self.samples]
         unused = len(by_key) - len(set(rows) - {-1})
         if duplicates:
-            self._warn(f"{LABEL_FILE}: {duplicates} duplicate rows for the same file; the first is used")  # fmt: skip
+            self._warn(
+                f"{LABEL_FILE}: {duplicates} duplicate rows; the first row of each file is used"
+            )
         if unused:
             self._warn(f"{LABEL_FILE}: {unused} rows name files that are not in the dataset")
         data = frame.drop(columns="file").reindex(rows).reset_index(drop=True)
@@ -781,13 +780,6 @@ class ImageFolder(torch.utils.data.Dataset):
             self._open, self._pid = OrderedDict(), os.getpid()
         return self._open
 
-    def _infos(self, path: Path, rel: str) -> list[_ArrayInfo]:
-        cache = self._cache()
-        key = (str(path), "#infos")
-        if key not in cache:
-            cache[key] = _array_infos(path, rel)
-        return cache[key]
-
     def _array(self, path: Path, info: _ArrayInfo) -> np.ndarray:
         """A stack's array: memory-mapped when stored raw, else decoded. Few are kept open: each
         map holds a file descriptor, and a decoded array costs its full size."""
@@ -797,11 +789,11 @@ class ImageFolder(torch.utils.data.Dataset):
             cache.move_to_end(key)
             return cache[key]
         if info.offset is not None:
-            arr = np.memmap(path, info.dtype, "r", info.offset, info.shape,
-                            order="F" if info.fortran else "C")  # fmt: skip
+            order = "F" if info.fortran else "C"
+            arr = np.memmap(path, info.dtype, "r", info.offset, info.shape, order=order)
         else:
-            for k in [k for k, v in cache.items() if isinstance(v, np.ndarray) and not isinstance(v, np.memmap)]:  # fmt: skip
-                del cache[k]
+            for old in [k for k, v in cache.items() if not isinstance(v, np.memmap)]:
+                del cache[old]  # one decoded array at a time
             with np.load(path, allow_pickle=False) as z:
                 arr = z[info.key]
         cache[key] = arr
@@ -816,8 +808,7 @@ class ImageFolder(torch.utils.data.Dataset):
         if path.suffix.lower() not in ARRAY_SUFFIXES:
             return read_image(path, s.path)
         try:
-            infos = self._infos(path, s.path)
-            info = next(x for x in infos if s.key is None or x.key == s.key)
+            info = next(x for x in self._stacks[s.path] if s.key is None or x.key == s.key)
             arr = self._array(path, info)
             frame = arr if s.index is None else arr[s.index]
             # A copy: a view would keep the map alive and hand out read-only memory.
@@ -857,6 +848,22 @@ class ImageFolder(torch.utils.data.Dataset):
         return self._fingerprint
 
 
+def _basename(key: str) -> str:
+    return key.rpartition("/")[2]
+
+
+def _label_row(s: Sample, by_key: dict[str, int], by_base: dict[str, int]) -> int:
+    """labels.csv row of a sample, or -1: its exact name (a stack frame's own row), then its
+    file, then a basename."""
+    for key in (s.name, s.path):
+        if key in by_key:
+            return by_key[key]
+    for key in (s.name, s.path):
+        if _basename(key) in by_base:
+            return by_base[_basename(key)]
+    return -1
+
+
 def _summarize(shapes: list[tuple[int, int]], modes: list[str], size: int) -> list[str]:
     """What preprocessing does to this data set, in a few lines for logs and the UI."""
     n = len(shapes)
@@ -874,8 +881,9 @@ def _summarize(shapes: list[tuple[int, int]], modes: list[str], size: int) -> li
             notes.append(f"{count(k)} ({w}×{h}) are " + " and ".join(what))
     for mode, k in sorted(Counter(modes).items()):
         if mode not in ("L", "I", "F", "1", "array") and not mode.startswith("I;16"):
-            alpha = "; alpha ignored" if "A" in mode or mode == "PA" else ""
-            notes.append(f"{count(k)} are {mode}, converted to grayscale (luminance{alpha})")
+            alpha = "; alpha ignored" if mode in ALPHA_MODES else ""
+            kind = {"P": "palette", "PA": "palette+alpha", "LA": "grey+alpha"}.get(mode, mode)
+            notes.append(f"{count(k)} are {kind}, converted to grayscale (luminance{alpha})")
     return notes
 
 

@@ -113,7 +113,10 @@ st.subheader("What the latents carry")
 
 @st.cache_data(show_spinner="fitting linear probes", max_entries=8)
 def _probes(checkpoint_id: str, dataset_fp: str) -> object:
-    return probe_scores(atlas.mu, atlas.labels)
+    # Probe from the active units only: the inactive dims are posterior noise, and 512 noisy
+    # features overfit a few hundred labelled samples.
+    active = atlas.kl_per_dim > 0.01
+    return probe_scores(atlas.mu[:, active] if active.any() else atlas.mu, atlas.labels)
 
 
 @st.cache_data(show_spinner="scoring dims against labels", max_entries=16)
@@ -125,7 +128,7 @@ probes = _probes(checkpoint.id, dataset.fingerprint())
 if probes.empty:
     st.caption("This dataset has no label columns (add a labels.csv to the folder).")
 else:
-    st.markdown("A linear probe from μ, scored on a held-out 25%: accuracy for categorical labels, "
+    st.markdown("A linear probe from μ of the active units, scored on a held-out 25%: accuracy for categorical labels, "
                 "R² for continuous ones.")  # fmt: skip
     st.dataframe(probes.round(3), hide_index=True)
     h1, h2 = st.columns([1, 3])
