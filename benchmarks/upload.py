@@ -1,0 +1,81 @@
+"""Upload to result for one 64×64 image (read, preprocess, encode, decode, pixel and speckle
+metrics, map placement, neighbours, OOD percentiles) against encode + decode alone, in the same
+run (the issue's limit: 3×). Placement is measured with the UMAP reducer in memory (UMAP's own
+`transform`) and with a map restored from the cache (nearest-latent placement).
+
+    python -m benchmarks.upload
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def _median(fn, repeats: int = 30) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run(n_atlas: int = 2000) -> list[dict]:
+    os.environ.setdefault("SPECKLE_VAE_CACHE", tempfile.mkdtemp(prefix="bench-cache-"))
+    from explorer import sources
+    from explorer.atlas import build_atlas, build_projection
+    from explorer.projection import Projection
+    from explorer.uploads import analyse, load_upload
+    from vae.checkpoint import load_checkpoint
+    from vae.data import ImageFolder, Normalization
+    from vae.speckle import simulate_mmf
+
+    ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL)
+    norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])
+    atlas = build_atlas(ck, ImageFolder(sources.ensure_simulated(n_atlas), 64, norm))
+    umap_proj, _ = build_projection(atlas, "umap", seed=None)
+    restored = Projection(umap_proj.coords, "umap", umap_proj.params)  # as after a restart
+    img = simulate_mmf(1, seed=4242).images[0]
+    buf = io.BytesIO()
+    Image.fromarray((img / img.max() * 65535).astype(np.uint16)).save(buf, format="PNG")
+    data = buf.getvalue()
+
+    x = torch.from_numpy(load_upload("x.png", data, 64, norm).image)[None, None]
+
+    def reference() -> None:
+        with torch.inference_mode():
+            ck.model.decode(ck.model.encode(x).mean)
+
+    def ours(proj) -> None:
+        u = load_upload("x.png", data, 64, norm)
+        analyse([u], atlas, proj)
+
+    t_ref = _median(reference)
+    out = []
+    for label, proj in (("umap_in_memory", umap_proj), ("map_from_cache", restored)):
+        t = _median(lambda p=proj: ours(p))
+        out.append({"benchmark": f"upload_to_result[{label}]", "seconds": t, "encode_decode_seconds": t_ref,
+                    "ratio": t / t_ref})  # fmt: skip
+    return out
+
+
+def main() -> int:
+    for r in run():
+        print(json.dumps(r))
+        print(f"{r['benchmark']}: {r['seconds'] * 1e3:.1f} ms vs encode+decode {r['encode_decode_seconds'] * 1e3:.1f} ms, "
+              f"ratio {r['ratio']:.1f} (limit 3)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
