@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -33,20 +34,31 @@ class Atlas:
     kl: np.ndarray  # (N,) per-image KL in nats
     cache_hit: bool = False
 
-    @property
+    # Derived arrays are cached: pages read them on every slider move.
+    @cached_property
     def kl_per_dim(self) -> np.ndarray:
         return kl_per_dim(self.mu, self.logvar)
 
-    @property
+    @cached_property
+    def active(self) -> np.ndarray:
+        """Mask of the active units (mean KL > 0.01 nats); all dims if none is."""
+        mask = self.kl_per_dim > 0.01
+        return mask if mask.any() else np.ones_like(mask)
+
+    @cached_property
+    def mu_active(self) -> np.ndarray:
+        return np.ascontiguousarray(self.mu[:, self.active])
+
+    @cached_property
     def dim_order(self) -> np.ndarray:
         """Dims ranked by mean KL: the informative ones first everywhere in the UI."""
         return rank_dims(self.kl_per_dim)
 
-    @property
+    @cached_property
     def active_units(self) -> int:
         return active_units(self.kl_per_dim)
 
-    @property
+    @cached_property
     def scale(self) -> np.ndarray:
         """Per-dim σ for traversal sliders: the spread of μ over the data (the aggregate
         posterior). A collapsed dim, whose μ does not vary, gets the prior's σ = 1."""
@@ -57,7 +69,7 @@ class Atlas:
     def labels(self) -> pd.DataFrame:
         return self.dataset.labels
 
-    @property
+    @cached_property
     def elbo(self) -> np.ndarray:
         """Per-image negative ELBO in the checkpoint's own convention: recon + KL (β = 1)."""
         h, w = self.checkpoint.model_config.image_size, self.checkpoint.model_config.image_size

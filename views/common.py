@@ -83,6 +83,7 @@ def current() -> tuple[Checkpoint, ImageFolder, Atlas]:
 def projection(atlas: Atlas, method: str = "umap", n_neighbors: int = 15, min_dist: float = 0.1,
                metric: str = "euclidean") -> tuple[Projection, str]:  # fmt: skip
     """The requested map if ready, else the PCA map, with a status line for the page."""
+    method = method.lower()  # the Atlas page's radio says "UMAP"/"PCA"
     params = (method, n_neighbors, min_dist, metric)
     task = _projection_task(atlas.checkpoint.id, atlas.dataset.fingerprint(), params, atlas)
     if task.done and task.error is None:
@@ -165,6 +166,16 @@ def map_figure(coords: np.ndarray, color: np.ndarray | None, color_name: str, ho
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="select",
                       legend={"title": {"text": color_name}}, xaxis={"showticklabels": False},
                       yaxis={"showticklabels": False, "scaleanchor": "x"})  # fmt: skip
+    return fig
+
+
+def context_map(coords: np.ndarray, height: int = 260) -> go.Figure:
+    """The map as a grey backdrop for markers and paths: no hover or ids, so it builds in a few
+    milliseconds (a slider move redraws it)."""
+    fig = go.Figure(go.Scattergl(x=coords[:, 0], y=coords[:, 1], mode="markers", hoverinfo="skip",
+                                 marker={"size": 4, "color": "lightgrey"}, showlegend=False))  # fmt: skip
+    fig.update_layout(height=height, margin={"l": 5, "r": 5, "t": 5, "b": 5}, showlegend=False,
+                      xaxis={"showticklabels": False}, yaxis={"showticklabels": False, "scaleanchor": "x"})  # fmt: skip
     return fig
 
 

@@ -78,13 +78,11 @@ st.download_button(
 
 left, right = st.columns(2)
 with left:
-    fig = common.map_figure(proj.coords, None, "", [f"id {i}" for i in range(n)], height=360)
-    fig.data[0].marker.color = "lightgrey"
+    fig = common.context_map(proj.coords, height=360)
     common.add_points(fig, path, "path", symbol="circle", size=8, color="orange", line=True,
                       text=[f"frame {i}" for i in range(steps)])  # fmt: skip
     common.add_points(fig, path[[0, -1]], "ends", symbol="star", size=16, color="red",
                       text=[f"from {name_a}", f"to {name_b}"])  # fmt: skip
-    fig.update_layout(showlegend=False)
     st.plotly_chart(fig, key="interp_map", width="stretch")
     st.caption(
         "Path placed on the map through each frame's nearest latents."

@@ -103,7 +103,6 @@ with left:
     common.add_points(
         fig, xy, "uploads", symbol="star", size=15, color="crimson", text=[u.name for u in good]
     )
-    fig.update_layout(showlegend=False)
     st.plotly_chart(fig, key="rec_map", width="stretch")
     st.caption(
         "Uploads (stars) placed on the map by the fitted projection."

@@ -67,13 +67,18 @@ def sliders() -> None:
         moved = ", ".join(f"z{d} {v:+.1f}σ" for d, v in offsets.items() if v) or "no dims moved"
         common.show_image(image, f"decoded: {start_name}; {moved}", width=256)
         proj, _ = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
-        where = proj.place_nearest(atlas.mu, z[None])
-        fig = common.map_figure(proj.coords, None, "", [f"id {i}" for i in range(n)], height=260)
-        fig.data[0].marker.color = "lightgrey"
-        common.add_points(
-            fig, where, "current z", symbol="x", size=14, color="red", text=["current z"]
-        )
-        fig.update_layout(showlegend=False)
+        where = proj.place_nearest(atlas.mu_active, z[None, atlas.active])
+        # Build the backdrop once per session and map; a move only updates the marker, since
+        # constructing a plotly figure of thousands of points costs ~10 ms.
+        fig_key = ("trav_fig", checkpoint.id, dataset.fingerprint(), proj.method, len(proj.coords))
+        fig = st.session_state.get(fig_key)
+        if fig is None:
+            fig = common.context_map(proj.coords, height=260)
+            common.add_points(
+                fig, where, "current z", symbol="x", size=14, color="red", text=["current z"]
+            )
+            st.session_state[fig_key] = fig
+        fig.data[1].x, fig.data[1].y = where[:, 0], where[:, 1]
         st.plotly_chart(fig, key="trav_map", width="stretch")
 
 
@@ -85,41 +90,47 @@ steps = int(g1.number_input("Steps", 3, 15, 7, key="trav_steps"))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _grid(checkpoint_id: str, z0_bytes: bytes, dims: tuple[int, ...], steps: int) -> np.ndarray:
-    """dims × steps traversal frames as one image; cached so a slider move does not redo it."""
+def _grid(
+    checkpoint_id: str, z0_bytes: bytes, dims: tuple[int, ...], steps: int
+) -> tuple[np.ndarray, bytes]:
+    """dims × steps traversal frames as one image, and its PNG; cached so a slider move (which
+    reruns the whole page outside a browser) does not redo them."""
     start = np.frombuffer(z0_bytes, dtype=np.float32)
     frames = decode(
         checkpoint.model, traverse(start, list(dims), np.linspace(-3, 3, steps), "sigma", scale)
     )
     size = frames.shape[-1]
-    return (
+    grid = (
         frames.reshape(len(dims), steps, size, size)
         .transpose(0, 2, 1, 3)
         .reshape(len(dims) * size, steps * size)
     )
+    return grid, common.to_png(grid, scale=2)
 
 
-grid = _grid(checkpoint.id, np.asarray(z0, np.float32).tobytes(), tuple(dims), steps)
+grid, grid_png = _grid(checkpoint.id, np.asarray(z0, np.float32).tobytes(), tuple(dims), steps)
 g2.image(np.clip(grid, 0, 1), caption=f"rows: z{', z'.join(map(str, dims))}; columns: −3σ … +3σ",
          width=min(90 * steps, 900), clamp=True)  # fmt: skip
-g1.download_button("Download grid (PNG)", common.to_png(grid, scale=2), "traversal.png", "image/png",
+g1.download_button("Download grid (PNG)", grid_png, "traversal.png", "image/png",
                    key="trav_grid_dl")  # fmt: skip
 
 st.subheader("KL per dimension")
-order = atlas.dim_order
-top = order[: min(64, dz)]
-bar = go.Figure(
-    go.Bar(
-        x=[f"z{d}" for d in top],
-        y=kl[top],
-        marker_color=["crimson" if d in dims else "steelblue" for d in top],
-    )
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _kl_bar(checkpoint_id: str, dataset_fp: str, dims: tuple[int, ...]) -> go.Figure:
+    top = atlas.dim_order[: min(64, dz)]
+    fig = go.Figure(go.Bar(x=[f"z{d}" for d in top], y=kl[top],
+                           marker_color=["crimson" if d in dims else "steelblue" for d in top]))  # fmt: skip
+    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis_title="mean KL (nats)",
+                      shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0.01, "y1": 0.01,
+                               "line": {"dash": "dot", "color": "grey"}}])  # fmt: skip
+    return fig
+
+
+st.plotly_chart(
+    _kl_bar(checkpoint.id, dataset.fingerprint(), tuple(dims)), key="trav_kl", width="stretch"
 )
-bar.add_hline(y=0.01, line_dash="dot", annotation_text="active (0.01 nats)")
-bar.update_layout(
-    height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis_title="mean KL (nats)"
-)
-st.plotly_chart(bar, key="trav_kl", width="stretch")
 st.caption(
     f"{atlas.active_units} of {dz} dims are active (mean KL > 0.01 nats); the top 64 are shown, the slider dims in red."
 )
