@@ -1,7 +1,7 @@
 """Upload to result for one 64×64 image (read, preprocess, encode, decode, pixel and speckle
 metrics, map placement, neighbours, OOD percentiles) against encode + decode alone, in the same
-run (the issue's limit: 3×). Placement is measured with the UMAP reducer in memory (UMAP's own
-`transform`) and with a map restored from the cache (nearest-latent placement).
+run (the issue's limit: 3×), with the UMAP reducer in memory and with a map read from the cache
+(placement goes through the nearest latents in both cases, so the two should agree).
 
     python -m benchmarks.upload
 """
@@ -33,8 +33,8 @@ def _median(fn, repeats: int = 30) -> float:
 def run(n_atlas: int = 2000) -> list[dict]:
     os.environ.setdefault("SPECKLE_VAE_CACHE", tempfile.mkdtemp(prefix="bench-cache-"))
     from explorer import sources
-    from explorer.atlas import build_atlas, build_projection
-    from explorer.projection import Projection
+    from explorer.atlas import build_atlas
+    from explorer.projection import Projection, fit_projection
     from explorer.uploads import analyse, load_upload
     from vae.checkpoint import load_checkpoint
     from vae.data import ImageFolder, Normalization
@@ -43,7 +43,7 @@ def run(n_atlas: int = 2000) -> list[dict]:
     ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL)
     norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])
     atlas = build_atlas(ck, ImageFolder(sources.ensure_simulated(n_atlas), 64, norm))
-    umap_proj, _ = build_projection(atlas, "umap", seed=None)
+    umap_proj = fit_projection(atlas.mu, "umap", seed=None)  # the fitted reducer, in memory
     restored = Projection(umap_proj.coords, "umap", umap_proj.params)  # as after a restart
     img = simulate_mmf(1, seed=4242).images[0]
     buf = io.BytesIO()

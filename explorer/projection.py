@@ -41,8 +41,10 @@ class Projection:
     def place_nearest(self, latents: np.ndarray, z: np.ndarray, k: int = 10) -> np.ndarray:
         """Inverse-distance-weighted mean of the k nearest latents' map positions: milliseconds,
         so a slider move can redraw its marker without running UMAP's optimizing transform."""
-        z = np.atleast_2d(np.asarray(z, np.float32))
-        idx, dist = nearest(latents, z, k)
+        idx, dist = nearest(latents, np.atleast_2d(np.asarray(z, np.float32)), k)
+        return self.place_from_neighbours(idx, dist)
+
+    def place_from_neighbours(self, idx: np.ndarray, dist: np.ndarray) -> np.ndarray:
         w = 1.0 / np.maximum(dist, 1e-6)
         w /= w.sum(1, keepdims=True)
         return np.einsum("mk,mkc->mc", w, self.coords[idx]).astype(np.float32)

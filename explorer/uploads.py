@@ -16,6 +16,7 @@ from explorer.projection import Projection
 from vae.data import ImageError, Normalization, preprocess, read_image
 from vae.inference import decode
 
+PLACEMENT_K = 10
 OOD_PERCENTILE = 99.0  # beyond this percentile of the training set: the model never saw its like
 
 
@@ -62,8 +63,15 @@ def analyse(uploads: list[Upload], atlas: Atlas, projection: Projection | None, 
     post = model.encode(x)
     mu, logvar = post.mean.float().cpu().numpy(), post.logvar.float().cpu().numpy()
     recon = decode(model, mu)
-    positions = projection.transform(atlas.mu, mu) if projection is not None else None
-    idx, _ = nearest(atlas.mu, mu, k)
+    # One neighbour search, over the active units (the rest is posterior noise), serves both the
+    # neighbour strip and the map placement. Placement weights the nearest latents' positions
+    # (where UMAP's own transform starts from) rather than calling the reducer: the same upload
+    # then lands in the same place whether the map was fitted in this process or read from the
+    # cache, and it costs 0.1 ms instead of ~4 ms.
+    idx, dist = nearest(atlas.mu_active, mu[:, atlas.active], max(k, PLACEMENT_K))
+    positions = None
+    if projection is not None:
+        positions = projection.place_from_neighbours(idx[:, :PLACEMENT_K], dist[:, :PLACEMENT_K])
     size = atlas.checkpoint.model_config.image_size
     scale = size * size if atlas.checkpoint.recon == "sse" else 1.0
     elbo_ref, err_ref, kl_ref = atlas.elbo, atlas.recon_error, atlas.kl
@@ -75,7 +83,7 @@ def analyse(uploads: list[Upload], atlas: Atlas, projection: Projection | None, 
         u.metrics |= {"kl": kl, "neg_elbo": err * scale + kl}
         u.ood = {"-ELBO": percentile_of(err * scale + kl, elbo_ref),
                  "reconstruction error": percentile_of(err, err_ref), "KL": percentile_of(kl, kl_ref)}  # fmt: skip
-        u.neighbours = idx[i]
+        u.neighbours = idx[i, :k]
         u.position = positions[i] if positions is not None else None
 
 
