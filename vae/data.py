@@ -30,6 +30,7 @@ memory-mapped when stored uncompressed. An optional labels.csv becomes `.labels`
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -846,6 +847,28 @@ class ImageFolder(torch.utils.data.Dataset):
         """Stable hex id for caches: sha256 over the files as scanned (relative path, byte size,
         mtime), the sample list, size and normalization. A new scan sees changed files."""
         return self._fingerprint
+
+    def subset(self, names: list[str]) -> ImageFolder:
+        """The samples named in `names` (sample names, as in `labels["file"]`), in dataset order.
+        A name that is not a sample is an error: a retraining subset must be exactly what was
+        asked for."""
+        wanted = set(names)
+        keep = [i for i, s in enumerate(self.samples) if s.name in wanted]
+        if len(keep) != len(wanted):
+            have = {s.name for s in self.samples}
+            missing = sorted(wanted - have)
+            raise ImageError(
+                f"{self.root}: {len(missing)} subset names are not samples (first: {missing[0]!r})"
+            )
+        out = copy.copy(self)
+        out.samples = [self.samples[i] for i in keep]
+        out.files = [self.files[i] for i in keep]
+        out.labels = self.labels.iloc[keep].reset_index(drop=True)
+        out._open = OrderedDict()
+        digest = hashlib.sha256(self._fingerprint.encode())
+        digest.update("\n".join(s.name for s in out.samples).encode())
+        out._fingerprint = digest.hexdigest()
+        return out
 
 
 def _basename(key: str) -> str:

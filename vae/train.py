@@ -86,6 +86,9 @@ class TrainConfig:
     log_every: int = field(default=10, **_help("steps between metric records"))
     eval_every: int = field(default=0, **_help("steps between validations (0 = each epoch)"))
     init_from: str = field(default="", **_help("fine-tune from this checkpoint"))
+    subset: str = field(
+        default="", **_help("file listing the sample names to train on, one per line")
+    )
     resume: bool = field(default=False, **_help("continue the run in --out exactly"))
     deterministic: bool = field(default=False, **_help("torch deterministic algorithms"))
     threads: int = field(default=0, **_help("CPU threads (0 = torch default)"))
@@ -118,7 +121,7 @@ class TrainConfig:
 RESUME_MUST_MATCH = (
     "preset", "beta", "recon", "schedule", "warmup_steps", "cycles", "cycle_ratio",
     "capacity_max", "capacity_steps", "batch_size", "lr", "grad_clip", "val_fraction", "seed",
-    "normalization", "norm_high", "image_size", "latent_dim", "init_from",
+    "normalization", "norm_high", "image_size", "latent_dim", "init_from", "subset",
 )  # fmt: skip
 
 
@@ -353,6 +356,9 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         else (cfg.normalization_obj())
     )
     dataset = ImageFolder(cfg.data, model_cfg.image_size, norm)
+    if cfg.subset:
+        names = [n.strip() for n in Path(cfg.subset).read_text().splitlines() if n.strip()]
+        dataset = dataset.subset(names)
     for msg in dataset.skipped:
         log(dist, f"warning: {msg}")
     for note in getattr(dataset, "notes", []):

@@ -1,0 +1,283 @@
+"""Background retraining jobs: our own `python -m vae.train` in subprocesses, with a queue.
+
+A job is one request from one browser session: a subset of a dataset and one β or a sweep of
+them, run one after another. The manager caps concurrent jobs (default 1, for 2 cores) and jobs
+per session (default 1); later requests wait in a FIFO queue with a visible position. Progress
+is read from each run's metrics.jsonl, so nothing here touches Streamlit, and a page polls
+`JobManager.poll()` from a fragment. A cancel sends SIGTERM (the trainer saves and exits at the
+next step) and SIGKILL one second later; a job whose session stops sending heartbeats is
+cancelled and its files removed. Checkpoints are written atomically by the trainer, so a crashed
+or killed run never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+ACTIVE = (QUEUED, RUNNING)
+SUBSET_CAP = 2048  # default cap on a retraining subset: minutes, not hours, on 2 cores
+
+
+class JobLimitError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    data: str  # dataset folder
+    names: tuple[str, ...]  # sample names of the subset
+    betas: tuple[float, ...]  # one β, or a sweep
+    steps: int = 300
+    lr: float = 1e-3
+    schedule: str = "constant"
+    init_from: str | None = None  # fine-tune from this checkpoint; None = from scratch
+    preset: str = "demo"
+    recon: str = "sse"
+    batch_size: int = 32
+    normalization: str = "max"
+
+    def __post_init__(self) -> None:
+        if not self.betas or any(b < 0 for b in self.betas):
+            raise ValueError(f"need one or more β ≥ 0, got {self.betas}")
+        if len(self.names) < 4:
+            raise ValueError(f"a subset needs at least 4 images, got {len(self.names)}")
+        if self.steps < 1:
+            raise ValueError("steps must be ≥ 1")
+
+
+@dataclass
+class Run:
+    beta: float
+    dir: Path
+    state: str = QUEUED
+    error: str | None = None
+    returncode: int | None = None
+
+
+@dataclass
+class Job:
+    id: str
+    session: str
+    request: JobRequest
+    dir: Path
+    runs: list[Run]
+    state: str = QUEUED
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    current: int = -1
+
+    def rows(self, run: Run) -> list[dict]:
+        path = run.dir / "metrics.jsonl"
+        rows = []
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line being written
+        return rows
+
+    def progress(self) -> dict:
+        """Steps done over all runs, the fraction, an ETA from the measured step rate, and the
+        current run's train records (for live curves)."""
+        steps = self.request.steps
+        total = steps * len(self.runs)
+        done, rows = 0, []
+        for i, run in enumerate(self.runs):
+            if run.state == DONE:
+                done += steps
+            elif i == self.current:
+                rows = [r for r in self.rows(run) if r.get("split") == "train"]
+                done += rows[-1]["step"] if rows else 0
+        eta = None
+        if self.started and done:
+            eta = (time.time() - self.started) / done * (total - done)
+        return {"done": done, "total": total, "fraction": done / total if total else 0.0, "eta_s": eta,
+                "rows": rows, "run": self.current}  # fmt: skip
+
+
+class JobManager:
+    def __init__(self, root: str | Path, max_running: int = 1, per_session: int = 1,
+                 stale_after: float = 120.0, python: str = sys.executable) -> None:  # fmt: skip
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_running = max_running
+        self.per_session = per_session
+        self.stale_after = stale_after
+        self.python = python
+        self.jobs: dict[str, Job] = {}
+        self.heartbeats: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._watcher: threading.Thread | None = None
+
+    # --- requests
+
+    def submit(self, session: str, request: JobRequest) -> Job:
+        with self._lock:
+            active = [j for j in self.jobs.values() if j.session == session and j.state in ACTIVE]
+            if len(active) >= self.per_session:
+                raise JobLimitError(
+                    f"this session already has {len(active)} job(s) running or queued"
+                )
+            job_id = f"{int(time.time())}-{next(self._ids)}"
+            job_dir = self.root / job_id
+            job_dir.mkdir(parents=True)
+            (job_dir / "subset.txt").write_text("\n".join(request.names) + "\n")
+            runs = [Run(b, job_dir / f"beta-{b:g}") for b in request.betas]
+            job = Job(job_id, session, request, job_dir, runs)
+            self.jobs[job_id] = job
+            self.heartbeats[session] = time.time()
+            self.poll()
+            return job
+
+    def heartbeat(self, session: str) -> None:
+        with self._lock:
+            self.heartbeats[session] = time.time()
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            job = self.jobs[job_id]
+            if job.state not in ACTIVE:
+                return
+            self._stop(job)
+            job.state, job.finished = CANCELLED, time.time()
+            for run in job.runs:
+                if run.state in ACTIVE:
+                    run.state = CANCELLED
+
+    def queue_position(self, job_id: str) -> int:
+        """1 for the next job to start, 0 if it is not waiting."""
+        with self._lock:
+            queued = sorted(
+                (j for j in self.jobs.values() if j.state == QUEUED), key=lambda j: j.created
+            )
+            ids = [j.id for j in queued]
+            return ids.index(job_id) + 1 if job_id in ids else 0
+
+    def session_jobs(self, session: str) -> list[Job]:
+        with self._lock:
+            return sorted(
+                (j for j in self.jobs.values() if j.session == session), key=lambda j: j.created
+            )
+
+    # --- the state machine, advanced by poll()
+
+    def poll(self) -> None:
+        with self._lock:
+            self._reap_stale()
+            for job in self.jobs.values():
+                if job.state == RUNNING:
+                    self._advance(job)
+            running = sum(j.state == RUNNING for j in self.jobs.values())
+            for job in sorted(self.jobs.values(), key=lambda j: j.created):
+                if running >= self.max_running:
+                    break
+                if job.state == QUEUED:
+                    job.state, job.started = RUNNING, time.time()
+                    self._start_run(job, 0)
+                    running += 1
+
+    def start_watcher(self, interval: float = 0.5) -> None:
+        """Advance the queue even when no page is polling."""
+        if self._watcher is not None:
+            return
+
+        def loop() -> None:
+            while True:
+                time.sleep(interval)
+                self.poll()
+
+        self._watcher = threading.Thread(target=loop, name="job-watcher", daemon=True)
+        self._watcher.start()
+
+    def _command(self, job: Job, run: Run) -> list[str]:
+        r = job.request
+        cmd = [self.python, "-m", "vae.train", "--data", r.data, "--subset", str(job.dir / "subset.txt"),
+               "--out", str(run.dir), "--beta", repr(run.beta), "--max-steps", str(r.steps), "--lr", repr(r.lr),
+               "--schedule", r.schedule, "--warmup-steps", str(max(1, r.steps // 3)), "--batch-size",
+               str(r.batch_size), "--recon", r.recon, "--preset", r.preset, "--normalization", r.normalization,
+               "--log-every", "5", "--eval-every", str(r.steps), "--checkpoint-every", str(r.steps),
+               "--val-fraction", "0.1", "--no-progress"]  # fmt: skip
+        if r.init_from:
+            cmd += ["--init-from", r.init_from]
+        return cmd
+
+    def _start_run(self, job: Job, i: int) -> None:
+        run = job.runs[i]
+        job.current, run.state = i, RUNNING
+        log = open(job.dir / f"{run.dir.name}.log", "w")  # noqa: SIM115 (owned by the child)
+        env = os.environ | {
+            "PYTHONPATH": str(REPO),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        }
+        job.proc = subprocess.Popen(self._command(job, run), cwd=REPO, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        log.close()
+
+    def _advance(self, job: Job) -> None:
+        if job.proc is None or job.proc.poll() is None:
+            return
+        run = job.runs[job.current]
+        run.returncode = job.proc.returncode
+        job.proc = None
+        if run.returncode == 0:
+            run.state = DONE
+            if job.current + 1 < len(job.runs):
+                self._start_run(job, job.current + 1)
+                return
+            job.state, job.finished = DONE, time.time()
+            return
+        run.state = FAILED
+        run.error = self._error_of(job, run)
+        for later in job.runs[job.current + 1 :]:
+            later.state = CANCELLED
+        job.state, job.error, job.finished = FAILED, run.error, time.time()
+
+    def _error_of(self, job: Job, run: Run) -> str:
+        log = job.dir / f"{run.dir.name}.log"
+        lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+        errors = [ln for ln in lines if ln.startswith("error:") or "Error" in ln]
+        if run.returncode is not None and run.returncode < 0:
+            return f"β={run.beta:g}: killed by signal {-run.returncode}"
+        return f"β={run.beta:g}: " + (
+            errors[-1] if errors else (lines[-1] if lines else f"exit code {run.returncode}")
+        )
+
+    def _stop(self, job: Job) -> None:
+        proc = job.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+        job.proc = None
+
+    def _reap_stale(self) -> None:
+        now = time.time()
+        for job in list(self.jobs.values()):
+            beat = self.heartbeats.get(job.session, job.created)
+            if job.state in ACTIVE and now - beat > self.stale_after:
+                self.cancel(job.id)
+                shutil.rmtree(job.dir, ignore_errors=True)
+                del self.jobs[job.id]

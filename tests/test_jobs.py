@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from explorer.jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    JobLimitError,
+    JobManager,
+    JobRequest,
+)
+from vae.checkpoint import load_checkpoint
+from vae.data import ImageFolder
+from vae.speckle import simulate_mmf, write_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[str, tuple[str, ...]]:
+    out = tmp_path_factory.mktemp("sim") / "mmf"
+    write_dataset(simulate_mmf(64, seed=11, size=32), out)
+    names = tuple(ImageFolder(out, 32).labels["file"])
+    return str(out), names
+
+
+def tiny(data, **kw) -> JobRequest:
+    """A run that takes a second or two: 32×32 images, few steps."""
+    root, names = data
+    kw = {"steps": 6, "batch_size": 8, "lr": 1e-3} | kw
+    return JobRequest(root, names[:40], **kw)
+
+
+def wait(manager: JobManager, job, states, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while job.state not in states and time.time() < deadline:
+        manager.poll()
+        time.sleep(0.05)
+    assert job.state in states, (job.state, job.error)
+
+
+def test_start_progress_finish_and_result_loads(tmp_path: Path, data, monkeypatch) -> None:
+    # The demo preset at 32×32 with a small latent keeps this fast; pass through extra CLI flags.
+    monkeypatch.setattr(JobManager, "_command", _small_command)
+    m = JobManager(tmp_path)
+    job = m.submit("s1", tiny(data, betas=(0.5,)))
+    assert job.state == RUNNING
+    wait(m, job, (DONE, FAILED))
+    assert job.state == DONE, job.error
+    p = job.progress()
+    assert p["done"] == p["total"] == 6 and p["fraction"] == 1.0
+    ck = load_checkpoint(job.runs[0].dir)
+    assert (
+        ck.config["beta"] == 0.5
+        and ck.config["dataset"]["n_train"] + ck.config["dataset"]["n_val"] == 40
+    )
+
+
+def test_cancel_takes_effect_within_a_second(tmp_path: Path, data, monkeypatch) -> None:
+    monkeypatch.setattr(JobManager, "_command", _small_command)
+    m = JobManager(tmp_path)
+    job = m.submit("s1", tiny(data, betas=(1.0, 2.0), steps=100000))
+    deadline = time.time() + 60
+    while not job.rows(job.runs[0]) and time.time() < deadline:  # training has started
+        time.sleep(0.05)
+    proc = job.proc
+    t0 = time.perf_counter()
+    m.cancel(job.id)
+    assert time.perf_counter() - t0 < 1.5
+    assert proc.poll() is not None  # the process is gone
+    assert job.state == CANCELLED and [r.state for r in job.runs] == [CANCELLED, CANCELLED]
+
+
+def test_cap_and_queue_order(tmp_path: Path, data, monkeypatch) -> None:
+    monkeypatch.setattr(JobManager, "_command", _small_command)
+    m = JobManager(tmp_path, max_running=1, per_session=1)
+    a = m.submit("s1", tiny(data, betas=(1.0,)))
+    b = m.submit("s2", tiny(data, betas=(1.0,)))
+    c = m.submit("s3", tiny(data, betas=(1.0,)))
+    assert (a.state, b.state, c.state) == (RUNNING, QUEUED, QUEUED)
+    assert (m.queue_position(a.id), m.queue_position(b.id), m.queue_position(c.id)) == (0, 1, 2)
+    with pytest.raises(JobLimitError):
+        m.submit("s1", tiny(data, betas=(1.0,)))
+    wait(m, a, (DONE,))
+    m.poll()
+    assert b.state == RUNNING and c.state == QUEUED and m.queue_position(c.id) == 1
+    wait(m, c, (DONE,))
+    assert b.finished <= c.started
+
+
+def test_crashing_job_reports_its_error(tmp_path: Path, data) -> None:
+    m = JobManager(tmp_path)
+    root, names = data
+    bad = JobRequest(root, names[:8], betas=(1.0,), steps=5, batch_size=64)  # batch > subset
+    job = m.submit("s1", bad)
+    wait(m, job, (DONE, FAILED))
+    assert job.state == FAILED
+    assert "fewer than --batch-size" in job.error
+    assert not (job.runs[0].dir / "checkpoint").exists()
+
+
+def test_stale_session_is_stopped_and_cleaned(tmp_path: Path, data, monkeypatch) -> None:
+    monkeypatch.setattr(JobManager, "_command", _small_command)
+    m = JobManager(tmp_path, stale_after=0.5)
+    job = m.submit("gone", tiny(data, betas=(1.0,), steps=100000))
+    proc = job.proc
+    time.sleep(0.8)
+    m.poll()
+    assert job.id not in m.jobs and not job.dir.exists()
+    assert proc.poll() is not None
+
+
+def test_sweep_higher_beta_gives_lower_kl(tmp_path: Path, data, monkeypatch) -> None:
+    monkeypatch.setattr(JobManager, "_command", _small_command)
+    m = JobManager(tmp_path)
+    job = m.submit("s1", tiny(data, betas=(0.01, 30.0), steps=40))
+    wait(m, job, (DONE, FAILED), timeout=300)
+    assert job.state == DONE, job.error
+    kl = [load_checkpoint(r.dir).config["metrics"]["kl"] for r in job.runs]
+    assert kl[1] < kl[0], kl
+
+
+def test_base_model_is_never_mutated(tmp_path: Path, data, monkeypatch) -> None:
+    monkeypatch.setattr(JobManager, "_command", _small_command)
+    m = JobManager(tmp_path)
+    first = m.submit("s1", tiny(data, betas=(1.0,)))
+    wait(m, first, (DONE,))
+    base = first.runs[0].dir
+    before = load_checkpoint(base).id
+    job = m.submit("s2", tiny(data, betas=(5.0,), init_from=str(base)))
+    wait(m, job, (DONE,))
+    assert load_checkpoint(base).id == before
+    tuned = load_checkpoint(job.runs[0].dir)
+    assert tuned.config["base_checkpoint"] == before and tuned.id != before
+
+
+_original_command = JobManager._command
+
+
+def _small_command(self, job, run) -> list[str]:
+    return _original_command(self, job, run) + [
+        "--image-size",
+        "32",
+        "--latent-dim",
+        "16",
+        "--threads",
+        "1",
+    ]
