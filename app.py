@@ -18,6 +18,8 @@ PAGES = [
     st.Page("views/traverse.py", title="Traverse", icon=":material/tune:"),
     st.Page("views/interpolate.py", title="Interpolate", icon=":material/swap_horiz:"),
     st.Page("views/reconstruct.py", title="Reconstruct", icon=":material/upload_file:"),
+    st.Page("views/retrain.py", title="Retrain", icon=":material/model_training:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("views/model.py", title="Model", icon=":material/description:"),
 ]
 

@@ -76,15 +76,23 @@ def list_models() -> list[str]:
                 continue
             if child.is_dir() and _is_checkpoint(resolved):
                 found.append(f"{label}/{child.name}")
-    found.sort(key=lambda m: (m != DEMO_MODEL, m))
+    jobs = jobs_root()
+    if jobs.is_dir():  # finished retraining runs, until they are saved under runs/
+        for config in sorted(jobs.glob("*/*/checkpoint/config.json")):
+            found.append("jobs/" + config.parent.parent.relative_to(jobs).as_posix())
+    found.sort(key=lambda m: (m != DEMO_MODEL, m.startswith("jobs/"), m))
     return found
+
+
+def jobs_root() -> Path:
+    return cache.cache_root() / "jobs"
 
 
 def model_path(name: str) -> Path:
     label, _, rest = name.partition("/")
-    roots = {"models": REPO / "models", "runs": runs_root()}
+    roots = {"models": REPO / "models", "runs": runs_root(), "jobs": jobs_root()}
     if label not in roots:
-        raise PathError(f"{name!r}: models live under models/ or runs/")
+        raise PathError(f"{name!r}: models live under models/, runs/ or jobs/")
     return inside(roots[label], rest)
 
 

@@ -65,3 +65,17 @@ def test_nearest_matches_brute_force() -> None:
 
 def test_rank_dims_most_informative_first() -> None:
     assert list(rank_dims(np.array([0.1, 3.0, 0.0, 3.0, 1.0]))) == [1, 3, 4, 0, 2]
+
+
+def test_match_dims_recovers_a_permutation() -> None:
+    from explorer.compare import match_dims
+
+    a = RNG.normal(size=(500, 6))
+    perm = np.array([3, 0, 5, 1, 4, 2])
+    b = a[:, perm] * np.array([1, -1, 2, 1, -3, 1]) + RNG.normal(
+        0, 0.05, (500, 6)
+    )  # signs and scales differ
+    m = match_dims(a, b, np.arange(6), np.arange(6))
+    pairs = {da: db for da, db, _ in m["pairs"]}
+    assert all(perm[pairs[d]] == d for d in range(6))
+    assert np.all(np.diag(m["corr"]) > 0.95)

@@ -72,12 +72,17 @@ def _projection_task(checkpoint_id: str, dataset_fp: str, params: tuple, _atlas:
     ).start()
 
 
+def atlas_for(checkpoint: Checkpoint, dataset_name: str) -> Atlas:
+    """A model's atlas on a dataset, preprocessed the model's way (loaded once per process)."""
+    dataset = load_dataset(dataset_name, checkpoint)
+    return _atlas(checkpoint.id, dataset.fingerprint(), checkpoint, dataset)
+
+
 def current() -> tuple[Checkpoint, ImageFolder, Atlas]:
-    """The model, dataset and atlas chosen in the sidebar (loaded once per process)."""
+    """The model, dataset and atlas chosen in the sidebar."""
     checkpoint = load_model(st.session_state.get("model", sources.DEMO_MODEL))
-    dataset = load_dataset(st.session_state.get("dataset", sources.SIMULATED), checkpoint)
-    atlas = _atlas(checkpoint.id, dataset.fingerprint(), checkpoint, dataset)
-    return checkpoint, dataset, atlas
+    atlas = atlas_for(checkpoint, st.session_state.get("dataset", sources.SIMULATED))
+    return checkpoint, atlas.dataset, atlas
 
 
 def projection(atlas: Atlas, method: str = "umap", n_neighbors: int = 15, min_dist: float = 0.1,
@@ -101,7 +106,16 @@ def projection(atlas: Atlas, method: str = "umap", n_neighbors: int = 15, min_di
     )
 
 
+def switch_model(name: str) -> None:
+    """Make every page use another model. The sidebar's picker owns the "model" key and is
+    already drawn in this run, so the change is applied at the top of the next run."""
+    st.session_state["model_pending"] = name
+    st.rerun()
+
+
 def sidebar() -> None:
+    if "model_pending" in st.session_state:
+        st.session_state["model"] = st.session_state.pop("model_pending")
     models = sources.list_models()
     datasets = sources.list_datasets()
     st.sidebar.selectbox("Model", models, key="model", help="Checkpoints under models/ and runs/")

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import time
+
+from vae.checkpoint import load_checkpoint
+
+
+def _run_until(app, predicate, timeout: float = 240.0) -> None:
+    # run_every fragments do not tick in AppTest: rerun the page until the job is done.
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        app.run()
+        assert not app.exception, app.exception
+        if predicate(app):
+            return
+        time.sleep(0.5)
+    raise AssertionError("timed out")
+
+
+def test_sweep_runs_in_background_and_results_can_be_used_and_saved(app, app_env) -> None:
+    app.switch_page("views/retrain.py").run()
+    assert not app.exception
+    assert app.number_input(key="rt_cap").value == 2048
+    app.radio(key="rt_mode").set_value("random sample").run()
+    app.number_input(key="rt_n").set_value(32).run()
+    app.text_input(key="rt_beta").set_value("0.05, 20").run()
+    app.number_input(key="rt_steps").set_value(10).run()
+    assert "32 images" in "\n".join(m.value for m in app.markdown)
+    app.button(key="rt_start_btn").click().run()
+    assert not app.exception
+    _run_until(app, lambda a: any(s.value == "Results" for s in a.subheader))
+    table = app.dataframe[0].value
+    assert list(table["model"]) == ["base (loaded)", "β = 0.05", "β = 20"]
+    assert (table["rate_nats"] > 0).all() and (table["distortion_mse"] > 0).all()
+    # The sweep's higher β spends fewer nats.
+    rate = dict(zip(table["model"], table["rate_nats"], strict=True))
+    assert rate["β = 20"] < rate["β = 0.05"]
+    # Picking a point of the rate-distortion plot selects that model.
+    app.session_state["rt_rd"] = {"selection": {"points": [{"customdata": "β = 20"}]}}
+    app.run()
+    assert app.selectbox(key="rt_choice").value == "β = 20"
+    app.text_input(key="rt_name").set_value("../escape").run()
+    app.button(key="rt_save").click().run()
+    assert any("Not saved" in e.value for e in app.error)
+    app.text_input(key="rt_name").set_value("beta20-test").run()
+    app.button(key="rt_save").click().run()
+    assert any("Saved as runs/beta20-test" in s.value for s in app.success)
+    runs_root = __import__("explorer.sources", fromlist=["runs_root"]).runs_root()
+    assert load_checkpoint(runs_root / "beta20-test").config["beta"] == 20.0
+    app.button(key="rt_use").click().run()
+    assert app.session_state["model"].startswith("jobs/") and app.session_state["model"].endswith(
+        "beta-20"
+    )
+    sidebar = "\n".join(m.value for m in app.sidebar.markdown)
+    assert "β = 20" in sidebar
