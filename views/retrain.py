@@ -30,13 +30,15 @@ from vae.inference import decode
 from vae.schedule import SCHEDULES
 from views import common
 
-MAX_JOBS_ENV = "SPECKLE_VAE_MAX_JOBS"
+MAX_JOBS_ENV = "SPECKLE_VAE_MAX_JOBS"  # concurrent jobs per server (default 1, for 2 cores)
+PER_SESSION_ENV = "SPECKLE_VAE_JOBS_PER_SESSION"  # running or queued jobs per browser session
 
 
 @st.cache_resource
 def manager() -> JobManager:
     """One job manager per server process, shared by every session."""
-    m = JobManager(sources.jobs_root(), max_running=int(os.environ.get(MAX_JOBS_ENV, "1")))
+    m = JobManager(sources.jobs_root(), max_running=int(os.environ.get(MAX_JOBS_ENV, "1")),
+                   per_session=int(os.environ.get(PER_SESSION_ENV, "1")))  # fmt: skip
     m.start_watcher()
     return m
 
@@ -113,7 +115,11 @@ if betas and len(ids) >= 4:
         st.error(str(e))
 if st.button("Start", type="primary", disabled=request is None, key="rt_start_btn"):
     try:
-        jobs.submit(session, request)
+        submitted = jobs.submit(session, request)
+        # The base of the comparison stays the model the job started from, whatever is loaded later.
+        st.session_state.setdefault("rt_base", {})[submitted.id] = st.session_state.get(
+            "model", sources.DEMO_MODEL
+        )
     except JobLimitError as e:
         st.error(str(e))
 
@@ -179,7 +185,10 @@ def _measure(model_name: str, dataset_fp: str, names: tuple[str, ...]):
 
 
 jobs_prefix = f"jobs/{job.id}"
-candidates = {"base (loaded)": st.session_state.get("model", sources.DEMO_MODEL)}
+base_name = st.session_state.get("rt_base", {}).get(
+    job.id, st.session_state.get("model", sources.DEMO_MODEL)
+)
+candidates = {"base (loaded)": base_name}
 candidates |= {f"β = {r.beta:g}": f"{jobs_prefix}/{r.dir.name}" for r in job.runs}
 measured = {
     label: _measure(name, dataset.fingerprint(), job.request.names)
@@ -216,8 +225,10 @@ for point in (event.get("selection") or {}).get("points") or []:
     picked = custom[0] if isinstance(custom, (list, tuple)) else custom
 run_labels = [label for label in candidates if not label.startswith("base")]
 if picked in run_labels and picked != st.session_state.get("rt_last_pick"):
-    st.session_state["rt_choice"] = picked  # a click on the plot picks that model below
+    # A click on a point loads that model into the explorer (and picks it below).
+    st.session_state["rt_choice"] = picked
     st.session_state["rt_last_pick"] = picked
+    common.switch_model(candidates[picked])
 with r2:
     choice = st.selectbox("Model", run_labels, key="rt_choice")
     if st.button("Use this model", key="rt_use"):

@@ -39,6 +39,12 @@ def test_sweep_runs_in_background_and_results_can_be_used_and_saved(app, app_env
     app.session_state["rt_rd"] = {"selection": {"points": [{"customdata": "β = 20"}]}}
     app.run()
     assert app.selectbox(key="rt_choice").value == "β = 20"
+    # ... and loads it into the explorer, while the comparison keeps the job's base.
+    assert app.session_state["model"].endswith("beta-20")
+    assert app.dataframe[0].value["model"].iloc[0] == "base (loaded)"
+    assert "β = 20" in "\n".join(m.value for m in app.sidebar.markdown)
+    app.session_state["model"] = "models/demo"
+    app.run()
     app.text_input(key="rt_name").set_value("../escape").run()
     app.button(key="rt_save").click().run()
     assert any("Not saved" in e.value for e in app.error)
