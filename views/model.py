@@ -94,6 +94,7 @@ with right:
         )
         fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=False)
         fig.update_xaxes(title_text="step", row=3, col=1)
+        fig.update_yaxes(type="log", row=1, col=1)  # the first steps would flatten the rest
         st.plotly_chart(fig, key="model_curves", width="stretch")
 
 st.subheader("KL per dimension")

@@ -37,8 +37,10 @@ def free_port() -> int:
 def server(tmp_path_factory):
     port = free_port()
     cache = tmp_path_factory.mktemp("cache")
+    runs = tmp_path_factory.mktemp("runs")
+    shutil.copytree(ROOT / "models" / "demo", runs / "demo-copy")  # a second model to compare
     env = os.environ | {"SPECKLE_VAE_CACHE": str(cache), "SPECKLE_VAE_SIM_N": "400",
-                        "SPECKLE_VAE_RUNS_ROOT": str(tmp_path_factory.mktemp("runs")),
+                        "SPECKLE_VAE_RUNS_ROOT": str(runs),
                         "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba")}  # fmt: skip
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -85,7 +87,13 @@ def page(browser):
 
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    if "SCREENSHOT_DIR" in os.environ:  # README copies: smaller, to keep the repo lean
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.convert("RGB").resize((840, 600), Image.Resampling.LANCZOS).save(path, optimize=True)
 
 
 def wait_app(page) -> None:
@@ -176,7 +184,31 @@ def test_upload_png_and_16bit_tiff_shows_reconstructions(server, page, tmp_path)
     shot(page, "reconstruct")
 
 
-@pytest.mark.parametrize("name", ["interpolate", "model"])
+def test_retrain_job_runs_with_progress_and_shows_results(server, page) -> None:
+    page.goto(f"{server}/retrain")
+    wait_app(page)
+    page.get_by_text("random sample").first.click()
+    wait_app(page)
+    steps = page.locator('input[aria-label="Steps"]')
+    steps.fill("20")
+    steps.press("Enter")
+    wait_app(page)
+    beta = page.locator('input[aria-label="β (a list sweeps)"]')
+    beta.fill("0.05, 5")
+    beta.press("Enter")
+    wait_app(page)
+    page.get_by_role("button", name="Start").click()
+    # The progress bar appears while the job runs, then the results.
+    page.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)
+    shot(page, "retrain_running")
+    page.get_by_role("heading", name="Results").wait_for(timeout=240_000)
+    wait_app(page)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    assert not page.locator('[data-testid="stException"]').count()
+    shot(page, "retrain")
+
+
+@pytest.mark.parametrize("name", ["interpolate", "model", "compare"])
 def test_other_pages_render(server, page, name: str) -> None:
     page.goto(f"{server}/{name}")
     wait_app(page)
