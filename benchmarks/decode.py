@@ -7,33 +7,21 @@ at this CPU's measured matmul rate (the issue's limit: within 3×).
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.timing import median_time
 from vae.checkpoint import load_checkpoint
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 
 
-def _median_time(fn, repeats: int = 50) -> float:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def matmul_rate(n: int = 1024) -> float:
     """FLOP/s of a square fp32 matmul on this machine, now."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / _median_time(lambda: a @ b, 20)
+    return 2 * n**3 / median_time(lambda: a @ b, 20)
 
 
 def run() -> list[dict]:
@@ -47,7 +35,7 @@ def run() -> list[dict]:
         with torch.inference_mode():
             model.decode(z)
 
-    t = _median_time(decode)
+    t = median_time(decode, 50, 5)
     rate = matmul_rate()
     bound = flops / rate
     return [{"benchmark": "decode_one_latent[demo,cpu]", "seconds": t, "flops": flops,

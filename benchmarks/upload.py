@@ -11,23 +11,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
 import torch
 from PIL import Image
 
-
-def _median(fn, repeats: int = 30) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from benchmarks.timing import median_time
 
 
 def run(n_atlas: int = 2000) -> list[dict]:
@@ -60,10 +50,10 @@ def run(n_atlas: int = 2000) -> list[dict]:
         u = load_upload("x.png", data, 64, norm)
         analyse([u], atlas, proj)
 
-    t_ref = _median(reference)
+    t_ref = median_time(reference)
     out = []
     for label, proj in (("umap_in_memory", umap_proj), ("map_from_cache", restored)):
-        t = _median(lambda p=proj: ours(p))
+        t = median_time(lambda p=proj: ours(p))
         out.append({"benchmark": f"upload_to_result[{label}]", "seconds": t, "encode_decode_seconds": t_ref,
                     "ratio": t / t_ref})  # fmt: skip
     return out

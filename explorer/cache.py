@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vae.checkpoint import file_sha256
+
 CACHE_ENV = "SPECKLE_VAE_CACHE"
 log = logging.getLogger("explorer.cache")
 
@@ -33,14 +35,6 @@ def cache_root() -> Path:
 
 def key(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:24]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -64,7 +58,7 @@ def save(path: Path, arrays: dict[str, np.ndarray], meta: dict | None = None) ->
             np.savez(f, **arrays)
 
     _atomic_write(npz, write_npz)
-    info = {"bytes": npz.stat().st_size, "sha256": _sha256(npz), "meta": meta or {}}
+    info = {"bytes": npz.stat().st_size, "sha256": file_sha256(npz), "meta": meta or {}}
     _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(info)))
 
 
@@ -75,7 +69,7 @@ def load(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
         return None
     try:
         info = json.loads(sidecar.read_text())
-        if npz.stat().st_size != info["bytes"] or _sha256(npz) != info["sha256"]:
+        if npz.stat().st_size != info["bytes"] or file_sha256(npz) != info["sha256"]:
             raise ValueError("size or hash differs from its record")
         with np.load(npz, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
