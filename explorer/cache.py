@@ -84,8 +84,14 @@ def load(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     lock_path = Path(path).with_suffix(".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as f:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock_path, "a")  # noqa: SIM115
+    except OSError as e:  # unwritable cache: nothing can be shared, so nothing to lock
+        log.warning("%s: cannot lock (%s); building without the cache", lock_path, e)
+        yield
+        return
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -111,6 +111,29 @@ class Job:
                 "rows": rows, "run": self.current}  # fmt: skip
 
 
+def _load_prctl():
+    # Resolved in the parent: a child between fork and exec must not import or load libraries.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the server dies, so a killed server leaves no orphaned
+    training; the trainer saves a checkpoint and exits on SIGTERM."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
 class JobManager:
     def __init__(self, root: str | Path, max_running: int = 1, per_session: int = 1,
                  stale_after: float = 120.0, python: str = sys.executable) -> None:  # fmt: skip
@@ -125,6 +148,15 @@ class JobManager:
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._watcher: threading.Thread | None = None
+        self.recover()
+
+    def recover(self) -> list[Path]:
+        """After a restart: remove temporary checkpoint directories that a killed run left
+        behind (finished and interrupted checkpoints are whole, thanks to atomic writes), and
+        return the run directories that hold a loadable checkpoint."""
+        for tmp in self.root.glob("*/*/.checkpoint.tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        return sorted(p.parent.parent for p in self.root.glob("*/*/checkpoint/config.json"))
 
     # --- requests
 
@@ -227,7 +259,8 @@ class JobManager:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
         }
         job.proc = subprocess.Popen(self._command(job, run), cwd=REPO, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_die_with_parent if _PRCTL else None)  # fmt: skip
         log.close()
 
     def _advance(self, job: Job) -> None:

@@ -328,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     dist = setup_distributed(cfg.device)
     try:
         return train(cfg, dist, command_line(argv, dist))
-    except (ImageError, ckpt.CheckpointError, ValueError, FileNotFoundError) as e:
+    except (ImageError, ckpt.CheckpointError, ValueError, OSError) as e:
+        # OSError: a read-only or full output directory; the last good checkpoint is intact.
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     finally:

@@ -1,0 +1,199 @@
+"""Faults: killed jobs, a killed server, damaged and contended caches, unwritable or full output
+directories, and training killed at several points."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from explorer import cache
+from explorer.jobs import DONE, FAILED, JobManager
+from tests.test_jobs import _small_command, data, tiny, wait  # noqa: F401 (fixture)
+from tests.test_train import SMALL, make_folder
+from vae import checkpoint as ckpt
+from vae.train import main, read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_job_killed_mid_run_is_reported_and_the_next_starts(
+    tmp_path: Path, data, monkeypatch
+) -> None:  # noqa: F811
+    monkeypatch.setattr(JobManager, "_command", _small_command)
+    m = JobManager(tmp_path)
+    job = m.submit("s1", tiny(data, betas=(1.0,), steps=100000))
+    deadline = time.time() + 60
+    while not job.rows(job.runs[0]) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(job.proc.pid, signal.SIGKILL)
+    wait(m, job, (FAILED,))
+    assert "killed by signal 9" in job.error
+    run = job.runs[0].dir
+    # Never a half-written checkpoint: none, or one that loads.
+    if (run / "checkpoint").exists():
+        ckpt.load_checkpoint(run)
+    again = m.submit("s1", tiny(data, betas=(1.0,)))
+    wait(m, again, (DONE, FAILED))
+    assert again.state == DONE, again.error
+
+
+@pytest.mark.slow
+def test_server_killed_while_a_job_runs_then_restarted(tmp_path: Path, data) -> None:  # noqa: F811
+    root, names = data
+    script = textwrap.dedent(f"""
+        import sys, time
+        from explorer.jobs import JobManager, JobRequest, DONE
+        m = JobManager({str(tmp_path)!r})
+        names = tuple({list(names[:40])!r})
+        extra = ["--image-size", "32", "--latent-dim", "16", "--threads", "1"]
+        cmd = JobManager._command
+        JobManager._command = lambda self, job, run: cmd(self, job, run) + extra
+        done = m.submit("a", JobRequest({root!r}, names, (1.0,), steps=6, batch_size=8))
+        while done.state != DONE:
+            m.poll(); time.sleep(0.05)
+        long = m.submit("b", JobRequest({root!r}, names, (2.0,), steps=100000, batch_size=8))
+        print(long.proc.pid, flush=True)
+        while True:
+            m.poll(); time.sleep(0.05)
+    """)
+    server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env=os.environ | {"PYTHONPATH": str(ROOT)})  # fmt: skip
+    child = int(server.stdout.readline())
+    time.sleep(3)  # the long job is training
+    server.kill()
+    server.wait()
+    # The training process dies with its server (SIGTERM: it saves and exits), no orphan.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+            time.sleep(0.1)
+        except ProcessLookupError:
+            break
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the training process outlived its server")
+    restarted = JobManager(tmp_path)
+    runs = restarted.recover()
+    assert len(runs) >= 1
+    for run in runs:  # every checkpoint left behind loads: finished ones and interrupted ones
+        ckpt.load_checkpoint(run)
+    finished = [r for r in runs if r.name == "beta-1"]
+    assert finished and ckpt.read_config(finished[0])["step"] == 6
+    assert not list(tmp_path.glob("*/*/.checkpoint.tmp-*"))
+
+
+def test_two_processes_build_the_same_cache_entry_once(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import os, time, numpy as np
+        from explorer import cache
+        from pathlib import Path
+        def build():
+            with open({str(tmp_path / "builds.txt")!r}, "a") as f:
+                f.write(str(os.getpid()) + "\\n")
+            time.sleep(1.0)
+            return {{"x": np.arange(100000, dtype=np.float32)}}, {{}}
+        arrays, _, hit = cache.get_or_build(Path({str(tmp_path / "entry")!r}), build)
+        print(hit, float(arrays["x"].sum()))
+    """)
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert sorted(o[0] for o in outs) == ["False", "True"]  # one built it, the other reused it
+    assert outs[0][1] == outs[1][1] == str(float(np.arange(100000, dtype=np.float32).sum()))
+    assert len((tmp_path / "builds.txt").read_text().split()) == 1
+    assert cache.load(tmp_path / "entry") is not None
+
+
+def test_unwritable_cache_location_still_serves(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder should be")
+    arrays, _, hit = cache.get_or_build(blocker / "sub" / "x", lambda: ({"a": np.arange(3)}, {}))
+    assert not hit and list(arrays["a"]) == [0, 1, 2]
+
+
+def test_unwritable_output_directory_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    data = make_folder(tmp_path / "data", n=24)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["--data", str(data), "--out", str(blocker / "run"), "--max-steps", "2", *SMALL])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error:") and "\n" not in err
+
+
+def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    data = make_folder(tmp_path / "data", n=24)
+    run = tmp_path / "run"
+    argv = [
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--max-steps",
+        "2",
+        "--checkpoint-every",
+        "2",
+        *SMALL,
+    ]
+    assert main(argv) == 0
+    good = ckpt.load_checkpoint(run).id
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", full)
+    code = main([*argv[:5], "4", *argv[6:], "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err
+    assert ckpt.load_checkpoint(run).id == good
+    assert not list(run.glob(".checkpoint.tmp-*"))
+
+
+@pytest.mark.slow
+def test_training_killed_at_five_points_resumes_to_identical_weights(tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "data", n=48)
+    steps = 40
+    base = [sys.executable, "-m", "vae.train", "--data", str(data), "--max-steps", str(steps),
+            "--checkpoint-every", "3", "--log-every", "1", "--deterministic", *SMALL]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [*base, "--out", str(tmp_path / "ref")], check=True, env=env, cwd=ROOT, capture_output=True
+    )
+    run = tmp_path / "run"
+    rng = np.random.default_rng(0)
+    kill_points = sorted(rng.choice(np.arange(4, steps - 2), 5, replace=False).tolist())
+    for point in kill_points:
+        cmd = [*base, "--out", str(run)] + (["--resume"] if (run / "checkpoint").exists() else [])
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            rows = read_metrics(run / "metrics.jsonl")
+            if rows and rows[-1]["step"] >= point:
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    final = subprocess.run(
+        [*base, "--out", str(run), "--resume"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert final.returncode == 0, final.stderr
+    a, b = (
+        ckpt.load_checkpoint(tmp_path / "ref").model.state_dict(),
+        ckpt.load_checkpoint(run).model.state_dict(),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a), kill_points
