@@ -18,7 +18,7 @@ import torch
 
 from explorer import cache
 from explorer.jobs import DONE, FAILED, JobManager
-from tests.test_jobs import _small_command, data, tiny, wait  # noqa: F401 (fixture)
+from tests.test_jobs import _small_command, tiny, wait
 from tests.test_train import SMALL, make_folder
 from vae import checkpoint as ckpt
 from vae.train import main, read_metrics
@@ -26,12 +26,22 @@ from vae.train import main, read_metrics
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def job_data(tmp_path_factory) -> tuple[str, tuple[str, ...]]:
+    from vae.data import ImageFolder
+    from vae.speckle import simulate_mmf, write_dataset
+
+    out = tmp_path_factory.mktemp("sim") / "mmf"
+    write_dataset(simulate_mmf(64, seed=12, size=32), out)
+    return str(out), tuple(ImageFolder(out, 32).labels["file"])
+
+
 def test_job_killed_mid_run_is_reported_and_the_next_starts(
-    tmp_path: Path, data, monkeypatch
-) -> None:  # noqa: F811
+    tmp_path: Path, job_data, monkeypatch
+) -> None:
     monkeypatch.setattr(JobManager, "_command", _small_command)
     m = JobManager(tmp_path)
-    job = m.submit("s1", tiny(data, betas=(1.0,), steps=100000))
+    job = m.submit("s1", tiny(job_data, betas=(1.0,), steps=100000))
     deadline = time.time() + 60
     while not job.rows(job.runs[0]) and time.time() < deadline:
         time.sleep(0.05)
@@ -42,14 +52,14 @@ def test_job_killed_mid_run_is_reported_and_the_next_starts(
     # Never a half-written checkpoint: none, or one that loads.
     if (run / "checkpoint").exists():
         ckpt.load_checkpoint(run)
-    again = m.submit("s1", tiny(data, betas=(1.0,)))
+    again = m.submit("s1", tiny(job_data, betas=(1.0,)))
     wait(m, again, (DONE, FAILED))
     assert again.state == DONE, again.error
 
 
 @pytest.mark.slow
-def test_server_killed_while_a_job_runs_then_restarted(tmp_path: Path, data) -> None:  # noqa: F811
-    root, names = data
+def test_server_killed_while_a_job_runs_then_restarted(tmp_path: Path, job_data) -> None:
+    root, names = job_data
     script = textwrap.dedent(f"""
         import sys, time
         from explorer.jobs import JobManager, JobRequest, DONE
@@ -124,10 +134,10 @@ def test_unwritable_cache_location_still_serves(tmp_path: Path) -> None:
 
 
 def test_unwritable_output_directory_is_a_clear_error(tmp_path: Path, capsys) -> None:
-    data = make_folder(tmp_path / "data", n=24)
+    folder = make_folder(tmp_path / "data", n=24)
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code = main(["--data", str(data), "--out", str(blocker / "run"), "--max-steps", "2", *SMALL])
+    code = main(["--data", str(folder), "--out", str(blocker / "run"), "--max-steps", "2", *SMALL])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error:") and "\n" not in err
 
@@ -135,11 +145,11 @@ def test_unwritable_output_directory_is_a_clear_error(tmp_path: Path, capsys) ->
 def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    data = make_folder(tmp_path / "data", n=24)
+    folder = make_folder(tmp_path / "data", n=24)
     run = tmp_path / "run"
     argv = [
         "--data",
-        str(data),
+        str(folder),
         "--out",
         str(run),
         "--max-steps",
@@ -164,9 +174,9 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(
 
 @pytest.mark.slow
 def test_training_killed_at_five_points_resumes_to_identical_weights(tmp_path: Path) -> None:
-    data = make_folder(tmp_path / "data", n=48)
+    folder = make_folder(tmp_path / "data", n=48)
     steps = 40
-    base = [sys.executable, "-m", "vae.train", "--data", str(data), "--max-steps", str(steps),
+    base = [sys.executable, "-m", "vae.train", "--data", str(folder), "--max-steps", str(steps),
             "--checkpoint-every", "3", "--log-every", "1", "--deterministic", *SMALL]  # fmt: skip
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     subprocess.run(
