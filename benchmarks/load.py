@@ -1,0 +1,148 @@
+"""Load: K concurrent browser sessions (Playwright contexts in Debian's Chromium) against one
+`streamlit run app.py` on loopback, for K = 1, 4 and 8. Each session box-selects on the map once,
+then moves traversal sliders for a bounded time; a move's response time runs from the key press
+to the decoded image changing. Reports p50/p95, errors and the server's RSS.
+
+    python -m benchmarks.load [--seconds 20] [--sessions 1 4 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
+IMG = '[data-testid="stImage"] img'
+CHANGED = "(b) => { const i = document.querySelector('[data-testid=stImage] img'); return i && i.src !== b; }"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_server(cache: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = os.environ | {"SPECKLE_VAE_CACHE": str(cache), "SPECKLE_VAE_SIM_N": "2000"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+async def session(browser, url: str, seconds: float, out: dict) -> None:
+    ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
+    page = await ctx.new_page()
+    try:
+        await page.goto(url)
+        plot = page.locator(".js-plotly-plot .nsewdrag").first
+        await plot.wait_for(timeout=120_000)
+        box = await plot.bounding_box()
+        await page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+        await page.mouse.down()
+        await page.mouse.move(
+            box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7, steps=5
+        )
+        await page.mouse.up()
+        await page.get_by_text("reconstruction (z = μ)").first.wait_for(timeout=60_000)
+        await page.goto(f"{url}/traverse")
+        await page.locator(IMG).first.wait_for(timeout=120_000)
+        sliders = page.locator('[data-testid="stSlider"] input[type="range"]')
+        end, i = time.time() + seconds, 0
+        while time.time() < end:
+            before = await page.locator(IMG).first.get_attribute("src")
+            slider = sliders.nth(i % 4)
+            await slider.focus()
+            t0 = time.perf_counter()
+            await slider.press("ArrowRight" if (i // 4) % 2 == 0 else "ArrowLeft")
+            try:
+                await page.wait_for_function(CHANGED, arg=before, timeout=30_000)
+                out["times"].append(time.perf_counter() - t0)
+            except Exception:  # noqa: BLE001 (counted, not raised: a load test reports errors)
+                out["errors"] += 1
+            i += 1
+    except Exception as e:  # noqa: BLE001
+        out["errors"] += 1
+        out.setdefault("messages", []).append(f"{type(e).__name__}: {str(e).splitlines()[0]}")
+    finally:
+        await ctx.close()
+
+
+async def level(url: str, k: int, seconds: float) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        outs = [{"times": [], "errors": 0} for _ in range(k)]
+        await asyncio.gather(*(session(browser, url, seconds, o) for o in outs))
+        await browser.close()
+    times = sorted(t for o in outs for t in o["times"])
+    pct = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else float("nan")  # noqa: E731
+    return {"sessions": k, "moves": len(times), "errors": sum(o["errors"] for o in outs),
+            "p50_seconds": statistics.median(times) if times else float("nan"), "p95_seconds": pct(0.95),
+            "messages": [m for o in outs for m in o.get("messages", [])][:3]}  # fmt: skip
+
+
+def run(seconds: float = 20.0, levels: tuple[int, ...] = (1, 4, 8)) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        server, url = start_server(Path(tmp))
+        try:
+            asyncio.run(level(url, 1, 3.0))  # warm up: simulated set, atlas, caches
+            rows, rss = [], [rss_mb(server.pid)]
+            for k in levels:
+                row = asyncio.run(level(url, k, seconds))
+                row["server_rss_mb"] = rss_mb(server.pid)
+                rss.append(row["server_rss_mb"])
+                rows.append(row)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    base = rows[0]["p95_seconds"]
+    out = [
+        {"benchmark": f"load[K={r['sessions']}]", **r, "ratio": r["p95_seconds"] / base}
+        for r in rows
+    ]
+    total_moves = sum(r["moves"] for r in rows)
+    out.append({"benchmark": "load_memory", "rss_mb_after_warmup": rss[0], "rss_mb_at_end": rss[-1],
+                "moves": total_moves, "mb_per_1000_moves": (rss[-1] - rss[0]) / max(total_moves, 1) * 1000})  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.load")
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
+    args = p.parse_args(argv)
+    for r in run(args.seconds, tuple(args.sessions)):
+        print(json.dumps(r))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
