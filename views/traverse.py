@@ -68,18 +68,13 @@ def sliders() -> None:
         common.show_image(image, f"decoded: {start_name}; {moved}", width=256)
         proj, _ = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
         where = proj.place_nearest(atlas.mu_active, z[None, atlas.active])
-        # Build the backdrop once per session and map; a move only updates the marker, since
-        # constructing a plotly figure of thousands of points costs ~10 ms.
-        fig_key = ("trav_fig", checkpoint.id, dataset.fingerprint(), proj.method, len(proj.coords))
-        fig = st.session_state.get(fig_key)
-        if fig is None:
-            fig = common.context_map(proj.coords, height=260)
-            common.add_points(
-                fig, where, "current z", symbol="x", size=14, color="red", text=["current z"]
-            )
-            st.session_state[fig_key] = fig
-        fig.data[1].x, fig.data[1].y = where[:, 0], where[:, 1]
-        st.plotly_chart(fig, key="trav_map", width="stretch")
+        # A picture, not a plotly chart: every move would otherwise send and re-render thousands
+        # of points in the browser, which is what slowed many concurrent sessions down.
+        st.image(
+            common.marker_map(proj.coords, where[0]),
+            caption="current z (red) on the map",
+            width=256,
+        )
 
 
 sliders()
