@@ -21,7 +21,7 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
 def _suite(quick: bool) -> list[tuple[str, object]]:
-    from benchmarks import atlas_build, decode, retrain, slider, train_speed, upload
+    from benchmarks import atlas_build, decode, load, retrain, slider, train_speed, upload
 
     return [
         ("train_speed", lambda: train_speed.run(steps=20 if quick else 60)),
@@ -30,6 +30,7 @@ def _suite(quick: bool) -> list[tuple[str, object]]:
         ("upload", lambda: upload.run(n_atlas=400 if quick else 2000)),
         ("atlas_build", lambda: atlas_build.run(n=1024 if quick else 4096)),
         ("retrain", lambda: retrain.run(steps=60 if quick else 300, n=256 if quick else 512)),
+        ("load", lambda: load.run(seconds=6.0 if quick else 20.0)),
     ]
 
 

@@ -25,10 +25,17 @@ FORMATS = {"PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "JPEG": ".jpg", "GIF": 
 
 def _png_claiming(width: int, height: int, depth: int = 8, colour: int = 0) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def corpus(seed: int = 0) -> list[tuple[str, bytes]]:
@@ -56,11 +63,28 @@ def corpus(seed: int = 0) -> list[tuple[str, bytes]]:
                 for pos in rng.integers(0, len(data), 4):
                     flipped[pos] ^= int(rng.integers(1, 256))
                 cases.append((f"{mode}-flip{ext}", bytes(flipped)))
-    for w, h in [(0, 0), (1, 1), (1, 10**6), (10**6, 10**6), (2**31 - 1, 2**31 - 1), (65535, 65535), (7, 9000)]:
+    for w, h in [
+        (0, 0),
+        (1, 1),
+        (1, 10**6),
+        (10**6, 10**6),
+        (2**31 - 1, 2**31 - 1),
+        (65535, 65535),
+        (7, 9000),
+    ]:
         for depth, colour in [(8, 0), (16, 0), (8, 2), (1, 0)]:
             cases.append((f"bomb-{w}x{h}.png", _png_claiming(w, h, depth, colour)))
     for i in range(400):
-        head = [b"", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"BM", b"\xff\xd8\xff", b"GIF89a", b"\x93NUMPY"][i % 8]
+        head = [
+            b"",
+            b"\x89PNG\r\n\x1a\n",
+            b"II*\x00",
+            b"MM\x00*",
+            b"BM",
+            b"\xff\xd8\xff",
+            b"GIF89a",
+            b"\x93NUMPY",
+        ][i % 8]
         cases.append((f"random{i}" + [".png", ".tif", ".bmp", ".jpg", ".gif", ".npy"][i % 6],
                       head + rng.bytes(int(rng.integers(0, 3000)))))  # fmt: skip
     for i, arr in enumerate([np.full((16, 16), np.nan), np.full((16, 16), np.inf), -np.full((16, 16), np.inf),
@@ -83,7 +107,11 @@ def test_corpus_has_over_1000_cases_and_none_crashes() -> None:
             assert str(e).startswith(f"{name}: ") and "\n" not in str(e), str(e)
             outcomes["error"] += 1
             continue
-        assert raw.pixels.ndim == 2 and raw.pixels.dtype == np.float32 and np.isfinite(raw.pixels).all()
+        assert (
+            raw.pixels.ndim == 2
+            and raw.pixels.dtype == np.float32
+            and np.isfinite(raw.pixels).all()
+        )
         assert min(raw.pixels.shape) >= 8
         outcomes["image"] += 1
     # Both outcomes happen: the whole images read, the damaged ones are refused.
@@ -91,7 +119,9 @@ def test_corpus_has_over_1000_cases_and_none_crashes() -> None:
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "model.pt", "pytorch_model.bin"])
-def test_pickle_payload_under_any_checkpoint_name_is_never_executed(tmp_path: Path, tiny_config, name: str) -> None:
+def test_pickle_payload_under_any_checkpoint_name_is_never_executed(
+    tmp_path: Path, tiny_config, name: str
+) -> None:
     from vae.model import VAE
 
     ckpt.save_checkpoint(tmp_path / "c", VAE(tiny_config), {"model": tiny_config.to_dict()})
