@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import pickle
 import struct
-import tomllib
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from PIL import Image
 
 from vae import checkpoint as ckpt
@@ -149,4 +149,4 @@ def test_server_settings_are_safe_by_default() -> None:
     assert 0 < config["server"]["maxUploadSize"] <= 200
     from vae.data import MAX_FILE_BYTES
 
-    assert MAX_FILE_BYTES <= config["server"]["maxUploadSize"] * 1024 * 1024
+    assert config["server"]["maxUploadSize"] * 1024 * 1024 >= MAX_FILE_BYTES
