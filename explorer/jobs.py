@@ -111,29 +111,6 @@ class Job:
                 "rows": rows, "run": self.current}  # fmt: skip
 
 
-def _load_prctl():
-    # Resolved in the parent: a child between fork and exec must not import or load libraries.
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except OSError:
-        return None
-
-
-_PRCTL = _load_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the server dies, so a killed server leaves no orphaned
-    training; the trainer saves a checkpoint and exits on SIGTERM."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-
-
 class JobManager:
     def __init__(self, root: str | Path, max_running: int = 1, per_session: int = 1,
                  stale_after: float = 120.0, python: str = sys.executable) -> None:  # fmt: skip
@@ -245,7 +222,7 @@ class JobManager:
                "--schedule", r.schedule, "--warmup-steps", str(max(1, r.steps // 3)), "--batch-size",
                str(r.batch_size), "--recon", r.recon, "--preset", r.preset, "--normalization", r.normalization,
                "--log-every", "5", "--eval-every", str(r.steps), "--checkpoint-every", str(r.steps),
-               "--val-fraction", "0.1", "--no-progress"]  # fmt: skip
+               "--val-fraction", "0.1", "--no-progress", "--exit-with-parent"]  # fmt: skip
         if r.init_from:
             cmd += ["--init-from", r.init_from]
         return cmd
@@ -259,8 +236,7 @@ class JobManager:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
         }
         job.proc = subprocess.Popen(self._command(job, run), cwd=REPO, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_die_with_parent if _PRCTL else None)  # fmt: skip
+                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         log.close()
 
     def _advance(self, job: Job) -> None:

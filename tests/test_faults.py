@@ -82,7 +82,7 @@ def test_server_killed_while_a_job_runs_then_restarted(tmp_path: Path, job_data)
     time.sleep(3)  # the long job is training
     server.kill()
     server.wait()
-    # The training process dies with its server (SIGTERM: it saves and exits), no orphan.
+    # The training process notices its server is gone, saves and exits: no orphan.
     deadline = time.time() + 30
     while time.time() < deadline:
         try:

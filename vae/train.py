@@ -93,6 +93,9 @@ class TrainConfig:
     deterministic: bool = field(default=False, **_help("torch deterministic algorithms"))
     threads: int = field(default=0, **_help("CPU threads (0 = torch default)"))
     progress: bool = field(default=True, **_help("show a progress bar"))
+    exit_with_parent: bool = field(
+        default=False, **_help("save and stop if the launching process dies (the app's jobs)")
+    )
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "checkpoint_every", "log_every"):
@@ -445,6 +448,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     model.train()
     t_last, imgs_since = time.perf_counter(), 0
     code = 0
+    parent = os.getppid()
     with StopFlag() as stop:
         while step < cfg.max_steps:
             epoch, pos = divmod(step, batches.steps_per_epoch)
@@ -477,6 +481,8 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                     model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf
                 )
                 bad = not (math.isfinite(total) and torch.isfinite(gnorm))
+                if cfg.exit_with_parent and os.getppid() != parent:
+                    stop.requested = True  # orphaned: the server that started this job is gone
                 flags = torch.tensor([float(bad), float(stop.requested)])
                 if dist.enabled:
                     torch.distributed.all_reduce(flags)  # ranks agree on when to stop
