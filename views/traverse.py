@@ -84,7 +84,9 @@ g1, g2 = st.columns([1, 3])
 steps = int(g1.number_input("Steps", 3, 15, 7, key="trav_steps"))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+# cache_resource, not cache_data: the result is only read, and cache_data would deep-copy the
+# grid and its PNG on every rerun.
+@st.cache_resource(max_entries=32, show_spinner=False)
 def _grid(
     checkpoint_id: str, z0_bytes: bytes, dims: tuple[int, ...], steps: int
 ) -> tuple[np.ndarray, bytes]:
