@@ -18,8 +18,8 @@ from explorer import cache
 from explorer.latent_ops import rank_dims
 from explorer.projection import Projection, fit_projection
 from vae.checkpoint import Checkpoint
-from vae.inference import encode_dataset, kl_per_dim
-from vae.loss import active_units
+from vae.inference import encode_dataset, kl_per_dim, kl_terms
+from vae.loss import ACTIVE_NATS, active_units
 
 Progress = Callable[[float, str], None]
 
@@ -42,7 +42,7 @@ class Atlas:
     @cached_property
     def active(self) -> np.ndarray:
         """Mask of the active units (mean KL > 0.01 nats); all dims if none is."""
-        mask = self.kl_per_dim > 0.01
+        mask = self.kl_per_dim > ACTIVE_NATS
         return mask if mask.any() else np.ones_like(mask)
 
     @cached_property
@@ -72,9 +72,14 @@ class Atlas:
     @cached_property
     def elbo(self) -> np.ndarray:
         """Per-image negative ELBO in the checkpoint's own convention: recon + KL (β = 1)."""
-        h, w = self.checkpoint.model_config.image_size, self.checkpoint.model_config.image_size
-        recon = self.recon_error * (h * w if self.checkpoint.recon == "sse" else 1.0)
-        return recon + self.kl
+        return neg_elbo(self.checkpoint, self.recon_error, self.kl)
+
+
+def neg_elbo(checkpoint: Checkpoint, mse: np.ndarray | float, kl: np.ndarray | float):
+    """−ELBO at β = 1 from the per-pixel MSE and the KL, with the reconstruction term in the
+    checkpoint's convention (summed over pixels for "sse")."""
+    size = checkpoint.model_config.image_size
+    return mse * (size * size if checkpoint.recon == "sse" else 1.0) + kl
 
 
 def encode_arrays(checkpoint: Checkpoint, dataset, progress: Progress | None = None, workers: int = 0,
@@ -88,7 +93,7 @@ def encode_arrays(checkpoint: Checkpoint, dataset, progress: Progress | None = N
     enc = encode_dataset(checkpoint.model, dataset, batch_size=batch_size, workers=workers,
                          reconstruct=True, keep_images=True, progress=report)  # fmt: skip
     err = ((enc.recon - enc.images) ** 2).reshape(len(enc.mu), -1).mean(1)
-    kl = (-0.5 * (1.0 + enc.logvar - enc.mu**2 - np.exp(enc.logvar))).sum(1)
+    kl = kl_terms(enc.mu, enc.logvar).sum(1)
     return {"mu": enc.mu, "logvar": enc.logvar, "recon_error": err.astype(np.float32),
             "kl": kl.astype(np.float32)}  # fmt: skip
 

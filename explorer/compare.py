@@ -7,7 +7,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from explorer.atlas import Atlas
-from vae.stats import contrast_batch
+from vae.evaluate import contrast_ratio
 
 
 def rate_distortion(atlas: Atlas, sample: int = 256) -> dict:
@@ -18,13 +18,11 @@ def rate_distortion(atlas: Atlas, sample: int = 256) -> dict:
     idx = np.arange(min(sample, len(atlas.mu)))
     x = np.stack([atlas.dataset.image(int(i)) for i in idx])
     rec = decode(atlas.checkpoint.model, atlas.mu[idx])
-    k_in, k_rec = contrast_batch(x), contrast_batch(rec)
-    ok = np.isfinite(k_in) & np.isfinite(k_rec) & (k_in > 0)
     return {
         "rate_nats": float(atlas.kl.mean()),
         "distortion_mse": float(atlas.recon_error.mean()),
         "active_units": int(atlas.active_units),
-        "contrast_ratio": float(np.mean(k_rec[ok] / k_in[ok])) if ok.any() else float("nan"),
+        "contrast_ratio": contrast_ratio(x, rec),
         "beta": atlas.checkpoint.beta,
         "recon": atlas.checkpoint.recon,
     }

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from explorer.atlas import Atlas
+from explorer.atlas import Atlas, neg_elbo
 from explorer.latent_ops import nearest
 from explorer.metrics import compare, percentile_of
 from explorer.projection import Projection
 from vae.data import ImageError, Normalization, preprocess, read_image
-from vae.inference import decode
+from vae.inference import decode, kl_terms
 
 PLACEMENT_K = 10
 OOD_PERCENTILE = 99.0  # beyond this percentile of the training set: the model never saw its like
@@ -72,17 +72,16 @@ def analyse(uploads: list[Upload], atlas: Atlas, projection: Projection | None, 
     positions = None
     if projection is not None:
         positions = projection.place_from_neighbours(idx[:, :PLACEMENT_K], dist[:, :PLACEMENT_K])
-    size = atlas.checkpoint.model_config.image_size
-    scale = size * size if atlas.checkpoint.recon == "sse" else 1.0
-    elbo_ref, err_ref, kl_ref = atlas.elbo, atlas.recon_error, atlas.kl
+    kls = kl_terms(mu, logvar).sum(1)
     for i, u in enumerate(good):
         u.mu, u.logvar, u.recon = mu[i], logvar[i], recon[i]
         u.metrics = compare(u.image, recon[i], window)
         err = float(np.mean((recon[i] - u.image) ** 2))
-        kl = float((-0.5 * (1 + logvar[i] - mu[i] ** 2 - np.exp(logvar[i]))).sum())
-        u.metrics |= {"kl": kl, "neg_elbo": err * scale + kl}
-        u.ood = {"-ELBO": percentile_of(err * scale + kl, elbo_ref),
-                 "reconstruction error": percentile_of(err, err_ref), "KL": percentile_of(kl, kl_ref)}  # fmt: skip
+        kl = float(kls[i])
+        elbo = float(neg_elbo(atlas.checkpoint, err, kl))
+        u.metrics |= {"kl": kl, "neg_elbo": elbo}
+        u.ood = {"-ELBO": percentile_of(elbo, atlas.elbo),
+                 "reconstruction error": percentile_of(err, atlas.recon_error), "KL": percentile_of(kl, atlas.kl)}  # fmt: skip
         u.neighbours = idx[i, :k]
         u.position = positions[i] if positions is not None else None
 

@@ -77,6 +77,11 @@ def decode(model: VAE, z: np.ndarray | torch.Tensor, batch_size: int = 256) -> n
     )
 
 
+def kl_terms(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """KL(q(z|x) || N(0, I)) of every sample and dim, in nats: (N, dz)."""
+    return -0.5 * (1.0 + logvar - mu**2 - np.exp(logvar))
+
+
 def kl_per_dim(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-    """Mean KL(q(z|x) || N(0, I)) per dimension over the data, in nats: (dz,)."""
-    return (-0.5 * (1.0 + logvar - mu**2 - np.exp(logvar))).mean(0)
+    """Mean KL per dimension over the data: (dz,)."""
+    return kl_terms(mu, logvar).mean(0)

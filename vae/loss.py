@@ -54,6 +54,9 @@ def vae_loss(
     return LossTerms(total=recon + beta * weighted, recon=recon, kl=kl, kl_per_dim=kl_per_dim)
 
 
-def active_units(kl_per_dim, threshold: float = 0.01) -> int:
+ACTIVE_NATS = 0.01  # a dim whose mean KL exceeds this carries information (an "active unit")
+
+
+def active_units(kl_per_dim, threshold: float = ACTIVE_NATS) -> int:
     """Dims whose mean KL over the data exceeds `threshold` nats carry information. Works on a tensor or an array."""
     return int((kl_per_dim > threshold).sum())

@@ -365,7 +365,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         dataset = dataset.subset(names)
     for msg in dataset.skipped:
         log(dist, f"warning: {msg}")
-    for note in getattr(dataset, "notes", []):
+    for note in dataset.notes:
         log(dist, f"note: {note}")
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
     val_idx = val_idx[:MAX_VAL_SAMPLES]

@@ -7,11 +7,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from explorer.metrics import compare
 from explorer.projection import METRICS
 from explorer.selection import selected_ids
 from vae.inference import decode
-from vae.metrics import pixel_metrics
-from vae.stats import contrast
 from views import common
 
 checkpoint, dataset, atlas = common.current()
@@ -105,10 +104,11 @@ else:
     with cols[3]:
         err = np.abs(rec - x)
         common.show_image(err, f"|error| (max {err.max():.2f}, scaled)", normalize=True)
-    pm = {k: float(v[0]) for k, v in pixel_metrics(x[None], rec[None]).items()}
-    k_in, k_rec = contrast(x), contrast(rec)
-    st.dataframe(pd.DataFrame([{**pm, "K_in": k_in, "K_rec": k_rec, "K_rec/K_in": k_rec / k_in,
-                                "KL (nats)": float(atlas.kl[i])}]).round(4), hide_index=True)  # fmt: skip
+    m = compare(x, rec)
+    row = {k: m[k] for k in ("mse", "psnr", "ssim", "pcc")}
+    row |= {"K_in": m["contrast_in"], "K_rec": m["contrast_rec"], "K_rec/K_in": m["contrast_ratio"],
+            "grain ratio": m["grain_ratio"], "KL (nats)": float(atlas.kl[i])}  # fmt: skip
+    st.dataframe(pd.DataFrame([row]).round(4), hide_index=True)
     st.dataframe(atlas.labels.iloc[ids[:500]], height=180)
     b1, b2, b3 = st.columns(3)
     if b1.button("Traverse from this sample", key="atlas_to_traverse"):

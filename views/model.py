@@ -116,8 +116,7 @@ st.subheader("What the latents carry")
 def _probes(checkpoint_id: str, dataset_fp: str) -> object:
     # Probe from the active units only: the inactive dims are posterior noise, and 512 noisy
     # features overfit a few hundred labelled samples.
-    active = atlas.kl_per_dim > 0.01
-    return probe_scores(atlas.mu[:, active] if active.any() else atlas.mu, atlas.labels)
+    return probe_scores(atlas.mu_active, atlas.labels)
 
 
 @st.cache_data(show_spinner="scoring dims against labels", max_entries=16)

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from explorer import sources
+from explorer.atlas import build_atlas
 from explorer.compare import rate_distortion
 from explorer.jobs import (
     DONE,
@@ -178,8 +179,6 @@ st.subheader("Results")
 def _measure(model_name: str, dataset_fp: str, names: tuple[str, ...]):
     ck = common.load_model(model_name)
     sub = dataset.subset(list(names))
-    from explorer.atlas import build_atlas
-
     sub_atlas = build_atlas(ck, sub)
     return sub_atlas, rate_distortion(sub_atlas)
 
