@@ -52,6 +52,15 @@ def traverse(
     return out
 
 
+def tile(frames: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(rows·cols, H, W) frames, row-major, as one (rows·H, cols·W) image: the dims × steps
+    traversal grid."""
+    n, h, w = frames.shape
+    if n != rows * cols:
+        raise ValueError(f"{n} frames do not fill a {rows}×{cols} grid")
+    return frames.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+
+
 def set_dims(z0: np.ndarray, offsets: dict[int, float], scale: np.ndarray) -> np.ndarray:
     """z0 with several dims moved at once by `offsets` in units of `scale` (the sliders)."""
     z = np.array(z0, dtype=np.float32, copy=True)

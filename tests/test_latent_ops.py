@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from explorer.latent_ops import interpolate, nearest, rank_dims, set_dims, traverse
+from explorer.latent_ops import interpolate, nearest, rank_dims, set_dims, tile, traverse
 
 RNG = np.random.default_rng(0)
 
@@ -79,3 +79,14 @@ def test_match_dims_recovers_a_permutation() -> None:
     pairs = {da: db for da, db, _ in m["pairs"]}
     assert all(perm[pairs[d]] == d for d in range(6))
     assert np.all(np.diag(m["corr"]) > 0.95)
+
+
+def test_tile_lays_frames_out_row_major() -> None:
+    frames = np.arange(6 * 2 * 3, dtype=np.float32).reshape(6, 2, 3)
+    grid = tile(frames, 2, 3)
+    assert grid.shape == (4, 9)
+    # Row 1, column 2 of the grid is frame 5.
+    np.testing.assert_array_equal(grid[2:4, 6:9], frames[5])
+    np.testing.assert_array_equal(grid[0:2, 3:6], frames[1])
+    with pytest.raises(ValueError, match="do not fill"):
+        tile(frames, 2, 2)

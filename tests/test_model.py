@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,3 +94,16 @@ def test_explicit_noise_is_reparameterization(tiny_config: VAEConfig) -> None:
     eps = torch.randn(2, 8)
     z = post.sample(noise=eps)
     torch.testing.assert_close(z, post.mean + torch.exp(0.5 * post.logvar) * eps)
+
+
+def test_interactive_layout_decodes_the_same(tiny_config: VAEConfig) -> None:
+    from vae.inference import decode, for_interactive_use
+
+    model = VAE(tiny_config).eval()
+    z = torch.randn(3, tiny_config.latent_dim).numpy()
+    before = decode(model, z)
+    fast = for_interactive_use(model)
+    assert not fast.training
+    convs = [p for p in fast.decoder.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    np.testing.assert_allclose(decode(fast, z), before, atol=1e-5)

@@ -4,6 +4,7 @@ lives here, keyed by checkpoint id and dataset fingerprint."""
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import plotly.graph_objects as go
@@ -12,18 +13,23 @@ from PIL import Image
 
 from explorer import sources
 from explorer.atlas import Atlas, build_atlas, build_projection
+from explorer.latent_ops import tile, traverse
 from explorer.projection import Projection
 from explorer.tasks import Task
 from vae.checkpoint import Checkpoint, load_checkpoint
 from vae.data import ImageFolder, Normalization
 from vae.device import pick_device
+from vae.inference import decode, for_interactive_use
 
 IMAGE_WIDTH = 160
+GRID_WIDTH = 900
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _load_model(path: str, mtime: float) -> Checkpoint:
-    return load_checkpoint(path, device=pick_device("auto"))
+    checkpoint = load_checkpoint(path, device=pick_device("auto"))
+    for_interactive_use(checkpoint.model)
+    return checkpoint
 
 
 def load_model(name: str) -> Checkpoint:
@@ -80,10 +86,21 @@ def atlas_for(checkpoint: Checkpoint, dataset_name: str) -> Atlas:
     return _atlas(checkpoint.id, dataset.fingerprint(), checkpoint, dataset)
 
 
+# Streamlit runs every script run in a new thread, so a thread-local holds values for one run.
+_this_run = threading.local()
+
+
 def current() -> tuple[Checkpoint, ImageFolder, Atlas]:
-    """The model, dataset and atlas chosen in the sidebar."""
-    checkpoint = load_model(st.session_state.get("model", sources.DEMO_MODEL))
-    atlas = atlas_for(checkpoint, st.session_state.get("dataset", sources.SIMULATED))
+    """The model, dataset and atlas chosen in the sidebar. app.py and the page both ask in the
+    same run; the second answer is remembered from the first rather than resolved again."""
+    key = (st.session_state.get("model", sources.DEMO_MODEL),
+           st.session_state.get("dataset", sources.SIMULATED))  # fmt: skip
+    memo = getattr(_this_run, "current", None)
+    if memo is not None and memo[0] == key:
+        return memo[1]
+    checkpoint = load_model(key[0])
+    atlas = atlas_for(checkpoint, key[1])
+    _this_run.current = (key, (checkpoint, atlas.dataset, atlas))
     return checkpoint, atlas.dataset, atlas
 
 
@@ -112,14 +129,26 @@ def switch_model(name: str) -> None:
     """Make every page use another model. The sidebar's picker owns the "model" key and is
     already drawn in this run, so the change is applied at the top of the next run."""
     st.session_state["model_pending"] = name
+    refresh_choices()
     st.rerun()
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def _choices() -> tuple[list[str], list[str]]:
+    """Scanned at most every 2 s rather than on every slider move; a finished retraining run
+    shows up in the picker within that."""
+    return sources.list_models(), sources.list_datasets()
+
+
+def refresh_choices() -> None:
+    """Rescan models and datasets now: this session just wrote or switched to a new one."""
+    _choices.clear()
 
 
 def sidebar() -> None:
     if "model_pending" in st.session_state:
         st.session_state["model"] = st.session_state.pop("model_pending")
-    models = sources.list_models()
-    datasets = sources.list_datasets()
+    models, datasets = _choices()
     st.sidebar.selectbox("Model", models, key="model", help="Checkpoints under models/ and runs/")
     st.sidebar.selectbox("Dataset", datasets, key="dataset",
                          help=f"The simulated set, or a folder under {sources.data_root()}")  # fmt: skip
@@ -141,22 +170,79 @@ def model_summary(checkpoint: Checkpoint, dataset, atlas: Atlas) -> None:
 
 
 def to_png(img: np.ndarray, scale: int = 1) -> bytes:
-    arr = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
-    im = Image.fromarray(arr)
+    """Lossless PNG of a [0, 1] gray (H, W) or uint8 RGB (H, W, 3) image, enlarged `scale`× with
+    nearest-neighbour so that speckle grains stay sharp. Fast compression: these are made on
+    every slider move and sent over loopback or a LAN."""
+    if img.dtype != np.uint8:
+        img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    im = Image.fromarray(img)
     if scale > 1:
         im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    im.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
 def show_image(
     img: np.ndarray, caption: str, width: int = IMAGE_WIDTH, normalize: bool = False
 ) -> None:
+    """A model-sized image as a lossless PNG (Streamlit would send an array as JPEG, whose
+    blocking artefacts look like speckle), enlarged server-side by a whole factor so the browser
+    barely rescales it."""
     img = np.asarray(img, np.float32)
     if normalize and img.max() > 0:
         img = img / img.max()
-    st.image(np.clip(img, 0, 1), caption=caption, width=width, clamp=True)
+    png = to_png(img, scale=max(1, width // img.shape[-1]))
+    st.image(png, caption=caption, width=width, output_format="PNG")
+
+
+# Page-level caches live here, at module level: a cached function defined inside a page script
+# is re-keyed (its source read and hashed) on every rerun. cache_resource, not cache_data: the
+# results are only read, and cache_data would deep-copy them on every rerun.
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _traversal_grid(checkpoint_id: str, dataset_fp: str, z0: bytes, dims: tuple[int, ...],
+                    steps: int, _checkpoint: Checkpoint, _atlas: Atlas) -> tuple[bytes, int]:  # fmt: skip
+    start = np.frombuffer(z0, dtype=np.float32)
+    values = np.linspace(-3, 3, steps)
+    frames = decode(_checkpoint.model, traverse(start, list(dims), values, "sigma", _atlas.scale))
+    scale = max(1, GRID_WIDTH // (steps * frames.shape[-1]))
+    return to_png(tile(frames, len(dims), steps), scale=scale), steps * frames.shape[-1] * scale
+
+
+def traversal_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...],
+                   steps: int) -> tuple[bytes, int]:  # fmt: skip
+    """The dims × steps traversal grid (−3σ … +3σ) from z0, as a PNG enlarged by a whole factor
+    to at most GRID_WIDTH pixels wide, and that width. Shown at its own width: Streamlit resizes
+    and re-encodes a wider image on every rerun."""
+    z0 = np.ascontiguousarray(z0, np.float32).tobytes()
+    return _traversal_grid(checkpoint.id, atlas.dataset.fingerprint(), z0, dims, steps, checkpoint,
+                           atlas)  # fmt: skip
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _kl_bar_spec(checkpoint_id: str, dataset_fp: str, dims: tuple[int, ...], _atlas: Atlas) -> dict:
+    top = _atlas.dim_order[:64]
+    values = [{"dim": f"z{d}", "kl": float(_atlas.kl_per_dim[d]), "slider": d in dims} for d in top]
+    return {
+        "height": 240,
+        "layer": [
+            {"data": {"values": values}, "mark": "bar",
+             "encoding": {"x": {"field": "dim", "type": "nominal", "sort": None, "title": None},
+                          "y": {"field": "kl", "type": "quantitative", "title": "mean KL (nats)"},
+                          "color": {"field": "slider", "type": "nominal", "title": "slider",
+                                    "scale": {"domain": [True, False], "range": ["crimson", "steelblue"]}},
+                          "tooltip": [{"field": "dim"}, {"field": "kl", "format": ".3f"}]}},
+            {"data": {"values": [{"y": 0.01}]}, "mark": {"type": "rule", "strokeDash": [4, 4], "color": "grey"},
+             "encoding": {"y": {"field": "y", "type": "quantitative"}}},
+        ],
+    }  # fmt: skip
+
+
+def kl_bar_spec(atlas: Atlas, dims: tuple[int, ...]) -> dict:
+    """Vega-Lite bar chart of the top 64 dims' mean KL, slider dims in red, with the active-unit
+    threshold. Vega-Lite rather than plotly: the spec is sent as is, where a plotly figure is
+    copied and validated on every rerun."""
+    return _kl_bar_spec(atlas.checkpoint.id, atlas.dataset.fingerprint(), dims, atlas)
 
 
 def map_figure(coords: np.ndarray, color: np.ndarray | None, color_name: str, hover: list[str],

@@ -81,12 +81,22 @@ with i1:
     common.show_image(
         decode(ck_a.model, za[None])[0], f"A ({name_a}): z{da} {value:+.2f}σ", width=200
     )
-    st.image(np.concatenate(list(np.clip(row_a, 0, 1)), axis=1), caption="A: −3σ … +3σ", clamp=True)
+    st.image(
+        np.concatenate(list(np.clip(row_a, 0, 1)), axis=1),
+        caption="A: −3σ … +3σ",
+        clamp=True,
+        output_format="PNG",
+    )
 with i2:
     common.show_image(
         decode(ck_b.model, zb[None])[0], f"B ({name_b}): z{db} {sign * value:+.2f}σ", width=200
     )
-    st.image(np.concatenate(list(np.clip(row_b, 0, 1)), axis=1), caption="B: −3σ … +3σ", clamp=True)
+    st.image(
+        np.concatenate(list(np.clip(row_b, 0, 1)), axis=1),
+        caption="B: −3σ … +3σ",
+        clamp=True,
+        output_format="PNG",
+    )
 
 st.subheader("Maps")
 m1, m2 = st.columns(2)

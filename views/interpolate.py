@@ -60,7 +60,7 @@ proj, status = common.projection(atlas, st.session_state.get("atlas_method", "um
 zs, frames, path = interpolation(atlas, proj, za, zb, steps, method)
 
 st.image([np.clip(f, 0, 1) for f in frames], width=96, caption=[f"{t:.2f}" for t in np.linspace(0, 1, steps)],
-         clamp=True)  # fmt: skip
+         clamp=True, output_format="PNG")  # fmt: skip
 
 gif = io.BytesIO()
 pil = [

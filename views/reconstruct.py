@@ -155,7 +155,7 @@ with cols[3]:
 if n_samples:
     samples = posterior_samples(u, atlas, n_samples)
     st.image([np.clip(s, 0, 1) for s in samples], width=110, caption=[f"z ~ q(z|x) #{i}" for i in range(n_samples)],
-             clamp=True)  # fmt: skip
+             clamp=True, output_format="PNG")  # fmt: skip
 st.markdown(f"**{k} nearest training samples** (in latent space)")
 st.image([dataset.image(int(i)) for i in u.neighbours], width=110,
-         caption=[f"#{int(i)}" for i in u.neighbours], clamp=True)  # fmt: skip
+         caption=[f"#{int(i)}" for i in u.neighbours], clamp=True, output_format="PNG")  # fmt: skip

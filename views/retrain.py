@@ -248,6 +248,7 @@ with r2:
                 source, os.path.join(tmp, "checkpoint"), ignore=shutil.ignore_patterns("resume")
             )
             os.replace(tmp, target)  # atomic: the run appears whole or not at all
+            common.refresh_choices()
             st.success(f"Saved as runs/{name}; it is now in the model picker.")
         except (sources.PathError, OSError, ValueError) as e:
             st.error(f"Not saved: {e}")
@@ -260,9 +261,27 @@ x = [base_atlas.dataset.image(int(i)) for i in show]
 rec_base = decode(base_atlas.checkpoint.model, base_atlas.mu[show])
 rec_run = decode(run_atlas.checkpoint.model, run_atlas.mu[show])
 st.markdown(f"**Inputs, base reconstructions, and {choice}** (the same subset images)")
-st.image([np.clip(i, 0, 1) for i in x], width=96, caption=[f"input {i}" for i in show], clamp=True)
-st.image([np.clip(i, 0, 1) for i in rec_base], width=96, caption=["base"] * len(show), clamp=True)
-st.image([np.clip(i, 0, 1) for i in rec_run], width=96, caption=[choice] * len(show), clamp=True)
+st.image(
+    [np.clip(i, 0, 1) for i in x],
+    width=96,
+    caption=[f"input {i}" for i in show],
+    clamp=True,
+    output_format="PNG",
+)
+st.image(
+    [np.clip(i, 0, 1) for i in rec_base],
+    width=96,
+    caption=["base"] * len(show),
+    clamp=True,
+    output_format="PNG",
+)
+st.image(
+    [np.clip(i, 0, 1) for i in rec_run],
+    width=96,
+    caption=[choice] * len(show),
+    clamp=True,
+    output_format="PNG",
+)
 kl_fig = go.Figure()
 for label, a in (("base", base_atlas), (choice, run_atlas)):
     kl_fig.add_trace(

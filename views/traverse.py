@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
-from explorer.latent_ops import set_dims, traverse
+from explorer.latent_ops import set_dims
 from vae.inference import decode
 from views import common
 
@@ -71,9 +70,10 @@ def sliders() -> None:
         # A picture, not a plotly chart: every move would otherwise send and re-render thousands
         # of points in the browser, which is what slowed many concurrent sessions down.
         st.image(
-            common.marker_map(proj.coords, where[0]),
+            common.to_png(common.marker_map(proj.coords, where[0])),
             caption="current z (red) on the map",
             width=256,
+            output_format="PNG",
         )
 
 
@@ -84,50 +84,16 @@ g1, g2 = st.columns([1, 3])
 steps = int(g1.number_input("Steps", 3, 15, 7, key="trav_steps"))
 
 
-# cache_resource, not cache_data: the result is only read, and cache_data would deep-copy the
-# grid and its PNG on every rerun.
-@st.cache_resource(max_entries=32, show_spinner=False)
-def _grid(
-    checkpoint_id: str, z0_bytes: bytes, dims: tuple[int, ...], steps: int
-) -> tuple[np.ndarray, bytes]:
-    """dims × steps traversal frames as one image, and its PNG; cached so a slider move (which
-    reruns the whole page outside a browser) does not redo them."""
-    start = np.frombuffer(z0_bytes, dtype=np.float32)
-    frames = decode(
-        checkpoint.model, traverse(start, list(dims), np.linspace(-3, 3, steps), "sigma", scale)
-    )
-    size = frames.shape[-1]
-    grid = (
-        frames.reshape(len(dims), steps, size, size)
-        .transpose(0, 2, 1, 3)
-        .reshape(len(dims) * size, steps * size)
-    )
-    return grid, common.to_png(grid, scale=2)
-
-
-grid, grid_png = _grid(checkpoint.id, np.asarray(z0, np.float32).tobytes(), tuple(dims), steps)
-g2.image(np.clip(grid, 0, 1), caption=f"rows: z{', z'.join(map(str, dims))}; columns: −3σ … +3σ",
-         width=min(90 * steps, 900), clamp=True)  # fmt: skip
+grid_png, grid_width = common.traversal_grid(checkpoint, atlas, z0, tuple(dims), steps)
+g2.image(grid_png, caption=f"rows: z{', z'.join(map(str, dims))}; columns: −3σ … +3σ", width=grid_width,
+         output_format="PNG")  # fmt: skip
 g1.download_button("Download grid (PNG)", grid_png, "traversal.png", "image/png",
                    key="trav_grid_dl")  # fmt: skip
 
 st.subheader("KL per dimension")
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
-def _kl_bar(checkpoint_id: str, dataset_fp: str, dims: tuple[int, ...]) -> go.Figure:
-    top = atlas.dim_order[: min(64, dz)]
-    fig = go.Figure(go.Bar(x=[f"z{d}" for d in top], y=kl[top],
-                           marker_color=["crimson" if d in dims else "steelblue" for d in top]))  # fmt: skip
-    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis_title="mean KL (nats)",
-                      shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0.01, "y1": 0.01,
-                               "line": {"dash": "dot", "color": "grey"}}])  # fmt: skip
-    return fig
-
-
-st.plotly_chart(
-    _kl_bar(checkpoint.id, dataset.fingerprint(), tuple(dims)), key="trav_kl", width="stretch"
-)
+st.vega_lite_chart(spec=common.kl_bar_spec(atlas, tuple(dims)), width="stretch")
 st.caption(
     f"{atlas.active_units} of {dz} dims are active (mean KL > 0.01 nats); the top 64 are shown, the slider dims in red."
 )
