@@ -107,3 +107,23 @@ def test_interactive_layout_decodes_the_same(tiny_config: VAEConfig) -> None:
     convs = [p for p in fast.decoder.parameters() if p.dim() == 4]
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     np.testing.assert_allclose(decode(fast, z), before, atol=1e-5)
+
+
+def test_interactive_thread_decodes_the_same_with_one_thread(tiny_config: VAEConfig) -> None:
+    import threading
+
+    from vae.inference import decode, decode_interactive, on_interactive_thread
+
+    model = VAE(tiny_config).eval()
+    z = torch.randn(2, tiny_config.latent_dim).numpy()
+    np.testing.assert_allclose(decode_interactive(model, z), decode(model, z), atol=1e-6)
+    before = torch.get_num_threads()
+    assert on_interactive_thread(torch.get_num_threads) == 1
+    assert on_interactive_thread(threading.get_ident) != threading.get_ident()
+    # ... and nobody else's thread count changed, nor that of threads started later.
+    assert torch.get_num_threads() == before
+    seen = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert seen == [before]

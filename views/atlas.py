@@ -10,7 +10,7 @@ import streamlit as st
 from explorer.metrics import compare
 from explorer.projection import METRICS
 from explorer.selection import selected_ids
-from vae.inference import decode
+from vae.inference import decode_interactive
 from views import common
 
 checkpoint, dataset, atlas = common.current()
@@ -89,7 +89,7 @@ else:
     )
     i = st.selectbox("Sample", ids, key="atlas_show") if len(ids) > 1 else ids[0]
     x = dataset[i][0].numpy()
-    rec = decode(checkpoint.model, atlas.mu[i : i + 1])[0]
+    rec = decode_interactive(checkpoint.model, atlas.mu[i : i + 1])[0]
     cols = st.columns(4)
     with cols[0]:
         common.show_image(x, f"input #{i}")

@@ -10,7 +10,7 @@ import streamlit as st
 from explorer import sources
 from explorer.compare import match_dims
 from explorer.latent_ops import set_dims
-from vae.inference import decode
+from vae.inference import decode, decode_interactive
 from views import common
 
 checkpoint, dataset, atlas = common.current()
@@ -79,7 +79,7 @@ row_b = decode(
 i1, i2 = st.columns(2)
 with i1:
     common.show_image(
-        decode(ck_a.model, za[None])[0], f"A ({name_a}): z{da} {value:+.2f}σ", width=200
+        decode_interactive(ck_a.model, za[None])[0], f"A ({name_a}): z{da} {value:+.2f}σ", width=200
     )
     st.image(
         np.concatenate(list(np.clip(row_a, 0, 1)), axis=1),
@@ -89,7 +89,9 @@ with i1:
     )
 with i2:
     common.show_image(
-        decode(ck_b.model, zb[None])[0], f"B ({name_b}): z{db} {sign * value:+.2f}σ", width=200
+        decode_interactive(ck_b.model, zb[None])[0],
+        f"B ({name_b}): z{db} {sign * value:+.2f}σ",
+        width=200,
     )
     st.image(
         np.concatenate(list(np.clip(row_b, 0, 1)), axis=1),
