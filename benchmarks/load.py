@@ -1,9 +1,14 @@
 """Load: K concurrent browser sessions (Playwright contexts in Debian's Chromium) against one
 `streamlit run app.py` on loopback, for K = 1, 4 and 8. Each session box-selects on the map once,
-then moves traversal sliders for a bounded time; a move's response time runs from the key press
+then, once every session has done so, moves traversal sliders for a bounded time; a move's response time runs from the key press
 to the decoded image changing. Reports p50/p95, errors and the server's RSS.
 
-    python -m benchmarks.load [--seconds 20] [--sessions 1 4 8]
+Sessions pause `--think` seconds on average (default 0.5; each pause drawn from 0.5–1.5× that)
+between seeing an image and the next move: a brisk user, where --think 0 is a stress test in which every session presses keys flat out. On
+this 2-core machine the K Chromium renderers share the cores with the server and take about 5×
+its CPU per move, so a flat-out run measures mostly the browser.
+
+    python -m benchmarks.load [--seconds 20] [--sessions 1 4 8] [--think 0.5]
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -27,7 +33,18 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
 IMG = '[data-testid="stImage"] img'
-CHANGED = "(b) => { const i = document.querySelector('[data-testid=stImage] img'); return i && i.src !== b; }"
+# Resolves when the first image's src changes. A MutationObserver rather than
+# wait_for_function, whose default polling runs on every animation frame and so keeps all K
+# renderers drawing while they wait, adding browser work that a real user's tab does not do.
+CHANGED = """(before) => new Promise((resolve) => {
+  const changed = () => {
+    const img = document.querySelector('[data-testid=stImage] img');
+    return img && img.src !== before;
+  };
+  if (changed()) return resolve(true);
+  const seen = new MutationObserver(() => { if (changed()) { seen.disconnect(); resolve(true); } });
+  seen.observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ["src"]});
+})"""
 
 
 def rss_mb(pid: int) -> float:
@@ -56,37 +73,55 @@ def start_server(cache: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("server did not start")
 
 
-async def session(browser, url: str, seconds: float, out: dict) -> None:
+async def select_and_open_traverse(page, url: str) -> None:
+    """Box-select on the Atlas map, wait for the selected sample, then open Traverse."""
+    await page.goto(url)
+    plot = page.locator(".js-plotly-plot .nsewdrag").first
+    await plot.wait_for(timeout=120_000)
+    box = await plot.bounding_box()
+    await page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    await page.mouse.down()
+    await page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7, steps=5)
+    await page.mouse.up()
+    await page.get_by_text("reconstruction (z = μ)").first.wait_for(timeout=60_000)
+    await page.goto(f"{url}/traverse")
+    await page.locator(IMG).first.wait_for(timeout=120_000)
+
+
+async def move_sliders(page, seconds: float, think: float, seed: int, out: dict) -> None:
+    # Think times drawn from 0.5–1.5× the mean, after a random start: sessions that all began at
+    # the barrier would otherwise stay in step and press their keys in the same instant.
+    rng = random.Random(seed)
+    await asyncio.sleep(rng.uniform(0, think))
+    sliders = page.locator('[data-testid="stSlider"] input[type="range"]')
+    end, i = time.time() + seconds, 0
+    while time.time() < end:
+        before = await page.locator(IMG).first.get_attribute("src")
+        slider = sliders.nth(i % 4)
+        await slider.focus()
+        t0 = time.perf_counter()
+        await slider.press("ArrowRight" if (i // 4) % 2 == 0 else "ArrowLeft")
+        try:
+            await asyncio.wait_for(page.evaluate(CHANGED, before), timeout=30)
+            out["times"].append(time.perf_counter() - t0)
+        except Exception:  # noqa: BLE001 (counted, not raised: a load test reports errors)
+            out["errors"] += 1
+        i += 1
+        await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
+
+
+async def session(browser, url: str, seconds: float, think: float, ready: asyncio.Barrier,
+                  seed: int, out: dict) -> None:  # fmt: skip
     ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
     page = await ctx.new_page()
     try:
-        await page.goto(url)
-        plot = page.locator(".js-plotly-plot .nsewdrag").first
-        await plot.wait_for(timeout=120_000)
-        box = await plot.bounding_box()
-        await page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
-        await page.mouse.down()
-        await page.mouse.move(
-            box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7, steps=5
-        )
-        await page.mouse.up()
-        await page.get_by_text("reconstruction (z = μ)").first.wait_for(timeout=60_000)
-        await page.goto(f"{url}/traverse")
-        await page.locator(IMG).first.wait_for(timeout=120_000)
-        sliders = page.locator('[data-testid="stSlider"] input[type="range"]')
-        end, i = time.time() + seconds, 0
-        while time.time() < end:
-            before = await page.locator(IMG).first.get_attribute("src")
-            slider = sliders.nth(i % 4)
-            await slider.focus()
-            t0 = time.perf_counter()
-            await slider.press("ArrowRight" if (i // 4) % 2 == 0 else "ArrowLeft")
-            try:
-                await page.wait_for_function(CHANGED, arg=before, timeout=30_000)
-                out["times"].append(time.perf_counter() - t0)
-            except Exception:  # noqa: BLE001 (counted, not raised: a load test reports errors)
-                out["errors"] += 1
-            i += 1
+        try:
+            await select_and_open_traverse(page, url)
+        finally:
+            # The timed phase starts for all sessions at once, so that no slider move is timed
+            # against another session's Atlas page load.
+            await ready.wait()
+        await move_sliders(page, seconds, think, seed, out)
     except Exception as e:  # noqa: BLE001
         out["errors"] += 1
         out.setdefault("messages", []).append(f"{type(e).__name__}: {str(e).splitlines()[0]}")
@@ -94,29 +129,51 @@ async def session(browser, url: str, seconds: float, out: dict) -> None:
         await ctx.close()
 
 
-async def level(url: str, k: int, seconds: float) -> dict:
+async def wait_for_umap(url: str) -> None:
+    """Until the Atlas page's UMAP is fitted: every level then runs against the same warm server,
+    not one still compiling numba in the background."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = await browser.new_page()
+        await page.goto(url)
+        await page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+        await page.get_by_text("in the background").first.wait_for(
+            state="detached", timeout=600_000
+        )
+        await browser.close()
+
+
+async def level(url: str, k: int, seconds: float, think: float = 0.5) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         outs = [{"times": [], "errors": 0} for _ in range(k)]
-        await asyncio.gather(*(session(browser, url, seconds, o) for o in outs))
+        ready = asyncio.Barrier(k)
+        await asyncio.gather(
+            *(session(browser, url, seconds, think, ready, j, o) for j, o in enumerate(outs))
+        )
         await browser.close()
     times = sorted(t for o in outs for t in o["times"])
     pct = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else float("nan")  # noqa: E731
-    return {"sessions": k, "moves": len(times), "errors": sum(o["errors"] for o in outs),
+    return {"sessions": k, "think_seconds": think, "moves": len(times), "errors": sum(o["errors"] for o in outs),
             "p50_seconds": statistics.median(times) if times else float("nan"), "p95_seconds": pct(0.95),
             "messages": [m for o in outs for m in o.get("messages", [])][:3]}  # fmt: skip
 
 
-def run(seconds: float = 20.0, levels: tuple[int, ...] = (1, 4, 8)) -> list[dict]:
+def run(
+    seconds: float = 20.0, levels: tuple[int, ...] = (1, 4, 8), think: float = 0.5
+) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         server, url = start_server(Path(tmp))
         try:
             asyncio.run(level(url, 1, 3.0))  # warm up: simulated set, atlas, caches
+            asyncio.run(wait_for_umap(url))
             rows, rss = [], [rss_mb(server.pid)]
             for k in levels:
-                row = asyncio.run(level(url, k, seconds))
+                row = asyncio.run(level(url, k, seconds, think))
                 row["server_rss_mb"] = rss_mb(server.pid)
                 rss.append(row["server_rss_mb"])
                 rows.append(row)
@@ -125,11 +182,15 @@ def run(seconds: float = 20.0, levels: tuple[int, ...] = (1, 4, 8)) -> list[dict
             server.wait(timeout=30)
     base = rows[0]["p95_seconds"]
     out = [
-        {"benchmark": f"load[K={r['sessions']}]", **r, "ratio": r["p95_seconds"] / base}
+        {
+            "benchmark": f"load[K={r['sessions']},think={think:g}s]",
+            **r,
+            "ratio": r["p95_seconds"] / base,
+        }
         for r in rows
     ]
     total_moves = sum(r["moves"] for r in rows)
-    out.append({"benchmark": "load_memory", "rss_mb_after_warmup": rss[0], "rss_mb_at_end": rss[-1],
+    out.append({"benchmark": f"load_memory[think={think:g}s]", "rss_mb_after_warmup": rss[0], "rss_mb_at_end": rss[-1],
                 "moves": total_moves, "mb_per_1000_moves": (rss[-1] - rss[0]) / max(total_moves, 1) * 1000})  # fmt: skip
     return out
 
@@ -138,8 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.load")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
+    p.add_argument(
+        "--think", type=float, default=0.5, help="seconds between a response and the next move"
+    )
     args = p.parse_args(argv)
-    for r in run(args.seconds, tuple(args.sessions)):
+    for r in run(args.seconds, tuple(args.sessions), args.think):
         print(json.dumps(r))
     return 0
 
