@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from explorer import cache
-from explorer.latent_ops import rank_dims
+from explorer.latent_ops import NeighbourIndex, rank_dims
 from explorer.projection import Projection, fit_projection
 from vae.checkpoint import Checkpoint
 from vae.inference import encode_dataset, kl_per_dim, kl_terms
@@ -48,6 +48,11 @@ class Atlas:
     @cached_property
     def mu_active(self) -> np.ndarray:
         return np.ascontiguousarray(self.mu[:, self.active])
+
+    @cached_property
+    def active_index(self) -> NeighbourIndex:
+        """The active units' μ, ready for repeated nearest-neighbour queries (map placement)."""
+        return NeighbourIndex(self.mu_active)
 
     @cached_property
     def dim_order(self) -> np.ndarray:

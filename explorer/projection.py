@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from explorer.latent_ops import nearest
+from explorer.latent_ops import NeighbourIndex, nearest
 
 METHODS = ("umap", "pca")
 METRICS = ("euclidean", "cosine", "correlation", "manhattan")
@@ -38,7 +38,9 @@ class Projection:
             return np.asarray(self.reducer.transform(z), np.float32)
         return self.place_nearest(latents, z)
 
-    def place_nearest(self, latents: np.ndarray, z: np.ndarray, k: int = 10) -> np.ndarray:
+    def place_nearest(
+        self, latents: np.ndarray | NeighbourIndex, z: np.ndarray, k: int = 10
+    ) -> np.ndarray:
         """Inverse-distance-weighted mean of the k nearest latents' map positions: milliseconds,
         so a slider move can redraw its marker without running UMAP's optimizing transform."""
         idx, dist = nearest(latents, np.atleast_2d(np.asarray(z, np.float32)), k)

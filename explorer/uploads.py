@@ -68,7 +68,7 @@ def analyse(uploads: list[Upload], atlas: Atlas, projection: Projection | None, 
     # (where UMAP's own transform starts from) rather than calling the reducer: the same upload
     # then lands in the same place whether the map was fitted in this process or read from the
     # cache, and it costs 0.1 ms instead of ~4 ms.
-    idx, dist = nearest(atlas.mu_active, mu[:, atlas.active], max(k, PLACEMENT_K))
+    idx, dist = nearest(atlas.active_index, mu[:, atlas.active], max(k, PLACEMENT_K))
     positions = None
     if projection is not None:
         positions = projection.place_from_neighbours(idx[:, :PLACEMENT_K], dist[:, :PLACEMENT_K])

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from explorer.latent_ops import interpolate, nearest, rank_dims, set_dims, tile, traverse
+from explorer.latent_ops import (
+    NeighbourIndex,
+    interpolate,
+    nearest,
+    rank_dims,
+    set_dims,
+    tile,
+    traverse,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -61,6 +69,12 @@ def test_nearest_matches_brute_force() -> None:
     np.testing.assert_array_equal(idx, np.argsort(full, axis=1)[:, :4])
     np.testing.assert_allclose(dist, np.sort(full, axis=1)[:, :4], rtol=1e-4)
     assert nearest(data, data[7], k=1)[0][0, 0] == 7
+    # A prepared index answers the same, query after query (300 queries: more than one chunk).
+    index = NeighbourIndex(data)
+    many = RNG.normal(size=(300, 16)).astype(np.float32)
+    for a, b in zip(nearest(index, many, k=4), nearest(data, many, k=4), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(nearest(index, q, k=4)[0], idx)
 
 
 def test_rank_dims_most_informative_first() -> None:

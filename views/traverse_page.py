@@ -88,7 +88,7 @@ def _sliders(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: s
         moved = ", ".join(f"z{d} {v:+.1f}σ" for d, v in offsets.items() if v) or "no dims moved"
         common.show_image(image, f"decoded: {start_name}; {moved}", width=256)
         proj, _ = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
-        where = on_interactive_thread(proj.place_nearest, atlas.mu_active, z[None, atlas.active])
+        where = on_interactive_thread(proj.place_nearest, atlas.active_index, z[None, atlas.active])
         # A picture, not a plotly chart: every move would otherwise send and re-render thousands
         # of points in the browser, which is what slowed many concurrent sessions down.
         st.image(
