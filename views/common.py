@@ -7,6 +7,9 @@ import gc
 import io
 import threading
 import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,6 +25,8 @@ from vae.checkpoint import Checkpoint, load_checkpoint
 from vae.data import ImageFolder, Normalization
 from vae.device import pick_device
 from vae.inference import decode, for_interactive_use
+
+T = TypeVar("T")
 
 IMAGE_WIDTH = 160
 GRID_WIDTH = 900
@@ -196,15 +201,39 @@ def show_image(
     st.image(png, caption=caption, width=width, output_format="PNG")
 
 
-# Page-level caches live here, at module level: a cached function defined inside a page script
-# is re-keyed (its source read and hashed) on every rerun. cache_resource, not cache_data: the
-# results are only read, and cache_data would deep-copy them on every rerun.
-@st.cache_resource(max_entries=32, show_spinner=False)
-def _traversal_grid(checkpoint_id: str, dataset_fp: str, z0: bytes, dims: tuple[int, ...],
-                    steps: int, _checkpoint: Checkpoint, _atlas: Atlas) -> tuple[bytes, int]:  # fmt: skip
-    start = np.frombuffer(z0, dtype=np.float32)
+class LRU:
+    """A small thread-safe LRU of values computed from a hashable key. For what a page asks for
+    on every rerun: Streamlit's caches hash their arguments generically, a quarter of a
+    millisecond a call, where a tuple of ids and bytes hashes in microseconds."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize, self._items, self._lock = maxsize, OrderedDict(), threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()  # outside the lock: two sessions may both build it, nobody waits
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_grids: LRU = LRU(32)
+_kl_specs: LRU = LRU(16)
+
+
+def _make_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...],
+               steps: int) -> tuple[bytes, int]:  # fmt: skip
     values = np.linspace(-3, 3, steps)
-    frames = decode(_checkpoint.model, traverse(start, list(dims), values, "sigma", _atlas.scale))
+    frames = decode(checkpoint.model, traverse(z0, list(dims), values, "sigma", atlas.scale))
     scale = max(1, GRID_WIDTH // (steps * frames.shape[-1]))
     return to_png(tile(frames, len(dims), steps), scale=scale), steps * frames.shape[-1] * scale
 
@@ -214,15 +243,14 @@ def traversal_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: t
     """The dims × steps traversal grid (−3σ … +3σ) from z0, as a PNG enlarged by a whole factor
     to at most GRID_WIDTH pixels wide, and that width. Shown at its own width: Streamlit resizes
     and re-encodes a wider image on every rerun."""
-    z0 = np.ascontiguousarray(z0, np.float32).tobytes()
-    return _traversal_grid(checkpoint.id, atlas.dataset.fingerprint(), z0, dims, steps, checkpoint,
-                           atlas)  # fmt: skip
+    z0 = np.ascontiguousarray(z0, np.float32)
+    key = (checkpoint.id, atlas.dataset.fingerprint(), z0.tobytes(), dims, steps)
+    return _grids.get(key, lambda: _make_grid(checkpoint, atlas, z0, dims, steps))
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
-def _kl_bar_spec(checkpoint_id: str, dataset_fp: str, dims: tuple[int, ...], _atlas: Atlas) -> dict:
-    top = _atlas.dim_order[:64]
-    values = [{"dim": f"z{d}", "kl": float(_atlas.kl_per_dim[d]), "slider": d in dims} for d in top]
+def _make_kl_bar_spec(atlas: Atlas, dims: tuple[int, ...]) -> dict:
+    top = atlas.dim_order[:64]
+    values = [{"dim": f"z{d}", "kl": float(atlas.kl_per_dim[d]), "slider": d in dims} for d in top]
     return {
         "height": 240,
         "layer": [
@@ -242,7 +270,8 @@ def kl_bar_spec(atlas: Atlas, dims: tuple[int, ...]) -> dict:
     """Vega-Lite bar chart of the top 64 dims' mean KL, slider dims in red, with the active-unit
     threshold. Vega-Lite rather than plotly: the spec is sent as is, where a plotly figure is
     copied and validated on every rerun."""
-    return _kl_bar_spec(atlas.checkpoint.id, atlas.dataset.fingerprint(), dims, atlas)
+    key = (atlas.checkpoint.id, atlas.dataset.fingerprint(), dims)
+    return _kl_specs.get(key, lambda: _make_kl_bar_spec(atlas, dims))
 
 
 def map_figure(coords: np.ndarray, color: np.ndarray | None, color_name: str, hover: list[str],

@@ -11,8 +11,9 @@ import streamlit as st
 
 from explorer.atlas import Atlas
 from explorer.latent_ops import set_dims
+from explorer.projection import Projection
 from vae.checkpoint import Checkpoint
-from vae.inference import decode_interactive, on_interactive_thread
+from vae.inference import decode, on_interactive_thread
 from views import common
 
 
@@ -83,12 +84,11 @@ def _sliders(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: s
                 st.session_state[f"trav_{d}"] = 0.0
             st.rerun(scope="fragment")
     z = set_dims(z0, offsets, atlas.scale)
-    image = decode_interactive(checkpoint.model, z[None])[0]
+    proj, _ = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
+    image, where = on_interactive_thread(_decode_and_place, checkpoint, atlas, proj, z)
     with right:
         moved = ", ".join(f"z{d} {v:+.1f}σ" for d, v in offsets.items() if v) or "no dims moved"
         common.show_image(image, f"decoded: {start_name}; {moved}", width=256)
-        proj, _ = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
-        where = on_interactive_thread(proj.place_nearest, atlas.active_index, z[None, atlas.active])
         # A picture, not a plotly chart: every move would otherwise send and re-render thousands
         # of points in the browser, which is what slowed many concurrent sessions down.
         st.image(
@@ -97,6 +97,13 @@ def _sliders(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: s
             width=256,
             output_format="PNG",
         )
+
+
+def _decode_and_place(checkpoint: Checkpoint, atlas: Atlas, proj: Projection,
+                      z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The decoded image of z and its place on the map: one trip to the interactive thread."""
+    image = decode(checkpoint.model, z[None])[0]
+    return image, proj.place_nearest(atlas.active_index, z[None, atlas.active])
 
 
 def _grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...]) -> None:
