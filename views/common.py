@@ -231,18 +231,19 @@ _kl_specs: LRU = LRU(16)
 
 
 def _make_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...],
-               steps: int) -> tuple[bytes, int]:  # fmt: skip
+               steps: int) -> bytes:  # fmt: skip
     values = np.linspace(-3, 3, steps)
     frames = decode(checkpoint.model, traverse(z0, list(dims), values, "sigma", atlas.scale))
     scale = max(1, GRID_WIDTH // (steps * frames.shape[-1]))
-    return to_png(tile(frames, len(dims), steps), scale=scale), steps * frames.shape[-1] * scale
+    return to_png(tile(frames, len(dims), steps), scale=scale)
 
 
 def traversal_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...],
-                   steps: int) -> tuple[bytes, int]:  # fmt: skip
+                   steps: int) -> bytes:  # fmt: skip
     """The dims × steps traversal grid (−3σ … +3σ) from z0, as a PNG enlarged by a whole factor
-    to at most GRID_WIDTH pixels wide, and that width. Shown at its own width: Streamlit resizes
-    and re-encodes a wider image on every rerun."""
+    to at most GRID_WIDTH pixels wide. Show it with st.image's default width ("content": its
+    own width, at most the column's, scaled by the browser): an int width smaller than the
+    image makes Streamlit resize and re-encode it on every rerun."""
     z0 = np.ascontiguousarray(z0, np.float32)
     key = (checkpoint.id, atlas.dataset.fingerprint(), z0.tobytes(), dims, steps)
     return _grids.get(key, lambda: _make_grid(checkpoint, atlas, z0, dims, steps))

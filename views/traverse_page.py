@@ -110,9 +110,9 @@ def _grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int,
     st.subheader("Traversal grid")
     g1, g2 = st.columns([1, 3])
     steps = int(g1.number_input("Steps", 3, 15, 7, key="trav_steps"))
-    png, width = common.traversal_grid(checkpoint, atlas, z0, dims, steps)
+    png = common.traversal_grid(checkpoint, atlas, z0, dims, steps)
     g2.image(png, caption=f"rows: z{', z'.join(map(str, dims))}; columns: −3σ … +3σ",
-             width=width, output_format="PNG")  # fmt: skip
+             output_format="PNG")  # fmt: skip
     # Bytes made on click only: passed as such, the grid would be hashed again on every rerun.
     g1.download_button("Download grid (PNG)", lambda: png, "traversal.png", "image/png",
                        key="trav_grid_dl")  # fmt: skip

@@ -3,6 +3,7 @@ through Playwright. Screenshots go to tests/e2e/screenshots/ (see the README).""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
@@ -156,6 +157,15 @@ def test_dragging_a_traversal_slider_changes_the_image(server, page) -> None:
     wait_app(page)
     assert _decoded_src(page) != before
     shot(page, "traverse")
+    # The grid's PNG is made on click (the button gets a callable, not bytes).
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_text("Download grid (PNG)").click()
+    data = Path(download.value.path()).read_bytes()
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as grid:
+        assert grid.format == "PNG"
+        assert grid.width >= 7 * 64 and grid.height >= 8 * 64  # 7 steps × 8 dims of 64² px
 
 
 def test_upload_png_and_16bit_tiff_shows_reconstructions(server, page, tmp_path) -> None:
