@@ -144,7 +144,8 @@ def job_status() -> None:
         beta = job.runs[max(job.current, 0)].beta
         st.progress(
             p["fraction"],
-            f"run {job.current + 1}/{len(job.runs)} (β = {beta:g}): step {p['done']} of {p['total']}{eta}",
+            f"run {job.current + 1} of {len(job.runs)} (β = {beta:g}); "
+            f"{p['done']} of {p['total']} steps over all runs{eta}",
         )
         if p["rows"]:
             rows = pd.DataFrame(p["rows"])
