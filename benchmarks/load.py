@@ -8,7 +8,7 @@ between seeing an image and the next move: a brisk user, where --think 0 is a st
 this 2-core machine the K Chromium renderers share the cores with the server and take about 5×
 its CPU per move, so a flat-out run measures mostly the browser.
 
-    python -m benchmarks.load [--seconds 20] [--sessions 1 4 8] [--think 0.5]
+    python -m benchmarks.load [--seconds 30] [--sessions 1 4 8] [--think 0.5]
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ async def level(url: str, k: int, seconds: float, think: float = 0.5) -> dict:
 
 
 def run(
-    seconds: float = 20.0, levels: tuple[int, ...] = (1, 4, 8), think: float = 0.5
+    seconds: float = 30.0, levels: tuple[int, ...] = (1, 4, 8), think: float = 0.5
 ) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         server, url = start_server(Path(tmp))
@@ -197,7 +197,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.load")
-    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument(
         "--think", type=float, default=0.5, help="seconds between a response and the next move"
