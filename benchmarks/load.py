@@ -112,10 +112,11 @@ async def move_sliders(page, seconds: float, think: float, seed: int, out: dict)
 
 async def session(browser, url: str, seconds: float, think: float, ready: asyncio.Barrier,
                   seed: int, out: dict) -> None:  # fmt: skip
-    ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
-    page = await ctx.new_page()
+    ctx = None
     try:
         try:
+            ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
+            page = await ctx.new_page()
             await select_and_open_traverse(page, url)
         finally:
             # The timed phase starts for all sessions at once, so that no slider move is timed
@@ -126,7 +127,8 @@ async def session(browser, url: str, seconds: float, think: float, ready: asynci
         out["errors"] += 1
         out.setdefault("messages", []).append(f"{type(e).__name__}: {str(e).splitlines()[0]}")
     finally:
-        await ctx.close()
+        if ctx is not None:
+            await ctx.close()
 
 
 async def wait_for_umap(url: str) -> None:

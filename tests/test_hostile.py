@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import tomllib
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 from PIL import Image
 
 from vae import checkpoint as ckpt

@@ -94,10 +94,17 @@ def decode(model: VAE, z: np.ndarray | torch.Tensor, batch_size: int = 256) -> n
     )
 
 
+_worker = threading.local()
+
+
 def _one_intra_op_thread() -> None:
-    """Initializer of the interactive decode thread: one intra-op thread for this thread only.
+    """Initializer of the interactive thread: one intra-op thread for this thread only.
     torch.set_num_threads also sets the count that threads started later begin with, so that
-    is put back from a throwaway thread, leaving every other thread as it was."""
+    is put back from a throwaway thread, leaving every other thread as it was. A thread's own
+    count exists with torch's OpenMP backend only; elsewhere the worker keeps the default."""
+    _worker.active = True
+    if "OpenMP" not in torch.__config__.parallel_info():
+        return
     default = torch.get_num_threads()
     torch.set_num_threads(1)
     restore = threading.Thread(target=torch.set_num_threads, args=(default,))
@@ -113,10 +120,19 @@ def _one_intra_op_thread() -> None:
 _interactive = ThreadPoolExecutor(1, "speckle-decode", initializer=_one_intra_op_thread)
 
 
+def start_interactive_thread() -> None:
+    """Start the interactive thread now, before the caller starts threads of its own: a thread
+    that made its first torch call while the initializer had the default count at 1 would keep
+    one thread for life."""
+    _interactive.submit(lambda: None).result()
+
+
 def on_interactive_thread(fn: Callable[..., T], /, *args, **kwargs) -> T:
     """Run a small torch computation (one decode, one nearest-neighbour query) on the one
     long-lived, single-threaded worker. Big batches belong on the caller's thread, where torch
-    uses every core."""
+    uses every core. Called from the worker itself, it runs fn there (no deadlock)."""
+    if getattr(_worker, "active", False):
+        return fn(*args, **kwargs)
     return _interactive.submit(fn, *args, **kwargs).result()
 
 

@@ -24,12 +24,13 @@ from explorer.tasks import Task
 from vae.checkpoint import Checkpoint, load_checkpoint
 from vae.data import ImageFolder, Normalization
 from vae.device import pick_device
-from vae.inference import decode, for_interactive_use
+from vae.inference import decode, for_interactive_use, start_interactive_thread
 
 T = TypeVar("T")
 
 IMAGE_WIDTH = 160
 GRID_WIDTH = 900
+GRID_HEIGHT = 1200
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -234,14 +235,17 @@ def _make_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple
                steps: int) -> bytes:  # fmt: skip
     values = np.linspace(-3, 3, steps)
     frames = decode(checkpoint.model, traverse(z0, list(dims), values, "sigma", atlas.scale))
-    scale = max(1, GRID_WIDTH // (steps * frames.shape[-1]))
+    h, w = frames.shape[-2:]
+    # Enlarged to about GRID_WIDTH wide, but never past GRID_HEIGHT tall: 64 dims × 3 steps
+    # would otherwise make a 16k-pixel-tall image, and the cache holds 32 of them.
+    scale = max(1, min(GRID_WIDTH // (steps * w), GRID_HEIGHT // (len(dims) * h)))
     return to_png(tile(frames, len(dims), steps), scale=scale)
 
 
 def traversal_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...],
                    steps: int) -> bytes:  # fmt: skip
     """The dims × steps traversal grid (−3σ … +3σ) from z0, as a PNG enlarged by a whole factor
-    to at most GRID_WIDTH pixels wide. Show it with st.image's default width ("content": its
+    to at most GRID_WIDTH pixels wide and GRID_HEIGHT tall (never below the model's size). Show it with st.image's default width ("content": its
     own width, at most the column's, scaled by the browser): an int width smaller than the
     image makes Streamlit resize and re-encode it on every rerun."""
     z0 = np.ascontiguousarray(z0, np.float32)
@@ -385,5 +389,7 @@ def add_points(fig: go.Figure, xy: np.ndarray, name: str, symbol: str = "x", siz
 
 # What exists once the app's modules are imported (torch, plotly, pandas: ~500k objects) lives as
 # long as the process. Frozen, it is skipped by Python's full collections, each of which would
-# otherwise stall every session for ~190 ms (measured under load).
+# otherwise stall every session for 140–200 ms (measured under load).
 gc.freeze()
+# Once per process, while other sessions' first runs wait on this module's import.
+start_interactive_thread()

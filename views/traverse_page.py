@@ -79,10 +79,9 @@ def _sliders(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: s
         for j, d in enumerate(dims):
             offsets[d] = grid[j % 2].slider(f"z{d}  ·  KL {kl[d]:.2f} nats", -3.0, 3.0, 0.0, 0.1,
                                             key=f"trav_{d}", format="%+.1f σ")  # fmt: skip
-        if st.button("Reset sliders", key="trav_reset"):
-            for d in dims:
-                st.session_state[f"trav_{d}"] = 0.0
-            st.rerun(scope="fragment")
+        # A callback, which runs before the sliders are drawn: once drawn, their values can no
+        # longer be set in this run.
+        st.button("Reset sliders", key="trav_reset", on_click=_reset, args=(dims,))
     z = set_dims(z0, offsets, atlas.scale)
     proj, _ = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
     image, where = on_interactive_thread(_decode_and_place, checkpoint, atlas, proj, z)
@@ -97,6 +96,11 @@ def _sliders(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: s
             width=256,
             output_format="PNG",
         )
+
+
+def _reset(dims: tuple[int, ...]) -> None:
+    for d in dims:
+        st.session_state[f"trav_{d}"] = 0.0
 
 
 def _decode_and_place(checkpoint: Checkpoint, atlas: Atlas, proj: Projection,

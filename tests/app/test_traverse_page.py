@@ -18,6 +18,19 @@ def test_slider_move_changes_the_decoded_image(app) -> None:
     assert image_urls(app)[0] == before  # back to the start: the same image again
 
 
+def test_reset_puts_every_slider_back_to_zero(app) -> None:
+    app.switch_page("views/traverse.py").run()
+    before = image_urls(app)[0]
+    sliders = [s for s in app.slider if s.key and s.key.startswith("trav_")]
+    sliders[0].set_value(2.0)
+    sliders[3].set_value(-1.5).run()
+    assert image_urls(app)[0] != before
+    app.button(key="trav_reset").click().run()
+    assert not app.exception
+    assert all(s.value == 0.0 for s in app.slider if s.key and s.key.startswith("trav_"))
+    assert image_urls(app)[0] == before
+
+
 def test_k_controls_the_number_of_sliders_and_grid(app) -> None:
     app.switch_page("views/traverse.py").run()
     app.number_input(key="trav_k").set_value(3).run()
