@@ -25,6 +25,6 @@ PAGES = [
 
 page = st.navigation(PAGES)
 common.sidebar()
-checkpoint, dataset, atlas = common.current()
+checkpoint, dataset, atlas = common.current(refresh=True)
 common.model_summary(checkpoint, dataset, atlas)
 page.run()

@@ -94,17 +94,18 @@ def atlas_for(checkpoint: Checkpoint, dataset_name: str) -> Atlas:
     return _atlas(checkpoint.id, dataset.fingerprint(), checkpoint, dataset)
 
 
-# Streamlit runs every script run in a new thread, so a thread-local holds values for one run.
+# The answer of current() for the script run going on in this thread. A rerun may reuse the
+# thread, so app.py asks with refresh=True at the top of every run.
 _this_run = threading.local()
 
 
-def current() -> tuple[Checkpoint, ImageFolder, Atlas]:
-    """The model, dataset and atlas chosen in the sidebar. app.py and the page both ask in the
-    same run; the second answer is remembered from the first rather than resolved again."""
+def current(refresh: bool = False) -> tuple[Checkpoint, ImageFolder, Atlas]:
+    """The model, dataset and atlas chosen in the sidebar. app.py asks first in every run
+    (refresh=True, resolved again); the page's question in the same run gets that answer."""
     key = (st.session_state.get("model", sources.DEMO_MODEL),
            st.session_state.get("dataset", sources.SIMULATED))  # fmt: skip
     memo = getattr(_this_run, "current", None)
-    if memo is not None and memo[0] == key:
+    if not refresh and memo is not None and memo[0] == key:
         return memo[1]
     checkpoint = load_model(key[0])
     atlas = atlas_for(checkpoint, key[1])
