@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vae.train import PARENT_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 ACTIVE = (QUEUED, RUNNING)
@@ -234,6 +236,9 @@ class JobManager:
         env = os.environ | {
             "PYTHONPATH": str(REPO),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+            # --exit-with-parent compares against this: if the server dies while the child is
+            # still importing torch, the child's getppid() is already the reaper's.
+            PARENT_ENV: str(os.getpid()),
         }
         job.proc = subprocess.Popen(self._command(job, run), cwd=REPO, env=env, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip

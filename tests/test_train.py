@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from vae import checkpoint as ckpt
-from vae.train import EXIT_INTERRUPTED, EXIT_NONFINITE, main, read_metrics
+from vae.train import EXIT_INTERRUPTED, EXIT_NONFINITE, PARENT_ENV, main, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 # A small model at 32×32 so a step costs milliseconds on 2 cores.
@@ -69,6 +69,23 @@ def test_refuses_to_overwrite_a_run(tmp_path: Path, data: Path, capsys) -> None:
     assert main(argv) == 0
     assert main(argv) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_exit_with_parent_notices_a_launcher_gone_before_training(
+    tmp_path: Path, data: Path, monkeypatch, capsys
+) -> None:
+    # The launcher (a pid that is not our parent) died while this run was still starting up: by
+    # then getppid() names the reaper, so only the pid the launcher passed can tell.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    monkeypatch.setenv(PARENT_ENV, str(dead.pid))
+    run = tmp_path / "run"
+    argv = ["--data", str(data), "--out", str(run), "--max-steps", "1000", "--exit-with-parent"]
+    assert main([*argv, *SMALL]) == EXIT_INTERRUPTED
+    assert ckpt.read_config(run)["step"] == 1  # saved after the first step, then stopped
+    monkeypatch.setenv(PARENT_ENV, str(os.getppid()))  # the launcher alive: training goes on
+    assert main([*argv[:5], "3", "--resume", "--exit-with-parent", *SMALL]) == 0
+    assert ckpt.read_config(run)["step"] == 3
 
 
 def test_resume_with_changed_settings_is_refused(tmp_path: Path, data: Path, capsys) -> None:

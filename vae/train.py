@@ -325,6 +325,19 @@ def command_line(argv: list[str], dist: Dist) -> str:
     return f"{prefix} {shlex.join(argv)}"
 
 
+PARENT_ENV = "SPECKLE_VAE_PARENT_PID"
+
+
+def launcher_pid() -> int:
+    """The process that --exit-with-parent watches: the one named by the launcher in PARENT_ENV,
+    else our parent now. The name matters when the launcher dies before training starts: by then
+    getppid() already returns the reaper's pid, and comparing against it would never fire."""
+    try:
+        return int(os.environ[PARENT_ENV])
+    except (KeyError, ValueError):
+        return os.getppid()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_args(argv)
@@ -448,7 +461,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     model.train()
     t_last, imgs_since = time.perf_counter(), 0
     code = 0
-    parent = os.getppid()
+    parent = launcher_pid()
     with StopFlag() as stop:
         while step < cfg.max_steps:
             epoch, pos = divmod(step, batches.steps_per_epoch)
