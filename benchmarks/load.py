@@ -8,7 +8,7 @@ between seeing an image and the next move: a brisk user, where --think 0 is a st
 this 2-core machine the K Chromium renderers share the cores with the server and take about 5×
 its CPU per move, so a flat-out run measures mostly the browser.
 
-    python -m benchmarks.load [--seconds 30] [--sessions 1 4 8] [--think 0.5]
+    python -m benchmarks.load [--seconds 30] [--sessions 1 4 8] [--think 0.5] [--reference]
 """
 
 from __future__ import annotations
@@ -47,6 +47,48 @@ CHANGED = """(before) => new Promise((resolve) => {
 })"""
 
 
+# The reference: the least Streamlit page with the Traverse fragment's widgets (8 sliders in two
+# columns, a button, the decoded image and a second small image) and one decode of the demo
+# model a move, under the same sessions, think times and browser. On a machine where the K
+# browsers share the cores with the server, its K=8/K=1 ratio is the floor for any Streamlit page.
+REFERENCE_APP = f"""
+import numpy as np
+import streamlit as st
+import torch
+from vae.checkpoint import load_checkpoint
+
+@st.cache_resource
+def model():
+    return load_checkpoint({str(ROOT / "models" / "demo")!r}).model.eval()
+
+@st.fragment
+def sliders():
+    left, right = st.columns([3, 2])
+    with left:
+        grid = st.columns(2)
+        z = torch.zeros(1, 512)
+        for j in range(8):
+            z[0, j] = grid[j % 2].slider(f"z{{j}}", -3.0, 3.0, 0.0, 0.1, key=f"s{{j}}", format="%+.1f σ")
+        st.button("Reset sliders")
+    with torch.inference_mode():
+        img = model().decode(z)[0, 0].numpy()
+    with right:
+        st.image(np.clip(img, 0, 1), caption="decoded", width=256)
+        st.image(np.clip(img[::-1], 0, 1), caption="second image", width=256)
+
+st.title("Reference")
+sliders()
+"""
+
+
+T0 = time.perf_counter()
+
+
+def progress(msg: str) -> None:
+    """A line on stderr with the time since import: a run takes minutes."""
+    print(f"[{time.perf_counter() - T0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -54,13 +96,17 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(cache: Path) -> tuple[subprocess.Popen, str]:
+def start_server(cache: Path, app_dir: Path = ROOT, n: int = 2000) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = os.environ | {"SPECKLE_VAE_CACHE": str(cache), "SPECKLE_VAE_SIM_N": "2000"}
+    env = os.environ | {
+        "SPECKLE_VAE_CACHE": str(cache),
+        "SPECKLE_VAE_SIM_N": str(n),  # the app's default simulated set
+        "PYTHONPATH": str(ROOT),
+    }
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, env=env,
+                             "--server.headless", "true"], cwd=app_dir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -84,7 +130,18 @@ async def select_and_open_traverse(page, url: str) -> None:
     await page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7, steps=5)
     await page.mouse.up()
     await page.get_by_text("reconstruction (z = μ)").first.wait_for(timeout=60_000)
-    await page.goto(f"{url}/traverse")
+    # As a user does: the sidebar link switches pages in the same session (the selection kept),
+    # where goto() would load the whole app again.
+    await page.locator('[data-testid="stSidebarNav"] a', has_text="Traverse").click()
+    await warm_up(page)
+
+
+async def open_reference(page, url: str) -> None:
+    await page.goto(url)
+    await warm_up(page)
+
+
+async def warm_up(page) -> None:
     await page.locator(IMG).first.wait_for(timeout=120_000)
     # Two untimed moves: the first moves of a freshly loaded page are not what a level measures.
     slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
@@ -120,17 +177,18 @@ async def move_sliders(page, seconds: float, think: float, seed: int, out: dict)
 
 
 async def session(browser, url: str, seconds: float, think: float, ready: asyncio.Barrier,
-                  seed: int, out: dict) -> None:  # fmt: skip
+                  seed: int, out: dict, open_page=select_and_open_traverse) -> None:  # fmt: skip
     ctx = None
     try:
         try:
             ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
             page = await ctx.new_page()
-            await select_and_open_traverse(page, url)
+            await open_page(page, url)
         finally:
             # The timed phase starts for all sessions at once, so that no slider move is timed
             # against another session's Atlas page load.
             await ready.wait()
+        out["started"] = time.perf_counter()
         await move_sliders(page, seconds, think, seed, out)
     except Exception as e:  # noqa: BLE001
         out["errors"] += 1
@@ -156,35 +214,46 @@ async def wait_for_umap(url: str) -> None:
         await browser.close()
 
 
-async def level(url: str, k: int, seconds: float, think: float = 0.5) -> dict:
+async def level(url: str, k: int, seconds: float, think: float = 0.5,
+                open_page=select_and_open_traverse) -> dict:  # fmt: skip
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         outs = [{"times": [], "errors": 0} for _ in range(k)]
         ready = asyncio.Barrier(k)
+        t0 = time.perf_counter()
         await asyncio.gather(
-            *(session(browser, url, seconds, think, ready, j, o) for j, o in enumerate(outs))
+            *(
+                session(browser, url, seconds, think, ready, j, o, open_page)
+                for j, o in enumerate(outs)
+            )
         )
         await browser.close()
     times = sorted(t for o in outs for t in o["times"])
     pct = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else float("nan")  # noqa: E731
     return {"sessions": k, "think_seconds": think, "moves": len(times), "errors": sum(o["errors"] for o in outs),
             "p50_seconds": statistics.median(times) if times else float("nan"), "p95_seconds": pct(0.95),
-            "messages": [m for o in outs for m in o.get("messages", [])][:3]}  # fmt: skip
+            "messages": [m for o in outs for m in o.get("messages", [])][:3],
+            "setup_seconds": min((o["started"] for o in outs if "started" in o), default=t0) - t0}  # fmt: skip
 
 
 def run(
-    seconds: float = 30.0, levels: tuple[int, ...] = (1, 4, 8), think: float = 0.5
+    seconds: float = 30.0, levels: tuple[int, ...] = (1, 4, 8), think: float = 0.5, n: int = 2000
 ) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        server, url = start_server(Path(tmp))
+        server, url = start_server(Path(tmp), n=n)
         try:
-            asyncio.run(level(url, 1, 3.0))  # warm up: simulated set, atlas, caches
+            progress("load: server up")
+            # The first visit builds the simulated set and the atlas; then UMAP fits.
             asyncio.run(wait_for_umap(url))
+            progress("load: UMAP map ready")
             rows, rss = [], [rss_mb(server.pid)]
             for k in levels:
                 row = asyncio.run(level(url, k, seconds, think))
+                progress(
+                    f"load: K={k} done, p95 {row['p95_seconds']:.3f} s (setup {row['setup_seconds']:.0f} s)"
+                )
                 row["server_rss_mb"] = rss_mb(server.pid)
                 rss.append(row["server_rss_mb"])
                 rows.append(row)
@@ -206,6 +275,30 @@ def run(
     return out
 
 
+def run_reference(
+    seconds: float = 30.0, levels: tuple[int, ...] = (1, 8), think: float = 0.5
+) -> list[dict]:
+    """The same levels against REFERENCE_APP: what a bare Streamlit page gets on this machine."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app_dir = Path(tmp) / "reference"
+        (app_dir / ".streamlit").mkdir(parents=True)
+        (app_dir / "app.py").write_text(REFERENCE_APP)
+        shutil.copy(ROOT / ".streamlit" / "config.toml", app_dir / ".streamlit" / "config.toml")
+        server, url = start_server(Path(tmp) / "cache", app_dir)
+        try:
+            asyncio.run(level(url, 1, 3.0, think, open_reference))  # warm up
+            rows = []
+            for k in levels:
+                rows.append(asyncio.run(level(url, k, seconds, think, open_reference)))
+                progress(f"load reference: K={k} done, p95 {rows[-1]['p95_seconds']:.3f} s")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    base = rows[0]["p95_seconds"]
+    return [{"benchmark": f"load_reference[K={r['sessions']},think={think:g}s]", **r,
+             "ratio": r["p95_seconds"] / base} for r in rows]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.load")
     p.add_argument("--seconds", type=float, default=30.0)
@@ -213,8 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--think", type=float, default=0.5, help="seconds between a response and the next move"
     )
+    p.add_argument("--reference", action="store_true",
+                   help="also run the levels against a bare Streamlit page with the same widgets")  # fmt: skip
     args = p.parse_args(argv)
-    for r in run(args.seconds, tuple(args.sessions), args.think):
+    rows = run(args.seconds, tuple(args.sessions), args.think)
+    if args.reference:
+        rows += run_reference(args.seconds, tuple(args.sessions), args.think)
+    for r in rows:
         print(json.dumps(r))
     return 0
 

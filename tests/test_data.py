@@ -605,6 +605,12 @@ def test_array_dataset_interface() -> None:
     changed = imgs.copy()
     changed[0, 0, 0] = 0.5
     assert ArrayDataset(changed).fingerprint() != fp
+    # A read-only copy inside, so that the fingerprint computed once stays true.
+    with pytest.raises(ValueError, match="read-only"):
+        ds.images[0, 0, 0] = 0.5
+    before = ds.images[0, 0, 0]
+    imgs[0, 0, 0] = 0.25  # the caller's array stays writable, and is not the dataset's
+    assert ds.images[0, 0, 0] == before and ds.fingerprint() == fp
     with pytest.raises(ValueError):
         ArrayDataset(imgs * 2)
     with pytest.raises(ValueError):

@@ -913,7 +913,8 @@ def _summarize(shapes: list[tuple[int, int]], modes: list[str], size: int) -> li
 class ArrayDataset(torch.utils.data.Dataset):
     """In-memory images (N, H, W) already in [0, 1] (tests, the app's generated sets), with the
     ImageFolder interface: `labels`, `files`, `skipped`, `notes`, `read_raw`, `image`,
-    `pattern`, `fingerprint`."""
+    `pattern`, `fingerprint`. The images are a read-only copy, so that the fingerprint can be
+    computed once (hashing a 2000-image set takes tens of ms, and caches ask on every rerun)."""
 
     def __init__(
         self,
@@ -923,7 +924,11 @@ class ArrayDataset(torch.utils.data.Dataset):
         *,
         name: str = "array",
     ) -> None:
-        self.images = np.ascontiguousarray(images, np.float32)
+        # A read-only copy of our own (these sets are small): the fingerprint, computed once,
+        # stays true whatever the caller does with its array.
+        self.images = np.array(images, np.float32, order="C", copy=True)
+        self.images.flags.writeable = False
+        self._fingerprint: str | None = None
         if self.images.ndim != 3:
             raise ValueError(f"expected (N, H, W) images, got shape {self.images.shape}")
         if not np.isfinite(self.images).all():
@@ -953,7 +958,7 @@ class ArrayDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(self.images[int(i)])[None]
+        return torch.from_numpy(self.images[int(i)].copy())[None]  # torch wants writable memory
 
     def image(self, i: int) -> np.ndarray:
         return self.images[i]
@@ -967,6 +972,8 @@ class ArrayDataset(torch.utils.data.Dataset):
         return np.asarray(self.patterns[i], np.float32)
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(f"vae.data.ArrayDataset/1 {self.images.shape}\n".encode())
-        h.update(self.images.tobytes())
-        return h.hexdigest()
+        if self._fingerprint is None:
+            h = hashlib.sha256(f"vae.data.ArrayDataset/1 {self.images.shape}\n".encode())
+            h.update(self.images.data)
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
