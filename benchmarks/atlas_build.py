@@ -2,7 +2,7 @@
 
 - the first atlas build for N samples (encode, then UMAP) against plain umap-learn on the same
   latents plus our encode alone: our overhead over encode + UMAP (the issue's limit: 10%);
-- a cached atlas opening in a new process (limit: 2 s);
+- a cached atlas opening in a new process (limit: 2 s), with and without its imports;
 - a fresh clone's first start: the time to the first (PCA) map, and to the UMAP map.
 
     python -m benchmarks.atlas_build [--n 4096]
@@ -28,6 +28,7 @@ from explorer import sources
 from explorer.atlas import build_atlas, build_projection
 from vae.checkpoint import load_checkpoint
 from vae.data import ImageFolder, Normalization
+t_imports = time.perf_counter()
 ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL)
 norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])
 """
@@ -48,6 +49,7 @@ import numpy as np
 np.save(sys.argv[1], atlas.mu)
 print(json.dumps({"data": t_data - t0, "encode": t_encoded - t_data, "first_map": t_pca - t0,
                   "umap": t_umap - t_pca, "total_after_data": t_umap - t_data, "to_umap": t_umap - t0,
+                  "after_imports": t_umap - t_imports,
                   "hits": [atlas.cache_hit, hit]}))
 """
 )
@@ -107,8 +109,9 @@ def run(n: int = 4096) -> list[dict]:
             {"benchmark": f"atlas_first_build[n={n}]", "ours_seconds": ours["total_after_data"],
              "encode_seconds": enc["encode"], "plain_umap_seconds": plain["umap"],
              "reference_seconds": reference, "ratio": ours["total_after_data"] / reference},
+            # Imports (torch, Streamlit's stack, umap-learn) are paid once per server, not per open.
             {"benchmark": f"atlas_cached_open[n={n}]", "seconds": cached["to_umap"], "hits": cached["hits"],
-             "limit_seconds": 2.0, "ratio": cached["to_umap"] / 2.0},
+             "seconds_after_imports": cached["after_imports"], "limit_seconds": 2.0, "ratio": cached["to_umap"] / 2.0},
             {"benchmark": f"first_start[n={n}]", "first_map_seconds": ours["first_map"],
              "umap_map_seconds": ours["to_umap"], "data_seconds": ours["data"]},
         ]  # fmt: skip
