@@ -300,7 +300,8 @@ def map_figure(coords: np.ndarray, color: np.ndarray | None, color_name: str, ho
         fig.add_trace(go.Scattergl(x=coords[:, 0], y=coords[:, 1], mode="markers", name="samples",
                                    customdata=ids, text=hover, hovertemplate="%{text}<extra></extra>",
                                    marker=marker, showlegend=False))  # fmt: skip
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="select",
+    # A top margin for the toolbar, which would otherwise cover the legend's title.
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, dragmode="select",
                       legend={"title": {"text": color_name}}, xaxis={"showticklabels": False},
                       yaxis={"showticklabels": False, "scaleanchor": "x"})  # fmt: skip
     return fig
