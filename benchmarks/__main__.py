@@ -29,7 +29,12 @@ def _suite(quick: bool) -> list[tuple[str, object]]:
         ("slider", lambda: slider.run(moves=10 if quick else 30)),
         ("upload", lambda: upload.run(n_atlas=400 if quick else 2000)),
         ("atlas_build", lambda: atlas_build.run(n=1024 if quick else 4096)),
-        ("retrain", lambda: retrain.run(steps=30 if quick else 300, n=256 if quick else 512)),
+        (
+            "retrain",
+            lambda: retrain.run(
+                steps=30 if quick else 300, n=256 if quick else 512, repeats=1 if quick else 2
+            ),
+        ),
         # K=1 makes the fewest moves, and its p95 is the reference: 10 s is the least that
         # gives it more than a handful. Quick runs K=1 and 8 only, without the bare-page
         # reference or the flat-out levels, on a 1000-image set: its figures are indicative.
