@@ -5,8 +5,8 @@ to the decoded image changing. Reports p50/p95, errors and the server's RSS.
 
 Sessions pause `--think` seconds on average (default 0.5; each pause drawn from 0.5–1.5× that)
 between seeing an image and the next move: a brisk user, where --think 0 is a stress test in which every session presses keys flat out. On
-this 2-core machine the K Chromium renderers share the cores with the server and take about 5×
-its CPU per move, so a flat-out run measures mostly the browser.
+this 2-core machine the K Chromium instances share the cores with the server and take 5–8× its
+CPU per move (measured on two machines), so a flat-out run measures mostly the browser.
 
     python -m benchmarks.load [--seconds 30] [--sessions 1 4 8] [--think 0.5] [--reference]
 """

@@ -72,7 +72,7 @@ def test_refuses_to_overwrite_a_run(tmp_path: Path, data: Path, capsys) -> None:
 
 
 def test_exit_with_parent_notices_a_launcher_gone_before_training(
-    tmp_path: Path, data: Path, monkeypatch, capsys
+    tmp_path: Path, data: Path, monkeypatch
 ) -> None:
     # The launcher (a pid that is not our parent) died while this run was still starting up: by
     # then getppid() names the reaper, so only the pid the launcher passed can tell.

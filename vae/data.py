@@ -911,10 +911,10 @@ def _summarize(shapes: list[tuple[int, int]], modes: list[str], size: int) -> li
 
 
 class ArrayDataset(torch.utils.data.Dataset):
-    """In-memory images (N, H, W) already in [0, 1] (tests, the app's generated sets), with the
-    ImageFolder interface: `labels`, `files`, `skipped`, `notes`, `read_raw`, `image`,
-    `pattern`, `fingerprint`. The images are a read-only copy, so that the fingerprint can be
-    computed once (hashing a 2000-image set takes tens of ms, and caches ask on every rerun)."""
+    """In-memory images (N, H, W) already in [0, 1] (tests, and callers of explorer.atlas with
+    arrays of their own), with the ImageFolder interface: `labels`, `files`, `skipped`, `notes`,
+    `read_raw`, `image`, `pattern`, `fingerprint`. The images are a read-only copy, so that the
+    fingerprint, a cache key, is computed once and cannot go stale if the caller's array changes."""
 
     def __init__(
         self,

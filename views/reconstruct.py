@@ -121,14 +121,20 @@ with right:
         )
     for note in u.notes:
         st.caption(f"⚠ {note}")
+    # Short labels: three buttons share a third of the page, and longer ones were cut to
+    # "Interpolatio…" twice.
+    st.caption("Send this image to")
     b1, b2, b3 = st.columns(3)
-    if b1.button("Use as traversal start", key="rec_to_traverse"):
+    if b1.button("Traverse", key="rec_to_traverse", help="Start the Traverse sliders from its μ",
+                 width="stretch"):  # fmt: skip
         st.session_state["traverse_start"] = ("upload", u.name, u.mu.tolist())
         st.switch_page("views/traverse.py")
-    if b2.button("Interpolation start", key="rec_to_interp_a"):
+    if b2.button("Path start", key="rec_to_interp_a", help="First endpoint on Interpolate",
+                 width="stretch"):  # fmt: skip
         st.session_state["interp_upload_a"] = u.name
         st.switch_page("views/interpolate.py")
-    if b3.button("Interpolation end", key="rec_to_interp_b"):
+    if b3.button("Path end", key="rec_to_interp_b", help="Last endpoint on Interpolate",
+                 width="stretch"):  # fmt: skip
         st.session_state["interp_upload_b"] = u.name
         st.switch_page("views/interpolate.py")
 
