@@ -117,6 +117,9 @@ def _grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int,
     png = common.traversal_grid(checkpoint, atlas, z0, dims, steps)
     g2.image(png, caption=f"rows: z{', z'.join(map(str, dims))}; columns: −3σ … +3σ",
              output_format="PNG")  # fmt: skip
-    # Bytes made on click only: passed as such, the grid would be hashed again on every rerun.
-    g1.download_button("Download grid (PNG)", lambda: png, "traversal.png", "image/png",
+    # Bytes, not a callable: Streamlit stores a callable's result unreferenced by any session, so
+    # the orphan sweeps at the end of two reruns (slider moves) can delete it before the browser
+    # fetches it, and the click silently downloads nothing (seen once in CI). Bytes are kept for
+    # the session across fragment reruns. They are rehashed only on full reruns.
+    g1.download_button("Download grid (PNG)", png, "traversal.png", "image/png",
                        key="trav_grid_dl")  # fmt: skip

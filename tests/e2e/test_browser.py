@@ -157,7 +157,7 @@ def test_dragging_a_traversal_slider_changes_the_image(server, page) -> None:
     wait_app(page)
     assert _decoded_src(page) != before
     shot(page, "traverse")
-    # The grid's PNG is made on click (the button gets a callable, not bytes).
+    # The grid PNG downloads whole, also right after slider moves.
     with page.expect_download(timeout=60_000) as download:
         page.get_by_text("Download grid (PNG)").click()
     data = Path(download.value.path()).read_bytes()
