@@ -27,6 +27,7 @@ def render() -> None:
     )
     z0, start_name, k = _start(atlas, n, dz)
     dims = tuple(int(d) for d in atlas.dim_order[:k])
+    common.live_style("trav_live")
     _sliders(checkpoint, atlas, z0, start_name, dims)
     _grid(checkpoint, atlas, z0, dims)
     st.subheader("KL per dimension")
@@ -71,6 +72,12 @@ def _start(atlas: Atlas, n: int, dz: int) -> tuple[np.ndarray, str, int]:
 def _sliders(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: str,
              dims: tuple[int, ...]) -> None:  # fmt: skip
     """Only this fragment reruns on a slider move: decode one z, place it on the map."""
+    with st.container(key="trav_live"):
+        _slider_body(checkpoint, atlas, z0, start_name, dims)
+
+
+def _slider_body(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: str,
+                 dims: tuple[int, ...]) -> None:  # fmt: skip
     kl = atlas.kl_per_dim
     left, right = st.columns([3, 2])
     offsets = {}

@@ -156,6 +156,20 @@ def test_dragging_a_traversal_slider_changes_the_image(server, page) -> None:
     )
     wait_app(page)
     assert _decoded_src(page) != before
+    # The slider fragment's elements have no stale fade (views/common.py LIVE_CSS): a rule
+    # that the page really loaded, which matches every slider's element container.
+    live = page.evaluate(
+        """() => {
+          const rules = [...document.styleSheets].flatMap(s => { try { return [...s.cssRules]; }
+            catch (e) { return []; } }).filter(r => r.selectorText && r.style
+            && r.selectorText.includes('.st-key-trav_live') && r.style.transition === 'none');
+          const sliders = [...document.querySelectorAll('[data-testid=stSlider]')]
+            .map(s => s.closest('[data-testid=stElementContainer]'));
+          return [rules.length, sliders.length,
+                  sliders.filter(e => rules.some(r => e.matches(r.selectorText))).length];
+        }"""
+    )
+    assert live[0] >= 1 and live[1] >= 8 and live[2] == live[1], live
     shot(page, "traverse")
     # The grid PNG downloads whole, also right after slider moves.
     with page.expect_download(timeout=60_000) as download:
