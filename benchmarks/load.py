@@ -49,29 +49,28 @@ CHANGED = """(before) => new Promise((resolve) => {
 
 # The reference: the least Streamlit page with the Traverse fragment's widgets (8 sliders in two
 # columns, a button, the decoded image and a second small image) and one decode of the demo
-# model a move, under the same sessions, think times and browser. On a machine where the K
+# model a move (the app's own decode path), under the same sessions, think times and browser. On a machine where the K
 # browsers share the cores with the server, its K=8/K=1 ratio is the floor for any Streamlit page.
 REFERENCE_APP = f"""
 import numpy as np
 import streamlit as st
-import torch
 from vae.checkpoint import load_checkpoint
+from vae.inference import decode_interactive, for_interactive_use
 
 @st.cache_resource
 def model():
-    return load_checkpoint({str(ROOT / "models" / "demo")!r}).model.eval()
+    return for_interactive_use(load_checkpoint({str(ROOT / "models" / "demo")!r}).model)
 
 @st.fragment
 def sliders():
     left, right = st.columns([3, 2])
     with left:
         grid = st.columns(2)
-        z = torch.zeros(1, 512)
+        z = np.zeros((1, 512), np.float32)
         for j in range(8):
             z[0, j] = grid[j % 2].slider(f"z{{j}}", -3.0, 3.0, 0.0, 0.1, key=f"s{{j}}", format="%+.1f σ")
         st.button("Reset sliders")
-    with torch.inference_mode():
-        img = model().decode(z)[0, 0].numpy()
+    img = decode_interactive(model(), z)[0]
     with right:
         st.image(np.clip(img, 0, 1), caption="decoded", width=256)
         st.image(np.clip(img[::-1], 0, 1), caption="second image", width=256)
