@@ -94,7 +94,7 @@ def _slider_body(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_nam
     image, where = on_interactive_thread(_decode_and_place, checkpoint, atlas, proj, z)
     with right:
         moved = ", ".join(f"z{d} {v:+.1f}σ" for d, v in offsets.items() if v) or "no dims moved"
-        common.show_image(image, f"decoded: {start_name}; {moved}", width=256)
+        common.show_image(image, f"decoded: {start_name}; {moved}", width=256, enlarge=False)
         # A picture, not a plotly chart: every move would otherwise send and re-render thousands
         # of points in the browser, which is what slowed many concurrent sessions down.
         st.image(
