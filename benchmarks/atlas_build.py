@@ -38,7 +38,9 @@ OURS = (
     + """
 data = sources.ensure_simulated()
 t_data = time.perf_counter()
-ds = ImageFolder(data, 64, norm)
+from explorer import cache
+ds = ImageFolder(data, 64, norm, scan_record=cache.scan_record(data))  # as the app opens it
+t_scanned = time.perf_counter()
 atlas = build_atlas(ck, ds)
 t_encoded = time.perf_counter()
 pca, _ = build_projection(atlas, "pca")
@@ -49,7 +51,7 @@ import numpy as np
 np.save(sys.argv[1], atlas.mu)
 print(json.dumps({"data": t_data - t0, "encode": t_encoded - t_data, "first_map": t_pca - t0,
                   "umap": t_umap - t_pca, "total_after_data": t_umap - t_data, "to_umap": t_umap - t0,
-                  "after_imports": t_umap - t_imports,
+                  "after_imports": t_umap - t_imports, "scan": t_scanned - t_data,
                   "hits": [atlas.cache_hit, hit]}))
 """
 )
@@ -111,7 +113,9 @@ def run(n: int = 4096) -> list[dict]:
              "reference_seconds": reference, "ratio": ours["total_after_data"] / reference},
             # Imports (torch, Streamlit's stack, umap-learn) are paid once per server, not per open.
             {"benchmark": f"atlas_cached_open[n={n}]", "seconds": cached["to_umap"], "hits": cached["hits"],
-             "seconds_after_imports": cached["after_imports"], "limit_seconds": 2.0, "ratio": cached["to_umap"] / 2.0},
+             "seconds_after_imports": cached["after_imports"], "scan_seconds": cached["scan"],
+             "first_scan_seconds": ours["scan"], "limit_seconds": 2.0, "ratio": cached["to_umap"] / 2.0,
+             "ratio_after_imports": cached["after_imports"] / 2.0},
             {"benchmark": f"first_start[n={n}]", "first_map_seconds": ours["first_map"],
              "umap_map_seconds": ours["to_umap"], "data_seconds": ours["data"]},
         ]  # fmt: skip

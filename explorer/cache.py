@@ -37,6 +37,12 @@ def key(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
+def scan_record(folder: str | Path) -> Path:
+    """Where ImageFolder keeps what its last scan of `folder` checked (vae.data's scan record),
+    so that a restarted app does not decode every unchanged image again."""
+    return cache_root() / "scans" / f"{key(Path(folder).resolve())}.json"
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)

@@ -589,6 +589,47 @@ def _read_csv(path: Path, warn: Callable[[str], None]) -> pd.DataFrame | None:
     return None
 
 
+SCAN_RECORD_FORMAT = "speckle-vae-scan/1"
+
+
+def _read_scan_record(path: str | Path | None, root: Path) -> dict[str, list]:
+    """{relative path: [byte size, mtime_ns, height, width, mode]} of the image files a scan of
+    `root` found usable, as written by _write_scan_record; {} when there is none or it does not
+    parse, belongs to another folder, or has an entry of the wrong form (then every file is
+    checked again, which only costs time). Stacks are never recorded: their NaN check reads
+    them whole."""
+    if path is None:
+        return {}
+    try:
+        doc = json.loads(Path(path).read_text())
+        if doc.get("format") != SCAN_RECORD_FORMAT or doc.get("root") != str(root.resolve()):
+            return {}
+        files = doc["files"]
+        for rel, rec in files.items():
+            ok = isinstance(rec, list) and len(rec) == 5 and isinstance(rec[4], str)
+            if not ok or not all(isinstance(v, int) and v >= 0 for v in rec[:4]):
+                return {}
+            _check_shape((rec[2], rec[3]), rel)
+        return files
+    except Exception:  # a missing, unreadable or hand-edited record: scan as if new
+        return {}
+
+
+def _write_scan_record(path: str | Path, root: Path, files: dict[str, list]) -> None:
+    """Atomically (temporary file, then rename); a read-only or full disk only costs speed."""
+    path = Path(path)
+    doc = {"format": SCAN_RECORD_FORMAT, "root": str(root.resolve()), "files": files}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, separators=(",", ":")))
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        logger.info("%s: scan record not written (%s)", path, e.strerror or e)
+
+
 class ImageFolder(torch.utils.data.Dataset):
     """A folder tree of images and .npy/.npz stacks, preprocessed on read.
 
@@ -605,6 +646,7 @@ class ImageFolder(torch.utils.data.Dataset):
         norm: Normalization = Normalization(),
         *,
         log: Callable[[str], None] | None = None,
+        scan_record: str | Path | None = None,
     ) -> None:
         self.root = Path(root)
         self.size = int(size)
@@ -623,11 +665,21 @@ class ImageFolder(torch.utils.data.Dataset):
         shapes: list[tuple[int, int]] = []
         modes: list[str] = []
         stats = []
+        known = _read_scan_record(scan_record, self.root)
+        seen: dict[str, list] = {}
         for rel in _scan(self.root, skip_dirs, skip_files):
             path = self.root / rel
             try:
                 stat = path.stat()
-                if path.suffix.lower() in ARRAY_SUFFIXES:
+                record = known.get(rel)
+                if record is not None and record[:2] == [stat.st_size, stat.st_mtime_ns]:
+                    # Checked whole at an earlier scan and unchanged since (same size and
+                    # mtime): its shape and mode are known without decoding it again.
+                    self.samples.append(Sample(rel))
+                    shapes.append((record[2], record[3]))
+                    modes.append(record[4])
+                    seen[rel] = record
+                elif path.suffix.lower() in ARRAY_SUFFIXES:
                     for sample, shape in self._probe_stack(path, rel):
                         self.samples.append(sample)
                         shapes.append(shape)
@@ -637,6 +689,7 @@ class ImageFolder(torch.utils.data.Dataset):
                     self.samples.append(Sample(rel))
                     shapes.append(shape)
                     modes.append(mode)
+                    seen[rel] = [stat.st_size, stat.st_mtime_ns, int(shape[0]), int(shape[1]), mode]
                 stats.append((rel, stat.st_size, stat.st_mtime_ns))
             except ImageError as e:
                 self._skip(str(e))
@@ -649,6 +702,8 @@ class ImageFolder(torch.utils.data.Dataset):
         self.notes = _summarize(shapes, modes, self.size)
         self._fingerprint = self._hash(stats)
         self._open.clear()  # the scan's maps and decoded arrays
+        if scan_record is not None and seen != known:
+            _write_scan_record(scan_record, self.root, seen)
 
     # --- scanning
 

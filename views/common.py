@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from explorer import sources
+from explorer import cache, sources
 from explorer.atlas import Atlas, build_atlas, build_projection
 from explorer.latent_ops import tile, traverse
 from explorer.projection import Projection
@@ -58,7 +58,8 @@ def load_model(name: str) -> Checkpoint:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _load_dataset(path: str, size: int, norm: tuple) -> ImageFolder:
-    return ImageFolder(path, size, Normalization.from_dict(dict(norm)))
+    norm = Normalization.from_dict(dict(norm))
+    return ImageFolder(path, size, norm, scan_record=cache.scan_record(path))
 
 
 def load_dataset(name: str, checkpoint: Checkpoint) -> ImageFolder:
