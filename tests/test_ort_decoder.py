@@ -13,6 +13,7 @@ from vae import inference
 from vae.model import VAE, VAEConfig
 
 pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
 
 from vae.ort_decoder import OrtDecoder, Unsupported  # noqa: E402
 
@@ -64,11 +65,23 @@ def test_demo_model_matches_and_is_used_by_decode() -> None:
     want = _torch_decode(plain, z)[:, 0]
     np.testing.assert_allclose(inference.decode(app, z), want, atol=2e-5)
     np.testing.assert_allclose(inference.decode_interactive(app, z[:1]), want[:1], atol=2e-5)
-    # Past FAST_BATCH the torch module decodes (every core): same images.
-    many = torch.randn(inference.FAST_BATCH + 1, 512).numpy()
-    np.testing.assert_allclose(
-        inference.decode(app, many), _torch_decode(plain, many)[:, 0], atol=2e-5
-    )
+    # Up to FAST_BATCH latents go to ONNX Runtime; past it the torch module decodes (every
+    # core): same images either way.
+    fast = inference._fast[app].decoder
+    calls: list[int] = []
+    inference._fast[app].decoder = lambda z: calls.append(len(z)) or fast(z)
+    try:
+        few = torch.randn(inference.FAST_BATCH, 512).numpy()
+        many = torch.randn(inference.FAST_BATCH + 1, 512).numpy()
+        np.testing.assert_allclose(
+            inference.decode(app, few), _torch_decode(plain, few)[:, 0], atol=2e-5
+        )
+        np.testing.assert_allclose(
+            inference.decode(app, many), _torch_decode(plain, many)[:, 0], atol=2e-5
+        )
+    finally:
+        inference._fast[app].decoder = fast
+    assert calls == [inference.FAST_BATCH]
 
 
 def test_weights_changed_in_place_fall_back_to_torch(tiny_config: VAEConfig) -> None:
@@ -80,6 +93,64 @@ def test_weights_changed_in_place_fall_back_to_torch(tiny_config: VAEConfig) -> 
     assert inference.decoder_backend(model).startswith("PyTorch")
     # A stale session would still give the old images; the fallback gives the new ones.
     np.testing.assert_allclose(inference.decode(model, z), _torch_decode(model, z)[:, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("how", ["data", "attribute", "state_dict"])
+def test_weights_replaced_fall_back_to_torch(tiny_config: VAEConfig, how: str) -> None:
+    """Changes that leave version counters alone: new storage, a new Parameter, assign=True."""
+    model = inference.for_interactive_use(VAE(tiny_config))
+    layer = model.decoder.from_latent
+    new = layer.weight.detach() * 3.0
+    if how == "data":
+        layer.weight.data = new
+    elif how == "attribute":
+        layer.weight = nn.Parameter(new)
+    else:
+        model.decoder.load_state_dict(
+            model.decoder.state_dict() | {"from_latent.weight": new}, assign=True
+        )
+    assert inference.decoder_backend(model).startswith("PyTorch")
+    z = torch.randn(2, tiny_config.latent_dim).numpy()
+    np.testing.assert_allclose(inference.decode(model, z), _torch_decode(model, z)[:, 0], atol=1e-5)
+
+
+def test_without_onnxruntime_the_model_loads_and_decodes_with_torch(
+    tiny_config: VAEConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises ImportError
+    model = inference.for_interactive_use(VAE(tiny_config))
+    assert inference.decoder_backend(model).startswith("PyTorch")
+    assert "decoding with PyTorch on the CPU" in caplog.text
+    z = torch.randn(2, tiny_config.latent_dim).numpy()
+    np.testing.assert_allclose(inference.decode(model, z), _torch_decode(model, z)[:, 0], atol=1e-6)
+
+
+def test_an_error_without_a_message_still_falls_back(
+    tiny_config: VAEConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from vae import ort_decoder
+
+    def fail(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(ort_decoder, "OrtDecoder", fail)
+    model = inference.for_interactive_use(VAE(tiny_config))
+    assert inference.decoder_backend(model).startswith("PyTorch")
+    assert "MemoryError" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"), nn.Conv2d(8, 8, 3, padding=0)],
+    ids=["reflect-padding", "shrinking"],
+)
+def test_convolutions_it_cannot_write_are_refused(tiny_config: VAEConfig, layer: nn.Module) -> None:
+    model = VAE(tiny_config).eval()
+    model.decoder.body.insert(0, layer)
+    with pytest.raises(Unsupported, match="Conv2d with"):
+        OrtDecoder(model.decoder)
 
 
 def test_unknown_layer_is_refused_and_decode_falls_back(
@@ -101,6 +172,14 @@ def test_check_catches_a_mismatch(tiny_config: VAEConfig) -> None:
     other = VAE(tiny_config).eval()  # other weights (the seed moved on)
     with pytest.raises(ValueError, match="differs from the module"):
         fast.check(other.decoder)
+
+
+def test_large_decoders_stay_in_torch() -> None:
+    from vae.model import PRESETS
+
+    model = inference.for_interactive_use(VAE(PRESETS["paper"]))
+    assert inference.decoder_backend(model).startswith("PyTorch")
+    assert model not in inference._fast
 
 
 def test_wrong_latent_shape_is_a_clear_error(tiny_config: VAEConfig) -> None:

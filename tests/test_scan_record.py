@@ -58,7 +58,9 @@ def test_changed_files_are_checked_again(tmp_path: Path, probes: list[str]) -> N
     root, record = _folder(tmp_path / "d"), tmp_path / "d.json"
     ImageFolder(root, 16, scan_record=record)
     probes.clear()
-    # f1 truncated (new size and mtime), f2 replaced by a new image, f3 removed, f9 added.
+    # f1 truncated (new size and mtime), f2 replaced by a new image, f3 removed, f9 added, f4
+    # rewritten with the same bytes and its mtime put back (a copy that keeps the mtime: only
+    # ctime and maybe the inode tell), f5 made read-only (only ctime changes).
     raw = (root / "f1.png").read_bytes()
     (root / "f1.png").write_bytes(raw[: len(raw) // 2])
     Image.fromarray(np.full((20, 20), 7, np.uint8)).save(root / "f2.png")
@@ -66,39 +68,44 @@ def test_changed_files_are_checked_again(tmp_path: Path, probes: list[str]) -> N
     os.utime(root / "f2.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     (root / "f3.png").unlink()
     Image.fromarray(np.full((20, 20), 9, np.uint8)).save(root / "f9.png")
+    st4 = (root / "f4.png").stat()
+    (root / "f4.png").write_bytes((root / "f4.png").read_bytes())
+    os.utime(root / "f4.png", ns=(st4.st_atime_ns, st4.st_mtime_ns))
+    assert (root / "f4.png").stat().st_mtime_ns == st4.st_mtime_ns
+    os.chmod(root / "f5.png", 0o444)
     folder = ImageFolder(root, 16, scan_record=record, log=lambda m: None)
-    assert sorted(probes) == ["f1.png", "f2.png", "f9.png"]
+    assert sorted(probes) == ["f1.png", "f2.png", "f4.png", "f5.png", "f9.png"]
     assert [f for f, _ in folder.files if f.endswith(".png")] == ["f0.png", "f2.png", "f4.png", "f5.png", "f9.png"]  # fmt: skip
     assert any(m.startswith("f1.png:") for m in folder.skipped)
     kept = json.loads(record.read_text())["files"]
-    assert "f1.png" not in kept and "f3.png" not in kept and kept["f2.png"][2:] == [20, 20, "L"]
+    assert "f1.png" not in kept and "f3.png" not in kept and kept["f2.png"][4:] == [20, 20, "L"]
 
 
 @pytest.mark.parametrize(
     "content",
-    [
-        "not json",
-        '{"format": "speckle-vae-scan/1", "root": "/elsewhere", "files": {}}',
-        # A hand-edited entry with an absurd shape: ignored, every file is decoded again.
-        None,
-    ],
-    ids=["garbage", "other-root", "absurd-entry"],
+    ["garbage", "other-root", "other-limits", "absurd-entry", "array-entry"],
 )
-def test_a_bad_record_means_a_full_scan(
-    tmp_path: Path, probes: list[str], content: str | None
-) -> None:
+def test_a_bad_record_means_a_full_scan(tmp_path: Path, probes: list[str], content: str) -> None:
     root, record = _folder(tmp_path / "d"), tmp_path / "d.json"
     ImageFolder(root, 16, scan_record=record)
-    if content is None:
-        doc = json.loads(record.read_text())
-        doc["files"]["f0.png"][2] = 10**9
-        content = json.dumps(doc)
-    record.write_text(content)
+    doc = json.loads(record.read_text())
+    if content == "garbage":
+        record.write_text("not json")
+    else:
+        if content == "other-root":  # the real entries, under another folder's name
+            doc["root"] = str(tmp_path / "elsewhere")
+        elif content == "other-limits":  # written by a version that checked differently
+            doc["checks"]["full_decode_bytes"] += 1
+        elif content == "absurd-entry":  # hand-edited: a 10⁹-row image
+            doc["files"]["f0.png"][4] = 10**9
+        else:  # a stack would skip its NaN check
+            doc["files"]["stack.npy"] = doc["files"]["f0.png"]
+        record.write_text(json.dumps(doc))
     probes.clear()
     folder = ImageFolder(root, 16, scan_record=record)
     assert sorted(probes) == [f"f{i}.png" for i in range(6)]
     assert len(folder) == 9
-    assert json.loads(record.read_text())["files"]["f0.png"][2:] == [24, 32, "I;16"]
+    assert json.loads(record.read_text())["files"]["f0.png"][4:] == [24, 32, "I;16"]
 
 
 def test_unwritable_record_only_costs_speed(tmp_path: Path, probes: list[str]) -> None:

@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import struct
+import tempfile
 import warnings
 import zipfile
 from collections import Counter, OrderedDict
@@ -589,44 +590,66 @@ def _read_csv(path: Path, warn: Callable[[str], None]) -> pd.DataFrame | None:
     return None
 
 
-SCAN_RECORD_FORMAT = "speckle-vae-scan/1"
+SCAN_RECORD_FORMAT = "speckle-vae-scan/2"
+_RECORD_FIELDS = 7  # byte size, mtime_ns, ctime_ns, inode, height, width, PIL mode
+
+
+def _scan_checks() -> dict:
+    """What a scan's verdict depends on: a record made under other limits is not reused."""
+    return {"full_decode_bytes": FULL_DECODE_BYTES, "min_side": MIN_SIDE,
+            "max_pixels": MAX_PIXELS, "max_file_bytes": MAX_FILE_BYTES}  # fmt: skip
+
+
+def _file_key(stat: os.stat_result) -> list[int]:
+    # ctime too: chmod, or a copy that keeps the mtime (cp -p, rsync -a, tar), changes it, and
+    # utime cannot set it back; with the inode, a file replaced by another is always new.
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
 def _read_scan_record(path: str | Path | None, root: Path) -> dict[str, list]:
-    """{relative path: [byte size, mtime_ns, height, width, mode]} of the image files a scan of
-    `root` found usable, as written by _write_scan_record; {} when there is none or it does not
-    parse, belongs to another folder, or has an entry of the wrong form (then every file is
-    checked again, which only costs time). Stacks are never recorded: their NaN check reads
-    them whole."""
+    """{relative path: _file_key + [height, width, mode]} of the image files a scan of `root`
+    found usable, as written by _write_scan_record; {} when there is none or it does not parse,
+    belongs to another folder or other scan limits, or has an entry of the wrong form (then
+    every file is checked again, which only costs time). Stacks are never recorded: their NaN
+    check reads them whole."""
     if path is None:
         return {}
     try:
         doc = json.loads(Path(path).read_text())
         if doc.get("format") != SCAN_RECORD_FORMAT or doc.get("root") != str(root.resolve()):
             return {}
+        if doc.get("checks") != _scan_checks():
+            return {}
         files = doc["files"]
         for rel, rec in files.items():
-            ok = isinstance(rec, list) and len(rec) == 5 and isinstance(rec[4], str)
-            if not ok or not all(isinstance(v, int) and v >= 0 for v in rec[:4]):
+            ok = isinstance(rec, list) and len(rec) == _RECORD_FIELDS and isinstance(rec[-1], str)
+            if not ok or not all(isinstance(v, int) and v >= 0 for v in rec[:-1]):
                 return {}
-            _check_shape((rec[2], rec[3]), rel)
+            if Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
+                return {}
+            _check_shape((rec[4], rec[5]), rel)
         return files
     except Exception:  # a missing, unreadable or hand-edited record: scan as if new
         return {}
 
 
 def _write_scan_record(path: str | Path, root: Path, files: dict[str, list]) -> None:
-    """Atomically (temporary file, then rename); a read-only or full disk only costs speed."""
+    """Atomically (a temporary file of its own, then rename); a read-only or full disk only
+    costs speed."""
     path = Path(path)
-    doc = {"format": SCAN_RECORD_FORMAT, "root": str(root.resolve()), "files": files}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    doc = {"format": SCAN_RECORD_FORMAT, "root": str(root.resolve()), "checks": _scan_checks(),
+           "files": files}  # fmt: skip
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, separators=(",", ":")))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(doc, separators=(",", ":")))
         os.replace(tmp, path)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         logger.info("%s: scan record not written (%s)", path, e.strerror or e)
 
 
@@ -672,12 +695,12 @@ class ImageFolder(torch.utils.data.Dataset):
             try:
                 stat = path.stat()
                 record = known.get(rel)
-                if record is not None and record[:2] == [stat.st_size, stat.st_mtime_ns]:
-                    # Checked whole at an earlier scan and unchanged since (same size and
-                    # mtime): its shape and mode are known without decoding it again.
+                if record is not None and record[:4] == _file_key(stat):
+                    # Checked at an earlier scan and unchanged since (same size, mtime, ctime
+                    # and inode): its shape and mode are known without decoding it again.
                     self.samples.append(Sample(rel))
-                    shapes.append((record[2], record[3]))
-                    modes.append(record[4])
+                    shapes.append((record[4], record[5]))
+                    modes.append(record[6])
                     seen[rel] = record
                 elif path.suffix.lower() in ARRAY_SUFFIXES:
                     for sample, shape in self._probe_stack(path, rel):
@@ -689,7 +712,7 @@ class ImageFolder(torch.utils.data.Dataset):
                     self.samples.append(Sample(rel))
                     shapes.append(shape)
                     modes.append(mode)
-                    seen[rel] = [stat.st_size, stat.st_mtime_ns, int(shape[0]), int(shape[1]), mode]
+                    seen[rel] = _file_key(stat) + [int(shape[0]), int(shape[1]), mode]
                 stats.append((rel, stat.st_size, stat.st_mtime_ns))
             except ImageError as e:
                 self._skip(str(e))

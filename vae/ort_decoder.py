@@ -64,9 +64,15 @@ class _Graph:
         return self.op("Mul", [x, self.op("Sigmoid", [x])])
 
     def conv(self, x: str, conv: nn.Conv2d, side: int) -> str:
-        if conv.dilation != (1, 1) or conv.stride != (1, 1) or not isinstance(conv.padding, tuple):
+        # Only size-keeping convolutions: the graph's reshapes are written for static sides.
+        keeps = isinstance(conv.padding, tuple) and all(
+            2 * p == k - 1 for p, k in zip(conv.padding, conv.kernel_size, strict=True)
+        )
+        if conv.dilation != (1, 1) or conv.stride != (1, 1) or not keeps:
             raise Unsupported(f"Conv2d with stride {conv.stride}, dilation {conv.dilation} or "
                               f"padding {conv.padding}")  # fmt: skip
+        if conv.padding_mode != "zeros":
+            raise Unsupported(f"Conv2d with padding_mode {conv.padding_mode!r}")
         ph, pw = conv.padding
         pads = [ph, pw, ph, pw]
         weight = _array(conv.weight)  # (c_out, c_in / groups, kh, kw)
@@ -95,7 +101,11 @@ class _Graph:
 
     def conv_transpose(self, x: str, conv: nn.ConvTranspose2d) -> str:
         if conv.dilation != (1, 1) or not isinstance(conv.padding, tuple):
-            raise Unsupported(f"ConvTranspose2d with dilation {conv.dilation}")
+            raise Unsupported(
+                f"ConvTranspose2d with dilation {conv.dilation} or padding {conv.padding}"
+            )
+        if conv.padding_mode != "zeros":
+            raise Unsupported(f"ConvTranspose2d with padding_mode {conv.padding_mode!r}")
         inputs = [x, self.const(_array(conv.weight))]
         if conv.bias is not None:
             inputs.append(self.const(_array(conv.bias)))
@@ -174,7 +184,7 @@ def decoder_graph(decoder: Decoder) -> bytes:
         initializer=g.weights,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8  # read by every ONNX Runtime since 1.10
+    model.ir_version = 8  # IR 8 with opset 18: ONNX Runtime 1.14 and later (requirements: 1.19)
     return model.SerializeToString()
 
 

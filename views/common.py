@@ -58,8 +58,8 @@ def load_model(name: str) -> Checkpoint:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _load_dataset(path: str, size: int, norm: tuple) -> ImageFolder:
-    norm = Normalization.from_dict(dict(norm))
-    return ImageFolder(path, size, norm, scan_record=cache.scan_record(path))
+    normalization = Normalization.from_dict(dict(norm))
+    return ImageFolder(path, size, normalization, scan_record=cache.scan_record(path))
 
 
 def load_dataset(name: str, checkpoint: Checkpoint) -> ImageFolder:
@@ -108,24 +108,27 @@ _this_run = threading.local()
 
 def current(refresh: bool = False) -> tuple[Checkpoint, ImageFolder, Atlas]:
     """The model, dataset and atlas chosen in the sidebar. app.py asks first in every run
-    (refresh=True, resolved again); the page's question in the same run gets that answer."""
+    (refresh=True: checked against the model's files and the session's last answer); the
+    page's question in the same run gets that answer."""
     key = (st.session_state.get("model", sources.DEMO_MODEL),
            st.session_state.get("dataset", sources.SIMULATED))  # fmt: skip
     memo = getattr(_this_run, "current", None)
     if not refresh and memo is not None and memo[0] == key:
         return memo[1]
-    # The session's last answer stands while the names and the model's files are the same:
-    # resolving it through Streamlit's caches again costs a millisecond of argument hashing on
-    # every rerun, slider moves included.
+    # The session's last answer stands while the names and the model's files are the same and
+    # Streamlit's caches still hold it: resolving it through them again costs a millisecond of
+    # argument hashing on every rerun, slider moves included. Weak references, so that the
+    # caches' limits still bound what stays in memory.
     path, mtime = _model_files(key[0])
     last = st.session_state.get("_current")
+    result = None
     if last is not None and last[0] == (key, str(path), mtime):
-        result = last[1]
-    else:
+        result = tuple(ref() for ref in last[1])
+    if result is None or any(r is None for r in result):
         checkpoint = _load_model(str(path), mtime)
         atlas = atlas_for(checkpoint, key[1])
         result = (checkpoint, atlas.dataset, atlas)
-        st.session_state["_current"] = ((key, str(path), mtime), result)
+        st.session_state["_current"] = ((key, str(path), mtime), [weakref.ref(r) for r in result])
     _this_run.current = (key, result)
     return result
 
