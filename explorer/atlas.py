@@ -17,8 +17,9 @@ import pandas as pd
 from explorer import cache
 from explorer.latent_ops import NeighbourIndex, rank_dims
 from explorer.projection import Projection, fit_projection
+from explorer.tasks import Task
 from vae.checkpoint import Checkpoint
-from vae.inference import encode_dataset, kl_per_dim, kl_terms
+from vae.inference import encode_dataset, kl_per_dim, kl_terms, reconstruction_errors
 from vae.loss import ACTIVE_NATS, active_units
 
 Progress = Callable[[float, str], None]
@@ -30,9 +31,25 @@ class Atlas:
     dataset: object  # vae.data.ImageFolder (or ArrayDataset): images, labels, fingerprint()
     mu: np.ndarray  # (N, dz)
     logvar: np.ndarray  # (N, dz)
-    recon_error: np.ndarray  # (N,) per-image MSE of the z = μ reconstruction
+    # (N,) per-image MSE of the z = μ reconstruction, or on a first build with defer_errors the
+    # background task computing it; read it as recon_error.
+    errors: np.ndarray | Task
     kl: np.ndarray  # (N,) per-image KL in nats
     cache_hit: bool = False
+
+    @property
+    def errors_ready(self) -> bool:
+        return not isinstance(self.errors, Task) or self.errors.done
+
+    @cached_property
+    def recon_error(self) -> np.ndarray:
+        """The reconstruction errors; waits for them while they are still being computed."""
+        if not isinstance(self.errors, Task):
+            return self.errors
+        result = self.errors.wait()
+        if self.errors.error:
+            raise RuntimeError(f"computing the reconstruction errors failed: {self.errors.error}")
+        return result
 
     # Derived arrays are cached: pages read them on every slider move.
     @cached_property
@@ -88,19 +105,35 @@ def neg_elbo(checkpoint: Checkpoint, mse: np.ndarray | float, kl: np.ndarray | f
 
 
 def encode_arrays(checkpoint: Checkpoint, dataset, progress: Progress | None = None, workers: int = 0,
-                  batch_size: int = 256) -> dict[str, np.ndarray]:  # fmt: skip
-    """μ, log σ², per-image reconstruction error (MSE of z = μ) and KL of every sample."""
+                  batch_size: int = 256, errors: bool = True) -> dict[str, np.ndarray]:  # fmt: skip
+    """μ, log σ² and KL of every sample, and unless errors=False its reconstruction error (MSE of
+    z = μ), computed in a second pass (reconstruction_errors) so that no pass holds the whole
+    dataset's images."""
+    share = 0.4 if errors else 1.0  # the decode of the second pass costs more than the encode
 
     def report(done: int, total: int) -> None:
         if progress:
-            progress(done / max(total, 1), f"encoding {done}/{total} images")
+            progress(share * done / max(total, 1), f"encoding {done}/{total} images")
 
     enc = encode_dataset(checkpoint.model, dataset, batch_size=batch_size, workers=workers,
-                         reconstruct=True, keep_images=True, progress=report)  # fmt: skip
-    err = ((enc.recon - enc.images) ** 2).reshape(len(enc.mu), -1).mean(1)
+                         progress=report)  # fmt: skip
     kl = kl_terms(enc.mu, enc.logvar).sum(1)
-    return {"mu": enc.mu, "logvar": enc.logvar, "recon_error": err.astype(np.float32),
-            "kl": kl.astype(np.float32)}  # fmt: skip
+    arrays = {"mu": enc.mu, "logvar": enc.logvar, "kl": kl.astype(np.float32)}
+    if errors:
+        arrays["recon_error"] = errors_of(checkpoint, dataset, enc.mu, progress, share, workers,
+                                          batch_size)  # fmt: skip
+    return arrays
+
+
+def errors_of(checkpoint: Checkpoint, dataset, mu: np.ndarray, progress: Progress | None = None,
+              start: float = 0.0, workers: int = 0, batch_size: int = 256) -> np.ndarray:  # fmt: skip
+    def report(done: int, total: int) -> None:
+        if progress:
+            progress(start + (1 - start) * done / max(total, 1),
+                     f"reconstructing {done}/{total} images")  # fmt: skip
+
+    return reconstruction_errors(checkpoint.model, dataset, mu, batch_size=batch_size,
+                                 workers=workers, progress=report)  # fmt: skip
 
 
 def latents_path(checkpoint: Checkpoint, dataset) -> Path:
@@ -129,7 +162,12 @@ def merge_shards(path: Path, n: int) -> dict[str, np.ndarray] | None:
     return {k: np.concatenate([p[0][k] for p in parts])[order] for k in keys}
 
 
-def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = None) -> Atlas:
+def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = None,
+                defer_errors: bool = False) -> Atlas:  # fmt: skip
+    """The dataset's latents, from the cache or encoded now. On a cache miss with defer_errors,
+    this returns as soon as μ and log σ² are there (a map can be drawn), and a background task
+    computes the reconstruction errors and then writes the cache entry: on a first start the
+    decode would otherwise hold the first map back by two thirds of the encoding time."""
     path = latents_path(checkpoint, dataset)
 
     def build():
@@ -137,11 +175,33 @@ def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = Non
         arrays = merged if merged is not None else encode_arrays(checkpoint, dataset, progress)
         return arrays, {"checkpoint": checkpoint.id, "from_shards": merged is not None}
 
-    arrays, _, hit = cache.get_or_build(path, build)
+    cached = cache.load(path)
+    if cached is not None:
+        arrays, hit = cached[0], True
+    elif defer_errors and merge_shards(path, len(dataset)) is None:
+        # Not under the cache's lock: a second process building the same entry meanwhile
+        # duplicates the work, and the atomic writes keep either result whole.
+        arrays = encode_arrays(checkpoint, dataset, progress, errors=False)
+        arrays["recon_error"] = Task(
+            "atlas-errors", lambda: _finish(checkpoint, dataset, path, arrays)
+        ).start()
+        hit = False
+    else:
+        arrays, _, hit = cache.get_or_build(path, build)
     if len(arrays["mu"]) != len(dataset):
         raise ValueError(f"{path}: cached latents do not match the dataset size")
     return Atlas(checkpoint, dataset, arrays["mu"], arrays["logvar"], arrays["recon_error"],
                  arrays["kl"], cache_hit=hit)  # fmt: skip
+
+
+def _finish(checkpoint: Checkpoint, dataset, path: Path, arrays: dict) -> np.ndarray:
+    err = errors_of(checkpoint, dataset, arrays["mu"])
+    full = {k: arrays[k] for k in ("mu", "logvar", "kl")} | {"recon_error": err}
+    try:
+        cache.save(path, full, {"checkpoint": checkpoint.id, "from_shards": False})
+    except OSError as e:  # read-only or full disk: still serve the result, uncached
+        cache.log.warning("%s: cannot write cache (%s); continuing without it", path, e)
+    return err
 
 
 def build_projection(

@@ -72,6 +72,74 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path, cache_dir, sim_folder) 
     assert not build_atlas(model, dataset).cache_hit
 
 
+def test_deferred_errors_come_after_the_latents_and_then_fill_the_cache(
+    tmp_path, cache_dir, sim_folder, monkeypatch
+) -> None:
+    """The app's first build returns with μ before the reconstruction errors, which a background
+    task computes and only then caches; they equal the per-image MSE of decoding μ."""
+    import threading
+
+    from explorer import atlas as atlas_mod
+    from vae.inference import decode
+
+    model = tiny_checkpoint(tmp_path / "a")
+    dataset = ImageFolder(sim_folder, 32, Normalization())
+    release = threading.Event()
+    real = atlas_mod.reconstruction_errors
+
+    def held(*args, **kwargs):
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(atlas_mod, "reconstruction_errors", held)
+    first = build_atlas(model, dataset, defer_errors=True)
+    assert first.mu.shape == (96, 8) and not first.errors_ready
+    assert not list((cache_dir / "latents").glob("*.npz"))  # nothing cached without the errors
+    release.set()
+    images = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
+    expected = ((decode(model.model, first.mu) - images) ** 2).reshape(96, -1).mean(1)
+    np.testing.assert_allclose(first.recon_error, expected, rtol=1e-4, atol=1e-7)
+    assert first.errors_ready and first.errors.wait() is not None
+    assert list((cache_dir / "latents").glob("*.npz"))
+    second = build_atlas(model, dataset, defer_errors=True)
+    assert second.cache_hit
+    np.testing.assert_array_equal(second.recon_error, first.recon_error)
+    np.testing.assert_array_equal(second.mu, first.mu)
+
+
+def test_failed_deferred_errors_are_reported_and_not_cached(
+    tmp_path, cache_dir, sim_folder, monkeypatch
+) -> None:
+    from explorer import atlas as atlas_mod
+
+    def broken(*args, **kwargs):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(atlas_mod, "reconstruction_errors", broken)
+    atlas = build_atlas(tiny_checkpoint(tmp_path / "a"), ImageFolder(sim_folder, 32, Normalization()),
+                        defer_errors=True)  # fmt: skip
+    atlas.errors.wait(30)
+    with pytest.raises(RuntimeError, match="disk went away"):
+        _ = atlas.recon_error
+    assert not list((cache_dir / "latents").glob("*.npz"))
+
+
+def test_numpy_pca_matches_scikit_learn_up_to_sign() -> None:
+    from sklearn.decomposition import PCA as SkPCA
+
+    from explorer.projection import PCA
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((500, 40)) * np.r_[5, 3, np.full(38, 0.5)] + 7).astype(np.float32)
+    ours, theirs = PCA(x).transform(x), SkPCA(2).fit(x).transform(x)
+    for i in range(2):
+        assert abs(np.corrcoef(ours[:, i], theirs[:, i])[0, 1]) > 0.9999
+        np.testing.assert_allclose(np.abs(ours[:, i]), np.abs(theirs[:, i]), rtol=1e-3, atol=1e-3)
+    # A fixed sign convention: the same map from a shuffled copy of the data.
+    perm = rng.permutation(len(x))
+    np.testing.assert_allclose(PCA(x[perm]).transform(x), ours, atol=1e-4)
+
+
 def test_cache_survives_read_only_directory(tmp_path, monkeypatch) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()

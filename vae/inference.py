@@ -153,6 +153,35 @@ def encode_dataset(
 
 
 @torch.inference_mode()
+def reconstruction_errors(
+    model: VAE,
+    dataset: Dataset,
+    mu: np.ndarray,
+    batch_size: int = 256,
+    workers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Per-image MSE of the z = μ reconstruction, for latents already encoded: a second pass
+    over the data that holds one batch of images at a time, so that it can run after the map
+    is shown (the decode is two thirds of a first build's encoding time)."""
+    device = _device_of(model)
+    model.eval()
+    errors, done = [], 0
+    for x in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
+        z = torch.as_tensor(mu[done : done + len(x)]).to(device)
+        with autocast(device):
+            recon = model.decode(z).float()
+        diff = recon.cpu() - x.float()
+        errors.append(diff.pow(2).flatten(1).mean(1).numpy())
+        done += len(x)
+        if progress:
+            progress(done, len(mu))
+    if done != len(mu):
+        raise ValueError(f"{done} images for {len(mu)} latents")
+    return np.concatenate(errors).astype(np.float32) if errors else np.zeros(0, np.float32)
+
+
+@torch.inference_mode()
 def decode(model: VAE, z: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Decode latents (N, dz) to images (N, H, W) in [0, 1]."""
     device = _device_of(model)

@@ -52,6 +52,10 @@ if status:
     _poll()
 if proj.note:
     st.caption(proj.note)
+if color_by in ("reconstruction error", "−ELBO"):
+    common.recon_errors(atlas)
+elif not atlas.errors_ready:
+    st.caption("Reconstruction errors are being computed in the background (first start only).")
 
 if color_by == "reconstruction error":
     color = atlas.recon_error
@@ -126,7 +130,7 @@ with st.expander("Export coordinates and latents (CSV)"):
         frame = atlas.labels.copy()
         frame.insert(0, "id", np.arange(n))
         frame["map_x"], frame["map_y"] = proj.coords[:, 0], proj.coords[:, 1]
-        frame["recon_error"], frame["kl"] = atlas.recon_error, atlas.kl
+        frame["recon_error"], frame["kl"] = common.recon_errors(atlas), atlas.kl
         mu = pd.DataFrame(atlas.mu.round(5), columns=[f"mu_{d}" for d in range(atlas.mu.shape[1])])
         csv = pd.concat([frame.reset_index(drop=True), mu], axis=1).to_csv(index=False).encode()
         st.download_button("Download atlas.csv", csv, "atlas.csv", "text/csv", key="atlas_download")

@@ -78,9 +78,8 @@ def load_dataset(name: str, checkpoint: Checkpoint) -> ImageFolder:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _atlas(checkpoint_id: str, dataset_fp: str, _checkpoint: Checkpoint, _dataset) -> Atlas:
     bar = st.progress(0.0, "encoding the dataset")
-    atlas = build_atlas(
-        _checkpoint, _dataset, progress=lambda f, msg: bar.progress(min(f, 1.0), msg)
-    )
+    atlas = build_atlas(_checkpoint, _dataset, progress=lambda f, msg: bar.progress(min(f, 1.0), msg),
+                        defer_errors=True)  # fmt: skip
     bar.empty()
     return atlas
 
@@ -93,6 +92,15 @@ def _projection_task(checkpoint_id: str, dataset_fp: str, params: tuple, _atlas:
     return Task(
         f"map-{method}", lambda: build_projection(_atlas, method, n_neighbors, min_dist, metric)
     ).start()
+
+
+def recon_errors(atlas: Atlas) -> np.ndarray:
+    """The atlas's reconstruction errors, waiting under a spinner while a first build still
+    computes them in the background (build_atlas's defer_errors)."""
+    if atlas.errors_ready:
+        return atlas.recon_error
+    with st.spinner("computing the reconstruction errors of the dataset (first start only)"):
+        return atlas.recon_error
 
 
 def atlas_for(checkpoint: Checkpoint, dataset_name: str) -> Atlas:

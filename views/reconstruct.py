@@ -57,6 +57,7 @@ if todo:
         else:
             fresh.append(load_upload(f.name, f.getvalue(), size, norm))
         bar.progress((i + 1) / (2 * len(todo)), f"read {i + 1}/{len(todo)}: {f.name}")
+    common.recon_errors(atlas)  # the percentiles below rank against them
     for start in range(0, len(fresh), 64):
         analyse(fresh[start : start + 64], atlas, proj, k=k, window=window)
         bar.progress(0.5 + 0.5 * min(1.0, (start + 64) / len(fresh)), "encoding and measuring")

@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import base64
+import json
+import threading
+
+import numpy as np
+
 from tests.app.conftest import all_text, image_captions, image_urls
 
 
@@ -43,3 +49,44 @@ def test_colour_by_label_and_latent_dim(app) -> None:
     assert app.selectbox(key="atlas_dim").value is not None
     app.selectbox(key="atlas_color").set_value("digit").run()
     assert not app.exception
+
+
+def _marker_colours(app) -> np.ndarray:
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    color = spec["data"][0]["marker"]["color"]
+    if isinstance(color, dict):  # plotly's typed-array encoding
+        return np.frombuffer(base64.b64decode(color["bdata"]), np.dtype(color["dtype"]))
+    return np.asarray(color, np.float64)
+
+
+def test_first_start_draws_the_map_before_the_reconstruction_errors(
+    app, tmp_path, monkeypatch
+) -> None:
+    """A first build returns μ for the map at once; the errors follow from a background task,
+    and colouring by them waits for that task rather than showing a wrong map."""
+    from explorer import atlas as atlas_mod
+
+    monkeypatch.setenv("SPECKLE_VAE_CACHE", str(tmp_path / "fresh"))
+    release, real = threading.Event(), atlas_mod.reconstruction_errors
+
+    def held(*args, **kwargs):
+        assert release.wait(120)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(atlas_mod, "reconstruction_errors", held)
+    app.run()
+    assert not app.exception
+    assert "computed in the background" in all_text(app)
+    assert app.get("plotly_chart")  # the map is drawn while the errors are still held back
+    assert not list((tmp_path / "fresh" / "latents").glob("*.npz"))
+    timer = threading.Timer(1.0, release.set)
+    timer.start()
+    app.selectbox(key="atlas_color").set_value("reconstruction error").run()
+    timer.join()
+    assert not app.exception
+    assert "computed in the background" not in all_text(app)
+    (npz,) = (tmp_path / "fresh" / "latents").glob("*.npz")  # cached once they were done
+    with np.load(npz) as f:
+        errors = f["recon_error"]
+    assert len(errors) == 300 and errors.min() > 0
+    np.testing.assert_allclose(_marker_colours(app), errors, rtol=1e-6)
