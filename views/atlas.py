@@ -39,22 +39,25 @@ with st.expander("UMAP settings"):
     metric = u3.selectbox("metric", METRICS, key="atlas_metric")
 
 proj, status = common.projection(atlas, method, n_neighbors, min_dist, metric)
-if status:
+errors_ready = atlas.errors_ready
+if status or not errors_ready:
 
     @st.fragment(run_every=2)
     def _poll() -> None:
-        """Tick the status while UMAP fits in the background; swap the map in when it is ready."""
+        """Tick the status while UMAP fits or the errors are computed in the background; rerun
+        the page when either is done, to swap the map in or drop the note."""
         _, still = common.projection(atlas, method, n_neighbors, min_dist, metric)
-        if not still:
+        if (bool(still), atlas.errors_ready) != (bool(status), errors_ready):
             st.rerun()
-        st.info(still, icon=":material/hourglass_top:")
+        if still:
+            st.info(still, icon=":material/hourglass_top:")
 
     _poll()
 if proj.note:
     st.caption(proj.note)
 if color_by in ("reconstruction error", "−ELBO"):
     common.recon_errors(atlas)
-elif not atlas.errors_ready:
+elif not errors_ready:
     st.caption("Reconstruction errors are being computed in the background (first start only).")
 
 if color_by == "reconstruction error":
