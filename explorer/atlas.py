@@ -163,7 +163,7 @@ def merge_shards(path: Path, n: int) -> dict[str, np.ndarray] | None:
 
 
 def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = None,
-                defer_errors: bool = False) -> Atlas:  # fmt: skip
+                defer_errors: bool = False, background_nice: int = 0) -> Atlas:  # fmt: skip
     """The dataset's latents, from the cache or encoded now. On a cache miss with defer_errors,
     this returns as soon as μ and log σ² are there (a map can be drawn), and a background task
     computes the reconstruction errors and then writes the cache entry: on a first start the
@@ -183,7 +183,7 @@ def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = Non
         # duplicates the work, and the atomic writes keep either result whole.
         arrays = encode_arrays(checkpoint, dataset, progress, errors=False)
         arrays["recon_error"] = Task(
-            "atlas-errors", lambda: _finish(checkpoint, dataset, path, arrays)
+            "atlas-errors", lambda: _finish(checkpoint, dataset, path, arrays), nice=background_nice
         ).start()
         hit = False
     else:

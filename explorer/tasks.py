@@ -3,6 +3,9 @@ UMAP fit). The worker thread never touches Streamlit; a page fragment polls `sta
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 import time
 import traceback
@@ -19,6 +22,9 @@ class Task:
     finished: float | None = None
     result: Any = None
     error: str | None = None
+    # Added to the worker thread's nice value (Linux): background work then yields the cores to
+    # the page being drawn and the browser drawing it, rather than sharing them evenly.
+    nice: int = 0
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> Task:
@@ -27,6 +33,8 @@ class Task:
         return self
 
     def _run(self) -> None:
+        if self.nice:
+            lower_priority(self.nice)
         try:
             self.result = self.fn()
         except Exception as e:  # reported on the page, not raised into a dead thread
@@ -47,3 +55,15 @@ class Task:
         if self._thread is not None:
             self._thread.join(timeout)
         return self.result
+
+
+def lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by `nice`; threads it starts later inherit it. On
+    Linux a thread is a task of its own, so this leaves the rest of the process alone; elsewhere
+    the same call would renice the whole process, so it does nothing there."""
+    if sys.platform != "linux" or nice <= 0:
+        return
+    tid = threading.get_native_id()
+    # A sandbox that forbids it: the work still runs, at normal priority.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))

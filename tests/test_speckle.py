@@ -443,3 +443,21 @@ def test_cli_stats(tmp_path: Path) -> None:
     assert tif["grain_fwhm_r"] == pytest.approx(stats.grain_size(sim.images[0]).fwhm_r)
     png = next(r for r in rows if r["file"].endswith("000000.png"))
     assert png["contrast"] == pytest.approx(stats.contrast(sim.images[0]), rel=1e-3)
+
+
+def test_bundled_digits_are_read_without_importing_scikit_learn() -> None:
+    """The digits come from scikit-learn's data file directly (its import costs a fresh start
+    1.3 s), and are exactly what load_digits gives."""
+    code = (
+        "import sys; from vae import speckle; images, target = speckle._digits_8x8(); "
+        "speckle.simulate_mmf(4, 1); print(images.shape, int(target.sum()), 'sklearn' in sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    assert res.stdout.split() == ["(1797,", "8,", "8)", str(int(d.target.sum())), "False"]
+    images, target = speckle._digits_8x8()
+    assert np.array_equal(images, d.images) and np.array_equal(target, d.target)

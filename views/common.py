@@ -32,6 +32,9 @@ T = TypeVar("T")
 IMAGE_WIDTH = 160
 GRID_WIDTH = 900
 GRID_HEIGHT = 1200
+# Background work (UMAP fits, a first build's reconstruction errors) runs at this nice value
+# above the server's, so that pages and the browser showing them come first on a small machine.
+BACKGROUND_NICE = 10
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -79,7 +82,7 @@ def load_dataset(name: str, checkpoint: Checkpoint) -> ImageFolder:
 def _atlas(checkpoint_id: str, dataset_fp: str, _checkpoint: Checkpoint, _dataset) -> Atlas:
     bar = st.progress(0.0, "encoding the dataset")
     atlas = build_atlas(_checkpoint, _dataset, progress=lambda f, msg: bar.progress(min(f, 1.0), msg),
-                        defer_errors=True)  # fmt: skip
+                        defer_errors=True, background_nice=BACKGROUND_NICE)  # fmt: skip
     bar.empty()
     return atlas
 
@@ -89,9 +92,8 @@ def _projection_task(checkpoint_id: str, dataset_fp: str, params: tuple, _atlas:
     """UMAP runs in a background thread shared by every session (the first fit compiles numba
     for ~25 s on 2 cores); pages show the PCA map until it is ready."""
     method, n_neighbors, min_dist, metric = params
-    return Task(
-        f"map-{method}", lambda: build_projection(_atlas, method, n_neighbors, min_dist, metric)
-    ).start()
+    return Task(f"map-{method}", lambda: build_projection(_atlas, method, n_neighbors, min_dist, metric),
+                nice=BACKGROUND_NICE if method != "pca" else 0).start()  # fmt: skip
 
 
 def recon_errors(atlas: Atlas) -> np.ndarray:
