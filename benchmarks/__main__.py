@@ -21,7 +21,16 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
 def _suite(quick: bool) -> list[tuple[str, object]]:
-    from benchmarks import atlas_build, decode, load, retrain, slider, train_speed, upload
+    from benchmarks import (
+        atlas_build,
+        decode,
+        first_start,
+        load,
+        retrain,
+        slider,
+        train_speed,
+        upload,
+    )
 
     return [
         ("train_speed", lambda: train_speed.run(steps=20 if quick else 60)),
@@ -29,6 +38,8 @@ def _suite(quick: bool) -> list[tuple[str, object]]:
         ("slider", lambda: slider.run(moves=10 if quick else 30)),
         ("upload", lambda: upload.run(n_atlas=400 if quick else 2000)),
         ("atlas_build", lambda: atlas_build.run(n=1024 if quick else 4096)),
+        # Quick stops at the first map: UMAP's first fit would take a sixth of its budget.
+        ("first_start", lambda: first_start.run(n=1000 if quick else 2000, wait_umap=not quick)),
         (
             "retrain",
             lambda: retrain.run(

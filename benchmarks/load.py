@@ -107,15 +107,20 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(cache: Path, app_dir: Path = ROOT, n: int = 2000) -> tuple[subprocess.Popen, str]:
+def start_server(cache: Path, app_dir: Path = ROOT, n: int = 2000,
+                 env: dict | None = None) -> tuple[subprocess.Popen, str]:  # fmt: skip
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = os.environ | {
-        "SPECKLE_VAE_CACHE": str(cache),
-        "SPECKLE_VAE_SIM_N": str(n),  # the app's default simulated set
-        "PYTHONPATH": str(ROOT),
-    }
+    env = (
+        os.environ
+        | {
+            "SPECKLE_VAE_CACHE": str(cache),
+            "SPECKLE_VAE_SIM_N": str(n),  # the app's default simulated set
+            "PYTHONPATH": str(ROOT),
+        }
+        | (env or {})
+    )
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true"], cwd=app_dir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
