@@ -170,15 +170,16 @@ def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = Non
     decode would otherwise hold the first map back by two thirds of the encoding time."""
     path = latents_path(checkpoint, dataset)
 
+    cached = cache.load(path)
+    merged = None if cached is not None else merge_shards(path, len(dataset))
+
     def build():
-        merged = merge_shards(path, len(dataset))
         arrays = merged if merged is not None else encode_arrays(checkpoint, dataset, progress)
         return arrays, {"checkpoint": checkpoint.id, "from_shards": merged is not None}
 
-    cached = cache.load(path)
     if cached is not None:
         arrays, hit = cached[0], True
-    elif defer_errors and merge_shards(path, len(dataset)) is None:
+    elif defer_errors and merged is None:
         # Not under the cache's lock: a second process building the same entry meanwhile
         # duplicates the work, and the atomic writes keep either result whole.
         arrays = encode_arrays(checkpoint, dataset, progress, errors=False)
@@ -197,10 +198,7 @@ def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = Non
 def _finish(checkpoint: Checkpoint, dataset, path: Path, arrays: dict) -> np.ndarray:
     err = errors_of(checkpoint, dataset, arrays["mu"])
     full = {k: arrays[k] for k in ("mu", "logvar", "kl")} | {"recon_error": err}
-    try:
-        cache.save(path, full, {"checkpoint": checkpoint.id, "from_shards": False})
-    except OSError as e:  # read-only or full disk: still serve the result, uncached
-        cache.log.warning("%s: cannot write cache (%s); continuing without it", path, e)
+    cache.store(path, full, {"checkpoint": checkpoint.id, "from_shards": False})
     return err
 
 

@@ -117,8 +117,14 @@ def get_or_build(
         if hit is not None:
             return hit[0], hit[1], True
         arrays, meta = build()
-        try:
-            save(path, arrays, meta)
-        except OSError as e:  # read-only or full disk: still serve the result, uncached
-            log.warning("%s: cannot write cache (%s); continuing without it", path, e)
+        store(path, arrays, meta)
         return arrays, meta, False
+
+
+def store(path: Path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
+    """save(), but a read-only or full disk only costs the cache: the caller still serves the
+    result, uncached."""
+    try:
+        save(path, arrays, meta)
+    except OSError as e:
+        log.warning("%s: cannot write cache (%s); continuing without it", path, e)
