@@ -14,16 +14,16 @@ from views import common
 st.set_page_config(page_title="Speckle VAE Explorer", page_icon=":material/grain:", layout="wide")
 
 PAGES = [
-    st.Page("views/atlas.py", title="Atlas", icon=":material/scatter_plot:", default=True),
-    st.Page("views/traverse.py", title="Traverse", icon=":material/tune:"),
-    st.Page("views/interpolate.py", title="Interpolate", icon=":material/swap_horiz:"),
-    st.Page("views/reconstruct.py", title="Reconstruct", icon=":material/upload_file:"),
-    st.Page("views/retrain.py", title="Retrain", icon=":material/model_training:"),
-    st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
-    st.Page("views/model.py", title="Model", icon=":material/description:"),
+    ("views/atlas.py", "Atlas", ":material/scatter_plot:"),
+    ("views/traverse.py", "Traverse", ":material/tune:"),
+    ("views/interpolate.py", "Interpolate", ":material/swap_horiz:"),
+    ("views/reconstruct.py", "Reconstruct", ":material/upload_file:"),
+    ("views/retrain.py", "Retrain", ":material/model_training:"),
+    ("views/compare.py", "Compare", ":material/compare:"),
+    ("views/model.py", "Model", ":material/description:"),
 ]
 
-page = st.navigation(PAGES)
+page = st.navigation(common.pages(PAGES))  # the first is the default
 common.sidebar()
 checkpoint, dataset, atlas = common.current(refresh=True)
 common.model_summary(checkpoint, dataset, atlas)

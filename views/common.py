@@ -3,6 +3,7 @@ lives here, keyed by checkpoint id and dataset fingerprint."""
 
 from __future__ import annotations
 
+import copy
 import gc
 import io
 import threading
@@ -16,6 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer import cache, sources
 from explorer.atlas import Atlas, build_atlas, build_projection
@@ -148,9 +150,16 @@ def projection(atlas: Atlas, method: str = "umap", n_neighbors: int = 15, min_di
     """The requested map if ready, else the PCA map, with a status line for the page."""
     method = method.lower()  # the Atlas page's radio says "UMAP"/"PCA"
     params = (method, n_neighbors, min_dist, metric)
+    # A finished map is remembered by the session (weakly, like current()): asking Streamlit's
+    # cache hashes the arguments, half a millisecond of every slider move.
+    done = st.session_state.setdefault("_maps", {})
+    hit = done.get(params)
+    if hit is not None and hit[0]() is atlas and (proj := hit[1]()) is not None:
+        return proj, ""
     task = _projection_task(atlas.checkpoint.id, atlas.dataset.fingerprint(), params, atlas)
     if task.done and task.error is None:
         proj, _ = task.result
+        done[params] = (weakref.ref(atlas), weakref.ref(proj))
         return proj, ""
     pca = _projection_task(
         atlas.checkpoint.id, atlas.dataset.fingerprint(), ("pca", 15, 0.1, "euclidean"), atlas
@@ -162,6 +171,21 @@ def projection(atlas: Atlas, method: str = "umap", n_neighbors: int = 15, min_di
         pca_proj,
         f"{method.upper()} is being computed in the background ({task.elapsed:.0f} s so far); showing PCA meanwhile",
     )
+
+
+_pages: dict[tuple, list[st.Page]] = {}
+
+
+def pages(specs: list[tuple[str, str, str]]) -> list[st.Page]:
+    """st.Page objects for (script, title, icon) specs, the first the default. Each one resolves
+    its path and hashes it, 2 ms a run for seven pages, so they are built once per process and
+    copied: st.navigation marks the page it returns as callable once, state that concurrent
+    sessions must not share."""
+    key = (str(get_script_run_ctx().pages_manager.main_script_parent), tuple(specs))
+    if key not in _pages:
+        _pages[key] = [st.Page(path, title=title, icon=icon, default=i == 0)
+                       for i, (path, title, icon) in enumerate(specs)]  # fmt: skip
+    return [copy.copy(page) for page in _pages[key]]
 
 
 def switch_model(name: str) -> None:
