@@ -46,3 +46,21 @@ def test_start_from_a_selected_sample(app) -> None:
     assert not app.exception
     assert app.radio(key="trav_source").value == "selected sample"
     assert any("sample #11" in c for c in image_captions(app))
+
+
+def test_a_slider_move_reruns_only_the_slider_fragment(app) -> None:
+    """What a browser's move asks for: the fragment alone reruns, decodes and redraws; the grid,
+    the KL chart and the sidebar are not sent again."""
+    from benchmarks.slider import FragmentMoves
+
+    app.switch_page("views/traverse.py").run()
+    key = next(s.key for s in app.slider if s.key and s.key.startswith("trav_"))
+    moves = FragmentMoves(app, key)
+    assert any(h.value == "Traversal grid" for h in moves.page.subheader)
+    images = set()
+    for i in (0, 3, 9):  # slider values -3.0, -1.5 and +1.5
+        moves.move(i)
+        images.add(moves.image())
+        assert not [h.value for h in app.subheader]  # nothing outside the fragment reran
+        assert len([s for s in app.slider if s.key and s.key.startswith("trav_")]) == 8
+    assert len(images) == 3
