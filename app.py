@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer import tasks
 from views import common
 
 st.set_page_config(page_title="Speckle VAE Explorer", page_icon=":material/grain:", layout="wide")
@@ -27,4 +28,7 @@ page = st.navigation(common.pages(PAGES))  # the first is the default
 common.sidebar()
 checkpoint, dataset, atlas = common.current(refresh=True)
 common.model_summary(checkpoint, dataset, atlas)
-page.run()
+try:
+    page.run()
+finally:  # the page is sent: background work held back for it (UMAP, a first build's errors) starts
+    tasks.release_deferred()

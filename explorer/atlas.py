@@ -183,9 +183,9 @@ def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = Non
         # Not under the cache's lock: a second process building the same entry meanwhile
         # duplicates the work, and the atomic writes keep either result whole.
         arrays = encode_arrays(checkpoint, dataset, progress, errors=False)
-        arrays["recon_error"] = Task(
-            "atlas-errors", lambda: _finish(checkpoint, dataset, path, arrays), nice=background_nice
-        ).start()
+        # Deferred (Task.defer) until the caller's page is drawn, unless it is asked for sooner.
+        arrays["recon_error"] = Task("atlas-errors", lambda: _finish(checkpoint, dataset, path, arrays),
+                                     nice=background_nice, defer=True).start()  # fmt: skip
         hit = False
     else:
         arrays, _, hit = cache.get_or_build(path, build)

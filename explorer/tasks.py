@@ -9,12 +9,13 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: pending tasks are kept in a set
 class Task:
     name: str
     fn: Callable[[], Any]
@@ -25,14 +26,28 @@ class Task:
     # Added to the worker thread's nice value (Linux): background work then yields the cores to
     # the page being drawn and the browser drawing it, rather than sharing them evenly.
     nice: int = 0
+    # Wait for release_deferred() (the end of the script run that asked, so after the page is
+    # sent), for wait(), or at most MAX_DEFER seconds before starting. A UMAP fit's numba
+    # compile holds the GIL for much of its first 25 s, which halved the speed of the first
+    # start's Atlas page (1.8 s from the atlas to the map's element) on 2 cores.
+    defer: bool = False
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _go: threading.Event | None = field(default=None, repr=False)
 
     def start(self) -> Task:
+        if self.defer:
+            self._go = threading.Event()
+            with _deferred_lock:
+                _deferred.add(self)
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
+        if self._go is not None:
+            self._go.wait(MAX_DEFER)
+            with _deferred_lock:
+                _deferred.discard(self)
         if self.nice:
             lower_priority(self.nice)
         try:
@@ -52,9 +67,25 @@ class Task:
         return (self.finished or time.time()) - self.started
 
     def wait(self, timeout: float | None = None) -> Any:
+        if self._go is not None:
+            self._go.set()  # somebody needs the result now
         if self._thread is not None:
             self._thread.join(timeout)
         return self.result
+
+
+MAX_DEFER = 5.0
+_deferred: weakref.WeakSet[Task] = weakref.WeakSet()
+_deferred_lock = threading.Lock()
+
+
+def release_deferred() -> None:
+    """Start every deferred task now: called at the end of each script run."""
+    with _deferred_lock:
+        pending = list(_deferred)
+        _deferred.clear()
+    for task in pending:
+        task._go.set()
 
 
 def lower_priority(nice: int) -> None:

@@ -94,8 +94,9 @@ def _projection_task(checkpoint_id: str, dataset_fp: str, params: tuple, _atlas:
     """UMAP runs in a background thread shared by every session (the first fit compiles numba
     for ~25 s on 2 cores); pages show the PCA map until it is ready."""
     method, n_neighbors, min_dist, metric = params
+    slow = method != "pca"  # UMAP: lower priority, and not before the page asking for it is sent
     return Task(f"map-{method}", lambda: build_projection(_atlas, method, n_neighbors, min_dist, metric),
-                nice=BACKGROUND_NICE if method != "pca" else 0).start()  # fmt: skip
+                nice=BACKGROUND_NICE if slow else 0, defer=slow).start()  # fmt: skip
 
 
 def recon_errors(atlas: Atlas) -> np.ndarray:
