@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import tasks
-from views import common
+from views import start
 
 st.set_page_config(page_title="Speckle VAE Explorer", page_icon=":material/grain:", layout="wide")
 
@@ -24,9 +23,15 @@ PAGES = [
     ("views/model.py", "Model", ":material/description:"),
 ]
 
-page = st.navigation(common.pages(PAGES))  # the first is the default
+page = st.navigation(start.pages(PAGES))  # the first is the default
+slot = start.map_placeholder(page)
+# Imported once a first start's placeholder is on its way: torch and the explorer take seconds.
+from explorer import tasks  # noqa: E402
+from views import common  # noqa: E402
+
 common.sidebar()
 checkpoint, dataset, atlas = common.current(refresh=True)
+start.atlas_served(slot)
 common.model_summary(checkpoint, dataset, atlas)
 try:
     page.run()

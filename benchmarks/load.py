@@ -107,6 +107,11 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+# The Atlas page's map (its plotly_chart keyed "atlas_map"), not the placeholder a first start
+# draws before it.
+MAP = ".st-key-atlas_map .js-plotly-plot"
+
+
 def start_server(cache: Path, app_dir: Path = ROOT, n: int = 2000,
                  env: dict | None = None) -> tuple[subprocess.Popen, str]:  # fmt: skip
     with socket.socket() as s:
@@ -138,7 +143,7 @@ def start_server(cache: Path, app_dir: Path = ROOT, n: int = 2000,
 async def select_and_open_traverse(page, url: str) -> None:
     """Box-select on the Atlas map, wait for the selected sample, then open Traverse."""
     await page.goto(url)
-    plot = page.locator(".js-plotly-plot .nsewdrag").first
+    plot = page.locator(f"{MAP} .nsewdrag").first
     await plot.wait_for(timeout=120_000)
     box = await plot.bounding_box()
     await page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
@@ -228,7 +233,7 @@ async def wait_for_umap(url: str) -> None:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = await browser.new_page()
         await page.goto(url)
-        await page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+        await page.locator(MAP).first.wait_for(timeout=120_000)
         await page.get_by_text("in the background").first.wait_for(
             state="detached", timeout=600_000
         )

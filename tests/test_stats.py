@@ -169,3 +169,12 @@ def test_degenerate_inputs() -> None:
     assert g.fwhm_y == pytest.approx(2 * 32 / 6, rel=0.02)
     with pytest.raises(ValueError, match="2-D"):
         stats.contrast(np.zeros((2, 4, 4)))
+
+
+@pytest.mark.parametrize("sizes", [(500, 500), (300, 1200), (1, 7)])
+def test_wasserstein_matches_scipy(sizes) -> None:
+    rng = np.random.default_rng(sum(sizes))
+    u = rng.exponential(1.0, sizes[0])
+    v = rng.gamma(3.0, 0.4, sizes[1]).round(1)  # ties, as in quantized images
+    assert stats.wasserstein_1d(u, v) == pytest.approx(sst.wasserstein_distance(u, v), rel=1e-12)
+    assert stats.wasserstein_1d(u, u) == 0.0

@@ -3,7 +3,6 @@ lives here, keyed by checkpoint id and dataset fingerprint."""
 
 from __future__ import annotations
 
-import copy
 import gc
 import io
 import threading
@@ -17,7 +16,6 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer import cache, sources
 from explorer.atlas import Atlas, build_atlas, build_projection
@@ -172,21 +170,6 @@ def projection(atlas: Atlas, method: str = "umap", n_neighbors: int = 15, min_di
         pca_proj,
         f"{method.upper()} is being computed in the background ({task.elapsed:.0f} s so far); showing PCA meanwhile",
     )
-
-
-_pages: dict[tuple, list[st.Page]] = {}
-
-
-def pages(specs: list[tuple[str, str, str]]) -> list[st.Page]:
-    """st.Page objects for (script, title, icon) specs, the first the default. Each one resolves
-    its path and hashes it, 2 ms a run for seven pages, so they are built once per process and
-    copied: st.navigation marks the page it returns as callable once, state that concurrent
-    sessions must not share."""
-    key = (str(get_script_run_ctx().pages_manager.main_script_parent), tuple(specs))
-    if key not in _pages:
-        _pages[key] = [st.Page(path, title=title, icon=icon, default=i == 0)
-                       for i, (path, title, icon) in enumerate(specs)]  # fmt: skip
-    return [copy.copy(page) for page in _pages[key]]
 
 
 def switch_model(name: str) -> None:

@@ -90,3 +90,32 @@ def test_first_start_draws_the_map_before_the_reconstruction_errors(
         errors = f["recon_error"]
     assert len(errors) == 300 and errors.min() > 0
     np.testing.assert_allclose(_marker_colours(app), errors, rtol=1e-6)
+
+
+def test_a_first_atlas_is_preceded_by_a_placeholder_that_then_goes(app) -> None:
+    """Before this process's first atlas, a placeholder map is sent ahead of the heavy imports
+    (the browser loads plotly.js meanwhile); once the atlas is there it is cleared, and later
+    runs send none."""
+    from views import start
+
+    start.served = False
+    drawn = []
+    real = start.map_placeholder
+
+    def spy(page):
+        slot = real(page)
+        drawn.append(slot)
+        return slot
+
+    start.map_placeholder = spy
+    try:
+        app.run()
+        assert not app.exception
+        assert drawn and drawn[0] is not None and start.served
+        charts = app.get("plotly_chart")
+        assert len(charts) == 1 and "the map appears here" not in str(charts[0].proto)
+        app.run()
+        assert drawn[1] is None  # served: no placeholder on later runs
+        assert len(app.get("plotly_chart")) == 1
+    finally:
+        start.map_placeholder = real

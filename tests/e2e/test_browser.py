@@ -17,6 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # README screenshots: SCREENSHOT_DIR=docs/screenshots python -m pytest tests/e2e
+# The Atlas page's map (its plotly_chart keyed "atlas_map"), not the placeholder a first start
+# draws before it.
+MAP = ".st-key-atlas_map .js-plotly-plot"
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "tests" / "e2e" / "screenshots"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -108,11 +111,12 @@ def wait_app(page) -> None:
 def test_map_renders_and_box_select_shows_a_sample(server, page) -> None:
     page.goto(server)
     wait_app(page)
-    plot = page.locator(".js-plotly-plot").first
+    plot = page.locator(MAP).first  # the map, not the placeholder drawn before it
     plot.wait_for(timeout=120_000)
-    page.wait_for_selector(".js-plotly-plot canvas", timeout=60_000)  # WebGL scatter
+    page.wait_for_selector(f"{MAP} canvas", timeout=60_000)  # WebGL scatter
     shot(page, "atlas")
-    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    assert not page.get_by_text("the map appears here").count()  # the placeholder is gone
+    box = page.locator(f"{MAP} .nsewdrag").first.bounding_box()
     assert box and box["width"] > 100
     # Drag a box over the middle of the map (dragmode is "select").
     x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2
