@@ -136,6 +136,9 @@ def run(moves: int = 40) -> list[dict]:
     frag_app.session_state["atlas_method"] = "PCA"
     frag_app.switch_page("views/traverse.py").run()
     frag = FragmentMoves(frag_app, key)
+    from views import common
+
+    common.wait_for_decoders()  # the app builds its ONNX Runtime decoder in the background
     seen = set()
     for i in range(5):  # warm-up: first decodes, caches
         _move(bare, "s", i), _move(torch_bare, "s", i), _move(app, key, i), frag.move(i)

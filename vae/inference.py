@@ -34,20 +34,32 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def for_interactive_use(model: VAE) -> VAE:
+def for_interactive_use(model: VAE, fast: bool = True) -> VAE:
     """Eval mode, and on the CPU a fast path for the few-latent decodes of the app (slider moves,
     a clicked sample): the decoder as an ONNX Runtime session (vae/ort_decoder.py; measured
     2.3–2.8 → 0.67–0.92 ms a latent for the demo model), checked against the module before
     use. Where that is not possible the torch decoder runs channels-last, which oneDNN's
     convolutions take directly (~25% faster). For loaded models only: training keeps the default
-    layout, and safetensors cannot save channels-last weights."""
+    layout, and safetensors cannot save channels-last weights. `fast=False` leaves the ONNX
+    Runtime session to a later build_fast_decoder() call (the app builds it in the background:
+    1.4 s of a first start on 2 cores); decodes use torch until then."""
     model.eval()
     if _device_of(model).type == "cpu":
         model.decoder.to(memory_format=torch.channels_last)
-        fast = _build_fast(model)
-        if fast is not None:
-            _fast[model] = fast
+        if fast:
+            build_fast_decoder(model)
     return model
+
+
+def build_fast_decoder(model: VAE) -> bool:
+    """Build and check the ONNX Runtime decoder of a CPU model for_interactive_use() prepared,
+    and use it from then on; False where it is not possible (torch stays in use)."""
+    if _device_of(model).type != "cpu":
+        return False
+    fast = _build_fast(model)
+    if fast is not None:
+        _fast[model] = fast
+    return fast is not None
 
 
 def decoder_backend(model: VAE) -> str:

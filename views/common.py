@@ -25,7 +25,13 @@ from explorer.tasks import Task
 from vae.checkpoint import Checkpoint, load_checkpoint
 from vae.data import ImageFolder, Normalization
 from vae.device import pick_device
-from vae.inference import decode, for_interactive_use, start_interactive_thread
+from vae.inference import (
+    build_fast_decoder,
+    decode,
+    decoder_backend,
+    for_interactive_use,
+    start_interactive_thread,
+)
 
 T = TypeVar("T")
 
@@ -37,11 +43,33 @@ GRID_HEIGHT = 1200
 BACKGROUND_NICE = 10
 
 
+# The ONNX Runtime decoder of each loaded model, built in the background after the page that
+# loaded it is sent (1.4 s of a first start on 2 cores); single-latent decodes use torch until then.
+decoder_builds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _load_model(path: str, mtime: float) -> Checkpoint:
     checkpoint = load_checkpoint(path, device=pick_device("auto"))
-    for_interactive_use(checkpoint.model)
+    model = for_interactive_use(checkpoint.model, fast=False)
+    decoder_builds[model] = Task("onnx-decoder", lambda: build_fast_decoder(model),
+                                 nice=BACKGROUND_NICE, defer=True).start()  # fmt: skip
     return checkpoint
+
+
+def decoder_status(checkpoint: Checkpoint) -> str:
+    """Which implementation serves this model's single-latent decodes, for the model card."""
+    task = decoder_builds.get(checkpoint.model)
+    backend = decoder_backend(checkpoint.model)
+    if task is not None and not task.done:
+        return f"{backend} until the ONNX Runtime decoder, being built in the background, is ready"
+    return backend
+
+
+def wait_for_decoders(timeout: float = 60.0) -> None:
+    """Until every loaded model's ONNX Runtime decoder is built (benchmarks, tests)."""
+    for task in list(decoder_builds.values()):
+        task.wait(timeout)
 
 
 def _model_files(name: str) -> tuple[Path, float]:

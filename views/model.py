@@ -11,7 +11,6 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from explorer.probes import dim_label_scores, probe_scores
-from vae.inference import decoder_backend
 from vae.train import read_metrics
 from views import common
 
@@ -32,7 +31,7 @@ with left:
         f"- trained for {c.get('step', '?')} steps on {c.get('dataset', {}).get('n_train', '?')} images "
         f"(dataset fingerprint `{str(c.get('dataset', {}).get('fingerprint', ''))[:12]}`)\n"
         f"- id `{checkpoint.id[:16]}`, package {c.get('version')}, torch {c.get('torch')}\n"
-        f"- single-latent decodes here (sliders, clicks): {decoder_backend(checkpoint.model)}"
+        f"- single-latent decodes here (sliders, clicks): {common.decoder_status(checkpoint)}"
     )
     st.markdown("**Training command**")
     st.code(c.get("command", "(not recorded)"), language="bash")
