@@ -241,7 +241,9 @@ def test_mmf_same_fibre_for_every_sample_seed() -> None:
         i = int(np.flatnonzero(a.labels.source_index == s)[0])
         j = int(np.flatnonzero(b.labels.source_index == s)[0])
         assert np.array_equal(a.patterns[i], b.patterns[j])
-        assert np.array_equal(a.images[i], b.images[j])
+        # Same to float precision, not bit for bit: the two sit at different rows of their
+        # blocks, and BLAS may sum a row differently by its place in a block.
+        np.testing.assert_allclose(a.images[i], b.images[j], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(speckle.propagate(a.patterns[:4], t1), a.images[:4], rtol=1e-6)
 
 

@@ -239,10 +239,16 @@ def propagate(patterns: np.ndarray, tm: np.ndarray, chunk: int = 1024) -> np.nda
     t_re = np.ascontiguousarray(tm[lit].real.T)
     t_im = np.ascontiguousarray(tm[lit].imag.T)
     out = np.zeros((len(x), size * size), dtype=np.float32)
+    block = np.zeros((chunk, x.shape[1]), dtype=np.float32)
     for s in range(0, len(x), chunk):
-        xs = x[s : s + chunk]
-        re, im = xs @ t_re, xs @ t_im
-        out[s : s + chunk, lit] = re * re + im * im
+        # Always a full block, zero-padded: BLAS may pick its kernels, and so its summation
+        # order, by the number of rows, and sample i must come out bit for bit the same
+        # whatever n is (prefix-stable sets; seen differing by 2e-7 on a CPU without AVX-512).
+        rows = min(chunk, len(x) - s)
+        block[:rows] = x[s : s + rows]
+        block[rows:] = 0.0
+        re, im = block @ t_re, block @ t_im
+        out[s : s + rows, lit] = (re * re + im * im)[:rows]
     return out.reshape(len(x), size, size)
 
 
@@ -666,7 +672,9 @@ WRITE_THREADS = 4
 def _save_png(arr: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    Image.fromarray(arr).save(path, format="PNG")
+    # zlib level 1: measured on simulated 16-bit speckle, 1.21 -> 0.78 ms a frame for files 2%
+    # larger (speckle barely compresses); a first start writes 2000 frames and patterns.
+    Image.fromarray(arr).save(path, format="PNG", compress_level=1)
 
 
 def write_dataset(sim: SimulatedSet, out: Path, *, overwrite: bool = False) -> None:
