@@ -21,7 +21,11 @@ def pages(specs: list[tuple[str, str, str]]) -> list[st.Page]:
     its path and hashes it, 2 ms a run for seven pages, so they are built once per process and
     copied: st.navigation marks the page it returns as callable once, state that concurrent
     sessions must not share."""
-    key = (str(get_script_run_ctx().pages_manager.main_script_parent), tuple(specs))
+    ctx = get_script_run_ctx()
+    if ctx is None:  # bare mode (app.py imported outside a server, e.g. as a spawned __main__)
+        return [st.Page(path, title=title, icon=icon, default=i == 0)
+                for i, (path, title, icon) in enumerate(specs)]  # fmt: skip
+    key = (str(ctx.pages_manager.main_script_parent), tuple(specs))
     if key not in _pages:
         _pages[key] = [st.Page(path, title=title, icon=icon, default=i == 0)
                        for i, (path, title, icon) in enumerate(specs)]  # fmt: skip
@@ -33,7 +37,7 @@ def map_placeholder(page: st.Page):
     will be, drawn before torch is even imported. The browser meanwhile fetches and compiles
     plotly.js (4.4 s of a first start's 20 s on 2 cores went to that after the map was sent).
     Returns the slot to clear once the atlas is there, or None."""
-    if served or page.title != "Atlas":
+    if served or get_script_run_ctx() is None or page.title != "Atlas":
         return None
     fig = go.Figure()
     fig.add_annotation(text="the map appears here once the dataset is encoded", showarrow=False,

@@ -64,3 +64,22 @@ def test_pngs_are_lossless() -> None:
         assert im.size == (48, 48)
         px = np.asarray(im)
     np.testing.assert_array_equal(px[::3, ::3], (gray * 255).round().astype(np.uint8))
+
+
+def test_app_script_runs_outside_a_server(tmp_path) -> None:
+    """After an AppTest run, __main__ is app.py, and a process started with "spawn" (DataLoader
+    workers on macOS and Windows, or any spawn context) runs it again outside any server: every
+    Streamlit call is then a no-op, and nothing may fail (the navigation once did)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {"SPECKLE_VAE_CACHE": str(tmp_path), "SPECKLE_VAE_SIM_N": "60",
+                        "PYTHONPATH": str(root)}  # fmt: skip
+    code = "import runpy; runpy.run_path('app.py', run_name='__mp_main__'); print('done')"
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().endswith("done")
