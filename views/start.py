@@ -40,12 +40,15 @@ def map_placeholder(page: st.Page):
     if served or get_script_run_ctx() is None or page.title != "Atlas":
         return None
     fig = go.Figure()
-    fig.add_annotation(text="the map appears here once the dataset is encoded", showarrow=False,
-                       font={"color": "grey", "size": 15}, x=0.5, y=0.5, xref="paper", yref="paper")  # fmt: skip
-    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    fig.add_annotation(text="the map appears here once the model and the dataset's latents are loaded",
+                       showarrow=False, font={"color": "grey", "size": 15}, x=0.5, y=0.5,
+                       xref="paper", yref="paper")  # fmt: skip
+    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 10}, plot_bgcolor="#f4f4f6",
                       xaxis={"visible": False}, yaxis={"visible": False})  # fmt: skip
     slot = st.empty()
-    slot.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
+    with slot.container():
+        st.title("Atlas")
+        st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
     return slot
 
 

@@ -113,7 +113,11 @@ def test_a_first_atlas_is_preceded_by_a_placeholder_that_then_goes(app) -> None:
         assert not app.exception
         assert drawn and drawn[0] is not None and start.served
         charts = app.get("plotly_chart")
-        assert len(charts) == 1 and "the map appears here" not in str(charts[0].proto)
+        assert (
+            len(charts) == 1
+            and "the map appears here" not in str(charts[0].proto)
+            and len(app.title) == 1
+        )
         app.run()
         assert drawn[1] is None  # served: no placeholder on later runs
         assert len(app.get("plotly_chart")) == 1
