@@ -54,10 +54,11 @@ def job(data: Path, names: tuple[str, ...], steps: int, root: Path) -> float:
     j = m.submit("bench", JobRequest(str(data), names, (0.05,), steps=steps, lr=1e-3,
                                      init_from=str(ROOT / "models" / "demo"), batch_size=32))  # fmt: skip
     while j.state not in (DONE, "failed", "cancelled"):
+        m.heartbeat("bench")  # as the page's polling fragment does: else a job over 2 min is reaped
         m.poll()
         time.sleep(0.05)
     if j.state != DONE:
-        raise RuntimeError(j.error)
+        raise RuntimeError(f"job {j.state}: {j.error}")
     return time.perf_counter() - t0
 
 
