@@ -52,7 +52,10 @@ decoder_builds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _load_model(path: str, mtime: float) -> Checkpoint:
     checkpoint = load_checkpoint(path, device=pick_device("auto"))
     model = for_interactive_use(checkpoint.model, fast=False)
-    decoder_builds[model] = Task("onnx-decoder", lambda: build_fast_decoder(model),
+    # Weakly: the task is the value of a weak-keyed entry for the model, and a strong reference
+    # from it would keep an evicted model alive.
+    ref = weakref.ref(model)
+    decoder_builds[model] = Task("onnx-decoder", lambda: (m := ref()) is not None and build_fast_decoder(m),
                                  nice=BACKGROUND_NICE, defer=True).start()  # fmt: skip
     return checkpoint
 
