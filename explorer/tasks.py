@@ -3,6 +3,7 @@ UMAP fit). The worker thread never touches Streamlit; a page fragment polls `sta
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
@@ -40,6 +41,8 @@ class Task:
             with _deferred_lock:
                 _deferred.add(self)
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        with _deferred_lock:
+            _live.add(self)
         self._thread.start()
         return self
 
@@ -48,6 +51,9 @@ class Task:
             self._go.wait(MAX_DEFER)
             with _deferred_lock:
                 _deferred.discard(self)
+            if _exiting.is_set():  # released by the interpreter's exit: never started
+                self.error, self.finished = "not run: the process is exiting", time.time()
+                return
         if self.nice:
             lower_priority(self.nice)
         try:
@@ -77,6 +83,28 @@ class Task:
 MAX_DEFER = 5.0
 _deferred: weakref.WeakSet[Task] = weakref.WeakSet()
 _deferred_lock = threading.Lock()
+
+
+# Every started task, and whether the interpreter is exiting (see _at_exit).
+_live: weakref.WeakSet[Task] = weakref.WeakSet()
+_exiting = threading.Event()
+EXIT_WAIT = 10.0
+
+
+@atexit.register
+def _at_exit() -> None:
+    """A daemon thread still inside torch or ONNX Runtime when the interpreter tears down their
+    C++ state aborts the process ("terminate called without an active exception", seen at the
+    exit of a script that had just released a decoder build). So deferred tasks that have not
+    started are dropped, and running ones get up to EXIT_WAIT seconds in all to finish."""
+    _exiting.set()
+    release_deferred()
+    deadline = time.monotonic() + EXIT_WAIT
+    with _deferred_lock:
+        live = list(_live)
+    for task in live:
+        if task._thread is not None:
+            task._thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def release_deferred() -> None:

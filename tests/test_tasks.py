@@ -47,3 +47,16 @@ def test_tasks_that_are_not_deferred_start_at_once() -> None:
     gate.set()
     task.wait(10)
     assert task.error is None
+
+
+def test_exit_drops_unstarted_deferred_tasks_and_waits_for_running_ones(monkeypatch) -> None:
+    """At interpreter exit a deferred task must not start torch work that the teardown would
+    then abort, and a running one is given time to finish."""
+    log: list[str] = []
+    held = Task("held", _started(log, "held"), defer=True).start()
+    running = Task("running", lambda: (time.sleep(0.3), log.append("running")), defer=False).start()
+    monkeypatch.setattr(tasks, "_exiting", threading.Event())
+    tasks._at_exit()
+    assert running.done and "running" in log
+    held.wait(10)
+    assert held.done and "held" not in log and held.error.startswith("not run")
