@@ -21,14 +21,17 @@ def pages(specs: list[tuple[str, str, str]]) -> list[st.Page]:
     its path and hashes it, 2 ms a run for seven pages, so they are built once per process and
     copied: st.navigation marks the page it returns as callable once, state that concurrent
     sessions must not share."""
-    ctx = get_script_run_ctx()
-    if ctx is None:  # bare mode (app.py imported outside a server, e.g. as a spawned __main__)
+
+    def build() -> list[st.Page]:
         return [st.Page(path, title=title, icon=icon, default=i == 0)
                 for i, (path, title, icon) in enumerate(specs)]  # fmt: skip
+
+    ctx = get_script_run_ctx()
+    if ctx is None:  # bare mode (app.py imported outside a server, e.g. as a spawned __main__)
+        return build()
     key = (str(ctx.pages_manager.main_script_parent), tuple(specs))
     if key not in _pages:
-        _pages[key] = [st.Page(path, title=title, icon=icon, default=i == 0)
-                       for i, (path, title, icon) in enumerate(specs)]  # fmt: skip
+        _pages[key] = build()
     return [copy.copy(page) for page in _pages[key]]
 
 
