@@ -29,7 +29,8 @@ from explorer.atlas import build_atlas, build_projection
 from vae.checkpoint import load_checkpoint
 from vae.data import ImageFolder, Normalization
 t_imports = time.perf_counter()
-ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL)
+# As the app opens it: the config and the weights' hash now, the model (and torch) on first use.
+ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL, lazy=True)
 norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])
 """
 
@@ -54,7 +55,7 @@ np.save(sys.argv[1], atlas.mu)
 print(json.dumps({"data": t_data - t0, "encode": t_encoded - t_data, "first_map": t_pca - t0,
                   "umap": t_umap - t_pca, "total_after_data": t_done - t_data, "to_umap": t_umap - t0,
                   "after_imports": t_umap - t_imports, "scan": t_scanned - t_data,
-                  "hits": [atlas.cache_hit, hit]}))
+                  "hits": [atlas.cache_hit, hit], "torch_imported": "torch" in sys.modules}))
 """
 )
 
@@ -63,6 +64,7 @@ ENCODE_ONLY = (
     + """
 from vae.inference import encode_dataset
 ds = ImageFolder(sources.ensure_simulated(), 64, norm)
+ck.model  # loaded before the clock: the reference is the encode alone
 t1 = time.perf_counter()
 encode_dataset(ck.model, ds, reconstruct=True, keep_images=True)
 print(json.dumps({"encode": time.perf_counter() - t1}))
@@ -116,6 +118,7 @@ def run(n: int = 4096) -> list[dict]:
             # Imports (torch, Streamlit's stack, umap-learn) are paid once per server, not per open.
             {"benchmark": f"atlas_cached_open[n={n}]", "seconds": cached["to_umap"], "hits": cached["hits"],
              "seconds_after_imports": cached["after_imports"], "scan_seconds": cached["scan"],
+             "torch_imported": cached["torch_imported"],
              "first_scan_seconds": ours["scan"], "limit_seconds": 2.0, "ratio": cached["to_umap"] / 2.0,
              "ratio_after_imports": cached["after_imports"] / 2.0},
             {"benchmark": f"first_start[n={n}]", "first_map_seconds": ours["first_map"],

@@ -19,8 +19,7 @@ from explorer.latent_ops import NeighbourIndex, rank_dims
 from explorer.projection import Projection, fit_projection
 from explorer.tasks import Task
 from vae.checkpoint import Checkpoint
-from vae.inference import encode_dataset, kl_per_dim, kl_terms, reconstruction_errors
-from vae.loss import ACTIVE_NATS, active_units
+from vae.kl import ACTIVE_NATS, active_units, kl_per_dim, kl_terms
 
 Progress = Callable[[float, str], None]
 
@@ -109,6 +108,8 @@ def encode_arrays(checkpoint: Checkpoint, dataset, progress: Progress | None = N
     """μ, log σ² and KL of every sample, and unless errors=False its reconstruction error (MSE of
     z = μ), computed in a second pass (reconstruction_errors) so that no pass holds the whole
     dataset's images."""
+    from vae.inference import encode_dataset  # torch: not needed to open a cached atlas
+
     share = 0.4 if errors else 1.0  # the decode of the second pass costs more than the encode
 
     def report(done: int, total: int) -> None:
@@ -127,6 +128,8 @@ def encode_arrays(checkpoint: Checkpoint, dataset, progress: Progress | None = N
 
 def errors_of(checkpoint: Checkpoint, dataset, mu: np.ndarray, progress: Progress | None = None,
               start: float = 0.0, workers: int = 0, batch_size: int = 256) -> np.ndarray:  # fmt: skip
+    from vae.inference import reconstruction_errors
+
     def report(done: int, total: int) -> None:
         if progress:
             progress(start + (1 - start) * done / max(total, 1),

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-from scipy.special import ndtri
 
 TRAVERSAL_MODES = ("sigma", "quantile", "absolute")
 INTERPOLATIONS = ("lerp", "slerp")
@@ -46,6 +44,8 @@ def traverse(
         if mode == "sigma":
             out[rows, d] = z0[d] + values * float(scale[d])
         elif mode == "quantile":
+            from scipy.special import ndtri  # imported when first used: 0.2 s
+
             out[rows, d] = ndtri(values)
         else:
             out[rows, d] = values
@@ -106,6 +106,8 @@ class NeighbourIndex:
     50k × 60 took 7.7 ms that way and takes 1.3 ms with them kept."""
 
     def __init__(self, latents: np.ndarray) -> None:
+        import torch  # here, not at the top: a cached atlas opens without torch
+
         # In torch, not numpy: numpy's BLAS threads and torch's OpenMP threads contend on a small
         # machine, which made the next model call after a numpy matmul 4× slower.
         # float64: the |a|² − 2a·b + |b|² expansion cancels badly in float32 for near neighbours.
@@ -116,6 +118,8 @@ class NeighbourIndex:
         return len(self.data)
 
     def query(self, z: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
         q_all = torch.as_tensor(np.atleast_2d(np.asarray(z, np.float64)))
         k = min(k, len(self.data))
         idx_out, dist_out = [], []

@@ -79,19 +79,19 @@ def test_deferred_errors_come_after_the_latents_and_then_fill_the_cache(
     task computes and only then caches; they equal the per-image MSE of decoding μ."""
     import threading
 
-    from explorer import atlas as atlas_mod
+    from vae import inference as inference_mod  # explorer.atlas imports it on use
     from vae.inference import decode
 
     model = tiny_checkpoint(tmp_path / "a")
     dataset = ImageFolder(sim_folder, 32, Normalization())
     release = threading.Event()
-    real = atlas_mod.reconstruction_errors
+    real = inference_mod.reconstruction_errors
 
     def held(*args, **kwargs):
         assert release.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(atlas_mod, "reconstruction_errors", held)
+    monkeypatch.setattr(inference_mod, "reconstruction_errors", held)
     first = build_atlas(model, dataset, defer_errors=True)
     assert first.mu.shape == (96, 8) and not first.errors_ready
     assert not list((cache_dir / "latents").glob("*.npz"))  # nothing cached without the errors
@@ -110,12 +110,12 @@ def test_deferred_errors_come_after_the_latents_and_then_fill_the_cache(
 def test_failed_deferred_errors_are_reported_and_not_cached(
     tmp_path, cache_dir, sim_folder, monkeypatch
 ) -> None:
-    from explorer import atlas as atlas_mod
+    from vae import inference as inference_mod  # explorer.atlas imports it on use
 
     def broken(*args, **kwargs):
         raise OSError("disk went away")
 
-    monkeypatch.setattr(atlas_mod, "reconstruction_errors", broken)
+    monkeypatch.setattr(inference_mod, "reconstruction_errors", broken)
     atlas = build_atlas(tiny_checkpoint(tmp_path / "a"), ImageFolder(sim_folder, 32, Normalization()),
                         defer_errors=True)  # fmt: skip
     atlas.errors.wait(30)
@@ -260,3 +260,36 @@ def test_encode_cli_single_and_torchrun_shards_agree(tmp_path, cache_dir, sim_fo
     assert reference.cache_hit  # the CLI wrote the app's cache entry
     np.testing.assert_allclose(merged.mu, reference.mu, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(merged.kl, reference.kl, rtol=1e-4, atol=1e-5)
+
+
+def test_cached_atlas_opens_without_torch(tmp_path, cache_dir, sim_folder) -> None:
+    """What a second start does: a lazily opened checkpoint and a cached atlas and map, in a new
+    process that never imports torch, with the same arrays as the build."""
+    import os
+    import subprocess
+    import sys
+
+    model = tiny_checkpoint(tmp_path / "m")
+    built = build_atlas(model, ImageFolder(sim_folder, 32, Normalization()))
+    pca, _ = build_projection(built, "pca")
+    code = """
+import sys, numpy as np
+from explorer.atlas import build_atlas, build_projection
+from vae.checkpoint import load_checkpoint
+from vae.data import ImageFolder, Normalization
+ck = load_checkpoint(sys.argv[1], lazy=True)
+atlas = build_atlas(ck, ImageFolder(sys.argv[2], 32, Normalization()))
+proj, hit = build_projection(atlas, "pca")
+np.savez(sys.argv[3], mu=atlas.mu, err=atlas.recon_error, coords=proj.coords)
+print(atlas.cache_hit, hit, atlas.active_units, "torch" in sys.modules)
+"""
+    env = os.environ | {cache.CACHE_ENV: str(cache_dir), "PYTHONPATH": str(sources.REPO)}
+    out = tmp_path / "opened.npz"
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m"), str(sim_folder), str(out)],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["True", "True", str(built.active_units), "False"]
+    opened = np.load(out)
+    np.testing.assert_array_equal(opened["mu"], built.mu)
+    np.testing.assert_array_equal(opened["err"], built.recon_error)
+    np.testing.assert_array_equal(opened["coords"], pca.coords)

@@ -168,7 +168,9 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ckpt, "save_file", full)
+    import safetensors.torch  # vae.checkpoint imports its save_file on use
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
     code = main([*argv[:5], "4", *argv[6:], "--resume"])
     err = capsys.readouterr().err
     assert code == 2 and "No space left on device" in err

@@ -18,15 +18,21 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from vae import __version__
-from vae.model import VAE, VAEConfig
+from vae.config import VAEConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from vae.model import VAE
 
 FORMAT = "speckle-vae-checkpoint"
 FORMAT_VERSION = 1
@@ -42,13 +48,28 @@ class CheckpointError(ValueError):
     """One line: '<file>: <problem>'."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Checkpoint:
     path: Path
     config: dict  # the whole config.json
     model_config: VAEConfig
-    model: VAE
+    loaded: VAE | None  # None until `model` is first read (load_checkpoint(lazy=True))
     id: str  # sha256 of model.safetensors
+    device: str = "cpu"  # or "auto": vae.device.pick_device's choice when the model is built
+    # Applied to the model once, when it is built (the app's interactive set-up).
+    prepare: Callable[[VAE], VAE] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def model(self) -> VAE:
+        """The module, built from the weights on first use for a lazily opened checkpoint (torch
+        imported then). Errors are one-line CheckpointErrors, as from load_checkpoint."""
+        if self.loaded is None:
+            with self._lock:
+                if self.loaded is None:
+                    model = _build_model(self.path, self.config, self.model_config, self.device)
+                    self.loaded = self.prepare(model) if self.prepare else model
+        return self.loaded
 
     @property
     def beta(self) -> float:
@@ -120,6 +141,9 @@ def save_checkpoint(
     resume_state: dict | None = None,
 ) -> str:
     """Atomically write a checkpoint directory; return its id (sha256 of the weights)."""
+    import torch
+    from safetensors.torch import save_file
+
     directory = Path(directory)
     parent = directory.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -196,18 +220,26 @@ def read_config(directory: str | Path) -> dict:
     return config
 
 
-def read_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; refuse pickles and files whose hash does not match."""
+def _check_file(path: Path, expected_sha256: str | None) -> str:
+    """The checks of a weights file that need no torch: present, not empty, not a pickle, and
+    the hash config.json gives. Returns the file's sha256."""
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file")
     if _sniff_pickle(path):
         raise CheckpointError(f"{path}: is a pickle (torch.save) file; refusing to load it")
-    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+    digest = file_sha256(path)
+    if expected_sha256 is not None and digest != expected_sha256:
         raise CheckpointError(
             f"{path}: content hash does not match config.json (truncated or altered)"
         )
+    return digest
+
+
+def read_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; refuse pickles and files whose hash does not match."""
+    _check_file(path, expected_sha256)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
@@ -218,6 +250,10 @@ def read_weights(path: Path, expected_sha256: str | None = None) -> dict[str, to
 
 
 def _check_shapes(path: Path, config: VAEConfig, state: dict[str, torch.Tensor]) -> None:
+    import torch
+
+    from vae.model import VAE
+
     # Build on the meta device: shapes only, so an absurd config allocates nothing.
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in VAE(config).state_dict().items()}
@@ -234,8 +270,14 @@ def _check_shapes(path: Path, config: VAEConfig, state: dict[str, torch.Tensor])
             )
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the model from the checkpoint alone. Errors are one-line CheckpointErrors."""
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", lazy: bool = False
+) -> Checkpoint:
+    """Rebuild the model from the checkpoint alone. Errors are one-line CheckpointErrors.
+
+    lazy=True reads and checks the config and the weights file's hash now, without torch, and
+    builds the model on the first read of `.model`: a cached atlas needs only the checkpoint's id
+    and config, and its map opens before torch is even imported."""
     directory = resolve(path)
     config = read_config(directory)
     try:
@@ -243,13 +285,27 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / CONFIG}: bad model config ({e})") from None
     weights_path = directory / WEIGHTS
+    expected = config.get("weights_sha256")
+    if lazy:
+        digest = _check_file(weights_path, expected)
+        return Checkpoint(directory, config, model_config, None, digest, str(device))
+    model = _build_model(directory, config, model_config, device)
+    digest = expected or file_sha256(weights_path)
+    return Checkpoint(directory, config, model_config, model, digest, str(device))
+
+
+def _build_model(directory: Path, config: dict, model_config: VAEConfig, device) -> VAE:
+    from vae.device import pick_device
+    from vae.model import VAE
+
+    if device == "auto":
+        device = pick_device("auto")
+    weights_path = directory / WEIGHTS
     state = strip_prefixes(read_weights(weights_path, config.get("weights_sha256")))
     _check_shapes(weights_path, model_config, state)
     model = VAE(model_config)
     model.load_state_dict(state)
-    model.eval().to(device)
-    digest = config.get("weights_sha256") or file_sha256(weights_path)
-    return Checkpoint(directory, config, model_config, model, digest)
+    return model.eval().to(device)
 
 
 def read_resume(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

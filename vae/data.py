@@ -24,7 +24,9 @@ three normalizations and what each does to the speckle contrast K = σ/μ:
 Datasets: `ImageFolder` scans a folder tree once (validating every file, skipping bad ones with one
 warning each) and reads pixels lazily; .npy/.npz stacks give one sample per frame and are
 memory-mapped when stored uncompressed. An optional labels.csv becomes `.labels`.
-`ArrayDataset` offers the same interface over an in-memory array.
+`ArrayDataset` offers the same interface over an in-memory array. Both are plain map-style
+datasets (len and indexing), which DataLoader and Subset take as they are; torch is imported on
+the first item only, so that opening a folder, scanning it and fingerprinting it need no torch.
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image, ImageFile
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -653,7 +657,7 @@ def _write_scan_record(path: str | Path, root: Path, files: dict[str, list]) -> 
         logger.info("%s: scan record not written (%s)", path, e.strerror or e)
 
 
-class ImageFolder(torch.utils.data.Dataset):
+class ImageFolder:
     """A folder tree of images and .npy/.npz stacks, preprocessed on read.
 
     `dataset[i]` is a (1, size, size) float32 tensor. Attributes: `files` [(relative path, frame
@@ -905,6 +909,8 @@ class ImageFolder(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(self.image(int(i)))[None]
 
     def pattern(self, i: int) -> np.ndarray | None:
@@ -988,7 +994,7 @@ def _summarize(shapes: list[tuple[int, int]], modes: list[str], size: int) -> li
     return notes
 
 
-class ArrayDataset(torch.utils.data.Dataset):
+class ArrayDataset:
     """In-memory images (N, H, W) already in [0, 1] (tests, and callers of explorer.atlas with
     arrays of their own), with the ImageFolder interface: `labels`, `files`, `skipped`, `notes`,
     `read_raw`, `image`, `pattern`, `fingerprint`. The images are a read-only copy, so that the
@@ -1036,6 +1042,8 @@ class ArrayDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(self.images[int(i)].copy())[None]  # torch wants writable memory
 
     def image(self, i: int) -> np.ndarray:

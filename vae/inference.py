@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vae.device import autocast
+from vae.kl import kl_per_dim, kl_terms  # noqa: F401 (public here)
 from vae.model import VAE
 
 T = TypeVar("T")
@@ -249,11 +250,30 @@ def _one_intra_op_thread() -> None:
 _interactive = ThreadPoolExecutor(1, "speckle-decode", initializer=_one_intra_op_thread)
 
 
+_submit_lock = threading.Lock()
+_started = False  # something has been submitted: the worker exists or is starting
+
+
+def _submit(fn: Callable[..., T], /, *args, **kwargs):
+    global _started
+    with _submit_lock:
+        _started = True
+        return _interactive.submit(fn, *args, **kwargs)
+
+
 def start_interactive_thread() -> None:
     """Start the interactive thread now, before the caller starts threads of its own: a thread
     that made its first torch call while the initializer had the default count at 1 would keep
-    one thread for life."""
-    _interactive.submit(lambda: None).result()
+    one thread for life. Waits only if this call starts the worker, so its task is the first in
+    the queue: the app calls this while holding a checkpoint's lock (Checkpoint.prepare), and a
+    queued task waiting on that lock would otherwise never let it through."""
+    global _started
+    with _submit_lock:
+        if _started:
+            return
+        _started = True
+        first = _interactive.submit(lambda: None)
+    first.result()
 
 
 def on_interactive_thread(fn: Callable[..., T], /, *args, **kwargs) -> T:
@@ -262,19 +282,9 @@ def on_interactive_thread(fn: Callable[..., T], /, *args, **kwargs) -> T:
     uses every core. Called from the worker itself, it runs fn there (no deadlock)."""
     if getattr(_worker, "active", False):
         return fn(*args, **kwargs)
-    return _interactive.submit(fn, *args, **kwargs).result()
+    return _submit(fn, *args, **kwargs).result()
 
 
 def decode_interactive(model: VAE, z: np.ndarray | torch.Tensor) -> np.ndarray:
     """decode() of a few latents (a slider move, a clicked sample) on the interactive thread."""
     return on_interactive_thread(decode, model, z)
-
-
-def kl_terms(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-    """KL(q(z|x) || N(0, I)) of every sample and dim, in nats: (N, dz)."""
-    return -0.5 * (1.0 + logvar - mu**2 - np.exp(logvar))
-
-
-def kl_per_dim(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-    """Mean KL per dimension over the data: (dz,)."""
-    return kl_terms(mu, logvar).mean(0)

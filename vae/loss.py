@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vae.kl import ACTIVE_NATS, active_units  # noqa: F401 (public here)
 from vae.model import DiagonalGaussian
 
 RECON_CONVENTIONS = ("sse", "mse")
@@ -52,11 +53,3 @@ def vae_loss(
     kl = kl_per_dim.sum()
     weighted = (kl - capacity).abs() if capacity is not None else kl
     return LossTerms(total=recon + beta * weighted, recon=recon, kl=kl, kl_per_dim=kl_per_dim)
-
-
-ACTIVE_NATS = 0.01  # a dim whose mean KL exceeds this carries information (an "active unit")
-
-
-def active_units(kl_per_dim, threshold: float = ACTIVE_NATS) -> int:
-    """Dims whose mean KL over the data exceeds `threshold` nats carry information. Works on a tensor or an array."""
-    return int((kl_per_dim > threshold).sum())

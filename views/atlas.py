@@ -10,7 +10,6 @@ import streamlit as st
 from explorer.metrics import compare
 from explorer.projection import METRICS
 from explorer.selection import selected_ids
-from vae.inference import decode_interactive
 from views import common
 
 checkpoint, dataset, atlas = common.current()
@@ -95,7 +94,10 @@ else:
         f"{len(ids)} selected" + (f"; showing id {ids[0]}" if len(ids) > 1 else f": id {ids[0]}")
     )
     i = st.selectbox("Sample", ids, key="atlas_show") if len(ids) > 1 else ids[0]
-    x = dataset[i][0].numpy()
+    # Here, not at the top: a cached atlas's map is drawn before torch is imported.
+    from vae.inference import decode_interactive
+
+    x = dataset.image(i)
     rec = decode_interactive(checkpoint.model, atlas.mu[i : i + 1])[0]
     cols = st.columns(4)
     with cols[0]:

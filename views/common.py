@@ -24,14 +24,6 @@ from explorer.projection import Projection
 from explorer.tasks import Task
 from vae.checkpoint import Checkpoint, load_checkpoint
 from vae.data import ImageFolder, Normalization
-from vae.device import pick_device
-from vae.inference import (
-    build_fast_decoder,
-    decode,
-    decoder_backend,
-    for_interactive_use,
-    start_interactive_thread,
-)
 
 T = TypeVar("T")
 
@@ -43,26 +35,48 @@ GRID_HEIGHT = 1200
 BACKGROUND_NICE = 10
 
 
-# The ONNX Runtime decoder of each loaded model, built in the background after the page that
-# loaded it is sent (1.4 s of a first start on 2 cores); single-latent decodes use torch until then.
+# Each opened checkpoint's background preparation: its model built (torch imported) and its ONNX
+# Runtime decoder (1.4 s of a first start on 2 cores), after the page that opened it is sent.
+# A cached atlas needs neither for its map; a page that needs the model sooner builds it then.
 decoder_builds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _prepare(model):
+    """What every model the app loads goes through once, on whichever thread first needs it."""
+    from vae.inference import for_interactive_use, start_interactive_thread
+
+    # Before this thread or any other makes its first torch call with the model (see there).
+    start_interactive_thread()
+    model = for_interactive_use(model, fast=False)
+    gc.freeze()  # torch's objects too, now that it is imported (see the end of this module)
+    return model
+
+
+def _build_decoder(ref: weakref.ref) -> bool:
+    from vae.inference import build_fast_decoder
+
+    checkpoint = ref()
+    return checkpoint is not None and build_fast_decoder(checkpoint.model)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _load_model(path: str, mtime: float) -> Checkpoint:
-    checkpoint = load_checkpoint(path, device=pick_device("auto"))
-    model = for_interactive_use(checkpoint.model, fast=False)
-    # Weakly: the task is the value of a weak-keyed entry for the model, and a strong reference
-    # from it would keep an evicted model alive.
-    ref = weakref.ref(model)
-    decoder_builds[model] = Task("onnx-decoder", lambda: (m := ref()) is not None and build_fast_decoder(m),
-                                 nice=BACKGROUND_NICE, defer=True).start()  # fmt: skip
+    # Lazily: the config and the weights' hash now; torch and the module on first use.
+    checkpoint = load_checkpoint(path, device="auto", lazy=True)
+    checkpoint.prepare = _prepare
+    # Weakly: the task is the value of a weak-keyed entry for the checkpoint, and a strong
+    # reference from it would keep an evicted model alive.
+    ref = weakref.ref(checkpoint)
+    decoder_builds[checkpoint] = Task("model", lambda: _build_decoder(ref), nice=BACKGROUND_NICE,
+                                      defer=True).start()  # fmt: skip
     return checkpoint
 
 
 def decoder_status(checkpoint: Checkpoint) -> str:
     """Which implementation serves this model's single-latent decodes, for the model card."""
-    task = decoder_builds.get(checkpoint.model)
+    from vae.inference import decoder_backend
+
+    task = decoder_builds.get(checkpoint)
     backend = decoder_backend(checkpoint.model)
     if task is not None and not task.done:
         return f"{backend} until the ONNX Runtime decoder, being built in the background, is ready"
@@ -330,6 +344,8 @@ _kl_specs: LRU = LRU(16)
 def _make_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...],
                steps: int) -> bytes:  # fmt: skip
     values = np.linspace(-3, 3, steps)
+    from vae.inference import decode
+
     frames = decode(checkpoint.model, traverse(z0, list(dims), values, "sigma", atlas.scale))
     h, w = frames.shape[-2:]
     # Enlarged to about GRID_WIDTH wide, but never past GRID_HEIGHT tall: 64 dims × 3 steps
@@ -484,9 +500,7 @@ def add_points(fig: go.Figure, xy: np.ndarray, name: str, symbol: str = "x", siz
                                      "line": {"width": 1, "color": "black"}}))  # fmt: skip
 
 
-# What exists once the app's modules are imported (torch, plotly, pandas: ~500k objects) lives as
-# long as the process. Frozen, it is skipped by Python's full collections, each of which would
+# What exists once the app's modules are imported (plotly, pandas, and later torch, frozen again
+# by _prepare: ~500k objects) lives as long as the process. Frozen, it is skipped by Python's full collections, each of which would
 # otherwise stall every session for 140–200 ms (measured under load).
 gc.freeze()
-# Once per process, while other sessions' first runs wait on this module's import.
-start_interactive_thread()

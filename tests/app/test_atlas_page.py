@@ -64,16 +64,16 @@ def test_first_start_draws_the_map_before_the_reconstruction_errors(
 ) -> None:
     """A first build returns μ for the map at once; the errors follow from a background task,
     and colouring by them waits for that task rather than showing a wrong map."""
-    from explorer import atlas as atlas_mod
+    from vae import inference as inference_mod  # explorer.atlas imports it on use
 
     monkeypatch.setenv("SPECKLE_VAE_CACHE", str(tmp_path / "fresh"))
-    release, real = threading.Event(), atlas_mod.reconstruction_errors
+    release, real = threading.Event(), inference_mod.reconstruction_errors
 
     def held(*args, **kwargs):
         assert release.wait(120)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(atlas_mod, "reconstruction_errors", held)
+    monkeypatch.setattr(inference_mod, "reconstruction_errors", held)
     app.run()
     assert not app.exception
     assert "computed in the background" in all_text(app)
@@ -123,3 +123,57 @@ def test_a_first_atlas_is_preceded_by_a_placeholder_that_then_goes(app) -> None:
         assert len(app.get("plotly_chart")) == 1
     finally:
         start.map_placeholder = real
+
+
+CACHED_OPEN = """
+import base64, importlib.abc, json, sys
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+
+sys.meta_path.insert(0, NoTorch())
+at = AppTest.from_file(sys.argv[1], default_timeout=120)
+at.session_state["atlas_method"] = "PCA"
+at.run()
+charts = at.get("plotly_chart")
+points = 0
+for trace in json.loads(charts[0].proto.spec)["data"] if charts else []:  # one per label value
+    x = trace["x"]
+    if isinstance(x, dict):  # plotly's typed-array encoding
+        x = np.frombuffer(base64.b64decode(x["bdata"]), np.dtype(x["dtype"]))
+    points += len(x)
+print(json.dumps({"exception": [str(e.value) for e in at.exception], "points": points,
+                  "title": at.title[0].value if at.title else None,
+                  "sidebar": "\\n".join(m.value for m in at.sidebar.markdown)}))
+"""
+
+
+def test_cached_atlas_page_is_drawn_without_torch(app, app_env) -> None:
+    """A second start: with the latents and the map cached, the Atlas page (sidebar, map) needs
+    no torch; the model is built later, in the background or when a page decodes."""
+    import os
+    import subprocess
+    import sys
+
+    from explorer import sources
+    from explorer.atlas import build_atlas, build_projection
+    from tests.app.conftest import ROOT
+    from vae.checkpoint import load_checkpoint
+    from vae.data import ImageFolder, Normalization
+
+    ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL)
+    norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])
+    atlas = build_atlas(ck, ImageFolder(sources.ensure_simulated(), 64, norm))
+    build_projection(atlas, "pca")
+    res = subprocess.run([sys.executable, "-c", CACHED_OPEN, str(ROOT / "app.py")],
+                         env=os.environ | {"PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["exception"] == [] and out["title"] == "Atlas"
+    assert out["points"] == len(atlas.mu) == 300
+    assert f"{atlas.active_units} active units" in out["sidebar"] and "300 images" in out["sidebar"]

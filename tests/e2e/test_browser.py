@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from benchmarks.load import MAP  # the map itself, not a first start's placeholder
 
@@ -225,6 +226,9 @@ def test_retrain_job_runs_with_progress_and_shows_results(server, page) -> None:
     steps.press("Enter")
     wait_app(page)
     beta = page.locator('input[aria-label="β (a list sweeps)"]')
+    # A rerun can leave the previous run's input on the page for a moment beside the new one
+    # (seen once in a full browser run: a strict-mode violation on two β inputs).
+    expect(beta).to_have_count(1, timeout=30_000)
     beta.fill("0.05, 5")
     beta.press("Enter")
     wait_app(page)

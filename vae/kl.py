@@ -1,0 +1,24 @@
+"""KL of diagonal Gaussian posteriors against the N(0, I) prior, in numpy, and active units.
+Torch-free, so that a cached atlas can be summarised without importing torch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACTIVE_NATS = 0.01  # a dim whose mean KL exceeds this carries information (an "active unit")
+
+
+def kl_terms(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """KL(q(z|x) || N(0, I)) of every sample and dim, in nats: (N, dz)."""
+    return -0.5 * (1.0 + logvar - mu**2 - np.exp(logvar))
+
+
+def kl_per_dim(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """Mean KL per dimension over the data: (dz,)."""
+    return kl_terms(mu, logvar).mean(0)
+
+
+def active_units(kl_per_dim, threshold: float = ACTIVE_NATS) -> int:
+    """Dims whose mean KL over the data exceeds `threshold` nats carry information. Works on a
+    tensor or an array."""
+    return int((kl_per_dim > threshold).sum())
