@@ -27,13 +27,18 @@ page = st.navigation(start.pages(PAGES))  # the first is the default
 slot = start.map_placeholder(page)
 # Imported once a first start's placeholder is on its way: torch and the explorer take seconds.
 from explorer import tasks  # noqa: E402
+from vae.checkpoint import CheckpointError  # noqa: E402
 from views import common  # noqa: E402
 
 common.sidebar()
-checkpoint, dataset, atlas = common.current(refresh=True)
-start.atlas_served(slot)
-common.model_summary(checkpoint, dataset, atlas)
 try:
+    checkpoint, dataset, atlas = common.current(refresh=True)
+    start.atlas_served(slot)
+    common.model_summary(checkpoint, dataset, atlas)
     page.run()
+except CheckpointError as e:
+    # A checkpoint opens lazily: one whose weights do not fit its config is found when its model
+    # is first built, perhaps by this page. One line, and the sidebar stays to pick another.
+    st.error(f"This model cannot be used: {e}", icon=":material/error:")
 finally:  # the page is sent: background work held back for it (UMAP, a first build's errors) starts
     tasks.release_deferred()

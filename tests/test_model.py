@@ -113,12 +113,8 @@ def test_interactive_thread_decodes_the_same_with_one_thread(tiny_config: VAECon
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from vae.inference import (
-        _one_intra_op_thread,
-        decode,
-        decode_interactive,
-        on_interactive_thread,
-    )
+    from vae.inference import decode, decode_interactive, on_interactive_thread
+    from vae.interactive import _one_intra_op_thread
 
     model = VAE(tiny_config).eval()
     z = torch.randn(2, tiny_config.latent_dim).numpy()

@@ -58,7 +58,9 @@ class Checkpoint:
     device: str = "cpu"  # or "auto": vae.device.pick_device's choice when the model is built
     # Applied to the model once, when it is built (the app's interactive set-up).
     prepare: Callable[[VAE], VAE] | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # A lazy build's failure, raised again on every later read without reading the file again.
+    _error: Exception | None = field(default=None, init=False, repr=False)
 
     @property
     def model(self) -> VAE:
@@ -66,8 +68,16 @@ class Checkpoint:
         imported then). Errors are one-line CheckpointErrors, as from load_checkpoint."""
         if self.loaded is None:
             with self._lock:
+                if self._error is not None:
+                    raise self._error
                 if self.loaded is None:
-                    model = _build_model(self.path, self.config, self.model_config, self.device)
+                    try:
+                        # Against the hash checked when it was opened: the cache keys use it.
+                        model = _build_model(self.path, self.config, self.model_config,
+                                             self.device, self.id)  # fmt: skip
+                    except (CheckpointError, ValueError, RuntimeError) as e:
+                        self._error = e
+                        raise
                     self.loaded = self.prepare(model) if self.prepare else model
         return self.loaded
 
@@ -294,14 +304,16 @@ def load_checkpoint(
     return Checkpoint(directory, config, model_config, model, digest, str(device))
 
 
-def _build_model(directory: Path, config: dict, model_config: VAEConfig, device) -> VAE:
+def _build_model(directory: Path, config: dict, model_config: VAEConfig, device,
+                 expected_sha256: str | None = None) -> VAE:  # fmt: skip
     from vae.device import pick_device
     from vae.model import VAE
 
     if device == "auto":
         device = pick_device("auto")
     weights_path = directory / WEIGHTS
-    state = strip_prefixes(read_weights(weights_path, config.get("weights_sha256")))
+    expected = expected_sha256 or config.get("weights_sha256")
+    state = strip_prefixes(read_weights(weights_path, expected))
     _check_shapes(weights_path, model_config, state)
     model = VAE(model_config)
     model.load_state_dict(state)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -16,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vae.device import autocast
+from vae.interactive import on_interactive_thread, start_interactive_thread  # noqa: F401 (public here)
 from vae.kl import kl_per_dim, kl_terms  # noqa: F401 (public here)
 from vae.model import VAE
 
@@ -222,67 +221,6 @@ def decode(model: VAE, z: np.ndarray | torch.Tensor, batch_size: int = 256) -> n
     return (
         np.concatenate(out) if out else np.zeros((0,) + (model.config.image_size,) * 2, np.float32)
     )
-
-
-_worker = threading.local()
-
-
-def _one_intra_op_thread() -> None:
-    """Initializer of the interactive thread: one intra-op thread for this thread only.
-    torch.set_num_threads also sets the count that threads started later begin with, so that
-    is put back from a throwaway thread, leaving every other thread as it was. A thread's own
-    count exists with torch's OpenMP backend only; elsewhere the worker keeps the default."""
-    _worker.active = True
-    if "OpenMP" not in torch.__config__.parallel_info():
-        return
-    default = torch.get_num_threads()
-    torch.set_num_threads(1)
-    restore = threading.Thread(target=torch.set_num_threads, args=(default,))
-    restore.start()
-    restore.join()
-
-
-# Streamlit runs every rerun in a new thread, and each new thread that calls torch builds its own
-# OpenMP team; with two teams on two cores libgomp stops spinning and every op waits on a futex.
-# Measured for one latent of the demo model: 3.5 ms from a fresh thread, 1.4 ms here, 1.3 ms on
-# a main thread with its warm team. Decodes from all sessions queue on this one thread instead of
-# piling up threads on a few cores.
-_interactive = ThreadPoolExecutor(1, "speckle-decode", initializer=_one_intra_op_thread)
-
-
-_submit_lock = threading.Lock()
-_started = False  # something has been submitted: the worker exists or is starting
-
-
-def _submit(fn: Callable[..., T], /, *args, **kwargs):
-    global _started
-    with _submit_lock:
-        _started = True
-        return _interactive.submit(fn, *args, **kwargs)
-
-
-def start_interactive_thread() -> None:
-    """Start the interactive thread now, before the caller starts threads of its own: a thread
-    that made its first torch call while the initializer had the default count at 1 would keep
-    one thread for life. Waits only if this call starts the worker, so its task is the first in
-    the queue: the app calls this while holding a checkpoint's lock (Checkpoint.prepare), and a
-    queued task waiting on that lock would otherwise never let it through."""
-    global _started
-    with _submit_lock:
-        if _started:
-            return
-        _started = True
-        first = _interactive.submit(lambda: None)
-    first.result()
-
-
-def on_interactive_thread(fn: Callable[..., T], /, *args, **kwargs) -> T:
-    """Run a small torch computation (one decode, one nearest-neighbour query) on the one
-    long-lived, single-threaded worker. Big batches belong on the caller's thread, where torch
-    uses every core. Called from the worker itself, it runs fn there (no deadlock)."""
-    if getattr(_worker, "active", False):
-        return fn(*args, **kwargs)
-    return _submit(fn, *args, **kwargs).result()
 
 
 def decode_interactive(model: VAE, z: np.ndarray | torch.Tensor) -> np.ndarray:

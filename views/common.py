@@ -22,6 +22,7 @@ from explorer.atlas import Atlas, build_atlas, build_projection
 from explorer.latent_ops import tile, traverse
 from explorer.projection import Projection
 from explorer.tasks import Task
+from vae import interactive
 from vae.checkpoint import Checkpoint, load_checkpoint
 from vae.data import ImageFolder, Normalization
 
@@ -41,14 +42,20 @@ BACKGROUND_NICE = 10
 decoder_builds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+_frozen_with_torch = False
+
+
 def _prepare(model):
     """What every model the app loads goes through once, on whichever thread first needs it."""
+    global _frozen_with_torch
     from vae.inference import for_interactive_use, start_interactive_thread
 
     # Before this thread or any other makes its first torch call with the model (see there).
     start_interactive_thread()
     model = for_interactive_use(model, fast=False)
-    gc.freeze()  # torch's objects too, now that it is imported (see the end of this module)
+    if not _frozen_with_torch:  # torch's objects too, once it is imported (see the module's end)
+        _frozen_with_torch = True
+        gc.freeze()
     return model
 
 
@@ -80,6 +87,8 @@ def decoder_status(checkpoint: Checkpoint) -> str:
     backend = decoder_backend(checkpoint.model)
     if task is not None and not task.done:
         return f"{backend} until the ONNX Runtime decoder, being built in the background, is ready"
+    if task is not None and task.error:
+        return f"{backend} (the ONNX Runtime decoder could not be built: {task.error})"
     return backend
 
 
@@ -504,3 +513,5 @@ def add_points(fig: go.Figure, xy: np.ndarray, name: str, symbol: str = "x", siz
 # by _prepare: ~500k objects) lives as long as the process. Frozen, it is skipped by Python's full collections, each of which would
 # otherwise stall every session for 140–200 ms (measured under load).
 gc.freeze()
+# The interactive thread, created from this (normal priority) thread: see vae.interactive.
+interactive.create()

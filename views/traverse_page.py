@@ -19,6 +19,9 @@ from views import common
 
 def render() -> None:
     checkpoint, _, atlas = common.current()
+    # Built here if not yet (a lazily opened checkpoint), outside the slider fragment: a model
+    # that cannot be built then fails the page, which app.py reports in one line.
+    checkpoint.model  # noqa: B018
     n, dz = atlas.mu.shape
     st.title("Traverse")
     st.caption(
@@ -91,7 +94,9 @@ def _slider_body(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_nam
         st.button("Reset sliders", key="trav_reset", on_click=_reset, args=(dims,))
     z = set_dims(z0, offsets, atlas.scale)
     proj, _ = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
-    image, where = on_interactive_thread(_decode_and_place, checkpoint, atlas, proj, z)
+    # The model is read here, not on the interactive thread: a first read builds it, and every
+    # session's decodes would queue behind that build.
+    image, where = on_interactive_thread(_decode_and_place, checkpoint.model, atlas, proj, z)
     with right:
         moved = ", ".join(f"z{d} {v:+.1f}σ" for d, v in offsets.items() if v) or "no dims moved"
         common.show_image(image, f"decoded: {start_name}; {moved}", width=256, enlarge=False)
@@ -110,10 +115,10 @@ def _reset(dims: tuple[int, ...]) -> None:
         st.session_state[f"trav_{d}"] = 0.0
 
 
-def _decode_and_place(checkpoint: Checkpoint, atlas: Atlas, proj: Projection,
+def _decode_and_place(model, atlas: Atlas, proj: Projection,
                       z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The decoded image of z and its place on the map: one trip to the interactive thread."""
-    image = decode(checkpoint.model, z[None])[0]
+    image = decode(model, z[None])[0]
     return image, proj.place_nearest(atlas.active_index, z[None, atlas.active])
 
 

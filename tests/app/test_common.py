@@ -83,3 +83,44 @@ def test_app_script_runs_outside_a_server(tmp_path) -> None:
                          text=True, timeout=300)  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().endswith("done")
+
+
+NICE_WORKER = """
+import os, sys, threading
+from explorer.tasks import Task
+from vae.checkpoint import load_checkpoint
+from views import common  # creates the interactive thread, at this thread's priority
+
+ck = load_checkpoint(sys.argv[1], lazy=True)
+ck.prepare = common._prepare
+task = Task("model", lambda: ck.model is not None, nice=common.BACKGROUND_NICE).start()
+print(task.wait(120), task.error)
+from vae.inference import decode_interactive, on_interactive_thread
+import numpy as np
+decode_interactive(ck.model, np.zeros((1, ck.model_config.latent_dim), np.float32))
+worker = on_interactive_thread(threading.get_native_id)
+print(os.getpriority(os.PRIO_PROCESS, worker), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+"""
+
+
+def test_interactive_thread_keeps_normal_priority_when_a_background_task_builds_the_model() -> None:
+    """On a cached start the model is first built by a background task at nice +10; the
+    interactive thread, which every session's decodes run on, must not inherit that."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not hasattr(os, "getpriority"):
+        import pytest
+
+        pytest.skip("per-thread priorities are a Linux feature")
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", NICE_WORKER, str(root / "models" / "demo")], cwd=root,
+                         env=os.environ | {"PYTHONPATH": str(root)}, capture_output=True, text=True,
+                         timeout=180)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    built, priorities = res.stdout.strip().splitlines()[-2:]
+    assert built == "True None"
+    worker, main = map(int, priorities.split())
+    assert worker == main  # not the background task's +10

@@ -25,3 +25,30 @@ def test_model_card_curves_and_probes(app) -> None:
     # The demo model's latents carry the digit far above chance (10%).
     assert probes.loc["digit", "score"] > 0.5
     assert app.radio(key="model_method").value == "mi"
+
+
+def test_a_model_whose_weights_do_not_fit_its_config_gives_one_line(app) -> None:
+    """Opened lazily, the broken model is found when a page first builds it: the page says so in
+    one line naming the file, the app stays up, and the sidebar can go back to the demo."""
+    import json
+    import shutil
+
+    from explorer import sources
+
+    bad = sources.runs_root() / "bad-config"
+    if not bad.exists():
+        shutil.copytree(sources.REPO / "models" / "demo", bad)
+        config = json.loads((bad / "config.json").read_text())
+        config["model"]["latent_dim"] = 16  # the weights (and their hash) are the demo's
+        (bad / "config.json").write_text(json.dumps(config))
+    app.run()
+    app.session_state["model"] = "runs/bad-config"
+    app.switch_page("views/traverse.py").run()
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1 and "weights do not match the config" in errors[0]
+    assert "bad-config/model.safetensors" in errors[0]
+    app.session_state["model"] = "models/demo"
+    app.run()
+    assert not app.exception and not app.error
+    assert app.get("image")  # the demo's traversal is back
