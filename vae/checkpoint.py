@@ -75,7 +75,7 @@ class Checkpoint:
                         # Against the hash checked when it was opened: the cache keys use it.
                         model = _build_model(self.path, self.config, self.model_config,
                                              self.device, self.id)  # fmt: skip
-                    except (CheckpointError, ValueError, RuntimeError) as e:
+                    except (ValueError, RuntimeError) as e:  # CheckpointError is a ValueError
                         self._error = e
                         raise
                     self.loaded = self.prepare(model) if self.prepare else model
@@ -230,21 +230,19 @@ def read_config(directory: str | Path) -> dict:
     return config
 
 
-def _check_file(path: Path, expected_sha256: str | None) -> str:
+def _check_file(path: Path, expected_sha256: str | None) -> None:
     """The checks of a weights file that need no torch: present, not empty, not a pickle, and
-    the hash config.json gives. Returns the file's sha256."""
+    the hash config.json gives (hashed only when there is one to compare with)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file")
     if _sniff_pickle(path):
         raise CheckpointError(f"{path}: is a pickle (torch.save) file; refusing to load it")
-    digest = file_sha256(path)
-    if expected_sha256 is not None and digest != expected_sha256:
+    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
         raise CheckpointError(
             f"{path}: content hash does not match config.json (truncated or altered)"
         )
-    return digest
 
 
 def read_weights(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
@@ -297,9 +295,10 @@ def load_checkpoint(
     weights_path = directory / WEIGHTS
     expected = config.get("weights_sha256")
     if lazy:
-        digest = _check_file(weights_path, expected)
-        return Checkpoint(directory, config, model_config, None, digest, str(device))
-    model = _build_model(directory, config, model_config, device)
+        _check_file(weights_path, expected)
+        model = None
+    else:
+        model = _build_model(directory, config, model_config, device)
     digest = expected or file_sha256(weights_path)
     return Checkpoint(directory, config, model_config, model, digest, str(device))
 

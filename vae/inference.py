@@ -7,7 +7,6 @@ import os
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -18,7 +17,6 @@ from vae.interactive import on_interactive_thread, start_interactive_thread  # n
 from vae.kl import kl_per_dim, kl_terms  # noqa: F401 (public here)
 from vae.model import VAE
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 

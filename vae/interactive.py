@@ -53,12 +53,18 @@ def create() -> None:
     _pool.submit(lambda: None)
 
 
-def _submit(fn: Callable[..., T], /, *args, **kwargs) -> Future:
+def _queue_set_up() -> Future | None:
+    """Queue the torch set-up unless it is queued already; call with _lock held."""
     global _set_up
+    if _set_up:
+        return None
+    _set_up = True
+    return _pool.submit(_one_intra_op_thread)
+
+
+def _submit(fn: Callable[..., T], /, *args, **kwargs) -> Future:
     with _lock:
-        if not _set_up:
-            _set_up = True
-            _pool.submit(_one_intra_op_thread)
+        _queue_set_up()
         return _pool.submit(fn, *args, **kwargs)
 
 
@@ -68,13 +74,10 @@ def start_interactive_thread() -> None:
     would keep one thread for life. Waits only if this call queues the set-up, which then comes
     before every torch task: the app calls this while holding a checkpoint's lock
     (Checkpoint.prepare), and a queued task waiting on that lock would never let it through."""
-    global _set_up
     with _lock:
-        if _set_up:
-            return
-        _set_up = True
-        first = _pool.submit(_one_intra_op_thread)
-    first.result()
+        first = _queue_set_up()
+    if first is not None:
+        first.result()
 
 
 def on_interactive_thread(fn: Callable[..., T], /, *args, **kwargs) -> T:

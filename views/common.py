@@ -352,9 +352,9 @@ _kl_specs: LRU = LRU(16)
 
 def _make_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...],
                steps: int) -> bytes:  # fmt: skip
-    values = np.linspace(-3, 3, steps)
     from vae.inference import decode
 
+    values = np.linspace(-3, 3, steps)
     frames = decode(checkpoint.model, traverse(z0, list(dims), values, "sigma", atlas.scale))
     h, w = frames.shape[-2:]
     # Enlarged to about GRID_WIDTH wide, but never past GRID_HEIGHT tall: 64 dims × 3 steps
@@ -510,8 +510,9 @@ def add_points(fig: go.Figure, xy: np.ndarray, name: str, symbol: str = "x", siz
 
 
 # What exists once the app's modules are imported (plotly, pandas, and later torch, frozen again
-# by _prepare: ~500k objects) lives as long as the process. Frozen, it is skipped by Python's full collections, each of which would
-# otherwise stall every session for 140–200 ms (measured under load).
+# by _prepare: ~500k objects) lives as long as the process. Frozen, it is skipped by Python's
+# full collections, each of which would otherwise stall every session for 140–200 ms (measured
+# under load).
 gc.freeze()
 # The interactive thread, created from this (normal priority) thread: see vae.interactive.
 interactive.create()

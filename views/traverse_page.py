@@ -94,8 +94,8 @@ def _slider_body(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_nam
         st.button("Reset sliders", key="trav_reset", on_click=_reset, args=(dims,))
     z = set_dims(z0, offsets, atlas.scale)
     proj, _ = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
-    # The model is read here, not on the interactive thread: a first read builds it, and every
-    # session's decodes would queue behind that build.
+    # The model is passed in, not read on the interactive thread: were it not built yet (render
+    # builds it), every session's decodes would queue behind that build.
     image, where = on_interactive_thread(_decode_and_place, checkpoint.model, atlas, proj, z)
     with right:
         moved = ", ".join(f"z{d} {v:+.1f}σ" for d, v in offsets.items() if v) or "no dims moved"
