@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vae.atomic import atomic_write
+
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
@@ -96,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     doc = {"quick": args.quick, "machine": machine, "date": time.strftime("%Y-%m-%d"),
            "total_seconds": round(time.perf_counter() - t0, 1), "results": results}  # fmt: skip
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    atomic_write(args.out, json.dumps(doc, indent=2) + "\n")
     print(f"\n{'benchmark':<48} {'ratio':>8}")
     for r in results:
         print(f"{r['benchmark']:<48} {_ratio(r):>8}" + (f"  {r['error']}" if "error" in r else ""))

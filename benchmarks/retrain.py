@@ -79,8 +79,9 @@ def slider_times(moves: int = 20) -> list[float]:
 
 def run(steps: int = 300, n: int = 512, repeats: int = 2) -> list[dict]:
     from explorer.jobs import JobManager, JobRequest
+    from speckle.io import write_dataset
+    from speckle.mmf import simulate_mmf
     from vae.data import ImageFolder
-    from vae.speckle import simulate_mmf, write_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

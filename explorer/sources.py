@@ -127,7 +127,8 @@ def simulated_dir(n: int, seed: int) -> Path:
 
 def ensure_simulated(n: int | None = None, seed: int = SIMULATED_SEED, progress=None) -> Path:
     """Generate the default simulated set once, outside git; later starts reuse it."""
-    from vae.speckle import simulate_mmf, write_dataset
+    from speckle.io import write_dataset
+    from speckle.mmf import simulate_mmf
 
     n = n or simulated_n()
     out = simulated_dir(n, seed)

@@ -212,7 +212,8 @@ def test_bad_labels_never_crash(tmp_path: Path, csv: bytes, message: str | None)
 
 
 def test_pattern_column_is_read_and_its_folder_not_scanned(tmp_path: Path) -> None:
-    from vae.speckle import simulate_mmf, write_dataset
+    from speckle.io import write_dataset
+    from speckle.mmf import simulate_mmf
 
     write_dataset(simulate_mmf(12, seed=0, size=32), tmp_path / "sim")
     ds = ImageFolder(tmp_path / "sim", 32)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from speckle.io import write_dataset
+from speckle.mmf import simulate_mmf
 from vae.checkpoint import load_checkpoint
 from vae.evaluate import evaluate
-from vae.speckle import simulate_mmf, write_dataset
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 HELD_OUT_SEED = 2026  # the demo was trained on seed 0

@@ -11,10 +11,11 @@ from explorer import cache, sources
 from explorer.atlas import build_atlas, build_projection
 from explorer.probes import dim_label_scores, label_columns, probe_scores
 from explorer.selection import selected_ids
+from speckle.io import write_dataset
+from speckle.mmf import simulate_mmf
 from vae import checkpoint as ckpt
 from vae.data import ImageFolder, Normalization
 from vae.model import VAE, VAEConfig
-from vae.speckle import simulate_mmf, write_dataset
 
 
 @pytest.fixture

@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def job_data(tmp_path_factory) -> tuple[str, tuple[str, ...]]:
+    from speckle.io import write_dataset
+    from speckle.mmf import simulate_mmf
     from vae.data import ImageFolder
-    from vae.speckle import simulate_mmf, write_dataset
 
     out = tmp_path_factory.mktemp("sim") / "mmf"
     write_dataset(simulate_mmf(64, seed=12, size=32), out)

@@ -15,9 +15,10 @@ from explorer.jobs import (
     JobManager,
     JobRequest,
 )
+from speckle.io import write_dataset
+from speckle.mmf import simulate_mmf
 from vae.checkpoint import load_checkpoint
 from vae.data import ImageFolder
-from vae.speckle import simulate_mmf, write_dataset
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,12 @@ import pytest
 from PIL import Image
 from scipy import stats as sst
 
-from vae import __version__, speckle, stats
+from speckle import __version__, cli, free, io, simulated, stats
+from speckle import mmf as fibre
 from vae.metrics import pcc
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = speckle.core_mask(64)
+CORE = fibre.core_mask(64)
 
 
 def in_core_pcc(a: np.ndarray, b: np.ndarray) -> float:
@@ -28,7 +29,7 @@ def in_core_pcc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_fully_developed_speckle_has_unit_contrast() -> None:
-    img = speckle.simulate_free(1, 0, size=512, diameter=128).images[0]
+    img = free.simulate_free(1, 0, size=512, diameter=128).images[0]
     assert img.dtype == np.float32
     assert stats.contrast(img) == pytest.approx(1.0, abs=0.03)
     assert img.mean() == pytest.approx(1.0, abs=0.03)
@@ -36,14 +37,14 @@ def test_fully_developed_speckle_has_unit_contrast() -> None:
 
 @pytest.mark.parametrize("m", [4, 9])
 def test_looks_give_contrast_one_over_sqrt_m(m: int) -> None:
-    sim = speckle.simulate_free(4, 10 + m, size=256, diameter=64, looks=m)
+    sim = free.simulate_free(4, 10 + m, size=256, diameter=64, looks=m)
     assert (sim.labels["looks"] == m).all()
     assert stats.contrast_batch(sim.images).mean() == pytest.approx(1 / math.sqrt(m), rel=0.05)
 
 
 @pytest.mark.parametrize("diameter", [12, 24, 40])
 def test_grain_fwhm_is_1_03_n_over_d(diameter: int) -> None:
-    sim = speckle.simulate_free(6, diameter, size=128, diameter=diameter)
+    sim = free.simulate_free(6, diameter, size=128, diameter=diameter)
     g = stats.grain_size_batch(sim.images)
     want = 1.03 * 128 / diameter
     for key in ("fwhm_x", "fwhm_y", "fwhm_r"):
@@ -53,26 +54,26 @@ def test_grain_fwhm_is_1_03_n_over_d(diameter: int) -> None:
 def test_pupil_shapes_set_the_grain() -> None:
     n = 128
     for pupil, d in [("square", 32), ("annulus", 32)]:
-        sim = speckle.simulate_free(6, 5, size=n, diameter=d, pupil=pupil, inner=0.6)
-        theory = speckle.expected_autocovariance(speckle.pupil_mask(n, d, pupil, inner=0.6))
+        sim = free.simulate_free(6, 5, size=n, diameter=d, pupil=pupil, inner=0.6)
+        theory = free.expected_autocovariance(free.pupil_mask(n, d, pupil, inner=0.6))
         want = stats.fwhm_from_autocovariance_batch(theory[None])["fwhm_r"][0]
         got = stats.grain_size_batch(sim.images)["fwhm_r"].mean()
         assert got == pytest.approx(want, rel=0.1), pupil
     # sinc^2 of a square pupil: 0.886 N/D; an annulus has a narrower central lobe than its disc
     sq = stats.fwhm_from_autocovariance_batch(
-        speckle.expected_autocovariance(speckle.pupil_mask(n, 32, "square"))[None]
+        free.expected_autocovariance(free.pupil_mask(n, 32, "square"))[None]
     )
     assert sq["fwhm_x"][0] == pytest.approx(0.886 * n / 32, rel=0.02)
-    ann = speckle.expected_autocovariance(speckle.pupil_mask(n, 32, "annulus", inner=0.6))
+    ann = free.expected_autocovariance(free.pupil_mask(n, 32, "annulus", inner=0.6))
     ann_r = stats.fwhm_from_autocovariance_batch(ann[None])["fwhm_r"][0]
     assert ann_r < 0.9 * 1.03 * n / 32
-    mask = speckle.pupil_mask(64, 20, "ellipse", aspect=0.5)
+    mask = free.pupil_mask(64, 20, "ellipse", aspect=0.5)
     assert np.any(mask, axis=0).sum() == 20 and np.any(mask, axis=1).sum() == 10
 
 
 def test_tilt_is_an_exact_translation() -> None:
     # decorrelation 1 freezes the screen, so frames differ only by their random tilt
-    sim = speckle.simulate_free(6, 3, size=64, diameter=20, tilt=6, decorrelation=1.0)
+    sim = free.simulate_free(6, 3, size=64, diameter=20, tilt=6, decorrelation=1.0)
     lab = sim.labels
     assert lab["tilt_x"].nunique() > 1 and lab["tilt_y"].nunique() > 1
     assert lab[["tilt_x", "tilt_y"]].abs().max().max() <= 6
@@ -85,9 +86,9 @@ def test_tilt_is_an_exact_translation() -> None:
     # the same through the low-level function, from one screen
     rng = np.random.default_rng(0)
     screen = np.exp(2j * np.pi * rng.random((32, 32)))
-    mask = speckle.pupil_mask(32, 10)
-    flat = speckle.free_intensity(screen, mask)
-    tilted = speckle.free_intensity(screen, mask, tilt=(3, -5))
+    mask = free.pupil_mask(32, 10)
+    flat = free.free_intensity(screen, mask)
+    tilted = free.free_intensity(screen, mask, tilt=(3, -5))
     np.testing.assert_allclose(tilted, np.roll(flat, (-5, 3), axis=(0, 1)), rtol=1e-4, atol=1e-6)
     assert not np.allclose(tilted, flat)
 
@@ -95,29 +96,29 @@ def test_tilt_is_an_exact_translation() -> None:
 def test_defocus_changes_the_pattern_not_its_statistics() -> None:
     rng = np.random.default_rng(1)
     screen = np.exp(2j * np.pi * rng.random((256, 256)))
-    mask = speckle.pupil_mask(256, 64)
-    a = speckle.free_intensity(screen, mask)
-    b = speckle.free_intensity(screen, mask, defocus=2.0)
+    mask = free.pupil_mask(256, 64)
+    a = free.free_intensity(screen, mask)
+    b = free.free_intensity(screen, mask, defocus=2.0)
     assert pcc(a, b) < 0.3
     assert stats.contrast(b) == pytest.approx(1.0, abs=0.05)
 
 
 def test_decorrelation_sets_frame_to_frame_correlation() -> None:
     for rho in (0.0, 0.8):
-        sim = speckle.simulate_free(12, 4, size=128, diameter=32, decorrelation=rho)
+        sim = free.simulate_free(12, 4, size=128, diameter=32, decorrelation=rho)
         r = np.mean([pcc(sim.images[k], sim.images[k + 1]) for k in range(11)])
         # intensity correlation is |field correlation|^2 for circular Gaussian fields
         assert r == pytest.approx(rho**2, abs=0.07), rho
 
 
 def test_intensity_follows_exp_minus_i() -> None:
-    imgs = speckle.simulate_free(2, 8, size=512, diameter=128).images
+    imgs = free.simulate_free(2, 8, size=512, diameter=128).images
     # grain ~4 px: pixels 8 apart are practically independent (|2 J1(2 pi)/(2 pi)|^2 < 0.005)
     v = imgs[:, ::8, ::8].ravel() / imgs.mean()
     assert sst.kstest(v, "expon").pvalue > 0.01
     amplitude = np.sqrt(v) / np.sqrt(v).mean()
     assert sst.kstest(amplitude, "expon").pvalue < 1e-6
-    two_looks = speckle.simulate_free(1, 9, size=512, diameter=128, looks=2).images
+    two_looks = free.simulate_free(1, 9, size=512, diameter=128, looks=2).images
     v2 = two_looks[:, ::8, ::8].ravel() / two_looks.mean()
     assert sst.kstest(v2, "expon").pvalue < 1e-6
 
@@ -127,13 +128,13 @@ def test_oversampling_integrates_small_grains() -> None:
     # K^2 = sum over lags of the pixel-overlap (triangle) weights times |mu|^2.
     q = 4
     for d in (48, 64):
-        c = speckle.expected_autocovariance(speckle.pupil_mask(64 * q, d))
+        c = free.expected_autocovariance(free.pupil_mask(64 * q, d))
         lag = np.arange(-(q - 1), q)
         w = (q - np.abs(lag)) / q**2
         centre = 64 * q // 2
         want = math.sqrt((w[:, None] * w[None, :] * c[centre + lag][:, centre + lag]).sum())
-        binned = speckle.simulate_free(6, 6, size=64, diameter=d, oversample=q).images
-        point = speckle.simulate_free(6, 6, size=64, diameter=d).images
+        binned = free.simulate_free(6, 6, size=64, diameter=d, oversample=q).images
+        point = free.simulate_free(6, 6, size=64, diameter=d).images
         assert binned.mean() == pytest.approx(1.0, abs=0.02)
         assert stats.contrast_batch(binned).mean() == pytest.approx(want, rel=0.03)
         assert stats.contrast_batch(point).mean() == pytest.approx(1.0, abs=0.05)
@@ -141,7 +142,7 @@ def test_oversampling_integrates_small_grains() -> None:
 
 
 def test_grid_larger_than_size_is_cropped() -> None:
-    sim = speckle.simulate_free(3, 2, size=48, grid=128, diameter=32)
+    sim = free.simulate_free(3, 2, size=48, grid=128, diameter=32)
     assert sim.images.shape == (3, 48, 48)
     assert sim.meta["grid"] == 128
     assert stats.grain_size_batch(sim.images)["fwhm_r"].mean() == pytest.approx(
@@ -150,25 +151,25 @@ def test_grid_larger_than_size_is_cropped() -> None:
 
 
 def test_camera_model() -> None:
-    clean = speckle.simulate_free(4, 7, size=128, diameter=32)
-    cam = speckle.simulate_free(4, 7, size=128, diameter=32, photons=10.0)
+    clean = free.simulate_free(4, 7, size=128, diameter=32)
+    cam = free.simulate_free(4, 7, size=128, diameter=32, photons=10.0)
     # photon counting of speckle: K^2 = 1 + 1/<n> (shot noise adds to the speckle variance)
     k2 = stats.contrast_batch(cam.images) ** 2
     assert k2.mean() == pytest.approx(1 + 1 / 10, rel=0.06)
     assert np.all(cam.images == np.rint(cam.images))
     assert cam.images.mean() == pytest.approx(10 * clean.images.mean(), rel=0.02)
-    adc = speckle.simulate_free(
+    adc = free.simulate_free(
         2, 7, size=64, diameter=16, photons=50.0, read_noise=2.0, bit_depth=4, full_well=150.0
     ).images
     steps = adc / 10.0  # 150 e- full scale over 15 levels
     np.testing.assert_allclose(steps, np.rint(steps), atol=1e-4)
     assert adc.min() >= 0 and adc.max() == pytest.approx(150.0)
     with pytest.raises(ValueError, match="photons"):
-        speckle.simulate_free(1, 0, read_noise=3.0)
+        free.simulate_free(1, 0, read_noise=3.0)
 
 
 def test_free_labels_and_ranges() -> None:
-    sim = speckle.simulate_free(
+    sim = free.simulate_free(
         64,
         1,
         size=32,
@@ -192,7 +193,7 @@ def test_free_labels_and_ranges() -> None:
         "tilt_y",
         "defocus",
     ]
-    assert set(lab.pupil) == set(speckle.PUPILS)
+    assert set(lab.pupil) == set(free.PUPILS)
     assert lab.diameter.between(6, 12).all()
     ell = lab.pupil == "ellipse"
     assert lab.aspect[ell].between(0.4, 0.8).all() and (lab.aspect[~ell] == 1).all()
@@ -201,40 +202,40 @@ def test_free_labels_and_ranges() -> None:
     assert set(lab.looks) == {1, 2, 3}
     assert lab[["tilt_x", "tilt_y"]].abs().max().max() == 2
     assert lab.defocus.abs().max() <= 0.5
-    again = speckle.simulate_free(64, 1, size=32, diameter=(6.0, 12.0), looks=(1, 3))
+    again = free.simulate_free(64, 1, size=32, diameter=(6.0, 12.0), looks=(1, 3))
     assert not np.array_equal(again.images, sim.images)
     with pytest.raises(ValueError, match="fit"):
-        speckle.simulate_free(1, 0, size=32, diameter=40)
+        free.simulate_free(1, 0, size=32, diameter=40)
 
 
 # ----------------------------------------------------------------------------- multimode fibre
 
 
 @pytest.fixture(scope="module")
-def mmf() -> speckle.SimulatedSet:
-    return speckle.simulate_mmf(96, 1)
+def mmf() -> simulated.SimulatedSet:
+    return fibre.simulate_mmf(96, 1)
 
 
-def test_mmf_is_deterministic(mmf: speckle.SimulatedSet) -> None:
-    again = speckle.simulate_mmf(96, 1)
+def test_mmf_is_deterministic(mmf: simulated.SimulatedSet) -> None:
+    again = fibre.simulate_mmf(96, 1)
     assert np.array_equal(again.images, mmf.images)
     assert np.array_equal(again.patterns, mmf.patterns)
     pd.testing.assert_frame_equal(again.labels, mmf.labels)
-    other = speckle.simulate_mmf(96, 2)
+    other = fibre.simulate_mmf(96, 2)
     assert not np.array_equal(other.labels.source_index, mmf.labels.source_index)
 
 
 def test_mmf_same_fibre_for_every_sample_seed() -> None:
-    speckle.transmission_matrix.cache_clear()
-    t1 = speckle.transmission_matrix(1234)
-    speckle.transmission_matrix.cache_clear()
-    assert np.array_equal(t1, speckle.transmission_matrix(1234))
+    fibre.transmission_matrix.cache_clear()
+    t1 = fibre.transmission_matrix(1234)
+    fibre.transmission_matrix.cache_clear()
+    assert np.array_equal(t1, fibre.transmission_matrix(1234))
     assert t1.shape == (64 * 64, 256) and t1.dtype == np.complex64
     # No augmentation: the pattern is the digit itself, so the same digit drawn by two different
     # sample seeds is the same input and must give the same output.
     kw = dict(shift=0.0, rotation=0.0, scale=1.0)
-    a = speckle.simulate_mmf(80, 11, **kw)
-    b = speckle.simulate_mmf(80, 12, **kw)
+    a = fibre.simulate_mmf(80, 11, **kw)
+    b = fibre.simulate_mmf(80, 12, **kw)
     common = np.intersect1d(a.labels.source_index, b.labels.source_index)
     assert len(common) >= 1
     for s in common:
@@ -244,33 +245,33 @@ def test_mmf_same_fibre_for_every_sample_seed() -> None:
         # Same to float precision, not bit for bit: the two sit at different rows of their
         # blocks, and BLAS may sum a row differently by its place in a block.
         np.testing.assert_allclose(a.images[i], b.images[j], rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(speckle.propagate(a.patterns[:4], t1), a.images[:4], rtol=1e-6)
+    np.testing.assert_allclose(fibre.propagate(a.patterns[:4], t1), a.images[:4], rtol=1e-6)
 
 
-def test_mmf_other_fibre_gives_other_speckle(mmf: speckle.SimulatedSet) -> None:
-    other = speckle.simulate_mmf(16, 1, fibre_seed=99)
+def test_mmf_other_fibre_gives_other_speckle(mmf: simulated.SimulatedSet) -> None:
+    other = fibre.simulate_mmf(16, 1, fibre_seed=99)
     assert np.array_equal(other.patterns, mmf.patterns[:16])
     r = np.mean([in_core_pcc(x, y) for x, y in zip(other.images, mmf.images, strict=False)])
     assert abs(r) < 0.1
 
 
-def test_mmf_bend(mmf: speckle.SimulatedSet) -> None:
+def test_mmf_bend(mmf: simulated.SimulatedSet) -> None:
     straight = mmf.images[:24]
-    same = speckle.simulate_mmf(24, 1, bend=1.0).images
+    same = fibre.simulate_mmf(24, 1, bend=1.0).images
     assert np.array_equal(same, straight)
     # mu = 0 is entirely the bend fibre (seed fibre_seed + 1)
-    gone = speckle.simulate_mmf(24, 1, bend=0.0).images
-    assert np.array_equal(gone, speckle.simulate_mmf(24, 1, fibre_seed=1235).images)
+    gone = fibre.simulate_mmf(24, 1, bend=0.0).images
+    assert np.array_equal(gone, fibre.simulate_mmf(24, 1, fibre_seed=1235).images)
     for mu, lo, hi in [(0.05, -0.1, 0.1), (0.8, 0.5, 0.78)]:
-        bent = speckle.simulate_mmf(24, 1, bend=mu).images
+        bent = fibre.simulate_mmf(24, 1, bend=mu).images
         # intensity correlation |mu|^2 (0.0025 and 0.64)
         r = np.mean([in_core_pcc(x, y) for x, y in zip(bent, straight, strict=True)])
         assert lo < r < hi, (mu, r)
     with pytest.raises(ValueError, match="bend"):
-        speckle.simulate_mmf(1, 0, bend=1.5)
+        fibre.simulate_mmf(1, 0, bend=1.5)
 
 
-def test_mmf_physics(mmf: speckle.SimulatedSet) -> None:
+def test_mmf_physics(mmf: simulated.SimulatedSet) -> None:
     imgs = mmf.images
     assert imgs.shape == (96, 64, 64) and imgs.dtype == np.float32
     assert np.all(imgs[:, ~CORE] == 0)
@@ -288,11 +289,11 @@ def test_mmf_physics(mmf: speckle.SimulatedSet) -> None:
     assert ratio.mean() == pytest.approx(1.0, rel=0.05)
 
 
-def test_mmf_labels_and_ranges(mmf: speckle.SimulatedSet) -> None:
+def test_mmf_labels_and_ranges(mmf: simulated.SimulatedSet) -> None:
     lab = mmf.labels
     for col in ("digit", "source_index", "dx", "dy", "angle", "scale", "power"):
         assert col in lab.columns
-    _, target = speckle._digits()
+    _, target = fibre._digits()
     assert np.array_equal(lab.digit, target[lab.source_index])
     assert lab.digit.between(0, 9).all() and lab.digit.nunique() == 10
     assert lab[["dx", "dy"]].abs().max().max() <= 2.0
@@ -302,7 +303,7 @@ def test_mmf_labels_and_ranges(mmf: speckle.SimulatedSet) -> None:
     p = mmf.patterns
     assert p.shape == (96, 16, 16) and p.dtype == np.float32
     assert p.min() >= 0 and p.max() <= 1 and p.max() > 0.9
-    narrow = speckle.simulate_mmf(64, 3, shift=0.5, rotation=5.0, scale=(1.0, 1.2)).labels
+    narrow = fibre.simulate_mmf(64, 3, shift=0.5, rotation=5.0, scale=(1.0, 1.2)).labels
     assert narrow[["dx", "dy"]].abs().max().max() <= 0.5
     assert narrow.angle.abs().max() <= 5
     assert narrow.scale.between(1.0, 1.2).all()
@@ -312,17 +313,17 @@ def test_transform_patterns_geometry() -> None:
     base = np.zeros((1, 16, 16), dtype=np.float32)
     base[0, 3:6, 9:14] = 1.0  # an asymmetric bar, top right
     one, zero = np.ones(1), np.zeros(1)
-    np.testing.assert_array_equal(speckle.transform_patterns(base, zero, zero, zero, one), base)
-    rot = speckle.transform_patterns(base, zero, zero, np.array([90.0]), one)
+    np.testing.assert_array_equal(fibre.transform_patterns(base, zero, zero, zero, one), base)
+    rot = fibre.transform_patterns(base, zero, zero, np.array([90.0]), one)
     np.testing.assert_allclose(rot[0], np.rot90(base[0]), atol=1e-5)  # counter-clockwise
-    moved = speckle.transform_patterns(base, np.array([2.0]), np.array([-1.0]), zero, one)
+    moved = fibre.transform_patterns(base, np.array([2.0]), np.array([-1.0]), zero, one)
     np.testing.assert_allclose(moved[0], np.roll(base[0], (-1, 2), axis=(0, 1)), atol=1e-6)
-    big = speckle.transform_patterns(base, zero, zero, zero, np.array([1.1]))
+    big = fibre.transform_patterns(base, zero, zero, zero, np.array([1.1]))
     assert big.sum() > base.sum()
 
 
 def test_mean_image_and_pattern_probe_are_in_the_expected_regime(
-    mmf: speckle.SimulatedSet,
+    mmf: simulated.SimulatedSet,
 ) -> None:
     # What a VAE on the users' data faces: a strong common component (mean-image PCC ~0.75) ...
     m = mmf.images.mean(axis=0)
@@ -334,8 +335,8 @@ def test_mean_image_and_pattern_probe_are_in_the_expected_regime(
 
     acc = {}
     for name, kw in [("default", {}), ("plain", dict(shift=0.0, rotation=0.0, scale=1.0))]:
-        train = speckle.simulate_mmf(1500, 20, **kw)
-        test = speckle.simulate_mmf(500, 21, **kw)
+        train = fibre.simulate_mmf(1500, 20, **kw)
+        test = fibre.simulate_mmf(500, 21, **kw)
         clf = RidgeClassifier().fit(train.patterns.reshape(1500, -1), train.labels.digit)
         acc[name] = clf.score(test.patterns.reshape(500, -1), test.labels.digit)
     assert 0.55 < acc["default"] < 0.8
@@ -345,16 +346,28 @@ def test_mean_image_and_pattern_probe_are_in_the_expected_regime(
 # ----------------------------------------------------------------------------- CLI
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, module: str = "speckle") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "vae.speckle", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_vae_speckle_is_the_same_command(tmp_path: Path) -> None:
+    """`python -m vae.speckle` is kept for existing scripts: same options, same files."""
+    args = ("mmf", "--n", "3", "--seed", "5", "--size", "32")
+    new = run_cli(*args, "--out", str(tmp_path / "new"))
+    old = run_cli(*args, "--out", str(tmp_path / "old"), module="vae.speckle")
+    assert new.returncode == 0 and old.returncode == 0, new.stderr + old.stderr
+    for name in ("images/000002.png", "patterns/000000.png", "labels.csv"):
+        assert (tmp_path / "new" / name).read_bytes() == (tmp_path / "old" / name).read_bytes()
+    bad = run_cli("mmf", "--n", "3", module="vae.speckle")
+    assert bad.returncode == 2 and "--seed" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -375,7 +388,7 @@ def test_cli_mmf_writes_a_dataset(tmp_path: Path) -> None:
     labels = pd.read_csv(out / "labels.csv")
     assert list(labels.columns[:3]) == ["file", "pattern", "digit"]
     assert labels.file[0] == "images/000000.png" and labels.pattern[4] == "patterns/000004.png"
-    sim = speckle.simulate_mmf(5, 3, bend=0.9)
+    sim = fibre.simulate_mmf(5, 3, bend=0.9)
     stored = np.stack([read_png(out / f) for f in labels.file]) / meta["intensity_scale"]
     np.testing.assert_allclose(stored, sim.images, atol=0.51 / meta["intensity_scale"])
     assert np.array_equal(labels.digit, sim.labels.digit)
@@ -387,43 +400,41 @@ def test_cli_mmf_writes_a_dataset(tmp_path: Path) -> None:
 
 def test_cli_is_byte_reproducible_and_guards_out(tmp_path: Path, capsys) -> None:
     args = ["free", "--n", "4", "--seed", "5", "--diameter", "8:16", "--looks", "1:3"]
-    assert speckle.main([*args, "--out", str(tmp_path / "a")]) == 0
-    assert speckle.main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert cli.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert cli.main([*args, "--out", str(tmp_path / "b")]) == 0
     for f in sorted((tmp_path / "a" / "images").iterdir()):
         assert f.read_bytes() == (tmp_path / "b" / "images" / f.name).read_bytes()
     labels = pd.read_csv(tmp_path / "a" / "labels.csv")
     assert "pattern" not in labels.columns and not (tmp_path / "a" / "patterns").exists()
     assert labels.diameter.between(8, 16).all()
     capsys.readouterr()
-    assert speckle.main([*args, "--out", str(tmp_path / "a")]) == 1
+    assert cli.main([*args, "--out", str(tmp_path / "a")]) == 1
     err = capsys.readouterr().err
     assert "--overwrite" in err and err.count("\n") == 1
-    assert (
-        speckle.main([*args[:4], "7", *args[5:], "--out", str(tmp_path / "a"), "--overwrite"]) == 0
-    )
+    assert cli.main([*args[:4], "7", *args[5:], "--out", str(tmp_path / "a"), "--overwrite"]) == 0
     meta = json.loads((tmp_path / "a" / "simulation.json").read_text())
     assert meta["seed"] == 7 and meta["looks"] == [1, 3]
 
 
 def test_cli_usage_errors_are_one_line(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
-        speckle.main(["mmf", "--n", "x", "--seed", "1", "--out", str(tmp_path)])
+        cli.main(["mmf", "--n", "x", "--seed", "1", "--out", str(tmp_path)])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--n" in err
-    assert speckle.main(["free", "--n", "1", "--seed", "1", "--out", str(tmp_path / "x"),
+    assert cli.main(["free", "--n", "1", "--seed", "1", "--out", str(tmp_path / "x"),
                          "--diameter", "100"]) == 1  # fmt: skip
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "fit" in err
     with pytest.raises(SystemExit) as exc:
-        speckle.main(["--help"])
+        cli.main(["--help"])
     assert exc.value.code == 0
     assert "stats" in capsys.readouterr().out
 
 
 def test_cli_stats(tmp_path: Path) -> None:
-    sim = speckle.simulate_free(2, 1, size=64, diameter=16)
-    speckle.write_dataset(sim, tmp_path / "ds")
+    sim = free.simulate_free(2, 1, size=64, diameter=16)
+    io.write_dataset(sim, tmp_path / "ds")
     np.save(tmp_path / "one.npy", sim.images[0])
     np.save(tmp_path / "stack.npy", sim.images)
     rgb = (np.clip(sim.images[1] / 4, 0, 1) * 255).astype(np.uint8)
@@ -451,8 +462,8 @@ def test_bundled_digits_are_read_without_importing_scikit_learn() -> None:
     """The digits come from scikit-learn's data file directly (its import costs a fresh start
     1.3 s), and are exactly what load_digits gives."""
     code = (
-        "import sys; from vae import speckle; images, target = speckle._digits_8x8(); "
-        "speckle.simulate_mmf(4, 1); print(images.shape, int(target.sum()), 'sklearn' in sys.modules)"
+        "import sys; from speckle import mmf as fibre; images, target = fibre._digits_8x8(); "
+        "fibre.simulate_mmf(4, 1); print(images.shape, int(target.sum()), 'sklearn' in sys.modules)"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=120)  # fmt: skip
@@ -461,5 +472,5 @@ def test_bundled_digits_are_read_without_importing_scikit_learn() -> None:
 
     d = load_digits()
     assert res.stdout.split() == ["(1797,", "8,", "8)", str(int(d.target.sum())), "False"]
-    images, target = speckle._digits_8x8()
+    images, target = fibre._digits_8x8()
     assert np.array_equal(images, d.images) and np.array_equal(target, d.target)

@@ -7,22 +7,22 @@ import pytest
 from scipy import ndimage
 from scipy import stats as sst
 
-from vae import speckle, stats
+from speckle import free, simulated, stats
 
 
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
     """Eight fully developed speckle frames, 128 x 128, circular pupil D = 32 (grain ~4.1 px)."""
-    return speckle.simulate_free(8, 11, size=128, diameter=32).images
+    return free.simulate_free(8, 11, size=128, diameter=32).images
 
 
 def test_grain_fwhm_of_the_airy_autocovariance_is_exact() -> None:
     # The theoretical |2 J1(v)/v|^2 autocovariance: the sub-pixel interpolation must recover
     # 1.029 N/D to within a percent although the FWHM is not a whole number of pixels.
     for n, d in [(256, 40), (512, 100), (256, 64)]:
-        c = speckle.expected_autocovariance(speckle.pupil_mask(n, d))
+        c = free.expected_autocovariance(free.pupil_mask(n, d))
         g = stats.fwhm_from_autocovariance_batch(c[None])
-        want = speckle.AIRY_FWHM * n / d
+        want = simulated.AIRY_FWHM * n / d
         for key in ("fwhm_x", "fwhm_y", "fwhm_r"):
             assert g[key][0] == pytest.approx(want, rel=0.01), (n, d, key)
         assert g["anisotropy"][0] == pytest.approx(1.0, abs=1e-9)
@@ -31,9 +31,9 @@ def test_grain_fwhm_of_the_airy_autocovariance_is_exact() -> None:
 @pytest.mark.parametrize(("diameter", "aspect"), [(16, 1.0), (32, 1.0), (32, 0.5)])
 def test_grain_size_recovers_pupil_factors(diameter: int, aspect: float) -> None:
     pupil = "circle" if aspect == 1 else "ellipse"
-    sim = speckle.simulate_free(6, 3, size=128, diameter=diameter, pupil=pupil, aspect=aspect)
+    sim = free.simulate_free(6, 3, size=128, diameter=diameter, pupil=pupil, aspect=aspect)
     g = stats.grain_size_batch(sim.images)
-    fx = speckle.AIRY_FWHM * 128 / diameter
+    fx = simulated.AIRY_FWHM * 128 / diameter
     fy = fx / aspect
     assert g["fwhm_x"].mean() == pytest.approx(fx, rel=0.1)
     assert g["fwhm_y"].mean() == pytest.approx(fy, rel=0.1)
@@ -45,7 +45,7 @@ def test_grain_size_recovers_pupil_factors(diameter: int, aspect: float) -> None
 
 def test_contrast_recovers_number_of_looks() -> None:
     for m in (1, 2, 4, 9):
-        sim = speckle.simulate_free(4, m, size=256, diameter=64, looks=m)
+        sim = free.simulate_free(4, m, size=256, diameter=64, looks=m)
         assert stats.contrast_batch(sim.images).mean() == pytest.approx(1 / math.sqrt(m), rel=0.05)
 
 
@@ -133,7 +133,7 @@ def test_speckle_stats_keys_and_batch(frames: np.ndarray) -> None:
     assert tuple(s) == stats.STAT_KEYS
     assert all(type(v) is float for v in s.values())
     assert s["contrast"] == pytest.approx(1.0, abs=0.05)
-    assert s["grain_fwhm_r"] == pytest.approx(speckle.AIRY_FWHM * 128 / 32, rel=0.1)
+    assert s["grain_fwhm_r"] == pytest.approx(simulated.AIRY_FWHM * 128 / 32, rel=0.1)
     b = stats.speckle_stats_batch(frames[:3], window=5)
     for k in stats.STAT_KEYS:
         assert b[k][0] == pytest.approx(s[k], rel=1e-9), k

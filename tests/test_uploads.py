@@ -11,16 +11,12 @@ from explorer import cache, sources
 from explorer.atlas import build_atlas, build_projection
 from explorer.metrics import compare, percentile_of
 from explorer.uploads import OOD_PERCENTILE, analyse, load_upload, posterior_samples
+from speckle.free import expected_autocovariance, free_intensity, pupil_mask
+from speckle.io import write_dataset
+from speckle.mmf import simulate_mmf
+from speckle.stats import contrast
 from vae.checkpoint import load_checkpoint
 from vae.data import ImageFolder, Normalization
-from vae.speckle import (
-    expected_autocovariance,
-    free_intensity,
-    pupil_mask,
-    simulate_mmf,
-    write_dataset,
-)
-from vae.stats import contrast
 
 
 def _free_speckle(

@@ -15,13 +15,13 @@ import sys
 
 import numpy as np
 
+from speckle.stats import contrast_batch
 from vae.checkpoint import CheckpointError, load_checkpoint
 from vae.data import ImageError, ImageFolder, Normalization
 from vae.device import pick_device
 from vae.inference import encode_dataset, kl_per_dim
 from vae.loss import active_units
 from vae.metrics import pixel_metrics
-from vae.stats import contrast_batch
 
 PROBE_TEST_FRACTION = 0.25
 MAX_CLASSES = 50  # a label column with more distinct values is treated as continuous

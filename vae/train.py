@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from vae import checkpoint as ckpt
+from vae.atomic import atomic_write
 from vae.data import ImageError, ImageFolder, Normalization, split_indices
 from vae.device import autocast, pick_device
 from vae.loss import RECON_CONVENTIONS, active_units, vae_loss
@@ -302,9 +303,7 @@ def read_metrics(path: Path) -> list[dict]:
 def truncate_metrics(path: Path, step: int) -> None:
     """After a resume, drop records from steps that will be run again."""
     rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def model_config_for(cfg: TrainConfig) -> VAEConfig:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from explorer.atlas import interpolation
 from explorer.latent_ops import nearest
-from vae.stats import contrast_batch
+from speckle.stats import contrast_batch
 from views import common
 
 checkpoint, dataset, atlas = common.current()

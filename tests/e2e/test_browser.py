@@ -190,7 +190,7 @@ def test_upload_png_and_16bit_tiff_shows_reconstructions(server, page, tmp_path)
     import numpy as np
     from PIL import Image
 
-    from vae.speckle import simulate_mmf
+    from speckle.mmf import simulate_mmf
 
     imgs = simulate_mmf(2, seed=77).images
     png, tif, bad = tmp_path / "frame.png", tmp_path / "frame16.tif", tmp_path / "notes.png"

@@ -1,0 +1,3 @@
+from speckle.cli import main
+
+raise SystemExit(main())

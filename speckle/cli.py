@@ -1,0 +1,255 @@
+"""`python -m speckle`: simulate data sets (mmf, free) or measure speckle statistics (stats)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speckle.free import PUPILS, simulate_free
+from speckle.io import write_dataset
+from speckle.mmf import DEFAULT_FIBRE_SEED, simulate_mmf
+
+IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
+
+
+def _read_for_stats(path: Path) -> np.ndarray:
+    """The float64 image in one file, (H, W), or an (n, H, W) stack from a .npy. PNG/TIFF/JPEG/BMP
+    via PIL (8/16-bit, 32-bit int or float; colour to luminance; first frame of a multi-frame
+    file). Small on purpose: vae.data has the full loader."""
+    if path.suffix.lower() == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        if arr.ndim not in (2, 3) or arr.dtype.kind not in "buif":
+            raise ValueError(
+                f"expected a 2-D image or (n, H, W) stack, got {arr.dtype} {arr.shape}"
+            )
+        return arr.astype(np.float64)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode not in ("L", "I", "F") and not im.mode.startswith("I;16"):
+            im = im.convert("L")
+        arr = np.asarray(im)
+    if arr.ndim != 2 or arr.dtype.kind not in "uif":
+        raise ValueError(f"unsupported pixel data {arr.dtype} {arr.shape}")
+    return arr.astype(np.float64)
+
+
+def _find_images(paths: Sequence[str]) -> list[Path]:
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+            )
+        else:
+            found.append(p)
+    return found
+
+
+def _jsonable(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def _stats_command(paths: Sequence[str], as_json: bool, window: int) -> int:
+    from speckle.stats import STAT_KEYS, speckle_stats
+
+    files = _find_images(paths)
+    if not files:
+        print("speckle stats: error: no image files found", file=sys.stderr)
+        return 1
+    failed = 0
+    if not as_json:
+        print("\t".join(("file", *STAT_KEYS)))
+    for f in files:
+        try:
+            if not f.exists():
+                raise FileNotFoundError("no such file")
+            arr = _read_for_stats(f)
+            stack = arr.ndim == 3
+            rows = []
+            for i, img in enumerate(arr if stack else arr[None]):
+                row: dict[str, Any] = {"file": str(f)}
+                if stack:
+                    row["index"] = i
+                row["height"], row["width"] = img.shape
+                row.update({k: _jsonable(v) for k, v in speckle_stats(img, window).items()})
+                rows.append(row)
+        except Exception as exc:  # one bad file must not stop the others
+            failed += 1
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"speckle stats: {f}: {msg}", file=sys.stderr)
+            continue
+        for row in rows:
+            if as_json:
+                print(json.dumps(row), flush=True)
+            else:
+                name = row["file"] + (f"[{row['index']}]" if "index" in row else "")
+                vals = ("nan" if row[k] is None else f"{row[k]:.4g}" for k in STAT_KEYS)
+                print("\t".join((name, *vals)), flush=True)
+    return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _pair_arg(text: str) -> tuple[float, float] | float:
+    """'V' or 'LO:HI' (also 'LO,HI')."""
+    parts = text.replace(",", ":").split(":")
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"expected a number or LO:HI, got {text!r}") from None
+    if len(vals) == 1:
+        return vals[0]
+    if len(vals) == 2:
+        return (vals[0], vals[1])
+    raise ValueError(f"expected a number or LO:HI, got {text!r}")
+
+
+def _build_parser():
+    import argparse
+
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message: str):  # argparse prints the whole usage; keep errors one line
+            self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def pair(text: str):
+        try:
+            return _pair_arg(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = OneLineParser(
+        prog="python -m speckle",
+        description="Simulate laser speckle data sets (multimode fibre or free space) with known "
+        "generating factors, or measure speckle statistics of images.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    def common(p) -> None:
+        p.add_argument("--n", type=int, required=True, help="number of images")
+        p.add_argument("--seed", type=int, required=True, help="sample seed")
+        p.add_argument("--out", type=Path, required=True, help="output directory")
+        p.add_argument("--size", type=int, default=64, help="output image size (pixels)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+    mmf = sub.add_parser(
+        "mmf",
+        formatter_class=fmt,
+        help="digits on an SLM through a multimode fibre",
+        description="Handwritten digits (16x16 amplitude on an SLM) through a fixed random "
+        "multimode fibre; a new --seed draws new samples through the same fibre.",
+    )
+    common(mmf)
+    mmf.add_argument("--fibre-seed", type=int, default=DEFAULT_FIBRE_SEED, help="fibre (T) seed")
+    mmf.add_argument("--shift", type=float, default=2.0, help="max |dx|, |dy| in SLM pixels")
+    mmf.add_argument("--rotation", type=float, default=15.0, help="max |angle| in degrees")
+    mmf.add_argument("--scale", type=pair, default=(0.9, 1.1), help="scale range LO:HI")
+    mmf.add_argument("--bend", type=float, default=None, metavar="MU", help="fibre bend mu")
+    mmf.add_argument("--bend-seed", type=int, default=None, help="bent part (fibre seed + 1)")
+    mmf.add_argument("--grain", type=float, default=None, help="grain FWHM px (size/16)")
+    mmf.add_argument("--core", type=float, default=0.9, help="core diameter / image width")
+
+    free = sub.add_parser(
+        "free",
+        formatter_class=fmt,
+        help="free-space speckle with controlled factors",
+        description="Random phase screen behind a pupil, then an FFT. Ranges are V or LO:HI, "
+        "drawn uniformly per image and recorded in labels.csv.",
+    )
+    common(free)
+    free.add_argument("--grid", type=int, default=None, help="simulation grid N (= size)")
+    free.add_argument(
+        "--diameter", type=pair, default=None, help="pupil D in grid px, V or LO:HI (N/8:N/3)"
+    )
+    free.add_argument("--pupil", default="circle", help=f"one or more of {','.join(PUPILS)}")
+    free.add_argument("--aspect", type=pair, default=0.5, help="ellipse height/width")
+    free.add_argument("--inner", type=pair, default=0.5, help="annulus hole/outer diameter")
+    free.add_argument("--looks", type=pair, default=1, help="independent looks M, V or LO:HI")
+    free.add_argument("--tilt", type=int, default=0, help="max |tilt| in output pixels")
+    free.add_argument("--defocus", type=float, default=0.0, help="max |defocus| in waves")
+    free.add_argument("--decorrelation", type=float, default=0.0, help="frame-to-frame rho")
+    free.add_argument("--oversample", type=int, default=1, help="camera pixel integration q")
+    free.add_argument("--photons", type=float, default=None, help="mean e- per pixel (camera)")
+    free.add_argument("--read-noise", type=float, default=0.0, help="read noise, e- rms")
+    free.add_argument("--bit-depth", type=int, default=None, help="ADC bits")
+    free.add_argument("--full-well", type=float, default=None, help="saturation, e-")
+
+    st = sub.add_parser(
+        "stats",
+        formatter_class=fmt,
+        help="speckle statistics of images",
+        description="Contrast, grain size and intensity statistics of images (PNG/TIFF/JPEG/BMP "
+        "or .npy; directories are searched recursively). A bad file is reported on stderr and "
+        "the rest continue; the exit code is 1 if any failed.",
+    )
+    st.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    st.add_argument("--json", action="store_true", help="one JSON object per line per image")
+    st.add_argument("--window", type=int, default=7, help="local contrast window (pixels)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "stats":
+            try:
+                return _stats_command(args.paths, args.json, args.window)
+            except BrokenPipeError:  # `... | head`: the reader is gone, nothing left to say
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 1
+        if args.command == "mmf":
+            sim = simulate_mmf(
+                args.n,
+                args.seed,
+                size=args.size,
+                fibre_seed=args.fibre_seed,
+                shift=args.shift,
+                rotation=args.rotation,
+                scale=args.scale,
+                bend=args.bend,
+                bend_seed=args.bend_seed,
+                grain=args.grain,
+                core=args.core,
+            )
+        else:
+            sim = simulate_free(
+                args.n,
+                args.seed,
+                size=args.size,
+                grid=args.grid,
+                diameter=args.diameter,
+                pupil=args.pupil,
+                aspect=args.aspect,
+                inner=args.inner,
+                looks=args.looks,
+                tilt=args.tilt,
+                defocus=args.defocus,
+                decorrelation=args.decorrelation,
+                oversample=args.oversample,
+                photons=args.photons,
+                read_noise=args.read_noise,
+                bit_depth=args.bit_depth,
+                full_well=args.full_well,
+            )
+        sim.meta["command"] = [
+            "python",
+            "-m",
+            "speckle",
+            *(sys.argv[1:] if argv is None else argv),
+        ]
+        write_dataset(sim, args.out, overwrite=args.overwrite)
+    except (ValueError, OSError) as exc:
+        print(f"python -m speckle {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(sim.images)} images to {args.out}")
+    return 0

@@ -1,0 +1,261 @@
+"""Multimode-fibre speckle simulator.
+
+The users' own setup. A 16x16 amplitude pattern (a scikit-learn handwritten digit, upsampled
+from 8x8, randomly shifted, rotated and scaled) on an SLM is coupled into a multimode fibre,
+described by a fixed random transmission matrix T; the camera sees I = |T x|^2 at the fibre
+output. Each of the 256 columns of T is an independent circular complex Gaussian field,
+band-limited by the fibre NA (random coefficients inside a circular pupil in k-space, then
+an inverse FFT) and cut to the circular core. Any input x then gives a circular Gaussian
+output field, so every image is fully developed speckle inside the core (Goodman, "Speckle
+Phenomena in Optics", 2007, ch. 2-3: a sum of many independent random phasors), while
+two inputs give output fields correlated by their overlap <x, x'>/|x||x'|.
+T depends only on `fibre_seed`; the sample `seed` draws digits and their placement, so a new
+seed draws new samples through the same fibre (a held-out set). `bend` mixes in a second
+fibre, T' = mu T + sqrt(1 - mu^2) T_new: the field correlation with the straight fibre is mu,
+the intensity correlation mu^2 (Goodman ch. 4: intensity correlation is |field corr.|^2).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import fft as sfft
+from scipy import ndimage
+
+from speckle.simulated import (
+    _FIBRE_TAG,
+    _MMF_TAG,
+    AIRY_FWHM,
+    N_INPUT,
+    PATTERN_SIZE,
+    SimulatedSet,
+    _range,
+    _scaled,
+)
+
+DEFAULT_FIBRE_SEED = 1234
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1797 bundled 8x8 digits as 16x16 amplitudes in [0, 1] (bilinear), and their classes."""
+    images, target = _digits_8x8()
+    up = ndimage.zoom(images / 16.0, (1, 2, 2), order=1)
+    up = np.clip(up, 0.0, 1.0).astype(np.float32)
+    up.flags.writeable = False
+    target = np.asarray(target, dtype=np.int64)
+    target.flags.writeable = False
+    return up, target
+
+
+def _digits_8x8() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits (images 0..16, classes), read from its data file when it is
+    where load_digits keeps it: importing scikit-learn costs 1.3 s, which a fresh clone's first
+    map would wait for. Otherwise through load_digits itself."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as f:
+                data = np.loadtxt(f, delimiter=",", dtype=np.float64)
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images, d.target
+
+
+def transform_patterns(
+    base: np.ndarray,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    angle: np.ndarray,
+    scale: np.ndarray,
+) -> np.ndarray:
+    """Scale, rotate (degrees, counter-clockwise as displayed) about the centre, then shift
+    (pixels; +dx right, +dy down) each (n, S, S) pattern; bilinear, zero outside. float32 in [0, 1].
+    """
+    base = np.asarray(base, dtype=np.float32)
+    n, h, w = base.shape
+    c_y, c_x = (h - 1) / 2, (w - 1) / 2
+    y, x = np.indices((h, w), dtype=np.float64)
+    th = np.deg2rad(np.asarray(angle, dtype=np.float64))[:, None, None]
+    s = np.asarray(scale, dtype=np.float64)[:, None, None]
+    yp = y[None] - c_y - np.asarray(dy, dtype=np.float64)[:, None, None]
+    xp = x[None] - c_x - np.asarray(dx, dtype=np.float64)[:, None, None]
+    # Inverse map of the on-screen CCW rotation (rows grow downwards): where each output pixel
+    # samples the source.
+    cos, sin = np.cos(th), np.sin(th)
+    xs = (xp * cos - yp * sin) / s + c_x
+    ys = (xp * sin + yp * cos) / s + c_y
+    idx = np.broadcast_to(np.arange(n, dtype=np.float64)[:, None, None], xs.shape)
+    out = ndimage.map_coordinates(base, [idx, ys, xs], order=1, mode="constant", cval=0.0)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def core_mask(size: int, core: float = 0.9) -> np.ndarray:
+    """Boolean (size, size) disc of diameter core*size: the fibre core as imaged on the camera."""
+    c = (size - 1) / 2
+    y, x = np.indices((size, size))
+    return (y - c) ** 2 + (x - c) ** 2 <= (core * size / 2) ** 2
+
+
+def _default_grain(size: int) -> float:
+    return size / 16
+
+
+@lru_cache(maxsize=4)
+def transmission_matrix(
+    fibre_seed: int = DEFAULT_FIBRE_SEED,
+    *,
+    size: int = 64,
+    grain: float | None = None,
+    core: float = 0.9,
+) -> np.ndarray:
+    """The fibre's (size*size, 256) complex64 transmission matrix (read-only; cached per seed).
+
+    Column j is the output field for SLM pixel j alone: circular Gaussian k-space coefficients
+    inside a circular pupil of diameter D = 1.03 P / grain on a P = 2 size grid, an inverse FFT,
+    the central size x size crop, zero outside the core. The grid is padded to twice the image
+    because an FFT field is periodic: unpadded, grains at opposite core edges would be
+    correlated through the wrap-around. Scaled so that E[sum over the core of |T_j|^2] = 1
+    (a lossless fibre conserves power on average). `grain` is the speckle FWHM in output pixels,
+    default size/16, so the same fibre imaged at another `size` keeps its number of modes.
+    """
+    grain = _default_grain(size) if grain is None else float(grain)
+    if size < 4:
+        raise ValueError(f"size must be >= 4, got {size}")
+    if not 0 < core <= 1:
+        raise ValueError(f"core must be in (0, 1], got {core}")
+    p = 2 * size
+    diameter = AIRY_FWHM * p / grain
+    if not 1 <= diameter <= p:
+        raise ValueError(f"grain must be between {AIRY_FWHM:.3g} and {AIRY_FWHM * p:.3g} px")
+    k = np.fft.fftfreq(p) * p
+    pupil = (k[:, None] ** 2 + k[None, :] ** 2) <= (diameter / 2) ** 2
+    n_k = int(pupil.sum())
+    mask = core_mask(size, core)
+    rng = np.random.default_rng([_FIBRE_TAG, int(fibre_seed)])
+    coef = rng.standard_normal((N_INPUT, n_k, 2), dtype=np.float32)
+    coef = (coef[..., 0] + 1j * coef[..., 1]) / np.sqrt(2 * n_k * int(mask.sum()))
+    spectrum = np.zeros((N_INPUT, p, p), dtype=np.complex64)
+    spectrum[:, pupil] = coef
+    fields = sfft.ifft2(spectrum, axes=(-2, -1), norm="forward", workers=-1)
+    o = (p - size) // 2
+    fields = fields[:, o : o + size, o : o + size] * mask
+    tm = np.ascontiguousarray(fields.reshape(N_INPUT, size * size).T).astype(np.complex64)
+    tm.flags.writeable = False
+    return tm
+
+
+def propagate(patterns: np.ndarray, tm: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Output intensities |T x|^2 (n, S, S) float32 for SLM amplitude patterns (n, 16, 16)."""
+    patterns = np.asarray(patterns, dtype=np.float32)
+    x = patterns.reshape(len(patterns), int(np.prod(patterns.shape[1:])))
+    if x.shape[1] != tm.shape[1]:
+        raise ValueError(f"patterns have {x.shape[1]} pixels, the fibre takes {tm.shape[1]}")
+    size = math.isqrt(tm.shape[0])
+    lit = np.flatnonzero(np.any(tm != 0, axis=1))
+    # x is real, so two float32 products beat one complex product (half the multiplications).
+    t_re = np.ascontiguousarray(tm[lit].real.T)
+    t_im = np.ascontiguousarray(tm[lit].imag.T)
+    out = np.zeros((len(x), size * size), dtype=np.float32)
+    block = np.zeros((chunk, x.shape[1]), dtype=np.float32)
+    for s in range(0, len(x), chunk):
+        # Always a full block, zero-padded: BLAS may pick its kernels, and so its summation
+        # order, by the number of rows, and sample i must come out bit for bit the same
+        # whatever n is (prefix-stable sets; seen differing by 2e-7 on a CPU without AVX-512).
+        rows = min(chunk, len(x) - s)
+        block[:rows] = x[s : s + rows]
+        block[rows:] = 0.0
+        re, im = block @ t_re, block @ t_im
+        out[s : s + rows, lit] = (re * re + im * im)[:rows]
+    return out.reshape(len(x), size, size)
+
+
+def simulate_mmf(
+    n: int,
+    seed: int,
+    *,
+    size: int = 64,
+    fibre_seed: int = DEFAULT_FIBRE_SEED,
+    shift: float = 2.0,
+    rotation: float = 15.0,
+    scale: tuple[float, float] | float = (0.9, 1.1),
+    bend: float | None = None,
+    bend_seed: int | None = None,
+    grain: float | None = None,
+    core: float = 0.9,
+) -> SimulatedSet:
+    """Digits on an SLM through a multimode fibre; see the module docstring.
+
+    Per sample: a digit drawn uniformly from the 1797 bundled ones, shift dx, dy uniform in
+    [-shift, shift] px (continuous), rotation uniform in [-rotation, rotation] degrees, scale
+    uniform in `scale`. `bend` mu in [0, 1] mixes in the fibre of `bend_seed` (default
+    fibre_seed + 1): mu = 1 is the straight fibre, mu = 0 the other one.
+    Labels: digit, source_index, dx, dy, angle, scale, power (sum of x^2, the input power).
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if shift < 0 or rotation < 0:
+        raise ValueError("shift and rotation are half-widths and must be >= 0")
+    sc = _range(scale, "scale")
+    if sc[0] <= 0:
+        raise ValueError(f"scale must be > 0, got {scale!r}")
+    if bend is not None and not 0 <= bend <= 1:
+        raise ValueError(f"bend must be in [0, 1], got {bend}")
+    grain = _default_grain(size) if grain is None else float(grain)
+    bend_seed = fibre_seed + 1 if bend_seed is None else bend_seed
+
+    base, target = _digits()
+    # One row of uniforms per sample: sample i is the same whatever n is (prefix-stable sets).
+    u = np.random.default_rng([_MMF_TAG, int(seed)]).random((n, 5))
+    source = np.minimum((u[:, 0] * len(base)).astype(np.int64), len(base) - 1)
+    dx = _scaled(u[:, 1], (-shift, shift))
+    dy = _scaled(u[:, 2], (-shift, shift))
+    angle = _scaled(u[:, 3], (-rotation, rotation))
+    factor = _scaled(u[:, 4], sc)
+    patterns = transform_patterns(base[source], dx, dy, angle, factor)
+
+    tm = transmission_matrix(fibre_seed, size=size, grain=grain, core=core)
+    if bend is not None:
+        other = transmission_matrix(bend_seed, size=size, grain=grain, core=core)
+        mu = np.float32(bend)
+        tm = mu * tm + np.float32(math.sqrt(1.0 - bend * bend)) * other
+    images = propagate(patterns, tm)
+
+    labels = pd.DataFrame(
+        {
+            "digit": target[source],
+            "source_index": source,
+            "dx": dx,
+            "dy": dy,
+            "angle": angle,
+            "scale": factor,
+            "power": (patterns.astype(np.float64) ** 2).sum(axis=(1, 2)),
+        }
+    )
+    meta = {
+        "kind": "mmf",
+        "n": n,
+        "seed": seed,
+        "size": size,
+        "fibre_seed": fibre_seed,
+        "shift": shift,
+        "rotation": rotation,
+        "scale": list(sc),
+        "bend": bend,
+        "bend_seed": bend_seed if bend is not None else None,
+        "grain": grain,
+        "core": core,
+        "pattern_size": PATTERN_SIZE,
+        "patterns": "sklearn load_digits 8x8, bilinear to 16x16, amplitude in [0, 1]",
+    }
+    return SimulatedSet(images=images, labels=labels, patterns=patterns, meta=meta)
