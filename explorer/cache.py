@@ -1,25 +1,25 @@
 """On-disk cache of arrays (latents, projections), outside git.
 
 Each entry is `NAME.npz` plus `NAME.json` holding the npz's byte size and sha256: a truncated or
-altered file is detected on read and rebuilt, never used. Writes are atomic (temp file, then
-rename) and builders take a file lock, so two processes building the same entry do not corrupt it
-and the second one reuses the first one's result.
+altered file is detected on read and rebuilt, never used. Writes are atomic (`vae.atomic`) and
+builders take a file lock (`filelock`, which works on POSIX and Windows alike), so two processes
+building the same entry do not corrupt it and the second one reuses the first one's result.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
+from vae.atomic import atomic_path, atomic_write
 from vae.checkpoint import file_sha256
 
 CACHE_ENV = "SPECKLE_VAE_CACHE"
@@ -43,29 +43,13 @@ def scan_record(folder: str | Path) -> Path:
     return cache_root() / "scans" / f"{key(Path(folder).resolve())}.json"
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(path: Path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     npz = path.with_suffix(".npz")
-
-    def write_npz(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    _atomic_write(npz, write_npz)
+    with atomic_path(npz) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
     info = {"bytes": npz.stat().st_size, "sha256": file_sha256(npz), "meta": meta or {}}
-    _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(info)))
+    atomic_write(path.with_suffix(".json"), json.dumps(info))
 
 
 def load(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
@@ -89,20 +73,20 @@ def load(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
 
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
+    """Hold `path`'s lock file (`NAME.lock`) for the block, across processes."""
     lock_path = Path(path).with_suffix(".lock")
+    lock = FileLock(lock_path)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(lock_path, "a")  # noqa: SIM115
+        lock.acquire()
     except OSError as e:  # unwritable cache: nothing can be shared, so nothing to lock
         log.warning("%s: cannot lock (%s); building without the cache", lock_path, e)
         yield
         return
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def get_or_build(

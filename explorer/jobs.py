@@ -12,6 +12,7 @@ or killed run never leaves a half-written one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -127,6 +128,7 @@ class JobManager:
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._watcher: threading.Thread | None = None
+        self._stopping: set[subprocess.Popen] = set()  # SIGTERMed, not yet reaped
         self.recover()
 
     def recover(self) -> list[Path]:
@@ -154,8 +156,8 @@ class JobManager:
             job = Job(job_id, session, request, job_dir, runs)
             self.jobs[job_id] = job
             self.heartbeats[session] = time.time()
-            self.poll()
-            return job
+        self.poll()  # outside the lock: a poll may wait for a stale job's process to exit
+        return job
 
     def heartbeat(self, session: str) -> None:
         with self._lock:
@@ -163,14 +165,8 @@ class JobManager:
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
-            job = self.jobs[job_id]
-            if job.state not in ACTIVE:
-                return
-            self._stop(job)
-            job.state, job.finished = CANCELLED, time.time()
-            for run in job.runs:
-                if run.state in ACTIVE:
-                    run.state = CANCELLED
+            proc = self._cancel(self.jobs[job_id])
+        self._reap(proc)  # outside the lock: every session's poll() needs it meanwhile
 
     def queue_position(self, job_id: str) -> int:
         """1 for the next job to start, 0 if it is not waiting."""
@@ -191,11 +187,12 @@ class JobManager:
 
     def poll(self) -> None:
         with self._lock:
-            self._reap_stale()
+            stale = self._drop_stale()
             for job in self.jobs.values():
                 if job.state == RUNNING:
                     self._advance(job)
-            running = sum(j.state == RUNNING for j in self.jobs.values())
+            # A cancelled process still winding down counts against the cap.
+            running = sum(j.state == RUNNING for j in self.jobs.values()) + len(self._stopping)
             for job in sorted(self.jobs.values(), key=lambda j: j.created):
                 if running >= self.max_running:
                     break
@@ -203,6 +200,9 @@ class JobManager:
                     job.state, job.started = RUNNING, time.time()
                     self._start_run(job, 0)
                     running += 1
+        for proc, job_dir in stale:  # outside the lock, as in cancel()
+            self._reap(proc)
+            shutil.rmtree(job_dir, ignore_errors=True)
 
     def start_watcher(self, interval: float = 0.5) -> None:
         """Advance the queue even when no page is polling."""
@@ -273,25 +273,47 @@ class JobManager:
             errors[-1] if errors else (lines[-1] if lines else f"exit code {run.returncode}")
         )
 
-    def _stop(self, job: Job) -> None:
-        proc = job.proc
+    def _cancel(self, job: Job) -> subprocess.Popen | None:
+        """Mark `job` cancelled and send its process SIGTERM; return the process to reap, if one
+        is still running. Called under the lock; the wait for the process is the caller's."""
+        if job.state not in ACTIVE:
+            return None
+        job.state, job.finished = CANCELLED, time.time()
+        for run in job.runs:
+            if run.state in ACTIVE:
+                run.state = CANCELLED
+        proc, job.proc = job.proc, None
         if proc is None or proc.poll() is not None:
-            return
+            return None
         try:
             os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return None
+        self._stopping.add(proc)
+        return proc
+
+    def _reap(self, proc: subprocess.Popen | None) -> None:
+        """Give a SIGTERMed process a second to save and exit, then SIGKILL it. Called without
+        the lock held, so that other sessions' polls are not stalled for that second."""
+        if proc is None:
+            return
+        try:
             proc.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        except ProcessLookupError:
-            pass
-        job.proc = None
+        finally:
+            with self._lock:
+                self._stopping.discard(proc)
 
-    def _reap_stale(self) -> None:
-        now = time.time()
+    def _drop_stale(self) -> list[tuple[subprocess.Popen | None, Path]]:
+        """Cancel and forget the jobs of sessions that stopped sending heartbeats; return each
+        one's process and directory, for the caller to reap and remove after the lock."""
+        now, stale = time.time(), []
         for job in list(self.jobs.values()):
             beat = self.heartbeats.get(job.session, job.created)
             if job.state in ACTIVE and now - beat > self.stale_after:
-                self.cancel(job.id)
-                shutil.rmtree(job.dir, ignore_errors=True)
+                stale.append((self._cancel(job), job.dir))
                 del self.jobs[job.id]
+        return stale

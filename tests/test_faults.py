@@ -59,11 +59,10 @@ def test_job_killed_mid_run_is_reported_and_the_next_starts(
 
 
 @pytest.mark.slow
-# 0 s: the server dies while its child is still starting up (the case that once left an orphan).
-@pytest.mark.parametrize("delay", [0.0, 3.0])
-def test_server_killed_while_a_job_runs_then_restarted(
-    tmp_path: Path, job_data, delay: float
-) -> None:
+# "starting": the server dies while its child is still importing (the case that once left an
+# orphan); "training": once the child has logged training steps.
+@pytest.mark.parametrize("when", ["starting", "training"])
+def test_server_killed_while_a_job_runs_then_restarted(tmp_path: Path, job_data, when: str) -> None:
     root, names = job_data
     script = textwrap.dedent(f"""
         import sys, time
@@ -77,14 +76,19 @@ def test_server_killed_while_a_job_runs_then_restarted(
         while done.state != DONE:
             m.poll(); time.sleep(0.05)
         long = m.submit("b", JobRequest({root!r}, names, (2.0,), steps=100000, batch_size=8))
-        print(long.proc.pid, flush=True)
+        print(long.proc.pid, long.runs[0].dir, flush=True)
         while True:
             m.poll(); time.sleep(0.05)
     """)
     server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                               env=os.environ | {"PYTHONPATH": str(ROOT)})  # fmt: skip
-    child = int(server.stdout.readline())
-    time.sleep(delay)  # at 3 s the long job is training
+    pid, run_dir = server.stdout.readline().split()
+    child = int(pid)
+    if when == "training":
+        deadline = time.time() + 120
+        while not read_metrics(Path(run_dir) / "metrics.jsonl") and time.time() < deadline:
+            time.sleep(0.05)
+        assert read_metrics(Path(run_dir) / "metrics.jsonl"), "the long job never logged a step"
     server.kill()
     server.wait()
     # The training process notices its server is gone, saves and exits: no orphan.
@@ -109,25 +113,51 @@ def test_server_killed_while_a_job_runs_then_restarted(
 
 
 def test_two_processes_build_the_same_cache_entry_once(tmp_path: Path) -> None:
+    # The first process builds and holds the lock until the second has missed the entry and
+    # reached the lock; then the second must reuse the first one's result, not build again.
     script = textwrap.dedent(f"""
-        import os, time, numpy as np
+        import sys, time, numpy as np
         from explorer import cache
         from pathlib import Path
+        role, tmp = sys.argv[1], Path({str(tmp_path)!r})
         def build():
-            with open({str(tmp_path / "builds.txt")!r}, "a") as f:
-                f.write(str(os.getpid()) + "\\n")
-            time.sleep(1.0)
+            with open(tmp / "builds.txt", "a") as f:
+                f.write(role + "\\n")
+            (tmp / "building").touch()
+            deadline = time.time() + 120
+            while not (tmp / "go").exists() and time.time() < deadline:
+                time.sleep(0.01)
             return {{"x": np.arange(100000, dtype=np.float32)}}, {{}}
-        arrays, _, hit = cache.get_or_build(Path({str(tmp_path / "entry")!r}), build)
+        if role == "second":  # announce reaching the lock, after the first cache lookup missed
+            locked = cache.locked
+            def announcing(path):
+                (tmp / "at-lock").touch()
+                return locked(path)
+            cache.locked = announcing
+        arrays, _, hit = cache.get_or_build(tmp / "entry", build)
         print(hit, float(arrays["x"].sum()))
     """)
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              text=True) for _ in range(2)]  # fmt: skip
-    outs = [p.communicate(timeout=120)[0].split() for p in procs]
-    assert sorted(o[0] for o in outs) == ["False", "True"]  # one built it, the other reused it
+
+    def start(role: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", script, role], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+
+    def wait_for(marker: str) -> None:
+        deadline = time.time() + 120
+        while not (tmp_path / marker).exists() and time.time() < deadline:
+            time.sleep(0.02)
+        assert (tmp_path / marker).exists(), marker
+
+    first = start("first")
+    wait_for("building")
+    second = start("second")
+    wait_for("at-lock")
+    (tmp_path / "go").touch()
+    outs = [p.communicate(timeout=120)[0].split() for p in (first, second)]
+    assert [o[0] for o in outs] == ["False", "True"]  # the first built it, the second reused it
     assert outs[0][1] == outs[1][1] == str(float(np.arange(100000, dtype=np.float32).sum()))
-    assert len((tmp_path / "builds.txt").read_text().split()) == 1
+    assert (tmp_path / "builds.txt").read_text().split() == ["first"]
     assert cache.load(tmp_path / "entry") is not None
 
 
