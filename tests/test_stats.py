@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 from scipy import stats as sst
 
-from speckle import free, simulated, stats
+from speckle import free, mmf, simulated, stats
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,18 @@ def test_shift_changes_nothing(frames: np.ndarray) -> None:
     assert stats.contrast(moved) == pytest.approx(stats.contrast(img), rel=1e-9)
     assert stats.histogram_distance(img, moved) == pytest.approx(0.0, abs=1e-12)
     assert stats.ks_exp(moved) == pytest.approx(stats.ks_exp(img), rel=1e-9)
-    a, b = stats.grain_size(img), stats.grain_size(moved)
-    assert (a.fwhm_x, a.fwhm_y, a.fwhm_r) == pytest.approx((b.fwhm_x, b.fwhm_y, b.fwhm_r))
+    # The grain is measured over lit pixel pairs only: the same frame placed anywhere on a larger
+    # dark canvas, with its mask, gives exactly the same grain as the frame alone.
+    h, w = img.shape
+    sizes = []
+    for y, x in ((0, 0), (40, 9), (17, 64)):
+        canvas, lit = np.zeros((h + 64, w + 64)), np.zeros((h + 64, w + 64), dtype=bool)
+        canvas[y : y + h, x : x + w], lit[y : y + h, x : x + w] = img, True
+        g = stats.grain_size(canvas, mask=lit)
+        sizes.append((g.fwhm_x, g.fwhm_y))
+    g = stats.grain_size(img)
+    for got in sizes:
+        assert got == pytest.approx((g.fwhm_x, g.fwhm_y), rel=1e-9)
     # and a different realization with the same statistics is close, a blurred one is not
     other = frames[2]
     assert stats.histogram_distance(img, other) < 0.05
@@ -161,12 +171,13 @@ def test_degenerate_inputs() -> None:
     tiny = stats.speckle_stats(np.array([[1.0]]))
     assert math.isnan(tiny["grain_fwhm_r"])
     # Stripes along x: no half-maximum crossing along x (not measurable, nan), while along y
-    # c(dy) = cos(2 pi dy / 32) crosses one half at dy = 32/6.
-    y = np.indices((32, 32))[0]
-    stripes = 2.0 + np.sin(2 * np.pi * y / 32)
+    # c(dy) ~= cos(2 pi dy / 16) crosses one half at dy = 16/6 (eight periods in the frame, so the
+    # non-circular estimate is close to the periodic one).
+    y = np.indices((128, 128))[0]
+    stripes = 2.0 + np.sin(2 * np.pi * y / 16)
     g = stats.grain_size(stripes)
     assert math.isnan(g.fwhm_x) and math.isnan(g.anisotropy)
-    assert g.fwhm_y == pytest.approx(2 * 32 / 6, rel=0.02)
+    assert g.fwhm_y == pytest.approx(2 * 16 / 6, rel=0.02)
     with pytest.raises(ValueError, match="2-D"):
         stats.contrast(np.zeros((2, 4, 4)))
 
@@ -178,3 +189,56 @@ def test_wasserstein_matches_scipy(sizes) -> None:
     v = rng.gamma(3.0, 0.4, sizes[1]).round(1)  # ties, as in quantized images
     assert stats.wasserstein_1d(u, v) == pytest.approx(sst.wasserstein_distance(u, v), rel=1e-12)
     assert stats.wasserstein_1d(u, u) == 0.0
+
+
+# ----------------------------------------------------------------------------- lit region
+
+
+@pytest.fixture(scope="module")
+def fibre() -> np.ndarray:
+    return mmf.simulate_mmf(256, 3).images
+
+
+def test_lit_mask_finds_the_fibre_core(fibre: np.ndarray) -> None:
+    core = mmf.core_mask(64)
+    lit = stats.lit_mask(fibre)
+    assert (lit & core).sum() / (lit | core).sum() > 0.95
+    one = stats.lit_mask(fibre[0])  # a single frame's own speckle is smoothed away first
+    assert (one & core).sum() / (one | core).sum() > 0.8
+    free_space = free.simulate_free(4, 0, size=64, diameter=16).images
+    assert stats.lit_mask(free_space).all()
+    with pytest.raises(ValueError, match="mask shape"):
+        stats.contrast(fibre[0], mask=np.ones((8, 8), dtype=bool))
+
+
+def test_fibre_statistics_in_the_core_are_those_of_fully_developed_speckle(
+    fibre: np.ndarray,
+) -> None:
+    lit = stats.lit_mask(fibre)
+    core_k = stats.contrast_batch(fibre, lit)
+    assert core_k.mean() == pytest.approx(1.0, abs=0.03)
+    assert stats.contrast_batch(fibre).mean() > 1.3  # the dark cladding inflates it
+    assert stats.ks_exp_batch(fibre, lit).mean() < 0.06 < stats.ks_exp_batch(fibre).mean()
+    grain = np.nanmean(stats.grain_size_batch(fibre, lit)["fwhm_r"])
+    assert grain == pytest.approx(64 / 16, rel=0.05)  # the simulator's default grain, size/16
+    whole = np.nanmean(stats.grain_size_batch(fibre)["fwhm_r"])
+    assert whole > 1.15 * grain
+    # The mean image as a "reconstruction" keeps little of the contrast inside the core.
+    ratio = stats.contrast(fibre.mean(axis=0), lit) / core_k.mean()
+    assert ratio < 0.8
+
+
+@pytest.mark.parametrize("speckle_px", [2, 4, 8])
+def test_grain_of_non_periodic_speckle_matches_theory(speckle_px: int) -> None:
+    """Speckle of N/D = s px cut from a larger field (not periodic in the frame, as on a camera):
+    the FWHM is the Airy width 1.029 s within 3%."""
+    rng = np.random.default_rng(speckle_px)
+    n = 512
+    pupil = free.pupil_mask(n, n / speckle_px)
+    crops = []
+    for _ in range(4):
+        field = np.fft.fft2(pupil * np.exp(2j * np.pi * rng.random((n, n))))
+        big = np.abs(field) ** 2
+        crops += [big[i : i + 128, j : j + 128] for i in (0, 256) for j in (0, 256)]
+    g = stats.grain_size_batch(np.array(crops))
+    assert np.nanmean(g["fwhm_r"]) == pytest.approx(simulated.AIRY_FWHM * speckle_px, rel=0.03)
