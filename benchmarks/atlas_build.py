@@ -1,7 +1,7 @@
 """Atlas build times, each in a fresh process with an empty cache (numba JIT included):
 
 - the first atlas build for N samples (encode, then UMAP) against plain umap-learn on the same
-  latents plus our encode alone: our overhead over encode + UMAP (the issue's limit: 10%);
+  latents plus our encode alone: our overhead over encode + UMAP (target: at most 10%);
 - a cached atlas opening in a new process (limit: 2 s), with and without its imports;
 - a fresh clone's first start: the time to the first (PCA) map, and to the UMAP map.
 

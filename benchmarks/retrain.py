@@ -89,7 +89,7 @@ def run(steps: int = 300, n: int = 512, repeats: int = 2) -> list[dict]:
         os.environ.setdefault("SPECKLE_VAE_SIM_N", "2000")
         write_dataset(simulate_mmf(n, seed=31), tmp / "data")
         names = tuple(ImageFolder(tmp / "data", 64).labels["file"])
-        # Alternated, so that a slow spell of this shared machine hits both sides alike.
+        # Alternated, so that noise from other processes hits both sides alike.
         t_plain, t_job = [], []
         for r in range(repeats):
             t_plain.append(plain_loop(tmp / "data", steps, 32))

@@ -1,6 +1,6 @@
 """Upload to result for one 64×64 image (read, preprocess, encode, decode, pixel and speckle
 metrics, map placement, neighbours, OOD percentiles) against encode + decode alone, in the same
-run (the issue's limit: 3×), with the UMAP reducer in memory and with a map read from the cache
+run (target: at most 3×), with the UMAP reducer in memory and with a map read from the cache
 (placement goes through the nearest latents in both cases, so the two should agree).
 
     python -m benchmarks.upload

@@ -1,5 +1,8 @@
-"""The shipped demo model meets the issue's numbers on a freshly generated held-out set: new
-samples (a seed it was never trained on) through the same simulated fibre."""
+"""The shipped demo model meets its targets on a freshly generated held-out set (new samples, from
+a seed it was never trained on, through the same simulated fibre): explained variance ≥ 0.8,
+speckle contrast of the reconstructions ≥ 0.9 of the inputs', and a linear probe on the latent
+means that reads the digit ≥ 85% of the time, better than the same probe on the input patterns'
+pixels."""
 
 from __future__ import annotations
 
