@@ -6,7 +6,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,31 +14,26 @@ import numpy as np
 
 from speckle.free import PUPILS, simulate_free
 from speckle.io import write_dataset
-from speckle.mmf import DEFAULT_FIBRE_SEED, simulate_mmf
+from speckle.mmf import DEFAULT_FIBRE_SEED, DIGIT_SPLITS, simulate_mmf
+from speckle.simulated import PATTERN_SIZE
 
 IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
 
 
-def _read_for_stats(path: Path) -> np.ndarray:
-    """The float64 image in one file, (H, W), or an (n, H, W) stack from a .npy. PNG/TIFF/JPEG/BMP
-    via PIL (8/16-bit, 32-bit int or float; colour to luminance; first frame of a multi-frame
-    file). Small on purpose: vae.data has the full loader."""
-    if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
-        if arr.ndim not in (2, 3) or arr.dtype.kind not in "buif":
-            raise ValueError(
-                f"expected a 2-D image or (n, H, W) stack, got {arr.dtype} {arr.shape}"
-            )
-        return arr.astype(np.float64)
-    from PIL import Image
+def _read_for_stats(path: Path) -> Iterator[tuple[str, int | None, np.ndarray]]:
+    """The images in one file, through vae.data's reader (the app's checks and limits): (name
+    for the row, frame index or None, (H, W) float64). A .npy/.npz stack gives one per frame,
+    read one at a time; an .npz holding several arrays names each as FILE#KEY. Raises
+    ImageError, a one-line "<file>: <problem>"."""
+    # Imported here: the simulators need neither PIL nor pandas.
+    from vae.data import ARRAY_SUFFIXES, read_frames, read_image
 
-    with Image.open(path) as im:
-        if im.mode not in ("L", "I", "F") and not im.mode.startswith("I;16"):
-            im = im.convert("L")
-        arr = np.asarray(im)
-    if arr.ndim != 2 or arr.dtype.kind not in "uif":
-        raise ValueError(f"unsupported pixel data {arr.dtype} {arr.shape}")
-    return arr.astype(np.float64)
+    if path.suffix.lower() in ARRAY_SUFFIXES:
+        for key, index, raw in read_frames(path):
+            name = str(path) if key is None else f"{path}#{key}"
+            yield name, index, raw.pixels.astype(np.float64)
+    else:
+        yield str(path), None, read_image(path).pixels.astype(np.float64)
 
 
 def _find_images(paths: Sequence[str]) -> list[Path]:
@@ -59,6 +54,7 @@ def _jsonable(v: float) -> float | None:
 
 def _stats_command(paths: Sequence[str], as_json: bool, window: int) -> int:
     from speckle.stats import STAT_KEYS, speckle_stats
+    from vae.data import ImageError
 
     files = _find_images(paths)
     if not files:
@@ -68,19 +64,19 @@ def _stats_command(paths: Sequence[str], as_json: bool, window: int) -> int:
     if not as_json:
         print("\t".join(("file", *STAT_KEYS)))
     for f in files:
+        rows = []
         try:
-            if not f.exists():
-                raise FileNotFoundError("no such file")
-            arr = _read_for_stats(f)
-            stack = arr.ndim == 3
-            rows = []
-            for i, img in enumerate(arr if stack else arr[None]):
-                row: dict[str, Any] = {"file": str(f)}
-                if stack:
-                    row["index"] = i
+            for name, index, img in _read_for_stats(f):
+                row: dict[str, Any] = {"file": name}
+                if index is not None:
+                    row["index"] = index
                 row["height"], row["width"] = img.shape
                 row.update({k: _jsonable(v) for k, v in speckle_stats(img, window).items()})
                 rows.append(row)
+        except ImageError as exc:  # already "<file>: <problem>", one line
+            failed += 1
+            print(f"speckle stats: {exc}", file=sys.stderr)
+            continue
         except Exception as exc:  # one bad file must not stop the others
             failed += 1
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -97,6 +93,40 @@ def _stats_command(paths: Sequence[str], as_json: bool, window: int) -> int:
 
 
 # ----------------------------------------------------------------------------- CLI
+
+
+def _own_patterns(folder: Path | None) -> dict[str, Any]:
+    """--patterns DIR: every image in DIR as a 16x16 amplitude pattern in [0, 1] (area
+    resampling, each scaled by its own maximum), read through the hardened image reader."""
+    if folder is None:
+        return {}
+    from vae.data import ImageError, read_image
+
+    if not folder.is_dir():
+        raise ValueError(f"--patterns {folder}: not a directory")
+    patterns, names = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            raw = read_image(path)
+        except ImageError as exc:
+            print(f"python -m speckle mmf: skipped {exc}", file=sys.stderr)
+            continue
+        patterns.append(_to_pattern(raw.pixels))
+        names.append(str(path.relative_to(folder)))
+    if not patterns:
+        raise ValueError(f"--patterns {folder}: no readable pattern images")
+    return {"patterns": np.stack(patterns), "pattern_names": names}
+
+
+def _to_pattern(img: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    a = np.asarray(img, dtype=np.float32)
+    small = np.asarray(
+        Image.fromarray(a, mode="F").resize((PATTERN_SIZE, PATTERN_SIZE), Image.Resampling.BOX)
+    )
+    top = float(small.max())
+    return small / top if top > 0 else small
 
 
 def _pair_arg(text: str) -> tuple[float, float] | float:
@@ -157,6 +187,22 @@ def _build_parser():
     mmf.add_argument("--bend-seed", type=int, default=None, help="bent part (fibre seed + 1)")
     mmf.add_argument("--grain", type=float, default=None, help="grain FWHM px (size/16)")
     mmf.add_argument("--core", type=float, default=0.9, help="core diameter / image width")
+    mmf.add_argument(
+        "--digits",
+        choices=DIGIT_SPLITS,
+        default="train",
+        help="which bundled handwriting: train (80%%) or test (the other 20%%, for held-out sets)",
+    )
+    mmf.add_argument(
+        "--patterns",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="your own pattern images (SLM frames) instead of digits, resized to 16x16",
+    )
+    mmf.add_argument(
+        "--states", type=int, default=None, metavar="M", help="M fibre states (needs --bend)"
+    )
 
     free = sub.add_parser(
         "free",
@@ -220,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
                 bend_seed=args.bend_seed,
                 grain=args.grain,
                 core=args.core,
+                digits=args.digits,
+                states=args.states,
+                **_own_patterns(args.patterns),
             )
         else:
             sim = simulate_free(

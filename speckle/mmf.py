@@ -38,6 +38,23 @@ from speckle.simulated import (
 )
 
 DEFAULT_FIBRE_SEED = 1234
+DIGIT_SPLITS = ("train", "test", "all")
+TEST_EVERY = 5  # bundled digit i is a test digit when i % 5 == 4: 359 of the 1797 (20%)
+MIN_GRAIN = 2.0  # px: finer speckle is not resolved by the camera pixels and aliases
+
+
+def digit_pool(split: str) -> np.ndarray:
+    """Indices of the bundled digits in a split. The split is fixed, so that a `test` set never
+    holds handwriting that a `train` set was drawn from, whatever the seeds."""
+    n = len(_digits()[0])
+    i = np.arange(n)
+    if split == "all":
+        return i
+    if split == "train":
+        return i[i % TEST_EVERY != TEST_EVERY - 1]
+    if split == "test":
+        return i[i % TEST_EVERY == TEST_EVERY - 1]
+    raise ValueError(f"digits must be one of {', '.join(DIGIT_SPLITS)}, got {split!r}")
 
 
 @lru_cache(maxsize=1)
@@ -134,10 +151,14 @@ def transmission_matrix(
         raise ValueError(f"size must be >= 4, got {size}")
     if not 0 < core <= 1:
         raise ValueError(f"core must be in (0, 1], got {core}")
+    if grain < MIN_GRAIN:
+        raise ValueError(
+            f"grain must be at least {MIN_GRAIN:g} px (finer speckle aliases), got {grain:g}"
+        )
     p = 2 * size
     diameter = AIRY_FWHM * p / grain
-    if not 1 <= diameter <= p:
-        raise ValueError(f"grain must be between {AIRY_FWHM:.3g} and {AIRY_FWHM * p:.3g} px")
+    if diameter < 1:
+        raise ValueError(f"grain must be at most {AIRY_FWHM * p:.3g} px, got {grain:g}")
     k = np.fft.fftfreq(p) * p
     pupil = (k[:, None] ** 2 + k[None, :] ** 2) <= (diameter / 2) ** 2
     n_k = int(pupil.sum())
@@ -193,14 +214,25 @@ def simulate_mmf(
     bend_seed: int | None = None,
     grain: float | None = None,
     core: float = 0.9,
+    digits: str = "train",
+    patterns: np.ndarray | None = None,
+    pattern_names: list[str] | None = None,
+    states: int | None = None,
 ) -> SimulatedSet:
     """Digits on an SLM through a multimode fibre; see the module docstring.
 
-    Per sample: a digit drawn uniformly from the 1797 bundled ones, shift dx, dy uniform in
+    Per sample: a digit drawn uniformly from the bundled ones in the `digits` split (`digit_pool`),
+    or from the user's own `patterns` (k, 16, 16) amplitudes in [0, 1] when given, shift dx, dy
+    uniform in
     [-shift, shift] px (continuous), rotation uniform in [-rotation, rotation] degrees, scale
     uniform in `scale`. `bend` mu in [0, 1] mixes in the fibre of `bend_seed` (default
-    fibre_seed + 1): mu = 1 is the straight fibre, mu = 0 the other one.
-    Labels: digit, source_index, dx, dy, angle, scale, power (sum of x^2, the input power).
+    fibre_seed + 1): mu = 1 is the straight fibre, mu = 0 the other one. `states` M with `bend`
+    mu: M perturbed fibres T_s = mu T + sqrt(1 - mu^2) G_s (G_s the fibre of seed bend_seed + s),
+    and each sample goes through one drawn at random (label `state`): a fibre that moves between
+    recordings, whose output for one pattern is random, with intensity correlation about mu^4
+    between two states.
+    Labels: digit (bundled digits only) or source_file (own patterns), source_index, dx, dy,
+    angle, scale, power (sum of x^2, the input power), and state.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -211,13 +243,25 @@ def simulate_mmf(
         raise ValueError(f"scale must be > 0, got {scale!r}")
     if bend is not None and not 0 <= bend <= 1:
         raise ValueError(f"bend must be in [0, 1], got {bend}")
+    if states is not None and (states < 1 or bend is None):
+        raise ValueError("states needs a count >= 1 and a bend mu (--states M --bend MU)")
     grain = _default_grain(size) if grain is None else float(grain)
     bend_seed = fibre_seed + 1 if bend_seed is None else bend_seed
 
-    base, target = _digits()
+    own = patterns is not None
+    if not own:
+        base, target = _digits()
+        pool = digit_pool(digits)
+    else:
+        base = np.clip(np.asarray(patterns, dtype=np.float32), 0.0, 1.0)
+        if base.ndim != 3 or base.shape[1:] != (PATTERN_SIZE, PATTERN_SIZE) or not len(base):
+            raise ValueError(
+                f"patterns must be (k, {PATTERN_SIZE}, {PATTERN_SIZE}), got {base.shape}"
+            )
+        target, pool = None, np.arange(len(base))
     # One row of uniforms per sample: sample i is the same whatever n is (prefix-stable sets).
     u = np.random.default_rng([_MMF_TAG, int(seed)]).random((n, 5))
-    source = np.minimum((u[:, 0] * len(base)).astype(np.int64), len(base) - 1)
+    source = pool[np.minimum((u[:, 0] * len(pool)).astype(np.int64), len(pool) - 1)]
     dx = _scaled(u[:, 1], (-shift, shift))
     dy = _scaled(u[:, 2], (-shift, shift))
     angle = _scaled(u[:, 3], (-rotation, rotation))
@@ -225,21 +269,35 @@ def simulate_mmf(
     patterns = transform_patterns(base[source], dx, dy, angle, factor)
 
     tm = transmission_matrix(fibre_seed, size=size, grain=grain, core=core)
-    if bend is not None:
-        other = transmission_matrix(bend_seed, size=size, grain=grain, core=core)
+    state = np.zeros(n, dtype=np.int64)
+    if states is not None:
+        # Its own stream, so that the digits and their placement are those of the same seed
+        # without states.
+        state = np.random.default_rng([_MMF_TAG, int(seed), 1]).integers(states, size=n)
+    images = np.zeros((n, size, size), dtype=np.float32)
+    for s in np.unique(state) if bend is not None else []:
+        other = transmission_matrix(bend_seed + int(s), size=size, grain=grain, core=core)
         mu = np.float32(bend)
-        tm = mu * tm + np.float32(math.sqrt(1.0 - bend * bend)) * other
-    images = propagate(patterns, tm)
+        bent = mu * tm + np.float32(math.sqrt(1.0 - bend * bend)) * other
+        images[state == s] = propagate(patterns[state == s], bent)
+    if bend is None:
+        images = propagate(patterns, tm)
 
+    source_label = (
+        {"digit": target[source]}
+        if target is not None
+        else {"source_file": [pattern_names[i] if pattern_names else str(i) for i in source]}
+    )
     labels = pd.DataFrame(
         {
-            "digit": target[source],
+            **source_label,
             "source_index": source,
             "dx": dx,
             "dy": dy,
             "angle": angle,
             "scale": factor,
             "power": (patterns.astype(np.float64) ** 2).sum(axis=(1, 2)),
+            **({"state": state} if states is not None else {}),
         }
     )
     meta = {
@@ -255,7 +313,14 @@ def simulate_mmf(
         "bend_seed": bend_seed if bend is not None else None,
         "grain": grain,
         "core": core,
+        "states": states,
         "pattern_size": PATTERN_SIZE,
-        "patterns": "sklearn load_digits 8x8, bilinear to 16x16, amplitude in [0, 1]",
+        "digits": None if own else digits,
+        "digit_split": f"bundled digit i is in test when i % {TEST_EVERY} == {TEST_EVERY - 1}",
+        "patterns": (
+            "sklearn load_digits 8x8, bilinear to 16x16, amplitude in [0, 1]"
+            if not own
+            else f"{len(base)} pattern images of the user's, area-resized to 16x16, in [0, 1]"
+        ),
     }
     return SimulatedSet(images=images, labels=labels, patterns=patterns, meta=meta)

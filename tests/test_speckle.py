@@ -458,6 +458,40 @@ def test_cli_stats(tmp_path: Path) -> None:
     assert png["contrast"] == pytest.approx(stats.contrast(sim.images[0]), rel=1e-3)
 
 
+def test_cli_stats_refuses_hostile_files_one_line_each(tmp_path: Path, capsys) -> None:
+    """stats reads through vae.data's hardened reader: each bad file is one stderr line naming
+    it, nothing is unpickled or allocated from a header's word, and the good files still count."""
+    from tests.data_files import npy_bytes, png_claiming
+
+    img = free.simulate_free(3, 2, size=32, diameter=8).images
+    Image.fromarray((np.clip(img[0] / 4, 0, 1) * 255).astype(np.uint8)).save(tmp_path / "ok.png")
+    np.savez(tmp_path / "ok.npz", img[:2])
+    png = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])
+    (tmp_path / "bomb.png").write_bytes(png_claiming(100_000, 100_000))
+    huge = npy_bytes(np.zeros((1, 1))).replace(b"(1, 1)", b"(100000, 100000, 100000)")
+    (tmp_path / "huge.npy").write_bytes(huge)  # 8 PB claimed, 8 bytes present
+    nan = img.copy()
+    nan[1, 3, 3] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    np.save(tmp_path / "pickle.npy", np.full((16, 16), None, object), allow_pickle=True)
+    bad = ["cut.png", "bomb.png", "huge.npy", "nan.npy#1", "pickle.npy", "missing.png"]
+    names = ["ok.png", "ok.npz", *(b.partition("#")[0] for b in bad)]
+    assert cli.main(["stats", "--json", *(str(tmp_path / n) for n in names)]) == 1
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert len(lines) == len(bad), err
+    for line, name in zip(lines, bad, strict=True):
+        assert line.startswith(f"speckle stats: {tmp_path / name}: "), line
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(Path(r["file"]).name, r.get("index")) for r in rows] == [
+        ("ok.png", None),
+        ("ok.npz", 0),
+        ("ok.npz", 1),
+    ]
+    assert rows[2]["contrast"] == pytest.approx(stats.contrast(img[1]), rel=1e-5)
+
+
 def test_bundled_digits_are_read_without_importing_scikit_learn() -> None:
     """The digits come from scikit-learn's data file directly (its import costs a fresh start
     1.3 s), and are exactly what load_digits gives."""
@@ -474,3 +508,66 @@ def test_bundled_digits_are_read_without_importing_scikit_learn() -> None:
     assert res.stdout.split() == ["(1797,", "8,", "8)", str(int(d.target.sum())), "False"]
     images, target = fibre._digits_8x8()
     assert np.array_equal(images, d.images) and np.array_equal(target, d.target)
+
+
+# ----------------------------------------------------------------------------- handwriting, states
+
+
+def test_digit_splits_never_share_handwriting() -> None:
+    train = fibre.simulate_mmf(400, 1, digits="train")
+    test = fibre.simulate_mmf(400, 1, digits="test")
+    tr, te = set(train.labels.source_index), set(test.labels.source_index)
+    assert not tr & te
+    assert all(i % 5 == 4 for i in te) and not any(i % 5 == 4 for i in tr)
+    assert len(fibre.digit_pool("test")) == 359 and len(fibre.digit_pool("all")) == 1797
+    assert test.meta["digits"] == "test"
+    assert set(test.labels.digit) == set(range(10))
+    with pytest.raises(ValueError, match="digits must be one of"):
+        fibre.simulate_mmf(4, 1, digits="valid")
+
+
+def test_grain_finer_than_two_pixels_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 2 px"):
+        fibre.simulate_mmf(4, 1, grain=1.5)
+    res = run_cli("mmf", "--n", "2", "--seed", "1", "--out", "unused", "--grain", "1.2")
+    assert res.returncode == 1 and "at least 2 px" in res.stderr
+
+
+def test_fibre_states_decorrelate_by_mu_to_the_fourth() -> None:
+    """Two states share mu T: their output fields correlate by mu^2, intensities by mu^4."""
+    mu = 0.9
+    one = fibre._digits()[0][:1]
+    sim = fibre.simulate_mmf(64, 2, patterns=one, shift=0, rotation=0, scale=1.0, bend=mu, states=8)
+    state = sim.labels.state.to_numpy()
+    assert set(state) <= set(range(8)) and len(set(state)) > 4
+    pairs = [(i, j) for i in range(64) for j in range(i) if state[i] != state[j]][:200]
+    r = np.mean([in_core_pcc(sim.images[i], sim.images[j]) for i, j in pairs])
+    assert r == pytest.approx(mu**4, abs=0.08)
+    same = [(i, j) for i in range(64) for j in range(i) if state[i] == state[j]][:50]
+    assert np.mean([in_core_pcc(sim.images[i], sim.images[j]) for i, j in same]) > 0.999
+    with pytest.raises(ValueError, match="bend"):
+        fibre.simulate_mmf(4, 1, states=3)
+
+
+def test_cli_sends_own_patterns_through_the_fibre(tmp_path: Path) -> None:
+    pats = tmp_path / "slm"
+    pats.mkdir()
+    for k in range(3):
+        img = np.zeros((32, 32), dtype=np.uint8)
+        img[4 + 8 * k : 12 + 8 * k, 8:24] = 255  # a bar at three heights
+        Image.fromarray(img).save(pats / f"bar{k}.png")
+    (pats / "notes.png").write_text("not an image")
+    out = tmp_path / "set"
+    res = run_cli("mmf", "--n", "12", "--seed", "4", "--patterns", str(pats), "--shift", "0",
+                  "--rotation", "0", "--scale", "1", "--out", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "notes.png" in res.stderr  # the bad file is named and skipped
+    labels = pd.read_csv(out / "labels.csv")
+    assert set(labels.source_file) <= {"bar0.png", "bar1.png", "bar2.png"}
+    assert "digit" not in labels
+    row = labels.iloc[0]
+    pattern = np.asarray(Image.open(out / row.pattern), dtype=np.float64) / 255
+    k = int(row.source_file[3])
+    assert pattern[2 + 4 * k : 6 + 4 * k, 4:12].min() > 0.9 and pattern.sum() == pytest.approx(
+        32, rel=0.05
+    )
