@@ -1,17 +1,19 @@
 """A background computation with pollable state, for work that must not block a page (the first
-UMAP fit). The worker thread never touches Streamlit; a page fragment polls `state()`."""
+UMAP fit, a first build's reconstruction errors). The worker thread never touches Streamlit; a
+page fragment polls `done`."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import os
 import sys
 import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,15 +29,19 @@ class Task:
     # Added to the worker thread's nice value (Linux): background work then yields the cores to
     # the page being drawn and the browser drawing it, rather than sharing them evenly.
     nice: int = 0
-    # Wait for release_deferred() (the end of the script run that asked, so after the page is
-    # sent), for wait(), or at most MAX_DEFER seconds before starting. A UMAP fit's numba
-    # compile holds the GIL for much of its first 25 s, which halved the speed of the first
-    # start's Atlas page (1.8 s from the atlas to the map's element) on 2 cores.
+    # Wait for release_deferred(owner) (the end of the script run that asked, so after its page
+    # is sent), for wait(), or at most MAX_DEFER seconds before starting: background work then
+    # leaves the cores to the page being drawn.
     defer: bool = False
+    # Whose end of run releases it: by default the owner of the run_of() block it was started in
+    # (a browser session), None outside any.
+    owner: Hashable | None = None
     _thread: threading.Thread | None = field(default=None, repr=False)
     _go: threading.Event | None = field(default=None, repr=False)
 
     def start(self) -> Task:
+        if self.owner is None:
+            self.owner = _run_owner.get()
         if self.defer:
             self._go = threading.Event()
             with _deferred_lock:
@@ -93,12 +99,12 @@ EXIT_WAIT = 10.0
 
 @atexit.register
 def _at_exit() -> None:
-    """A daemon thread still inside torch or ONNX Runtime when the interpreter tears down their
-    C++ state aborts the process ("terminate called without an active exception", seen at the
-    exit of a script that had just released a decoder build). So deferred tasks that have not
-    started are dropped, and running ones get up to EXIT_WAIT seconds in all to finish."""
+    """A daemon thread still inside torch when the interpreter tears down its C++ state aborts
+    the process ("terminate called without an active exception", seen at the exit of a script
+    that had just released a background task). So deferred tasks that have not started are
+    dropped, and running ones get up to EXIT_WAIT seconds in all to finish."""
     _exiting.set()
-    release_deferred()
+    _release(lambda task: True)
     deadline = time.monotonic() + EXIT_WAIT
     with _deferred_lock:
         live = list(_live)
@@ -107,13 +113,34 @@ def _at_exit() -> None:
             task._thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def release_deferred() -> None:
-    """Start every deferred task now: called at the end of each script run."""
+def release_deferred(owner: Hashable | None) -> None:
+    """Start the tasks `owner` deferred, now: called at the end of each of its script runs.
+    Other sessions' tasks wait for their own runs' ends."""
+    _release(lambda task: task.owner == owner)
+
+
+def _release(which: Callable[[Task], bool]) -> None:
     with _deferred_lock:
-        pending = list(_deferred)
-        _deferred.clear()
+        pending = [task for task in _deferred if which(task)]
+        for task in pending:
+            _deferred.discard(task)
     for task in pending:
         task._go.set()
+
+
+_run_owner: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("owner", default=None)
+
+
+@contextlib.contextmanager
+def run_of(owner: Hashable) -> Iterator[None]:
+    """A script run of `owner` (a browser session): tasks started inside are its own, and the
+    ones it deferred start when the block ends, after the page is sent."""
+    token = _run_owner.set(owner)
+    try:
+        yield
+    finally:
+        _run_owner.reset(token)
+        release_deferred(owner)
 
 
 def lower_priority(nice: int) -> None:
