@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae import data
-from vae.data import ImageFolder
+from vae.data import ImageFolder, datasets
 
 RNG = np.random.default_rng(0)
 
@@ -29,13 +28,13 @@ def _folder(root: Path, n: int = 6) -> Path:
 def probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files that a scan decodes to check them."""
     seen: list[str] = []
-    real = data._probe_pil
+    real = datasets._probe_pil
 
     def counting(path: Path, rel: str):
         seen.append(rel)
         return real(path, rel)
 
-    monkeypatch.setattr(data, "_probe_pil", counting)
+    monkeypatch.setattr(datasets, "_probe_pil", counting)
     return seen
 
 
@@ -52,6 +51,8 @@ def test_second_scan_decodes_nothing_and_agrees(tmp_path: Path, probes: list[str
     assert np.array_equal(second[0].numpy(), first[0].numpy())
     # The record holds image files only: stacks are checked (NaN scan) every time.
     assert set(json.loads(record.read_text())["files"]) == {f"f{i}.png" for i in range(6)}
+    # Written whole under a temporary name, then renamed: nothing else is left beside it.
+    assert [p.name for p in record.parent.iterdir()] == ["d.json"]
 
 
 def test_changed_files_are_checked_again(tmp_path: Path, probes: list[str]) -> None:
@@ -115,3 +116,14 @@ def test_unwritable_record_only_costs_speed(tmp_path: Path, probes: list[str]) -
     for _ in range(2):
         assert len(ImageFolder(root, 16, scan_record=blocker / "d.json")) == 9
     assert len(probes) == 12
+
+
+def test_a_failed_record_write_leaves_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    root, scans = _folder(tmp_path / "d"), tmp_path / "scans"
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)  # the rename that would publish the record
+    assert len(ImageFolder(root, 16, scan_record=scans / "d.json")) == 9
+    assert list(scans.iterdir()) == []

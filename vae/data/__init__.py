@@ -1,0 +1,61 @@
+"""Users' speckle images: reading, preprocessing exactly as in training, and lazy datasets.
+
+- `image`: `RawImage`, `ImageError` and the limits every reader checks.
+- `reading`: `read_image`, one image file or upload (PNG, TIFF, JPEG, BMP, GIF, .npy, .npz).
+- `arrays`: .npy/.npz headers checked before any pixel is read; `read_frames` for stacks.
+- `normalize`: `preprocess` (crop, resize, `Normalization`) and what each mode does to K.
+- `labels`: labels.csv beside a data set.
+- `scan`: a folder's candidate files, and the record that spares unchanged files a new decode.
+- `datasets`: `ImageFolder`, `ArrayDataset`, `Sample`, `split_indices`.
+
+Importing this package does not import torch; the datasets import it on their first item.
+"""
+
+from __future__ import annotations
+
+from vae.data.arrays import MAX_FRAMES, read_frames
+from vae.data.datasets import MAX_OPEN_ARRAYS, ArrayDataset, ImageFolder, Sample, split_indices
+from vae.data.image import (
+    ARRAY_SUFFIXES,
+    IMAGE_SUFFIXES,
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    MIN_SIDE,
+    SUFFIXES,
+    ImageError,
+    RawImage,
+)
+from vae.data.labels import FILE_COLUMNS, LABEL_FILE, PATTERN_COLUMN
+from vae.data.normalize import NORMALIZATIONS, Normalization, normalize, preprocess
+from vae.data.reading import ALPHA_MODES, FULL_DECODE_BYTES, PIL_FORMATS, read_image
+from vae.data.scan import SCAN_RECORD_FORMAT
+
+__all__ = [
+    "ALPHA_MODES",
+    "ARRAY_SUFFIXES",
+    "FILE_COLUMNS",
+    "FULL_DECODE_BYTES",
+    "IMAGE_SUFFIXES",
+    "LABEL_FILE",
+    "MAX_FILE_BYTES",
+    "MAX_FRAMES",
+    "MAX_OPEN_ARRAYS",
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "NORMALIZATIONS",
+    "PATTERN_COLUMN",
+    "PIL_FORMATS",
+    "SCAN_RECORD_FORMAT",
+    "SUFFIXES",
+    "ArrayDataset",
+    "ImageError",
+    "ImageFolder",
+    "Normalization",
+    "RawImage",
+    "Sample",
+    "normalize",
+    "preprocess",
+    "read_frames",
+    "read_image",
+    "split_indices",
+]

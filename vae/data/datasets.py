@@ -1,0 +1,379 @@
+"""Data sets: `ImageFolder` over a folder tree of files, `ArrayDataset` over an in-memory array.
+
+`ImageFolder` scans a folder tree once (validating every file, skipping bad ones with one warning
+each) and reads pixels lazily; .npy/.npz stacks give one sample per frame and are memory-mapped
+when stored uncompressed. An optional labels.csv becomes `.labels`. `ArrayDataset` offers the
+same interface over an in-memory array. Both are plain map-style datasets (len and indexing),
+which DataLoader and Subset take as they are; torch is imported on the first item only, so that
+opening a folder, scanning it and fingerprinting it need no torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from vae.data.arrays import _array_infos, _ArrayInfo, _frame_layout, _load_array
+from vae.data.image import ARRAY_SUFFIXES, ImageError, RawImage, _error, _from_array, _reason
+from vae.data.labels import PATTERN_COLUMN, match_labels, read_labels
+from vae.data.normalize import Normalization, preprocess
+from vae.data.reading import ALPHA_MODES, _probe_pil, read_image
+from vae.data.scan import _file_key, _read_scan_record, _walk, _write_scan_record
+
+if TYPE_CHECKING:
+    import torch
+
+MAX_OPEN_ARRAYS = 32  # memory-mapped stacks kept open per process (each holds a file descriptor)
+logger = logging.getLogger("vae.data")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str  # relative to the root, with "/" separators
+    key: str | None = None  # array name inside an .npz holding several arrays
+    index: int | None = None  # frame inside a stack
+
+    @property
+    def name(self) -> str:
+        """The sample's id in labels: "a.png", "stack.npy#3", "set.npz#key#3"."""
+        parts = [self.path] + ([self.key] if self.key else [])
+        return "#".join(parts + ([str(self.index)] if self.index is not None else []))
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A deterministic held-out split: (train, val) sorted index arrays. Training keeps at least
+    one sample."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(int(round(n * val_fraction)), n - 1) if n > 1 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class ImageFolder:
+    """A folder tree of images and .npy/.npz stacks, preprocessed on read.
+
+    `dataset[i]` is a (1, size, size) float32 tensor. Attributes: `files` [(relative path, frame
+    index or None)], `labels` (DataFrame: "file", then the labels.csv columns), `skipped` (one
+    message per unusable file), `notes` (what preprocessing does to this data). Bad files are
+    skipped with one `log` call each (default: the "vae.data" logger's warning). Picklable, so
+    DataLoader workers work; memory maps are opened lazily in each process."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        size: int,
+        norm: Normalization = Normalization(),  # noqa: B008 (frozen: one shared default is safe)
+        *,
+        log: Callable[[str], None] | None = None,
+        scan_record: str | Path | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.size = int(size)
+        self.norm = norm
+        self._log = log
+        if self.size < 1:
+            raise ValueError(f"size must be ≥ 1, got {size}")
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root}: no such folder")
+        self._stacks: dict[str, list[_ArrayInfo]] = {}  # array headers, read once at scan
+        self._open: OrderedDict = OrderedDict()
+        self._pid = os.getpid()
+        frame, skip_dirs, skip_files = read_labels(self.root, self._warn)
+        self.skipped: list[str] = []
+        self.samples: list[Sample] = []
+        shapes: list[tuple[int, int]] = []
+        modes: list[str] = []
+        stats = []
+        known = _read_scan_record(scan_record, self.root)
+        seen: dict[str, list] = {}
+        for rel in _walk(self.root, skip_dirs, skip_files):
+            path = self.root / rel
+            try:
+                stat = path.stat()
+                record = known.get(rel)
+                if record is not None and record[:4] == _file_key(stat):
+                    # Checked at an earlier scan and unchanged since (same size, mtime, ctime
+                    # and inode): its shape and mode are known without decoding it again.
+                    self.samples.append(Sample(rel))
+                    shapes.append((record[4], record[5]))
+                    modes.append(record[6])
+                    seen[rel] = record
+                elif path.suffix.lower() in ARRAY_SUFFIXES:
+                    for sample, shape in self._probe_stack(path, rel):
+                        self.samples.append(sample)
+                        shapes.append(shape)
+                        modes.append("array")
+                else:
+                    shape, mode = _probe_pil(path, rel)
+                    self.samples.append(Sample(rel))
+                    shapes.append(shape)
+                    modes.append(mode)
+                    seen[rel] = _file_key(stat) + [int(shape[0]), int(shape[1]), mode]
+                stats.append((rel, stat.st_size, stat.st_mtime_ns))
+            except ImageError as e:
+                self._skip(str(e))
+            except Exception as e:  # a scan must never stop on one file
+                self._skip(str(_error(rel, _reason(e))))
+        if not self.samples:
+            raise ImageError(f"{self.root}: no usable images ({len(self.skipped)} files skipped)")
+        self.files: list[tuple[str, int | None]] = [(s.path, s.index) for s in self.samples]
+        self.labels = match_labels(self.samples, frame, self._warn)
+        self.notes = _summarize(shapes, modes, self.size)
+        self._fingerprint = self._hash(stats)
+        self._open.clear()  # the scan's maps and decoded arrays
+        if scan_record is not None and seen != known:
+            _write_scan_record(scan_record, self.root, seen)
+
+    # --- scanning
+
+    def _warn(self, msg: str) -> None:
+        (self._log or logger.warning)(msg)
+
+    def _skip(self, msg: str) -> None:
+        self.skipped.append(msg)
+        self._warn(msg)
+
+    def _probe_stack(self, path: Path, rel: str) -> list[tuple[Sample, tuple[int, int]]]:
+        infos = self._stacks[rel] = _array_infos(path, rel)
+        named = len(infos) > 1  # a single array needs no key in the sample names
+        out = []
+        for info in infos:
+            label = f"{rel}#{info.key}" if named else rel
+            key = info.key if named else None
+            frames, shape = _frame_layout(info, label)
+            bad = self._nonfinite_frames(path, info) if info.dtype.kind == "f" else set()
+            if bad and frames == [None]:
+                raise _error(label, "contains NaN or Inf")
+            if bad:
+                first = ", ".join(f"#{k}" for k in sorted(bad)[:5]) + ("…" if len(bad) > 5 else "")
+                self._skip(f"{label}: {len(bad)} frames contain NaN or Inf ({first}); skipped")
+            out += [(Sample(rel, key, k), shape) for k in frames if k not in bad]
+        return out
+
+    def _nonfinite_frames(self, path: Path, info: _ArrayInfo) -> set[int]:
+        """Frames (or {0} for a 2-D array) holding NaN/Inf, read in chunks, not kept."""
+        arr = self._array(path, info)
+        if arr.ndim == 2:
+            return set() if np.isfinite(arr).all() else {0}
+        step = max(1, (64 << 20) // max(1, arr[0].nbytes))
+        bad: set[int] = set()
+        for i in range(0, arr.shape[0], step):
+            ok = np.isfinite(arr[i : i + step]).all(axis=(1, 2))
+            bad.update(int(i + j) for j in np.flatnonzero(~ok))
+        return bad
+
+    def _hash(self, stats: list[tuple[str, int, int]]) -> str:
+        h = hashlib.sha256(b"vae.data.ImageFolder/1\n")
+        for rel, size, mtime in sorted(stats):
+            h.update(f"{rel}\0{size}\0{mtime}\n".encode())
+        # The samples too: labels.csv can change which files are patterns and which are samples.
+        h.update("\n".join(s.name for s in self.samples).encode())
+        h.update(json.dumps([self.size, self.norm.to_dict()], sort_keys=True).encode())
+        return h.hexdigest()
+
+    # --- reading
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_open"] = OrderedDict()  # memory maps are reopened in each process
+        state["_log"] = None  # only the scan logs; a lambda would not pickle
+        return state
+
+    def _cache(self) -> OrderedDict:
+        # Per process: a forked DataLoader worker must not use the parent's maps.
+        if self._pid != os.getpid():
+            self._open, self._pid = OrderedDict(), os.getpid()
+        return self._open
+
+    def _array(self, path: Path, info: _ArrayInfo) -> np.ndarray:
+        """A stack's array: memory-mapped when stored raw, else decoded. Few are kept open: each
+        map holds a file descriptor, and a decoded array costs its full size."""
+        cache = self._cache()
+        key = (str(path), info.key)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        if info.offset is None:
+            for old in [k for k, v in cache.items() if not isinstance(v, np.memmap)]:
+                del cache[old]  # one decoded array at a time
+        arr = _load_array(path, info)
+        cache[key] = arr
+        while len(cache) > MAX_OPEN_ARRAYS:
+            cache.popitem(last=False)
+        return arr
+
+    def read_raw(self, i: int) -> RawImage:
+        """Sample i before preprocessing."""
+        s = self.samples[i]
+        path = self.root / s.path
+        if path.suffix.lower() not in ARRAY_SUFFIXES:
+            return read_image(path, s.path)
+        try:
+            info = next(x for x in self._stacks[s.path] if s.key is None or x.key == s.key)
+            arr = self._array(path, info)
+            frame = arr if s.index is None else arr[s.index]
+            # A copy: a view would keep the map alive and hand out read-only memory.
+            return _from_array(np.array(frame), s.name, f"{path.suffix[1:]} {info.dtype}")
+        except ImageError:
+            raise
+        except Exception as e:  # the file changed since the scan
+            raise _error(s.name, f"cannot be read any more ({_reason(e)})") from None
+
+    def image(self, i: int) -> np.ndarray:
+        """Sample i preprocessed: (size, size) float32 in [0, 1]."""
+        return preprocess(self.read_raw(i), self.size, self.norm)[0]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        import torch
+
+        return torch.from_numpy(self.image(int(i)))[None]
+
+    def pattern(self, i: int) -> np.ndarray | None:
+        """The input pattern (e.g. the SLM image) named in labels.csv's `pattern` column, as
+        float32 in [0, 1] at its own resolution; None if there is none or it cannot be read."""
+        if PATTERN_COLUMN not in self.labels.columns:
+            return None
+        rel = self.labels[PATTERN_COLUMN].iloc[i]
+        if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in rel.split("/"):
+            return None  # only files inside the dataset folder
+        try:
+            raw = read_image(self.root / rel, rel)
+        except ImageError:
+            return None
+        return np.clip(raw.pixels / raw.full_scale, 0, 1).astype(np.float32)
+
+    def fingerprint(self) -> str:
+        """Stable hex id for caches: sha256 over the files as scanned (relative path, byte size,
+        mtime), the sample list, size and normalization. A new scan sees changed files."""
+        return self._fingerprint
+
+    def subset(self, names: list[str]) -> ImageFolder:
+        """The samples named in `names` (sample names, as in `labels["file"]`), in dataset order.
+        A name that is not a sample is an error: a retraining subset must be exactly what was
+        asked for."""
+        wanted = set(names)
+        keep = [i for i, s in enumerate(self.samples) if s.name in wanted]
+        if len(keep) != len(wanted):
+            have = {s.name for s in self.samples}
+            missing = sorted(wanted - have)
+            raise ImageError(
+                f"{self.root}: {len(missing)} subset names are not samples (first: {missing[0]!r})"
+            )
+        out = copy.copy(self)
+        out.samples = [self.samples[i] for i in keep]
+        out.files = [self.files[i] for i in keep]
+        out.labels = self.labels.iloc[keep].reset_index(drop=True)
+        out._open = OrderedDict()
+        digest = hashlib.sha256(self._fingerprint.encode())
+        digest.update("\n".join(s.name for s in out.samples).encode())
+        out._fingerprint = digest.hexdigest()
+        return out
+
+
+def _summarize(shapes: list[tuple[int, int]], modes: list[str], size: int) -> list[str]:
+    """What preprocessing does to this data set, in a few lines for logs and the UI."""
+    n = len(shapes)
+
+    def count(k: int) -> str:
+        return f"all {n} images" if k == n else f"{k} of {n} images"
+
+    notes = []
+    for (h, w), k in sorted(Counter(shapes).items()):
+        s = min(h, w)
+        what = [f"centre-cropped to {s}×{s}"] if h != w else []
+        if s != size:
+            what.append(f"resized to {size}×{size} ({'area' if s > size else 'bilinear'})")
+        if what:
+            notes.append(f"{count(k)} ({w}×{h}) are " + " and ".join(what))
+    for mode, k in sorted(Counter(modes).items()):
+        if mode not in ("L", "I", "F", "1", "array") and not mode.startswith("I;16"):
+            alpha = "; alpha ignored" if mode in ALPHA_MODES else ""
+            kind = {"P": "palette", "PA": "palette+alpha", "LA": "grey+alpha"}.get(mode, mode)
+            notes.append(f"{count(k)} are {kind}, converted to grayscale (luminance{alpha})")
+    return notes
+
+
+class ArrayDataset:
+    """In-memory images (N, H, W) already in [0, 1] (tests, and callers of explorer.atlas with
+    arrays of their own), with the ImageFolder interface: `labels`, `files`, `skipped`, `notes`,
+    `read_raw`, `image`, `pattern`, `fingerprint`. The images are a read-only copy, so that the
+    fingerprint, a cache key, is computed once and cannot go stale if the caller's array changes."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: pd.DataFrame | None = None,
+        patterns: np.ndarray | None = None,
+        *,
+        name: str = "array",
+    ) -> None:
+        # A read-only copy of our own (these sets are small): the fingerprint, computed once,
+        # stays true whatever the caller does with its array.
+        self.images = np.array(images, np.float32, order="C", copy=True)
+        self.images.flags.writeable = False
+        self._fingerprint: str | None = None
+        if self.images.ndim != 3:
+            raise ValueError(f"expected (N, H, W) images, got shape {self.images.shape}")
+        if not np.isfinite(self.images).all():
+            raise ValueError("images contain NaN or Inf")
+        if self.images.size and (self.images.min() < 0 or self.images.max() > 1):
+            raise ValueError(
+                f"images must be in [0, 1], got {self.images.min():g}..{self.images.max():g}"
+            )
+        n = len(self.images)
+        if patterns is not None and len(patterns) != n:
+            raise ValueError(f"{len(patterns)} patterns for {n} images")
+        self.size = self.images.shape[-1]
+        self.files: list[tuple[str, int | None]] = [(name, i) for i in range(n)]
+        names = pd.DataFrame({"file": [f"{name}#{i}" for i in range(n)]})
+        if labels is None:
+            self.labels = names
+        else:
+            if len(labels) != n:
+                raise ValueError(f"{len(labels)} label rows for {n} images")
+            labels = labels.reset_index(drop=True)
+            self.labels = labels if "file" in labels.columns else pd.concat([names, labels], axis=1)
+        self.patterns = patterns
+        self.skipped: list[str] = []
+        self.notes: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        import torch
+
+        return torch.from_numpy(self.images[int(i)].copy())[None]  # torch wants writable memory
+
+    def image(self, i: int) -> np.ndarray:
+        return self.images[i]
+
+    def read_raw(self, i: int) -> RawImage:
+        return RawImage(self.images[i].copy(), 1.0, [], "array float32")
+
+    def pattern(self, i: int) -> np.ndarray | None:
+        if self.patterns is None:
+            return None
+        return np.asarray(self.patterns[i], np.float32)
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            h = hashlib.sha256(f"vae.data.ArrayDataset/1 {self.images.shape}\n".encode())
+            h.update(self.images.data)
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
