@@ -1,0 +1,140 @@
+"""UMAP maps fitted in a child process at a lower CPU priority, for the app.
+
+A UMAP fit holds Python's GIL for most of its run: numba compiles in Python, and the compiled
+layout code does not release the GIL. Measured on 2 cores with a busy Python loop on another
+thread (its speed against the same loop alone): 23% during a cold fit of 2000 × 512 latents
+(numba's first compile), 14% during a warm one, 60% during `import umap`. A nice value on the
+fitting thread cannot help the page's thread, which waits for the GIL, not for a core; a child
+process at nice +10 leaves the server's GIL alone. Its start (an interpreter, numpy, umap) runs
+at that priority too, while the page shows the PCA map.
+
+The child is `python -m explorer.map_process`, not multiprocessing's "spawn": under Streamlit
+the script (app.py) is the __main__ module, which spawn would run again in the child. The map
+is fitted and cached by explorer.atlas.build_projection in the child; the parent gets the
+coordinates back, and places new points through their nearest latents, as for a map read
+from the cache (the fitted reducer stays in the child).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from explorer import cache
+from explorer.projection import Projection
+
+REPO = Path(__file__).resolve().parents[1]
+
+_children: set[subprocess.Popen] = set()
+_children_lock = threading.Lock()
+
+
+@atexit.register
+def _stop_children() -> None:
+    """A fit still running when the server exits is of no use to anyone."""
+    with _children_lock:
+        for child in _children:
+            with contextlib.suppress(OSError):
+                child.kill()
+
+
+def build_projection(atlas, method: str = "umap", n_neighbors: int = 15, min_dist: float = 0.1,
+                     metric: str = "euclidean", nice: int = 10) -> tuple[Projection, bool]:  # fmt: skip
+    """explorer.atlas.build_projection(atlas, ...) run in a child process at `nice` above this
+    one; the same (projection, cache hit), without the fitted reducer. A cached map is read
+    here, without a child."""
+    params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "seed": 0}
+    # The key build_projection files the map under (its default seed, 0).
+    path = cache.cache_root() / "maps" / cache.key(atlas.checkpoint.id, atlas.dataset.fingerprint(),
+                                                   method, n_neighbors, min_dist, metric, 0)  # fmt: skip
+    hit = cache.load(path)
+    if hit is not None and len(hit[0]["coords"]) == len(atlas.mu):
+        arrays, meta = hit
+        return Projection(arrays["coords"], method, params, meta.get("note", ""),
+                          meta.get("seconds", 0.0)), True  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="speckle-map-") as tmp:
+        latents, out = Path(tmp) / "mu.npy", Path(tmp) / "map.npz"
+        np.save(latents, np.asarray(atlas.mu, np.float32))
+        args = [sys.executable, "-m", "explorer.map_process", "--latents", str(latents),
+                "--out", str(out), "--checkpoint-id", atlas.checkpoint.id,
+                "--dataset-fingerprint", atlas.dataset.fingerprint(), "--method", method,
+                "--n-neighbors", str(n_neighbors), "--min-dist", repr(float(min_dist)),
+                "--metric", metric, "--nice", str(nice)]  # fmt: skip
+        child = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True)  # fmt: skip
+        with _children_lock:
+            _children.add(child)
+        try:
+            _, err = child.communicate()
+        finally:
+            with _children_lock:
+                _children.discard(child)
+        if child.returncode != 0:
+            last = (err or "").strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
+            raise RuntimeError(f"the {method} fit failed: {last[0]}")
+        with np.load(out) as f:
+            coords, meta = f["coords"], json.loads(str(f["meta"]))
+    return Projection(coords, method, params, meta["note"], meta["seconds"]), meta["hit"]
+
+
+# The child's stand-in for an Atlas: what build_projection reads of one (the cache key's ids and
+# the latents), without the checkpoint and the dataset.
+@dataclass
+class _Checkpoint:
+    id: str
+
+
+@dataclass
+class _Dataset:
+    fp: str
+
+    def fingerprint(self) -> str:
+        return self.fp
+
+
+@dataclass
+class _Latents:
+    checkpoint: _Checkpoint
+    dataset: _Dataset
+    mu: np.ndarray
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m explorer.map_process", description=__doc__)
+    p.add_argument("--latents", required=True, help=".npy file of the latents (N, dz)")
+    p.add_argument("--out", required=True, help=".npz file to write the map to")
+    p.add_argument("--checkpoint-id", required=True)
+    p.add_argument("--dataset-fingerprint", required=True)
+    p.add_argument("--method", default="umap")
+    p.add_argument("--n-neighbors", type=int, default=15)
+    p.add_argument("--min-dist", type=float, default=0.1)
+    p.add_argument("--metric", default="euclidean")
+    p.add_argument("--nice", type=int, default=10, help="added to this process's nice value")
+    args = p.parse_args(argv)
+    if args.nice > 0:
+        with contextlib.suppress(OSError):  # a sandbox that forbids it: normal priority
+            os.nice(args.nice)
+    from explorer.atlas import build_projection
+
+    latents = _Latents(_Checkpoint(args.checkpoint_id), _Dataset(args.dataset_fingerprint),
+                       np.load(args.latents))  # fmt: skip
+    proj, hit = build_projection(latents, args.method, args.n_neighbors, args.min_dist,
+                                 args.metric)  # fmt: skip
+    meta = {"note": proj.note, "seconds": proj.seconds, "hit": hit}
+    np.savez(args.out, coords=proj.coords, meta=json.dumps(meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
