@@ -1,7 +1,7 @@
 """A fresh clone's very first start, in a real browser: `streamlit run app.py` with an empty
 cache (no simulated set, no latents, no numba JIT cache), and Chromium, already running, opens
 the page as soon as the server answers. Times from the launch: the server's health check, the
-first map on screen (PCA), and the UMAP map swapped in. The issue's limit: a usable map within 15 s on 2 cores.
+first map on screen (PCA), and the UMAP map swapped in. Target: a usable map within 15 s on 2 cores.
 Then (unless --no-umap) a second start on the caches the first left: launch to map on screen.
 
     python -m benchmarks.first_start [--n 2000]

@@ -62,12 +62,12 @@ CHANGED = """(before) => new Promise((resolve) => {
 REFERENCE_APP = f"""
 import numpy as np
 import streamlit as st
+from explorer.serving import decode_interactive
 from vae.checkpoint import load_checkpoint
-from vae.inference import decode_interactive, for_interactive_use
 
 @st.cache_resource
 def model():
-    return for_interactive_use(load_checkpoint({str(ROOT / "models" / "demo")!r}).model)
+    return load_checkpoint({str(ROOT / "models" / "demo")!r}).model
 
 @st.fragment
 def sliders():
@@ -304,7 +304,7 @@ def run(
 def run_reference(
     seconds: float = 30.0, levels: tuple[int, ...] = (1, 8), think: float = 0.5
 ) -> list[dict]:
-    """The same levels against REFERENCE_APP: what a bare Streamlit page gets on this machine."""
+    """The same levels against REFERENCE_APP: what a bare Streamlit page gets on the same machine."""
     with tempfile.TemporaryDirectory() as tmp:
         app_dir = Path(tmp) / "reference"
         (app_dir / ".streamlit").mkdir(parents=True)

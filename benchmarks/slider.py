@@ -19,19 +19,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from views import streamlit_private
+
 ROOT = Path(__file__).resolve().parents[1]
 
-# The decode is the app's own one-latent path (for_interactive_use, then decode_interactive:
-# ONNX Runtime on the CPU), so that the ratio measures the page, not a faster decoder.
+# The decode is the app's own one-latent path (decode_interactive, on the interactive thread), so
+# that the ratio measures the page, not a faster decoder.
 BARE = f'''
 import numpy as np
 import streamlit as st
+from explorer.serving import decode_interactive
 from vae.checkpoint import load_checkpoint
-from vae.inference import decode_interactive, for_interactive_use
 
 @st.cache_resource
 def model():
-    return for_interactive_use(load_checkpoint("{ROOT / "models" / "demo"}").model)
+    return load_checkpoint("{ROOT / "models" / "demo"}").model
 
 v = st.slider("z0", -3.0, 3.0, 0.0, 0.1, key="s")
 z = np.zeros((1, 512), np.float32)
@@ -40,9 +42,9 @@ img = decode_interactive(model(), z)[0]
 st.image(np.clip(img, 0, 1), width=256)
 '''
 
-# Earlier stops' reference: the same page decoding with the plain torch module, eager, in the
+# A second reference: the same page decoding with the plain torch module, eager, in the
 # script's thread (each AppTest run is a new thread, whose first torch op builds an OpenMP
-# team). Kept for comparison with their figures; the limit is checked against BARE.
+# team), which shows what the interactive thread saves. The limit is checked against BARE.
 BARE_TORCH = f'''
 import numpy as np
 import streamlit as st
@@ -78,38 +80,24 @@ class FragmentMoves:
     """Slider moves as a server sees them from a browser: the browser sends every widget's
     state with the id of the fragment that holds the moved slider, and the server reruns that
     fragment alone. AppTest's own run() always reruns the whole script, so this asks its script
-    runner for the fragment rerun (RerunData.fragment_id_queue, as AppSession does), with the
-    widget states of the last whole-page run."""
+    runner for the fragment rerun, with the widget states of the last whole-page run."""
 
     def __init__(self, at, key: str) -> None:
-        from streamlit.testing.v1 import local_script_runner
-
-        self.at, self.key, self._lsr = at, key, local_script_runner
-        self._rerun_data = local_script_runner.RerunData
-        msgs = []
-        real = local_script_runner.LocalScriptRunner.forward_msgs
-        local_script_runner.LocalScriptRunner.forward_msgs = lambda r: msgs.extend(real(r)) or msgs
-        try:
+        self.at, self.key = at, key
+        with streamlit_private.forwarded_messages() as msgs:
             at.run()  # a whole-page run, to read which fragment holds the slider
-        finally:
-            local_script_runner.LocalScriptRunner.forward_msgs = real
         slider_id = at.slider(key=key).id
         self.fragment_id = next(m.delta.fragment_id for m in msgs if m.HasField("delta")
                                 and m.delta.new_element.slider.id == slider_id)  # fmt: skip
         assert self.fragment_id, f"slider {key} is not inside a fragment"
-        self.page = at._tree  # the whole page, whose widget states every move sends
+        self.page = streamlit_private.page_tree(at)  # the page whose widget states a move sends
 
     def move(self, i: int) -> float:
         self.page.slider(key=self.key).set_value(_value(i))
         states = self.page.get_widget_states()
-        queue = [self.fragment_id]
-        self._lsr.RerunData = lambda **kw: self._rerun_data(**kw, fragment_id_queue=queue)
-        try:
-            t0 = time.perf_counter()
-            self.at._run(states)
-            elapsed = time.perf_counter() - t0
-        finally:
-            self._lsr.RerunData = self._rerun_data
+        t0 = time.perf_counter()
+        streamlit_private.rerun_fragment(self.at, self.fragment_id, states)
+        elapsed = time.perf_counter() - t0
         assert not self.at.exception, self.at.exception
         return elapsed
 
@@ -136,16 +124,13 @@ def run(moves: int = 40) -> list[dict]:
     frag_app.session_state["atlas_method"] = "PCA"
     frag_app.switch_page("views/traverse.py").run()
     frag = FragmentMoves(frag_app, key)
-    from views import common
-
-    common.wait_for_decoders()  # the app builds its ONNX Runtime decoder in the background
     seen = set()
     for i in range(5):  # warm-up: first decodes, caches
         _move(bare, "s", i), _move(torch_bare, "s", i), _move(app, key, i), frag.move(i)
         seen.add(frag.image())
     # The fragment rerun really decodes: different slider values give different images.
     assert len(seen) > 1, "the fragment rerun did not change the decoded image"
-    # Interleaved, so that a slow spell of this shared machine hits every side alike.
+    # Interleaved, so that a busy neighbour on the machine slows every side alike.
     t_bare, t_torch, t_app, t_frag = [], [], [], []
     for i in range(moves):
         t_bare.append(_move(bare, "s", i))

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -94,49 +93,3 @@ def test_explicit_noise_is_reparameterization(tiny_config: VAEConfig) -> None:
     eps = torch.randn(2, 8)
     z = post.sample(noise=eps)
     torch.testing.assert_close(z, post.mean + torch.exp(0.5 * post.logvar) * eps)
-
-
-def test_interactive_layout_decodes_the_same(tiny_config: VAEConfig) -> None:
-    from vae.inference import decode, for_interactive_use
-
-    model = VAE(tiny_config).eval()
-    z = torch.randn(3, tiny_config.latent_dim).numpy()
-    before = decode(model, z)
-    fast = for_interactive_use(model)
-    assert not fast.training
-    convs = [p for p in fast.decoder.parameters() if p.dim() == 4]
-    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
-    np.testing.assert_allclose(decode(fast, z), before, atol=1e-5)
-
-
-def test_interactive_thread_decodes_the_same_with_one_thread(tiny_config: VAEConfig) -> None:
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from vae.inference import decode, decode_interactive, on_interactive_thread
-    from vae.interactive import _one_intra_op_thread
-
-    model = VAE(tiny_config).eval()
-    z = torch.randn(2, tiny_config.latent_dim).numpy()
-    np.testing.assert_allclose(decode_interactive(model, z), decode(model, z), atol=1e-6)
-    if "OpenMP" not in torch.__config__.parallel_info():
-        pytest.skip("a thread's own intra-op count needs torch's OpenMP backend")
-    assert on_interactive_thread(torch.get_num_threads) == 1
-    # A worker starting now leaves the default that threads begin with alone. (The default is
-    # set to 2 first: other tests may have left it at 1, which would prove nothing.)
-    prior = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with ThreadPoolExecutor(1, initializer=_one_intra_op_thread) as fresh:
-            assert fresh.submit(torch.get_num_threads).result() == 1
-        seen = []
-        later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
-        later.start()
-        later.join()
-        assert seen == [2]
-    finally:
-        torch.set_num_threads(prior)
-    # Asked from the worker itself, it runs there instead of waiting on itself forever.
-    worker = on_interactive_thread(threading.get_ident)
-    inner = on_interactive_thread(lambda: on_interactive_thread(threading.get_ident))
-    assert inner == worker != threading.get_ident()

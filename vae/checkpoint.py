@@ -5,21 +5,17 @@
     model.safetensors    the plain module's weights (never a pickle)
     resume/              optimizer and RNG state for an exact `--resume` (safetensors + JSON)
 
-Writes are atomic: a new checkpoint is built in a temporary sibling directory and swapped in with
-renames, so a process killed at any instant leaves the previous checkpoint intact. The sha256 of
-model.safetensors is the checkpoint's id and is stored in config.json, which also catches a
-truncated or altered weights file.
+Writes are atomic (vae.atomic.atomic_dir): a new checkpoint is built in a temporary sibling
+directory, flushed, and swapped in with renames, so a process killed at any instant leaves the
+previous checkpoint intact. The sha256 of model.safetensors is the checkpoint's id and is stored
+in config.json, which also catches a truncated or altered weights file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +23,7 @@ from typing import TYPE_CHECKING
 from safetensors import SafetensorError, safe_open
 
 from vae import __version__
+from vae.atomic import atomic_dir
 from vae.config import VAEConfig
 
 if TYPE_CHECKING:
@@ -56,8 +53,6 @@ class Checkpoint:
     loaded: VAE | None  # None until `model` is first read (load_checkpoint(lazy=True))
     id: str  # sha256 of model.safetensors
     device: str = "cpu"  # or "auto": vae.device.pick_device's choice when the model is built
-    # Applied to the model once, when it is built (the app's interactive set-up).
-    prepare: Callable[[VAE], VAE] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     # A lazy build's failure, raised again on every later read without reading the file again.
     _error: Exception | None = field(default=None, init=False, repr=False)
@@ -65,7 +60,8 @@ class Checkpoint:
     @property
     def model(self) -> VAE:
         """The module, built from the weights on first use for a lazily opened checkpoint (torch
-        imported then). Errors are one-line CheckpointErrors, as from load_checkpoint."""
+        imported then), once, under the checkpoint's lock; nothing but the build runs under it.
+        Errors are one-line CheckpointErrors, as from load_checkpoint."""
         if self.loaded is None:
             with self._lock:
                 if self._error is not None:
@@ -73,12 +69,11 @@ class Checkpoint:
                 if self.loaded is None:
                     try:
                         # Against the hash checked when it was opened: the cache keys use it.
-                        model = _build_model(self.path, self.config, self.model_config,
-                                             self.device, self.id)  # fmt: skip
+                        self.loaded = _build_model(self.path, self.config, self.model_config,
+                                                   self.device, self.id)  # fmt: skip
                     except (ValueError, RuntimeError) as e:  # CheckpointError is a ValueError
                         self._error = e
                         raise
-                    self.loaded = self.prepare(model) if self.prepare else model
         return self.loaded
 
     @property
@@ -122,27 +117,6 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _sync_tree(path: Path) -> None:
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(path)
-
-
 def save_checkpoint(
     directory: str | Path,
     model: torch.nn.Module,
@@ -154,12 +128,10 @@ def save_checkpoint(
     import torch
     from safetensors.torch import save_file
 
-    directory = Path(directory)
-    parent = directory.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=parent))
-    try:
-        plain = plain_state_dict(model)
+    plain = plain_state_dict(model)
+    # Replaced whole: the old directory is renamed to .NAME.old until the new one is in place,
+    # and resolve() falls back to that copy if a kill comes between the two renames.
+    with atomic_dir(directory, replace=True, durable=True) as tmp:
         save_file(plain, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         digest = file_sha256(tmp / WEIGHTS)
         config = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
@@ -172,25 +144,7 @@ def save_checkpoint(
             _write_json(
                 tmp / RESUME / "state.json", {"weights_sha256": digest, **(resume_state or {})}
             )
-        _sync_tree(tmp)
-        _swap_in(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return digest
-
-
-def _swap_in(tmp: Path, directory: Path) -> None:
-    """Replace `directory` by `tmp` with renames. If killed between the two renames, only the
-    `.old` copy exists, and `resolve()` falls back to it."""
-    old = directory.with_name(f".{directory.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    _fsync_dir(directory.parent)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def resolve(path: str | Path) -> Path:

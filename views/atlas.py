@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from explorer import serving
 from explorer.metrics import compare
 from explorer.projection import METRICS
 from explorer.selection import selected_ids
-from views import common
+from views import figures, state, widgets
 
-checkpoint, dataset, atlas = common.current()
+checkpoint, dataset, atlas = state.current()
 n = len(atlas.mu)
 st.title("Atlas")
 st.caption(
@@ -37,7 +38,7 @@ with st.expander("UMAP settings"):
     min_dist = u2.slider("min_dist", 0.0, 0.99, 0.1, 0.01, key="atlas_md")
     metric = u3.selectbox("metric", METRICS, key="atlas_metric")
 
-proj, status = common.projection(atlas, method, n_neighbors, min_dist, metric)
+proj, status = state.projection(atlas, method, n_neighbors, min_dist, metric)
 errors_ready = atlas.errors_ready
 if status or not errors_ready:
 
@@ -45,7 +46,7 @@ if status or not errors_ready:
     def _poll() -> None:
         """Tick the status while UMAP fits or the errors are computed in the background; rerun
         the page when either is done, to swap the map in or drop the note."""
-        _, still = common.projection(atlas, method, n_neighbors, min_dist, metric)
+        _, still = state.projection(atlas, method, n_neighbors, min_dist, metric)
         if (bool(still), atlas.errors_ready) != (bool(status), errors_ready):
             st.rerun()
         if still:
@@ -55,7 +56,7 @@ if status or not errors_ready:
 if proj.note:
     st.caption(proj.note)
 if color_by in ("reconstruction error", "−ELBO"):
-    common.recon_errors(atlas)
+    state.recon_errors(atlas)
 elif not errors_ready:
     st.caption("Reconstruction errors are being computed in the background (first start only).")
 
@@ -72,12 +73,12 @@ else:
     many = series.nunique() > 20 and series.dtype.kind in "fi"
     color = series.to_numpy(float) if many else series.astype(str).to_numpy()
 
-fig = common.map_figure(
-    proj.coords, color, color_by if dim is None else f"z{dim}", common.hover_text(atlas)
+fig = figures.map_figure(
+    proj.coords, color, color_by if dim is None else f"z{dim}", figures.hover_text(atlas)
 )
 ids_before = st.session_state.get("selection", [])
 if ids_before:
-    common.add_points(fig, proj.coords[ids_before[:200]], "selected", symbol="circle-open", size=11,
+    figures.add_points(fig, proj.coords[ids_before[:200]], "selected", symbol="circle-open", size=11,
                       color="black")  # fmt: skip
 st.plotly_chart(fig, key="atlas_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
                 width="stretch")  # fmt: skip
@@ -94,25 +95,23 @@ else:
         f"{len(ids)} selected" + (f"; showing id {ids[0]}" if len(ids) > 1 else f": id {ids[0]}")
     )
     i = st.selectbox("Sample", ids, key="atlas_show") if len(ids) > 1 else ids[0]
-    # Here, not at the top: a cached atlas's map is drawn before torch is imported.
-    from vae.inference import decode_interactive
-
     x = dataset.image(i)
-    rec = decode_interactive(checkpoint.model, atlas.mu[i : i + 1])[0]
+    # Torch is imported here, on the first click: a cached atlas's map is drawn without it.
+    rec = serving.decode_interactive(serving.model(checkpoint), atlas.mu[i : i + 1])[0]
     cols = st.columns(4)
     with cols[0]:
-        common.show_image(x, f"input #{i}")
+        widgets.show_image(x, f"input #{i}")
     pattern = dataset.pattern(i) if hasattr(dataset, "pattern") else None
     with cols[1]:
         if pattern is not None:
-            common.show_image(pattern, "input pattern (SLM)")
+            widgets.show_image(pattern, "input pattern (SLM)")
         else:
             st.caption("no input pattern")
     with cols[2]:
-        common.show_image(rec, "reconstruction (z = μ)")
+        widgets.show_image(rec, "reconstruction (z = μ)")
     with cols[3]:
         err = np.abs(rec - x)
-        common.show_image(err, f"|error| (max {err.max():.2f}, scaled)", normalize=True)
+        widgets.show_image(err, f"|error| (max {err.max():.2f}, scaled)", normalize=True)
     m = compare(x, rec)
     row = {k: m[k] for k in ("mse", "psnr", "ssim", "pcc")}
     row |= {"K_in": m["contrast_in"], "K_rec": m["contrast_rec"], "K_rec/K_in": m["contrast_ratio"],
@@ -135,7 +134,7 @@ with st.expander("Export coordinates and latents (CSV)"):
         frame = atlas.labels.copy()
         frame.insert(0, "id", np.arange(n))
         frame["map_x"], frame["map_y"] = proj.coords[:, 0], proj.coords[:, 1]
-        frame["recon_error"], frame["kl"] = common.recon_errors(atlas), atlas.kl
+        frame["recon_error"], frame["kl"] = state.recon_errors(atlas), atlas.kl
         mu = pd.DataFrame(atlas.mu.round(5), columns=[f"mu_{d}" for d in range(atlas.mu.shape[1])])
         csv = pd.concat([frame.reset_index(drop=True), mu], axis=1).to_csv(index=False).encode()
         st.download_button("Download atlas.csv", csv, "atlas.csv", "text/csv", key="atlas_download")

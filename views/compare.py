@@ -7,13 +7,13 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import sources
+from explorer import serving, sources
 from explorer.compare import match_dims
 from explorer.latent_ops import set_dims
-from vae.inference import decode, decode_interactive
-from views import common
+from vae.inference import decode
+from views import figures, state, widgets
 
-checkpoint, dataset, atlas = common.current()
+checkpoint, dataset, atlas = state.current()
 st.title("Compare")
 st.caption(
     "Two models, the same images (the dataset in the sidebar). Their latent dims are matched one "
@@ -30,12 +30,13 @@ if len(models) < 2:
     st.info("Only one model is available: train or save another (Retrain page, or runs/).")
     st.stop()
 
-ck_a, ck_b = common.load_model(name_a), common.load_model(name_b)
+ck_a, ck_b = state.load_model(name_a), state.load_model(name_b)
 if ck_a.model_config.image_size != ck_b.model_config.image_size:
     st.error("The two models take different image sizes; compare models of the same size.")
     st.stop()
-atlas_a = common.atlas_for(ck_a, st.session_state.get("dataset", sources.SIMULATED))
-atlas_b = common.atlas_for(ck_b, st.session_state.get("dataset", sources.SIMULATED))
+atlas_a = state.atlas_for(ck_a, st.session_state.get("dataset", sources.SIMULATED))
+atlas_b = state.atlas_for(ck_b, st.session_state.get("dataset", sources.SIMULATED))
+model_a, model_b = serving.model(ck_a), serving.model(ck_b)
 dims_a, dims_b = atlas_a.dim_order[:k], atlas_b.dim_order[:k]
 m = match_dims(atlas_a.mu, atlas_b.mu, dims_a, dims_b)
 
@@ -70,16 +71,18 @@ za = set_dims(atlas_a.mu[sample], {da: value}, atlas_a.scale)
 zb = set_dims(atlas_b.mu[sample], {db: sign * value}, atlas_b.scale)
 steps = np.linspace(-3, 3, 7)
 row_a = decode(
-    ck_a.model, np.stack([set_dims(atlas_a.mu[sample], {da: v}, atlas_a.scale) for v in steps])
+    model_a, np.stack([set_dims(atlas_a.mu[sample], {da: v}, atlas_a.scale) for v in steps])
 )
 row_b = decode(
-    ck_b.model,
+    model_b,
     np.stack([set_dims(atlas_b.mu[sample], {db: sign * v}, atlas_b.scale) for v in steps]),
 )
 i1, i2 = st.columns(2)
 with i1:
-    common.show_image(
-        decode_interactive(ck_a.model, za[None])[0], f"A ({name_a}): z{da} {value:+.2f}σ", width=200
+    widgets.show_image(
+        serving.decode_interactive(model_a, za[None])[0],
+        f"A ({name_a}): z{da} {value:+.2f}σ",
+        width=200,
     )
     st.image(
         np.concatenate(list(np.clip(row_a, 0, 1)), axis=1),
@@ -88,8 +91,8 @@ with i1:
         output_format="PNG",
     )
 with i2:
-    common.show_image(
-        decode_interactive(ck_b.model, zb[None])[0],
+    widgets.show_image(
+        serving.decode_interactive(model_b, zb[None])[0],
         f"B ({name_b}): z{db} {sign * value:+.2f}σ",
         width=200,
     )
@@ -104,14 +107,14 @@ st.subheader("Maps")
 m1, m2 = st.columns(2)
 for col, a, name, key in ((m1, atlas_a, name_a, "cmp_map_a"), (m2, atlas_b, name_b, "cmp_map_b")):
     with col:
-        proj, status = common.projection(a, "umap")
+        proj, status = state.projection(a, "umap")
         labels = a.labels
         color = labels["digit"].astype(str).to_numpy() if "digit" in labels.columns else None
-        fig = common.map_figure(
+        fig = figures.map_figure(
             proj.coords,
             color,
             "digit" if color is not None else "",
-            common.hover_text(a),
+            figures.hover_text(a),
             height=360,
         )
         st.plotly_chart(fig, key=key, width="stretch")

@@ -13,9 +13,9 @@ from PIL import Image
 from explorer.atlas import interpolation
 from explorer.latent_ops import nearest
 from speckle.stats import contrast_batch
-from views import common
+from views import figures, state
 
-checkpoint, dataset, atlas = common.current()
+checkpoint, dataset, atlas = state.current()
 n = len(atlas.mu)
 st.title("Interpolate")
 st.caption(
@@ -56,7 +56,7 @@ steps = int(c4.slider("Frames", 3, 24, 10, key="interp_n"))
 if selection:
     st.caption(f"Current map selection: {selection[:10]}{' …' if len(selection) > 10 else ''}")
 
-proj, status = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
+proj, status = state.projection(atlas, st.session_state.get("atlas_method", "umap"))
 zs, frames, path = interpolation(atlas, proj, za, zb, steps, method)
 
 st.image([np.clip(f, 0, 1) for f in frames], width=96, caption=[f"{t:.2f}" for t in np.linspace(0, 1, steps)],
@@ -78,10 +78,10 @@ st.download_button(
 
 left, right = st.columns(2)
 with left:
-    fig = common.context_map(proj.coords, height=360)
-    common.add_points(fig, path, "path", symbol="circle", size=8, color="orange", line=True,
+    fig = figures.context_map(proj.coords, height=360)
+    figures.add_points(fig, path, "path", symbol="circle", size=8, color="orange", line=True,
                       text=[f"frame {i}" for i in range(steps)])  # fmt: skip
-    common.add_points(fig, path[[0, -1]], "ends", symbol="star", size=16, color="red",
+    figures.add_points(fig, path[[0, -1]], "ends", symbol="star", size=16, color="red",
                       text=[f"from {name_a}", f"to {name_b}"])  # fmt: skip
     st.plotly_chart(fig, key="interp_map", width="stretch")
     st.caption(

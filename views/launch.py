@@ -9,6 +9,7 @@ Streamlit, after these, so they win: `speckle-vae-explorer --server.port 8600`.
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -40,10 +41,11 @@ def command(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streamlit.web import cli
-
-    sys.argv = command(sys.argv[1:] if argv is None else argv)
-    return cli.main()
+    # `python -m streamlit`, Streamlit's public command line, in place of this process.
+    os.execv(
+        sys.executable, [sys.executable, "-m", *command(sys.argv[1:] if argv is None else argv)]
+    )
+    return 0  # not reached
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from plotly.subplots import make_subplots
 
 from explorer.probes import dim_label_scores, probe_scores
 from vae.train import read_metrics
-from views import common
+from views import state
 
-checkpoint, dataset, atlas = common.current()
+checkpoint, dataset, atlas = state.current()
 c = checkpoint.config
 st.title("Model")
 
@@ -30,8 +30,7 @@ with left:
         f"- normalization: `{json.dumps(c['preprocessing']['normalization'])}`\n"
         f"- trained for {c.get('step', '?')} steps on {c.get('dataset', {}).get('n_train', '?')} images "
         f"(dataset fingerprint `{str(c.get('dataset', {}).get('fingerprint', ''))[:12]}`)\n"
-        f"- id `{checkpoint.id[:16]}`, package {c.get('version')}, torch {c.get('torch')}\n"
-        f"- single-latent decodes here (sliders, clicks): {common.decoder_status(checkpoint)}"
+        f"- id `{checkpoint.id[:16]}`, package {c.get('version')}, torch {c.get('torch')}"
     )
     st.markdown("**Training command**")
     st.code(c.get("command", "(not recorded)"), language="bash")

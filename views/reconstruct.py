@@ -11,9 +11,9 @@ import streamlit as st
 from explorer.metrics import PIXEL_KEYS, SPECKLE_KEYS
 from explorer.uploads import OOD_PERCENTILE, Upload, analyse, load_upload, posterior_samples
 from vae.data import MAX_FILE_BYTES, Normalization
-from views import common
+from views import figures, state, widgets
 
-checkpoint, dataset, atlas = common.current()
+checkpoint, dataset, atlas = state.current()
 st.title("Reconstruct")
 st.caption(
     "Drop in frames from your own camera. Each is preprocessed exactly as in training "
@@ -40,7 +40,7 @@ if not files:
 norm = Normalization.from_dict(checkpoint.config["preprocessing"]["normalization"])
 size = checkpoint.model_config.image_size
 cache = st.session_state.setdefault("rec_cache", {})
-proj, status = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
+proj, status = state.projection(atlas, st.session_state.get("atlas_method", "umap"))
 todo = [f for f in files if (checkpoint.id, f.file_id, window, k) not in cache]
 if todo:
     bar = st.progress(0.0, f"processing {len(todo)} file(s)")
@@ -57,7 +57,7 @@ if todo:
         else:
             fresh.append(load_upload(f.name, f.getvalue(), size, norm))
         bar.progress((i + 1) / (2 * len(todo)), f"read {i + 1}/{len(todo)}: {f.name}")
-    common.recon_errors(atlas)  # the percentiles below rank against them
+    state.recon_errors(atlas)  # the percentiles below rank against them
     for start in range(0, len(fresh), 64):
         analyse(fresh[start : start + 64], atlas, proj, k=k, window=window)
         bar.progress(0.5 + 0.5 * min(1.0, (start + 64) / len(fresh)), "encoding and measuring")
@@ -96,12 +96,12 @@ st.caption(
 
 left, right = st.columns([3, 2])
 with left:
-    fig = common.map_figure(
+    fig = figures.map_figure(
         proj.coords, None, "", [f"id {i}" for i in range(len(proj.coords))], height=380
     )
     fig.data[0].marker.color = "lightgrey"
     xy = np.stack([u.position for u in good])
-    common.add_points(
+    figures.add_points(
         fig, xy, "uploads", symbol="star", size=15, color="crimson", text=[u.name for u in good]
     )
     st.plotly_chart(fig, key="rec_map", width="stretch")
@@ -141,12 +141,12 @@ with right:
 
 cols = st.columns(4)
 with cols[0]:
-    common.show_image(u.image, f"{u.name} (preprocessed)")
+    widgets.show_image(u.image, f"{u.name} (preprocessed)")
 with cols[1]:
-    common.show_image(u.recon, "reconstruction (z = μ)")
+    widgets.show_image(u.recon, "reconstruction (z = μ)")
 with cols[2]:
     err = np.abs(u.recon - u.image)
-    common.show_image(err, f"|error| (max {err.max():.2f}, scaled)", normalize=True)
+    widgets.show_image(err, f"|error| (max {err.max():.2f}, scaled)", normalize=True)
 with cols[3]:
     hist = go.Figure()
     for img, label in ((u.image, "input"), (u.recon, "reconstruction")):

@@ -4,8 +4,6 @@ see the trade-off between reconstruction and KL as a rate–distortion curve."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 
 import numpy as np
@@ -13,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import sources
+from explorer import serving, sources
 from explorer.atlas import build_atlas
 from explorer.compare import rate_distortion
 from explorer.jobs import (
@@ -26,10 +24,10 @@ from explorer.jobs import (
     JobManager,
     JobRequest,
 )
-from vae.checkpoint import load_checkpoint
+from explorer.runs import save_run
 from vae.inference import decode
 from vae.schedule import SCHEDULES
-from views import common
+from views import state
 
 MAX_JOBS_ENV = "SPECKLE_VAE_MAX_JOBS"  # concurrent jobs per server (default 1, for 2 cores)
 PER_SESSION_ENV = "SPECKLE_VAE_JOBS_PER_SESSION"  # running or queued jobs per browser session
@@ -44,7 +42,7 @@ def manager() -> JobManager:
     return m
 
 
-checkpoint, dataset, atlas = common.current()
+checkpoint, dataset, atlas = state.current()
 session = st.session_state.setdefault("session_id", uuid.uuid4().hex)
 jobs = manager()
 n = len(atlas.mu)
@@ -178,7 +176,7 @@ st.subheader("Results")
 
 @st.cache_resource(max_entries=32, show_spinner="measuring the models on the subset")
 def _measure(model_name: str, dataset_fp: str, names: tuple[str, ...]):
-    ck = common.load_model(model_name)
+    ck = state.load_model(model_name)
     sub = dataset.subset(list(names))
     sub_atlas = build_atlas(ck, sub)
     return sub_atlas, rate_distortion(sub_atlas)
@@ -228,28 +226,18 @@ if picked in run_labels and picked != st.session_state.get("rt_last_pick"):
     # A click on a point loads that model into the explorer (and picks it below).
     st.session_state["rt_choice"] = picked
     st.session_state["rt_last_pick"] = picked
-    common.switch_model(candidates[picked])
+    state.switch_model(candidates[picked])
 with r2:
     choice = st.selectbox("Model", run_labels, key="rt_choice")
     if st.button("Use this model", key="rt_use"):
-        common.switch_model(candidates[choice])
+        state.switch_model(candidates[choice])
     name = st.text_input(
         "Save as runs/…", f"retrain-{job.id}-{choice.split('= ')[-1]}", key="rt_name"
     )
     if st.button("Save", key="rt_save"):
         try:
-            target = sources.runs_root() / sources.safe_name(name)
-            if target.exists():
-                raise sources.PathError(f"runs/{name} exists already")
-            source = sources.model_path(candidates[choice]) / "checkpoint"
-            load_checkpoint(source)  # refuse to save anything that does not load
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent)
-            shutil.copytree(
-                source, os.path.join(tmp, "checkpoint"), ignore=shutil.ignore_patterns("resume")
-            )
-            os.replace(tmp, target)  # atomic: the run appears whole or not at all
-            common.refresh_choices()
+            save_run(sources.model_path(candidates[choice]) / "checkpoint", name)
+            state.refresh_choices()
             st.success(f"Saved as runs/{name}; it is now in the model picker.")
         except (sources.PathError, OSError, ValueError) as e:
             st.error(f"Not saved: {e}")
@@ -259,8 +247,8 @@ base_atlas, base_m = measured["base (loaded)"]
 run_atlas, run_m = measured[choice]
 show = np.arange(min(6, len(base_atlas.mu)))
 x = [base_atlas.dataset.image(int(i)) for i in show]
-rec_base = decode(base_atlas.checkpoint.model, base_atlas.mu[show])
-rec_run = decode(run_atlas.checkpoint.model, run_atlas.mu[show])
+rec_base = decode(serving.model(base_atlas.checkpoint), base_atlas.mu[show])
+rec_run = decode(serving.model(run_atlas.checkpoint), run_atlas.mu[show])
 st.markdown(f"**Inputs, base reconstructions, and {choice}** (the same subset images)")
 st.image(
     [np.clip(i, 0, 1) for i in x],

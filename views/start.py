@@ -8,7 +8,8 @@ import copy
 
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from views.streamlit_private import in_runtime
 
 _pages: dict[tuple, list[st.Page]] = {}
 # Set once this process has served an atlas: later sessions and reruns get theirs from the
@@ -21,17 +22,10 @@ def pages(specs: list[tuple[str, str, str]]) -> list[st.Page]:
     its path and hashes it, 2 ms a run for seven pages, so they are built once per process and
     copied: st.navigation marks the page it returns as callable once, state that concurrent
     sessions must not share."""
-
-    def build() -> list[st.Page]:
-        return [st.Page(path, title=title, icon=icon, default=i == 0)
-                for i, (path, title, icon) in enumerate(specs)]  # fmt: skip
-
-    ctx = get_script_run_ctx()
-    if ctx is None:  # bare mode (app.py imported outside a server, e.g. as a spawned __main__)
-        return build()
-    key = (str(ctx.pages_manager.main_script_parent), tuple(specs))
+    key = tuple(specs)
     if key not in _pages:
-        _pages[key] = build()
+        _pages[key] = [st.Page(path, title=title, icon=icon, default=i == 0)
+                       for i, (path, title, icon) in enumerate(specs)]  # fmt: skip
     return [copy.copy(page) for page in _pages[key]]
 
 
@@ -40,7 +34,7 @@ def map_placeholder(page: st.Page):
     will be, drawn before torch is even imported. The browser meanwhile fetches and compiles
     plotly.js (4.4 s of a first start's 20 s on 2 cores went to that after the map was sent).
     Returns the slot to clear once the atlas is there, or None."""
-    if served or get_script_run_ctx() is None or page.title != "Atlas":
+    if served or not in_runtime() or page.title != "Atlas":
         return None
     fig = go.Figure()
     fig.add_annotation(text="the map appears here once the model and the dataset's latents are loaded",

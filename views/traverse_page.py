@@ -9,19 +9,20 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from explorer import images, serving
 from explorer.atlas import Atlas
 from explorer.latent_ops import set_dims
 from explorer.projection import Projection
 from vae.checkpoint import Checkpoint
-from vae.inference import decode, on_interactive_thread
-from views import common
+from vae.inference import decode
+from views import figures, state, widgets
 
 
 def render() -> None:
-    checkpoint, _, atlas = common.current()
+    checkpoint, _, atlas = state.current()
     # Built here if not yet (a lazily opened checkpoint), outside the slider fragment: a model
     # that cannot be built then fails the page, which app.py reports in one line.
-    checkpoint.model  # noqa: B018
+    serving.model(checkpoint)
     n, dz = atlas.mu.shape
     st.title("Traverse")
     st.caption(
@@ -30,11 +31,11 @@ def render() -> None:
     )
     z0, start_name, k = _start(atlas, n, dz)
     dims = tuple(int(d) for d in atlas.dim_order[:k])
-    common.live_style("trav_live")
+    widgets.live_style("trav_live")
     _sliders(checkpoint, atlas, z0, start_name, dims)
     _grid(checkpoint, atlas, z0, dims)
     st.subheader("KL per dimension")
-    st.vega_lite_chart(spec=common.kl_bar_spec(atlas, dims), width="stretch")
+    st.vega_lite_chart(spec=figures.kl_bar_spec(atlas, dims), width="stretch")
     st.caption(
         f"{atlas.active_units} of {dz} dims are active (mean KL > 0.01 nats); the top 64 are "
         "shown, the slider dims in red."
@@ -93,17 +94,19 @@ def _slider_body(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_nam
         # longer be set in this run.
         st.button("Reset sliders", key="trav_reset", on_click=_reset, args=(dims,))
     z = set_dims(z0, offsets, atlas.scale)
-    proj, _ = common.projection(atlas, st.session_state.get("atlas_method", "umap"))
+    proj, _ = state.projection(atlas, st.session_state.get("atlas_method", "umap"))
     # The model is passed in, not read on the interactive thread: were it not built yet (render
     # builds it), every session's decodes would queue behind that build.
-    image, where = on_interactive_thread(_decode_and_place, checkpoint.model, atlas, proj, z)
+    image, where = serving.on_interactive_thread(
+        _decode_and_place, serving.model(checkpoint), atlas, proj, z
+    )
     with right:
         moved = ", ".join(f"z{d} {v:+.1f}σ" for d, v in offsets.items() if v) or "no dims moved"
-        common.show_image(image, f"decoded: {start_name}; {moved}", width=256, enlarge=False)
+        widgets.show_image(image, f"decoded: {start_name}; {moved}", width=256, enlarge=False)
         # A picture, not a plotly chart: every move would otherwise send and re-render thousands
         # of points in the browser, which is what slowed many concurrent sessions down.
         st.image(
-            common.palette_png(common.marker_map(proj.coords, where[0]), common.MAP_PALETTE),
+            images.palette_png(figures.marker_map(proj.coords, where[0]), figures.MAP_PALETTE),
             caption="current z (red) on the map",
             width=256,
             output_format="PNG",
@@ -126,7 +129,7 @@ def _grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int,
     st.subheader("Traversal grid")
     g1, g2 = st.columns([1, 3])
     steps = int(g1.number_input("Steps", 3, 15, 7, key="trav_steps"))
-    png = common.traversal_grid(checkpoint, atlas, z0, dims, steps)
+    png = state.traversal_grid(checkpoint, atlas, z0, dims, steps)
     g2.image(png, caption=f"rows: z{', z'.join(map(str, dims))}; columns: −3σ … +3σ",
              output_format="PNG")  # fmt: skip
     # Bytes, not a callable: Streamlit stores a callable's result unreferenced by any session, so

@@ -1,0 +1,201 @@
+"""The app's cached resources and session state: the loaded models, datasets, atlases and maps,
+and which of them the session's sidebar has chosen. All Streamlit caching lives here, keyed by
+checkpoint id and dataset fingerprint."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from explorer import cache, images, map_process, sources
+from explorer.atlas import Atlas, build_atlas, build_projection
+from explorer.projection import Projection
+from explorer.tasks import Task
+from vae.checkpoint import Checkpoint, load_checkpoint
+from vae.data import ImageFolder, Normalization
+
+# Background work (UMAP fits, a first build's reconstruction errors) runs at this nice value
+# above the server's, so that pages and the browser showing them come first on a small machine.
+# Torch releases the GIL in its kernels, so the nice value of the thread computing the errors
+# is enough; UMAP holds it, so it is fitted in a child process (explorer.map_process).
+BACKGROUND_NICE = 10
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load_model(path: str, mtime: float) -> Checkpoint:
+    # Lazily: the config and the weights' hash now; torch and the module on first use
+    # (explorer.serving.model), so a cached atlas's map is drawn before torch is imported.
+    return load_checkpoint(path, device="auto", lazy=True)
+
+
+def _model_files(name: str) -> tuple[Path, float]:
+    path = sources.model_path(name)
+    config = (
+        path / "config.json"
+        if (path / "config.json").exists()
+        else path / "checkpoint" / "config.json"
+    )
+    return path, config.stat().st_mtime
+
+
+def load_model(name: str) -> Checkpoint:
+    path, mtime = _model_files(name)
+    return _load_model(str(path), mtime)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load_dataset(path: str, size: int, norm: tuple) -> ImageFolder:
+    normalization = Normalization.from_dict(dict(norm))
+    return ImageFolder(path, size, normalization, scan_record=cache.scan_record(path))
+
+
+def load_dataset(name: str, checkpoint: Checkpoint) -> ImageFolder:
+    if name == sources.SIMULATED:
+        path = sources.dataset_path(name)
+        if not (path / "labels.csv").is_file():  # first start only: no bar on every rerun
+            bar = st.progress(0.0, "preparing the simulated dataset (first start only)")
+            path = sources.ensure_simulated(progress=lambda f, msg: bar.progress(f, msg))
+            bar.empty()
+    else:
+        path = sources.dataset_path(name)
+    norm = checkpoint.config["preprocessing"]["normalization"]
+    return _load_dataset(str(path), checkpoint.model_config.image_size, tuple(sorted(norm.items())))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _atlas(checkpoint_id: str, dataset_fp: str, _checkpoint: Checkpoint, _dataset) -> Atlas:
+    bar = st.progress(0.0, "encoding the dataset")
+    atlas = build_atlas(_checkpoint, _dataset, progress=lambda f, msg: bar.progress(min(f, 1.0), msg),
+                        defer_errors=True, background_nice=BACKGROUND_NICE)  # fmt: skip
+    bar.empty()
+    return atlas
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _projection_task(checkpoint_id: str, dataset_fp: str, params: tuple, _atlas: Atlas) -> Task:
+    """A map computed in a background thread shared by every session; pages show the PCA map
+    until it is ready. UMAP is fitted in a child process at lower priority (its fit holds the
+    GIL: see explorer.map_process), not before the page asking for it is sent."""
+    method, n_neighbors, min_dist, metric = params
+    if method == "pca":
+        return Task("map-pca", lambda: build_projection(_atlas, "pca")).start()
+    return Task(f"map-{method}", lambda: map_process.build_projection(
+        _atlas, method, n_neighbors, min_dist, metric, nice=BACKGROUND_NICE), defer=True).start()  # fmt: skip
+
+
+def recon_errors(atlas: Atlas) -> np.ndarray:
+    """The atlas's reconstruction errors, waiting under a spinner while a first build still
+    computes them in the background (build_atlas's defer_errors)."""
+    if atlas.errors_ready:
+        return atlas.recon_error
+    with st.spinner("computing the reconstruction errors of the dataset (first start only)"):
+        return atlas.recon_error
+
+
+def atlas_for(checkpoint: Checkpoint, dataset_name: str) -> Atlas:
+    """A model's atlas on a dataset, preprocessed the model's way (loaded once per process)."""
+    dataset = load_dataset(dataset_name, checkpoint)
+    return _atlas(checkpoint.id, dataset.fingerprint(), checkpoint, dataset)
+
+
+# The answer of current() for the script run going on in this thread. A rerun may reuse the
+# thread, so app.py asks with refresh=True at the top of every run.
+_this_run = threading.local()
+
+
+def current(refresh: bool = False) -> tuple[Checkpoint, ImageFolder, Atlas]:
+    """The model, dataset and atlas chosen in the sidebar. app.py asks first in every run
+    (refresh=True: checked against the model's files and the session's last answer); the
+    page's question in the same run gets that answer."""
+    key = (st.session_state.get("model", sources.DEMO_MODEL),
+           st.session_state.get("dataset", sources.SIMULATED))  # fmt: skip
+    memo = getattr(_this_run, "current", None)
+    if not refresh and memo is not None and memo[0] == key:
+        return memo[1]
+    # The session's last answer stands while the names and the model's files are the same and
+    # Streamlit's caches still hold it: resolving it through them again costs a millisecond of
+    # argument hashing on every rerun, slider moves included. Weak references, so that the
+    # caches' limits still bound what stays in memory.
+    path, mtime = _model_files(key[0])
+    last = st.session_state.get("_current")
+    result = None
+    if last is not None and last[0] == (key, str(path), mtime):
+        result = tuple(ref() for ref in last[1])
+    if result is None or any(r is None for r in result):
+        checkpoint = _load_model(str(path), mtime)
+        atlas = atlas_for(checkpoint, key[1])
+        result = (checkpoint, atlas.dataset, atlas)
+        st.session_state["_current"] = ((key, str(path), mtime), [weakref.ref(r) for r in result])
+    _this_run.current = (key, result)
+    return result
+
+
+def projection(atlas: Atlas, method: str = "umap", n_neighbors: int = 15, min_dist: float = 0.1,
+               metric: str = "euclidean") -> tuple[Projection, str]:  # fmt: skip
+    """The requested map if ready, else the PCA map, with a status line for the page."""
+    method = method.lower()  # the Atlas page's radio says "UMAP"/"PCA"
+    params = (method, n_neighbors, min_dist, metric)
+    # A finished map is remembered by the session (weakly, like current()): asking Streamlit's
+    # cache hashes the arguments, half a millisecond of every slider move.
+    done = st.session_state.setdefault("_maps", {})
+    hit = done.get(params)
+    if hit is not None and hit[0]() is atlas and (proj := hit[1]()) is not None:
+        return proj, ""
+    task = _projection_task(atlas.checkpoint.id, atlas.dataset.fingerprint(), params, atlas)
+    if task.done and task.error is None:
+        proj, _ = task.result
+        done[params] = (weakref.ref(atlas), weakref.ref(proj))
+        return proj, ""
+    pca = _projection_task(
+        atlas.checkpoint.id, atlas.dataset.fingerprint(), ("pca", 15, 0.1, "euclidean"), atlas
+    )
+    pca_proj, _ = pca.wait()
+    if task.error:
+        return pca_proj, f"{method.upper()} failed ({task.error}); showing PCA"
+    return (
+        pca_proj,
+        f"{method.upper()} is being computed in the background ({task.elapsed:.0f} s so far); showing PCA meanwhile",
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _grid(checkpoint_id: str, dataset_fp: str, z0: bytes, dims: tuple[int, ...], steps: int,
+          _checkpoint: Checkpoint, _atlas: Atlas) -> bytes:  # fmt: skip
+    from explorer import serving
+
+    z = np.frombuffer(z0, np.float32)
+    return images.traversal_grid(serving.model(_checkpoint), z, dims, steps, _atlas.scale)
+
+
+def traversal_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...],
+                   steps: int) -> bytes:  # fmt: skip
+    """explorer.images.traversal_grid, cached per model, dataset, start, dims and steps. Show it
+    with st.image's default width ("content": its own width, at most the column's, scaled by the
+    browser): an int width smaller than the image makes Streamlit resize and re-encode it on
+    every rerun."""
+    z0 = np.ascontiguousarray(z0, np.float32).tobytes()
+    return _grid(checkpoint.id, atlas.dataset.fingerprint(), z0, dims, steps, checkpoint, atlas)
+
+
+def switch_model(name: str) -> None:
+    """Make every page use another model. The sidebar's picker owns the "model" key and is
+    already drawn in this run, so the change is applied at the top of the next run."""
+    st.session_state["model_pending"] = name
+    refresh_choices()
+    st.rerun()
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def choices() -> tuple[list[str], list[str]]:
+    """The models and datasets on offer, scanned at most every 2 s rather than on every slider
+    move; a finished retraining run shows up in the picker within that."""
+    return sources.list_models(), sources.list_datasets()
+
+
+def refresh_choices() -> None:
+    """Rescan models and datasets now: this session just wrote or switched to a new one."""
+    choices.clear()
