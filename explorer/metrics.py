@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae import stats
+from speckle import stats
 from vae.metrics import pixel_metrics
 
 PIXEL_KEYS = ("mse", "psnr", "ssim", "pcc")
