@@ -1,0 +1,123 @@
+"""vae.probes and vae.lit_region against known answers: a label one feature encodes exactly, an
+unrelated feature, grouped splits, pattern read-out, PCA's explained variance, dataset masks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vae import probes
+from vae.lit_region import dataset_region, upload_region
+
+SEED = 0
+
+
+def test_one_rule_types_every_label() -> None:
+    assert probes.label_kind(np.arange(200) % 10) == "class"  # digits: few numeric values
+    assert probes.label_kind(np.arange(200)) == "continuous"  # a frame index
+    assert probes.label_kind(np.linspace(0, 1, 50)) == "continuous"
+    assert probes.label_kind(np.array(["circle", "square"] * 10, dtype=object)) == "class"
+    assert probes.label_kind(np.array([True, False] * 5)) == "class"
+    assert probes.label_kind(np.array([3.0, np.nan, 3.0])) is None
+    assert probes.label_kind(np.array(["a", None, "", "a"], dtype=object)) is None
+
+
+def test_grouped_split_keeps_each_source_on_one_side() -> None:
+    groups = np.repeat(np.arange(40), 5)
+    split = probes.holdout_split(len(groups), groups, SEED)
+    assert not set(groups[split.train]) & set(groups[split.test])
+    assert len(split.test) == 50 and split.grouped_by == "source_index"
+    plain = probes.holdout_split(200, None, SEED)
+    assert len(plain.test) == 50 and plain.grouped_by is None
+    assert sorted(np.concatenate([plain.train, plain.test])) == list(range(200))
+
+
+def test_a_feature_that_encodes_the_label_scores_and_noise_does_not() -> None:
+    rng = np.random.default_rng(SEED)
+    n = 600
+    digit = rng.integers(0, 10, n)
+    frame = rng.permutation(n).astype(float)
+    noise = rng.standard_normal((n, 4))
+    encoded = np.column_stack([digit + 0.05 * rng.standard_normal(n), noise])
+    split = probes.holdout_split(n, None, SEED)
+    one_hot = np.eye(10)[digit] + 0.01 * rng.standard_normal((n, 10))
+    assert probes.probe(one_hot, digit, split)["score"] > 0.95
+    res = probes.probe(noise, digit, split)
+    assert res["kind"] == "accuracy" and res["score"] < 0.25 and res["chance"] < 0.2
+    cont = probes.probe(np.column_stack([frame, noise]), frame, split)
+    assert cont["kind"] == "r2" and cont["score"] > 0.99
+    assert probes.probe(noise, frame, split)["score"] < 0.05
+    assert probes.probe(encoded, digit, split)["kind"] == "accuracy"
+
+
+def test_pattern_readout_finds_a_linear_code_and_not_noise() -> None:
+    rng = np.random.default_rng(SEED)
+    patterns = rng.random((400, 8, 8))
+    mixing = rng.standard_normal((64, 64))
+    code = patterns.reshape(400, -1) @ mixing
+    split = probes.holdout_split(400, None, SEED)
+    assert probes.readout_pcc(code, patterns, split) > 0.99
+    assert abs(probes.readout_pcc(rng.standard_normal((400, 64)), patterns, split)) < 0.1
+
+
+def test_pca_ev_curve_rises_to_one() -> None:
+    rng = np.random.default_rng(SEED)
+    x = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 64)) + 0.01 * rng.standard_normal(
+        (300, 64)
+    )
+    split = probes.holdout_split(300, None, SEED)
+    curve = probes.pca_ev_curve(x.reshape(300, 8, 8), split, [1, 2, 3, 8])
+    values = [curve[k] for k in (1, 2, 3, 8)]
+    assert values == sorted(values) and curve[3] > 0.99 and curve[1] < 0.9
+    assert probes.curve_ks(59, 25, top=64) == [1, 2, 4, 8, 16, 25, 32, 59, 64]
+
+
+def test_dataset_region_comes_from_the_dataset(tmp_path: Path) -> None:
+    from speckle.io import write_dataset
+    from speckle.mmf import core_mask, simulate_mmf
+
+    sim_dir = tmp_path / "sim"
+    write_dataset(simulate_mmf(4, 1, size=32), sim_dir)
+    region = dataset_region(sim_dir, 64, None)
+    assert np.array_equal(region.mask, core_mask(64, 0.9)) and "simulation.json" in region.source
+    # mask.png wins, centre-cropped and resized like the frames
+    m = np.zeros((40, 60), dtype=np.uint8)
+    m[10:30, 20:40] = 255
+    Image.fromarray(m).save(sim_dir / "mask.png")
+    region = dataset_region(sim_dir, 20, None)
+    assert region.source == "mask.png" and region.mask[5:15, 5:15].all() and not region.mask[0, 0]
+    # other folders: the thresholded mean image, or the whole frame for speckle lit everywhere
+    frames = simulate_mmf(32, 2).images
+    plain = dataset_region(tmp_path, 64, frames)
+    assert plain.source == "thresholded mean image" and 0.55 < plain.fraction < 0.7
+    flat = dataset_region(None, 16, np.ones((3, 16, 16)))
+    assert flat.source == "whole frame" and flat.mask.all()
+    # an upload: its dataset's mask when the sizes match, else its own
+    assert upload_region(frames[0], plain) is plain
+    own = upload_region(frames[0][:48, :48], plain)
+    assert own.mask.shape == (48, 48) and own.source == "thresholded upload"
+    (sim_dir / "simulation.json").write_text(json.dumps({"kind": "mmf", "core": "big"}))
+    (sim_dir / "mask.png").unlink()
+    assert dataset_region(sim_dir, 64, frames).source == "thresholded mean image"
+
+
+def test_demo_model_probe_uses_active_dims(tmp_path: Path) -> None:
+    """On held-out handwriting: the probe of the code, its PCA baseline at the same K, and the
+    all-μ probe are reported side by side, with the mask used for the contrast ratio."""
+    from speckle.io import write_dataset
+    from speckle.mmf import simulate_mmf
+    from vae.evaluate import evaluate
+
+    write_dataset(simulate_mmf(240, 11, digits="test"), tmp_path / "ho")
+    r = evaluate("models/demo", str(tmp_path / "ho"), probe_label="digit", pca="auto")
+    for key in ("probe_accuracy", "probe_accuracy_all_mu", "pca_probe_accuracy",
+                "probe_accuracy_robust", "pca_probe_accuracy_robust", "pattern_probe_accuracy",
+                "pattern_readout_pcc", "pca_pattern_readout_pcc"):  # fmt: skip
+        assert 0.0 <= r[key] <= 1.0, key
+    assert r["active_units_robust"] < r["active_units"] <= 512
+    assert r["pca_components"] == r["active_units"]
+    assert "simulation.json" in r["mask"] and r["mean_image_contrast_ratio"] < 0.8
+    assert r["contrast_ratio"] > 0.85 and "grouped by source_index" in r["probe_split"]
