@@ -121,3 +121,29 @@ def test_demo_model_probe_uses_active_dims(tmp_path: Path) -> None:
     assert r["pca_components"] == r["active_units"]
     assert "simulation.json" in r["mask"] and r["mean_image_contrast_ratio"] < 0.8
     assert r["contrast_ratio"] > 0.85 and "grouped by source_index" in r["probe_split"]
+
+
+def test_dim_label_scores_use_the_right_measure_and_an_unbiased_gap() -> None:
+    import pandas as pd
+
+    from explorer.probes import corrected_nmi, dim_label_scores, label_columns
+
+    rng = np.random.default_rng(SEED)
+    n = 400
+    digit = rng.integers(0, 10, n)
+    frame = rng.permutation(n)
+    mu = rng.standard_normal((n, 8))
+    # dim 2 separates the ten digits perfectly but not in order: |Spearman| would miss it
+    order = rng.permutation(10)
+    mu[:, 2] = order[digit] * 3 + 0.1 * rng.standard_normal(n)
+    mu[:, 5] = frame / n + 0.01 * rng.standard_normal(n)
+    labels = pd.DataFrame({"file": [f"{i}.png" for i in range(n)], "digit": digit, "frame": frame,
+                           "source_index": np.arange(n)})  # fmt: skip
+    assert label_columns(labels) == ["digit", "frame"]
+    s = dim_label_scores(mu, labels, np.arange(4), active=np.arange(8))
+    assert s.measures == ["NMI (bias-corrected)", "|Spearman ρ|"] and s.gap_dims == 8
+    assert s.score[2, 0] > 0.8  # the heatmap's dim 2 against digit
+    assert abs(s.score[0, 0]) < 0.05 and abs(s.score[1, 0]) < 0.05  # unrelated dims: about 0
+    assert s.gap[0] > 0.75 and s.gap[1] > 0.9  # frame's dim 5 is outside the heatmap's rows
+    plain = rng.integers(0, 20, n)  # an unrelated binned dim, against an unrelated label
+    assert abs(corrected_nmi(plain, digit)) < 0.04
