@@ -84,3 +84,27 @@ def test_normalization_round_trips_and_rejects_bad_values() -> None:
     ):
         with pytest.raises(ValueError):
             Normalization.from_dict(bad)  # type: ignore[arg-type]
+
+
+def test_mean_normalization_divides_by_the_lit_region_mean() -> None:
+    """On fibre frames the mean over the whole frame includes the dark cladding: dividing by it
+    puts the clip near 3<I> of the core. The lit-region mean keeps it at 5<I>_core."""
+    from speckle.mmf import core_mask, simulate_mmf
+    from speckle.stats import contrast
+
+    frames = simulate_mmf(100, 5).images
+    core = core_mask(64)
+    norm = Normalization("mean")
+    ours = np.array([normalize(f, norm) for f in frames])
+    whole = np.clip(frames / (5 * frames.mean(axis=(1, 2), keepdims=True)), 0, 1)
+    assert (ours[:, core] >= 1).mean() < 0.015 < 0.03 < (whole[:, core] >= 1).mean()
+    kept = np.mean(
+        [contrast(o, core) / contrast(f, core) for o, f in zip(ours, frames, strict=True)]
+    )
+    assert kept > 0.95
+    assert np.mean([o[core].mean() for o in ours]) == pytest.approx(0.2, rel=0.05)
+    # Speckle lit everywhere: the lit region is the whole frame, as before.
+    flat = speckle(64, 64, seed=3)
+    np.testing.assert_allclose(
+        normalize(flat, norm), np.clip(flat / (5 * flat.mean()), 0, 1), rtol=1e-5
+    )

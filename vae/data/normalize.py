@@ -5,10 +5,13 @@ averaging when shrinking, like camera pixel binning; bilinear when enlarging), t
 - ``max`` (per-image max; what many users do): x = I / max(I). A pure scale, so K is kept within
   each image, but a single hot pixel sets the scale: the mean brightness the network sees varies a
   lot between frames, and for fully developed speckle max(I) ≈ ⟨I⟩·ln(N) leaves most pixels dark.
-- ``mean`` (per-image mean): x = I / (mean_scale·⟨I⟩), clipped to 1. Every frame has the same mean
-  ⟨x⟩ = 1/mean_scale, so frames are comparable; K is kept except that pixels above
-  mean_scale·⟨I⟩ are clipped, which lowers K slightly (for exponential statistics
-  P(I > 5⟨I⟩) = e⁻⁵ ≈ 0.7% of the pixels).
+- ``mean`` (per-image mean of the lit region): x = I / (mean_scale·⟨I⟩_lit), clipped to 1, where
+  ⟨I⟩_lit is the mean over the frame's lit region (`speckle.stats.lit_mask` of the frame: a
+  fibre's core, or the whole frame for speckle lit everywhere). Every frame has the same mean in
+  its lit region, so frames are comparable; K is kept except that pixels above
+  mean_scale·⟨I⟩_lit are clipped (for exponential statistics P(I > 5⟨I⟩) = e⁻⁵ ≈ 0.7% of the lit
+  pixels). A mean over the whole frame would include a fibre's dark cladding and put the clip
+  near 3⟨I⟩ of the core, clipping several percent of it.
 - ``fixed`` (fixed range): x = (I − low)/(high − low), clipped; `high` defaults to the file's full
   scale (255, 65535, or the data max for float data). Keeps absolute intensities, including the
   overall power, comparable across frames, but dark frames use few grey levels.
@@ -108,7 +111,9 @@ def normalize(img: np.ndarray, norm: Normalization, full_scale: float = 1.0) -> 
         m = float(img.max())
         out = img / m if m > 0 else np.zeros_like(img)
     elif norm.mode == "mean":
-        m = float(img.mean())
+        from speckle.stats import lit_mask
+
+        m = float(img[lit_mask(img)].mean())
         out = img / (norm.mean_scale * m) if m > 0 else np.zeros_like(img)
     else:
         high = norm.high if norm.high is not None else full_scale
