@@ -17,8 +17,8 @@ import pytest
 
 try:
     from playwright.sync_api import expect, sync_playwright
-except ImportError:  # a hard requirement of these tests: fail, never skip
-    pytest.fail("tests/e2e needs Playwright: pip install -r requirements-dev.txt", pytrace=False)
+except ImportError:  # reported by _requirements, when these tests run
+    expect = sync_playwright = None
 
 from benchmarks.load import MAP  # the map itself, not a first start's placeholder
 
@@ -30,6 +30,20 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _requirements() -> None:
+    """Hard requirements of these tests: when one is missing they fail, in one line, and never
+    skip (first, before a server starts)."""
+    if sync_playwright is None:
+        pytest.fail(
+            "tests/e2e needs Playwright: pip install -r requirements-dev.txt", pytrace=False
+        )
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"tests/e2e needs Chromium at {CHROMIUM}: apt-get install chromium", pytrace=False
+        )
 
 
 def free_port() -> int:
@@ -74,10 +88,6 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():  # a hard requirement of these tests: fail, never skip
-        pytest.fail(
-            f"tests/e2e needs Chromium at {CHROMIUM}: apt-get install chromium", pytrace=False
-        )
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
