@@ -1,8 +1,8 @@
-"""The shipped demo model meets its targets on a freshly generated held-out set (new samples, from
-a seed it was never trained on, through the same simulated fibre): explained variance ≥ 0.8,
-speckle contrast of the reconstructions ≥ 0.9 of the inputs', and a linear probe on the latent
-means that reads the digit ≥ 85% of the time, better than the same probe on the input patterns'
-pixels."""
+"""The shipped demo model loads with its provenance, and on a freshly generated held-out set (new
+samples, from a seed it was never trained on, through the same simulated fibre) it meets its
+reconstruction targets: explained variance ≥ 0.85 and a speckle contrast of the reconstructions
+≥ 0.9 of the inputs' in the lit region. The probe targets need thousands of samples and minutes of
+fitting: `python -m benchmarks.science` measures them and writes docs/validation.md."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from vae.evaluate import evaluate
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 HELD_OUT_SEED = 2026  # the demo was trained on seed 0
-N = 4000  # the linear probes need a few thousand samples to be measured, not overfitted
+N = 1000  # EV and the contrast ratio are settled well within this (EV 0.898 at 1000 and at 4000)
 
 
 def test_demo_loads_and_records_its_provenance() -> None:
@@ -32,13 +32,11 @@ def test_demo_loads_and_records_its_provenance() -> None:
 
 
 @pytest.mark.slow
-def test_demo_meets_the_targets_on_a_fresh_held_out_set(tmp_path: Path) -> None:
+def test_demo_meets_the_reconstruction_targets_on_a_fresh_held_out_set(tmp_path: Path) -> None:
     write_dataset(simulate_mmf(N, seed=HELD_OUT_SEED), tmp_path / "held-out")
-    r = evaluate(str(DEMO), str(tmp_path / "held-out"), probe_label="digit", device="cpu")
+    r = evaluate(str(DEMO), str(tmp_path / "held-out"), device="cpu")
     assert r["n"] == N
-    assert r["ev"] >= 0.8, r
+    assert r["ev"] >= 0.85, r
     assert r["contrast_ratio"] >= 0.9, r
-    assert r["probe_accuracy"] >= 0.85, r
-    assert r["probe_accuracy"] > r["pattern_probe_accuracy"], r
     # The baseline the EV is measured against is real: the mean image alone correlates strongly.
-    assert r["mean_image_pcc"] > 0.7
+    assert r["mean_image_pcc"] > 0.7, r

@@ -71,7 +71,9 @@ def test_shifted_image_loses_pcc_but_keeps_its_statistics() -> None:
     assert m["pcc"] < 0.2
     assert m["contrast_ratio"] == pytest.approx(1.0, abs=1e-9)
     assert m["hist_w1"] == pytest.approx(0.0, abs=1e-9)
-    assert m["grain_ratio"] == pytest.approx(1.0, abs=1e-9)
+    # The grain size comes from a zero-padded (non-periodic) autocovariance, so the pixel pairs
+    # that a circular shift moves across the border count differently: equal within 1%.
+    assert m["grain_ratio"] == pytest.approx(1.0, rel=0.01)
 
 
 def test_percentile_of() -> None:
