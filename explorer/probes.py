@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vae.probes import holdout_split, label_kind, probe
+from vae.probes import code_probes, holdout_split, label_kind, probe
 
 SKIP_COLUMNS = ("file", "pattern", "filename", "name", "source_index", "source_file")
 BINS = 20
@@ -43,6 +43,38 @@ def probe_scores(mu: np.ndarray, labels: pd.DataFrame, seed: int = 0) -> pd.Data
         rows.append({"label": c, "metric": res["kind"], "score": res["score"],
                      "chance": res.get("chance", 0.0 if res["kind"] == "r2" else np.nan), "n": res["n"]})  # fmt: skip
     return pd.DataFrame(rows, columns=["label", "metric", "score", "chance", "n"])
+
+
+PROBE_COLUMNS = {  # code_probes' keys, without the metric, and what the Model page calls them
+    "probe_{m}": "code (active dims)",
+    "pca_probe_{m}": "PCA of the speckle, same K",
+    "probe_{m}_robust": "code, robust dims",
+    "pca_probe_{m}_robust": "PCA, robust K",
+    "probe_{m}_all_mu": "all μ (encoder features)",
+    "pattern_probe_{m}": "input patterns",
+}
+
+
+def probe_table(mu: np.ndarray, kl_per_dim: np.ndarray, images: np.ndarray,
+                labels: pd.DataFrame, patterns: np.ndarray | None = None,
+                seed: int = 0) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+    """The probes `python -m vae.evaluate --probe-label` reports, for every label column, with the
+    same numbers: one row per label, and the pattern read-out (code and PCA) when the dataset
+    has input patterns."""
+    groups = labels["source_index"].to_numpy() if "source_index" in labels else None
+    split = holdout_split(len(mu), groups, seed)
+    rows, readout = [], {}
+    for i, c in enumerate(label_columns(labels)):
+        res = code_probes(mu, kl_per_dim, images, labels[c].to_numpy(), patterns, split, seed,
+                          readout=i == 0)  # fmt: skip
+        m = "accuracy" if "probe_accuracy" in res else "r2"
+        row = {"label": c, "metric": m}
+        row |= {name: res.get(key.format(m=m), np.nan) for key, name in PROBE_COLUMNS.items()}
+        row["chance"] = res.get("probe_chance", np.nan)
+        rows.append(row)
+        readout |= {k: v for k, v in res.items() if "readout" in k}
+    columns = ["label", "metric", *PROBE_COLUMNS.values(), "chance"]
+    return pd.DataFrame(rows, columns=columns), readout
 
 
 @dataclass

@@ -29,12 +29,11 @@ from vae.probes import (
     GROUP_COLUMN,
     PCA,
     ROBUST_NATS,
+    code_probes,
     curve_ks,
     explained_variance,
     holdout_split,
     pca_ev_curve,
-    probe,
-    readout_pcc,
 )
 
 
@@ -44,33 +43,6 @@ def contrast_ratio(x: np.ndarray, x_hat: np.ndarray, mask: np.ndarray | None = N
     k_in, k_rec = contrast_batch(x, mask), contrast_batch(x_hat, mask)
     ok = np.isfinite(k_in) & np.isfinite(k_rec) & (k_in > 0)
     return float(np.mean(k_rec[ok] / k_in[ok])) if ok.any() else float("nan")
-
-
-def _probes(result: dict, mu: np.ndarray, kld: np.ndarray, x: np.ndarray, labels: np.ndarray,
-            patterns: np.ndarray | None, split, seed: int) -> None:  # fmt: skip
-    """The code's probes beside their baselines, on one held-out split (see vae.probes)."""
-    active, robust = kld > ACTIVE_NATS, kld > ROBUST_NATS
-    k, k_robust = int(active.sum()), int(robust.sum())
-    pca = PCA(x[split.train], max(k, k_robust, 1))
-    runs = {
-        "probe": mu[:, active],
-        "probe_all_mu": mu,
-        "pca_probe": pca.transform(x, k),
-        "probe_robust": mu[:, robust],
-        "pca_probe_robust": pca.transform(x, k_robust),
-    }
-    if patterns is not None:
-        runs["pattern_probe"] = patterns.reshape(len(patterns), -1)
-    for name, features in runs.items():
-        res = probe(features, labels, split, seed)
-        metric = "accuracy" if res["kind"] == "accuracy" else "r2"
-        prefix, _, suffix = name.partition("probe")
-        result[f"{prefix}probe_{metric}{suffix}"] = res["score"]
-        if name == "probe" and "chance" in res:
-            result["probe_chance"] = res["chance"]
-    if patterns is not None:
-        result["pattern_readout_pcc"] = readout_pcc(mu[:, active], patterns, split)
-        result["pca_pattern_readout_pcc"] = readout_pcc(pca.transform(x, k), patterns, split)
 
 
 def evaluate(
@@ -128,7 +100,7 @@ def evaluate(
             raise ValueError(f"{data}: no label column {probe_label!r} (have {have})")
         patterns = [dataset.pattern(int(i)) for i in pick]
         pats = np.stack(patterns) if patterns and all(p is not None for p in patterns) else None
-        _probes(result, enc.mu, kld, x, labels[probe_label].to_numpy(), pats, split, seed)
+        result |= code_probes(enc.mu, kld, x, labels[probe_label].to_numpy(), pats, split, seed)
     if pca:
         k = result["active_units"] if pca in ("auto", "curve") else int(pca)
         k = int(max(1, min(k, len(split.train) - 1)))

@@ -180,3 +180,40 @@ def pca_ev_curve(x: np.ndarray, split: Split, ks: list[int]) -> dict[int, float]
 def curve_ks(*extra: int, top: int = 256) -> list[int]:
     """Powers of two up to `top`, and the counts a table compares at (active, robust)."""
     return sorted({2**i for i in range(int(np.log2(top)) + 1)} | {int(k) for k in extra if k > 0})
+
+
+def code_probes(mu: np.ndarray, kl_per_dim: np.ndarray, x: np.ndarray, labels: np.ndarray,
+                patterns: np.ndarray | None, split: Split, seed: int = 0,
+                readout: bool = True) -> dict:  # fmt: skip
+    """The code's probes beside their baselines, on one held-out split, as `vae.evaluate` and the
+    Model page report them. Keys, with `accuracy` or `r2` by the label's kind:
+    probe_M (the active dims), pca_probe_M (PCA of the speckle `x` at the same K), probe_M_robust
+    and pca_probe_M_robust (K = dims with KL > `ROBUST_NATS`), probe_M_all_mu (all of μ: encoder
+    features), pattern_probe_M (the input patterns), pattern_readout_pcc and
+    pca_pattern_readout_pcc, probe_chance."""
+    from vae.kl import ACTIVE_NATS
+
+    active, robust = kl_per_dim > ACTIVE_NATS, kl_per_dim > ROBUST_NATS
+    k, k_robust = int(active.sum()), int(robust.sum())
+    pca = PCA(x[split.train], max(k, k_robust, 1))
+    runs = {
+        "probe": mu[:, active],
+        "probe_all_mu": mu,
+        "pca_probe": pca.transform(x, k),
+        "probe_robust": mu[:, robust],
+        "pca_probe_robust": pca.transform(x, k_robust),
+    }
+    if patterns is not None:
+        runs["pattern_probe"] = patterns.reshape(len(patterns), -1)
+    out: dict = {}
+    for name, features in runs.items():
+        res = probe(features, labels, split, seed)
+        metric = "accuracy" if res["kind"] == "accuracy" else "r2"
+        prefix, _, suffix = name.partition("probe")
+        out[f"{prefix}probe_{metric}{suffix}"] = res["score"]
+        if name == "probe" and "chance" in res:
+            out["probe_chance"] = res["chance"]
+    if patterns is not None and readout:
+        out["pattern_readout_pcc"] = readout_pcc(mu[:, active], patterns, split)
+        out["pca_pattern_readout_pcc"] = readout_pcc(pca.transform(x, k), patterns, split)
+    return out

@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from explorer.probes import dim_label_scores, probe_scores
+from explorer.probes import dim_label_scores, probe_table
+from vae.probes import ROBUST_NATS, curve_ks, holdout_split, pca_ev_curve
 from vae.train import read_metrics
 from views import state
 
@@ -112,31 +113,57 @@ st.caption(
 st.subheader("What the latents carry")
 
 
-@st.cache_data(show_spinner="fitting linear probes", max_entries=8)
-def _probes(checkpoint_id: str, dataset_fp: str) -> object:
-    # Probe from the active units only: the inactive dims are posterior noise, and 512 noisy
-    # features overfit a few hundred labelled samples.
-    return probe_scores(atlas.mu_active, atlas.labels)
+@st.cache_data(show_spinner="fitting linear probes and their PCA baselines", max_entries=8)
+def _probes(checkpoint_id: str, dataset_fp: str) -> tuple:
+    images, patterns = state.dataset_arrays(dataset)
+    return probe_table(atlas.mu, atlas.kl_per_dim, images, atlas.labels, patterns)
 
 
 @st.cache_data(show_spinner="scoring dims against labels", max_entries=16)
-def _scores(checkpoint_id: str, dataset_fp: str, k: int, method: str) -> object:
-    return dim_label_scores(atlas.mu, atlas.labels, atlas.dim_order[:k], method)
+def _scores(checkpoint_id: str, dataset_fp: str, k: int) -> object:
+    return dim_label_scores(
+        atlas.mu, atlas.labels, atlas.dim_order[:k], np.flatnonzero(atlas.active)
+    )
 
 
-probes = _probes(checkpoint.id, dataset.fingerprint())
-if probes.empty:
+@st.cache_data(show_spinner="fitting PCA at every K", max_entries=8)
+def _ev_curve(checkpoint_id: str, dataset_fp: str) -> tuple[dict, float, float]:
+    images, _ = state.dataset_arrays(dataset)
+    groups = atlas.labels["source_index"].to_numpy() if "source_index" in atlas.labels else None
+    split = holdout_split(len(images), groups)
+    robust = int((atlas.kl_per_dim > ROBUST_NATS).sum())
+    ks = curve_ks(atlas.active_units, robust, top=min(256, len(split.train) - 1))
+    curve = pca_ev_curve(images, split, ks)
+    test, mean = images[split.test], images[split.train].mean(0)
+    vae_ev = 1.0 - float(
+        np.mean(state.recon_errors(atlas)[split.test]) / np.mean((test - mean) ** 2)
+    )
+    return curve, vae_ev, robust
+
+
+table, readout = _probes(checkpoint.id, dataset.fingerprint())
+if table.empty:
     st.caption("This dataset has no label columns (add a labels.csv to the folder).")
 else:
-    st.markdown("A linear probe from μ of the active units, scored on a held-out 25%: accuracy for categorical labels, "
-                "R² for continuous ones.")  # fmt: skip
-    st.dataframe(probes.round(3), hide_index=True)
+    st.markdown(
+        "Held-out linear probes (accuracy for classes, R² for continuous labels), on one split "
+        "that keeps each source sample on one side. The **code** is the active dims (KL > 0.01 "
+        "nats); each probe sits beside PCA of the speckle with the same number of components. "
+        "*All μ* reads the inactive dims too: encoder features the decoder ignores, not the code. "
+        "The same numbers as `python -m vae.evaluate --probe-label LABEL`."
+    )
+    st.dataframe(table.round(3), hide_index=True)
+    if readout:
+        st.caption(
+            f"Input pattern read-out (ridge regression to the pattern, held-out PCC): code "
+            f"{readout['pattern_readout_pcc']:.3f}, PCA at the same K "
+            f"{readout['pca_pattern_readout_pcc']:.3f}."
+        )
     h1, h2 = st.columns([1, 3])
     k = int(h1.number_input("Top-K dims", 2, 64, 16, key="model_k"))
-    method = h1.radio("Score", ["mi", "spearman"], key="model_method",
-                      format_func=lambda m: "mutual information / H(label)" if m == "mi" else "|Spearman ρ|")  # fmt: skip
-    scores = _scores(checkpoint.id, dataset.fingerprint(), k, method)
-    heat = go.Figure(go.Heatmap(z=scores.score.T, x=[f"z{d}" for d in scores.dims], y=scores.labels,
+    scores = _scores(checkpoint.id, dataset.fingerprint(), k)
+    heat = go.Figure(go.Heatmap(z=scores.score.T, x=[f"z{d}" for d in scores.dims],
+                                y=[f"{lab} ({m})" for lab, m in zip(scores.labels, scores.measures, strict=True)],
                                 colorscale="Viridis", zmin=0))  # fmt: skip
     heat.update_layout(
         height=80 + 30 * len(scores.labels), margin={"l": 10, "r": 10, "t": 10, "b": 10}
@@ -144,6 +171,24 @@ else:
     h2.plotly_chart(heat, key="model_heat", width="stretch")
     gap = {lab: round(float(g), 3) for lab, g in zip(scores.labels, scores.gap, strict=True)}
     h1.markdown(
-        "**MIG-style gap** (top dim − second, per label): a large gap means one dim isolates the label."
+        f"**MIG-style gap** (top dim − second, over all {scores.gap_dims} active dims): a large gap "
+        "means one dim isolates the label. Classes are scored by NMI with the shuffled-label bias "
+        "removed (an unrelated dim scores about 0), continuous labels by |Spearman ρ|."
     )
     h1.dataframe(gap, column_config={"value": "gap"})
+
+st.subheader("Explained variance at equal K")
+curve, vae_ev, robust = _ev_curve(checkpoint.id, dataset.fingerprint())
+ev = go.Figure(go.Scatter(x=list(curve), y=list(curve.values()), mode="lines+markers", name="PCA"))
+for kk, name in ((atlas.active_units, "active dims"), (robust, "robust dims")):
+    ev.add_trace(go.Scatter(x=[kk], y=[vae_ev], mode="markers", marker={"size": 12, "symbol": "star"},
+                            name=f"this VAE ({name}: {kk})"))  # fmt: skip
+ev.update_layout(height=300, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_type="log",
+                 xaxis_title="K (components or dims)", yaxis_title="held-out EV")  # fmt: skip
+st.plotly_chart(ev, key="model_ev", width="stretch")
+pk, pr = curve.get(atlas.active_units), curve.get(robust)
+st.caption(
+    f"This VAE's EV is {vae_ev:.3f} with {atlas.active_units} active dims ({robust} with KL > 0.1). "
+    f"PCA of the speckle reaches {pk:.3f} at K = {atlas.active_units}"
+    + (f" and {pr:.3f} at K = {robust}." if pr is not None else ".")
+)

@@ -17,6 +17,7 @@ from explorer.projection import Projection
 from explorer.tasks import Task
 from vae.checkpoint import Checkpoint, load_checkpoint
 from vae.data import ImageFolder, Normalization
+from vae.lit_region import LitRegion, dataset_region
 
 # Background work (UMAP fits, a first build's reconstruction errors) runs at this nice value
 # above the server's, so that pages and the browser showing them come first on a small machine.
@@ -199,3 +200,28 @@ def choices() -> tuple[list[str], list[str]]:
 def refresh_choices() -> None:
     """Rescan models and datasets now: this session just wrote or switched to a new one."""
     choices.clear()
+
+
+@st.cache_resource(show_spinner="reading the dataset's images", max_entries=4)
+def _arrays(dataset_fp: str, _dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    images = np.stack([_dataset.image(i) for i in range(len(_dataset))])
+    patterns = [_dataset.pattern(i) for i in range(len(_dataset))]
+    pats = np.stack(patterns) if patterns and all(p is not None for p in patterns) else None
+    return images, pats
+
+
+def dataset_arrays(dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    """All of a dataset's preprocessed images (N, H, W), and its input patterns when every
+    sample has one; what the probes' PCA baselines and the lit region are computed from."""
+    return _arrays(dataset.fingerprint(), dataset)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _region(dataset_fp: str, size: int, _dataset) -> LitRegion:
+    images, _ = dataset_arrays(_dataset)
+    return dataset_region(getattr(_dataset, "root", None), size, images)
+
+
+def lit_region(dataset, size: int) -> LitRegion:
+    """The dataset's lit region at the model's size: where speckle statistics are taken."""
+    return _region(dataset.fingerprint(), size, dataset)
