@@ -10,9 +10,10 @@ from explorer.atlas import Atlas
 from vae.evaluate import contrast_ratio
 
 
-def rate_distortion(atlas: Atlas, sample: int = 256) -> dict:
+def rate_distortion(atlas: Atlas, sample: int = 256, mask: np.ndarray | None = None) -> dict:
     """Rate = mean KL per image (nats); distortion = mean squared error per pixel of the z = μ
-    reconstruction; plus active units and the speckle contrast ratio on up to `sample` images."""
+    reconstruction; plus active units and the speckle contrast ratio in the lit region `mask`
+    on up to `sample` images."""
     from vae.inference import decode
 
     idx = np.arange(min(sample, len(atlas.mu)))
@@ -22,7 +23,7 @@ def rate_distortion(atlas: Atlas, sample: int = 256) -> dict:
         "rate_nats": float(atlas.kl.mean()),
         "distortion_mse": float(atlas.recon_error.mean()),
         "active_units": int(atlas.active_units),
-        "contrast_ratio": contrast_ratio(x, rec),
+        "contrast_ratio": contrast_ratio(x, rec, mask),
         "beta": atlas.checkpoint.beta,
         "recon": atlas.checkpoint.recon,
     }

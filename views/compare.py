@@ -4,6 +4,7 @@ traversals of matched dims, and their two maps."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -121,3 +122,34 @@ for col, a, name, key in ((m1, atlas_a, name_a, "cmp_map_a"), (m2, atlas_b, name
         st.caption(
             f"{name}: β = {a.checkpoint.beta:g} ({a.checkpoint.recon}), {a.active_units} active units. {status}"
         )
+
+st.subheader("Rate–distortion of every model")
+st.caption(
+    "Each model on this dataset: rate (mean KL per image, nats) against distortion (MSE per pixel "
+    "of the z = μ reconstruction). The shipped β ladder (models/) shows the trade-off between a "
+    "faithful reconstruction and a compact code; retrained or saved runs appear beside it."
+)
+same_size = [
+    n for n in models if state.load_model(n).model_config.image_size == ck_a.model_config.image_size
+]
+if st.button(f"Measure all {len(same_size)} models", key="cmp_rd"):
+    st.session_state["cmp_rd_done"] = True
+if st.session_state.get("cmp_rd_done"):
+    region = state.lit_region(dataset, ck_a.model_config.image_size)
+    bar, points = st.progress(0.0, "encoding the dataset with each model"), []
+    for i, name in enumerate(same_size):
+        bar.progress(i / len(same_size), f"{name}: encoding and reconstructing the dataset")
+        ck = state.load_model(name)
+        a = state.atlas_for(ck, st.session_state.get("dataset", sources.SIMULATED))
+        state.recon_errors(a)
+        points.append({"model": name, **state.rate_distortion_of(a, region)})
+    bar.empty()
+    points.sort(key=lambda p: p["rate_nats"])
+    rd = go.Figure(go.Scatter(x=[p["rate_nats"] for p in points], y=[p["distortion_mse"] for p in points],
+                              mode="lines+markers+text", text=[f"β {p['beta']:g}" for p in points],
+                              textposition="top center", hovertext=[p["model"] for p in points]))  # fmt: skip
+    rd.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_title="rate: KL per image (nats)",
+                     yaxis_title="distortion: MSE per pixel", yaxis_type="log")  # fmt: skip
+    st.plotly_chart(rd, key="cmp_rd_plot", width="stretch")
+    st.dataframe(pd.DataFrame(points).round(5), hide_index=True)
+    st.caption(f"Contrast ratio in the lit region: {region.source}.")

@@ -179,7 +179,8 @@ def _measure(model_name: str, dataset_fp: str, names: tuple[str, ...]):
     ck = state.load_model(model_name)
     sub = dataset.subset(list(names))
     sub_atlas = build_atlas(ck, sub)
-    return sub_atlas, rate_distortion(sub_atlas)
+    region = state.lit_region(dataset, ck.model_config.image_size)
+    return sub_atlas, rate_distortion(sub_atlas, mask=region.mask)
 
 
 jobs_prefix = f"jobs/{job.id}"

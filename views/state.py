@@ -225,3 +225,15 @@ def _region(dataset_fp: str, size: int, _dataset) -> LitRegion:
 def lit_region(dataset, size: int) -> LitRegion:
     """The dataset's lit region at the model's size: where speckle statistics are taken."""
     return _region(dataset.fingerprint(), size, dataset)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _rd(checkpoint_id: str, dataset_fp: str, mask_source: str, _atlas: Atlas, _mask) -> dict:
+    from explorer.compare import rate_distortion
+
+    return rate_distortion(_atlas, mask=_mask)
+
+
+def rate_distortion_of(atlas: Atlas, region: LitRegion) -> dict:
+    """A model's rate–distortion point on a dataset, measured once per model and dataset."""
+    return _rd(atlas.checkpoint.id, atlas.dataset.fingerprint(), region.source, atlas, region.mask)

@@ -27,3 +27,20 @@ def test_identical_models_match_dim_for_dim(app) -> None:
     assert before[0] != after[0] and before[2] != after[2]  # both decoded images moved
     captions = [c for el in app.get("image") for c in el.captions]
     assert any("+2.00σ" in c for c in captions)
+
+
+def test_rate_distortion_of_every_model(app) -> None:
+    """The button measures every model of the picker on the dataset: one point each, with the
+    trade-off of the β ladder (more rate, less distortion) when models of several β are there."""
+    app.switch_page("views/compare.py").run()
+    app.button(key="cmp_rd").click().run()
+    assert not app.exception
+    points = app.dataframe[-1].value
+    models = set(sources.list_models())
+    assert set(points["model"]) <= models and "models/demo" in set(points["model"])
+    assert (points["rate_nats"] > 0).all() and (points["distortion_mse"] > 0).all()
+    assert points["rate_nats"].is_monotonic_increasing
+    if points["beta"].nunique() > 1:
+        low, high = points.iloc[0], points.iloc[-1]
+        assert low["beta"] > high["beta"] and low["distortion_mse"] > high["distortion_mse"]
+    assert any("Contrast ratio in the lit region" in c.value for c in app.caption)
