@@ -112,11 +112,13 @@ else:
     with cols[3]:
         err = np.abs(rec - x)
         widgets.show_image(err, f"|error| (max {err.max():.2f}, scaled)", normalize=True)
-    m = compare(x, rec)
+    region = state.lit_region(dataset, checkpoint.model_config.image_size)
+    m = compare(x, rec, mask=region.mask)
     row = {k: m[k] for k in ("mse", "psnr", "ssim", "pcc")}
     row |= {"K_in": m["contrast_in"], "K_rec": m["contrast_rec"], "K_rec/K_in": m["contrast_ratio"],
             "grain ratio": m["grain_ratio"], "KL (nats)": float(atlas.kl[i])}  # fmt: skip
     st.dataframe(pd.DataFrame([row]).round(4), hide_index=True)
+    st.caption(f"Speckle statistics (K, grain) in the lit region: {region.source}.")
     st.dataframe(atlas.labels.iloc[ids[:500]], height=180)
     b1, b2, b3 = st.columns(3)
     if b1.button("Traverse from this sample", key="atlas_to_traverse"):

@@ -90,11 +90,12 @@ with left:
     )
 with right:
     _, dist = nearest(atlas.mu, zs, k=1)
+    region = state.lit_region(dataset, checkpoint.model_config.image_size)
     # The typical gap between real neighbours, for scale.
     sample = np.random.default_rng(0).choice(n, min(n, 500), replace=False)
     typical = float(np.median(nearest(atlas.mu, atlas.mu[sample], k=2)[1][:, 1]))
     table = pd.DataFrame({"frame": np.arange(steps), "t": np.linspace(0, 1, steps),
-                          "contrast K": contrast_batch(frames), "distance to nearest sample": dist[:, 0]})  # fmt: skip
+                          "contrast K": contrast_batch(frames, region.mask), "distance to nearest sample": dist[:, 0]})  # fmt: skip
     fig2 = go.Figure()
     fig2.add_trace(
         go.Scatter(
@@ -111,3 +112,4 @@ with right:
                        legend={"orientation": "h", "y": 1.1})  # fmt: skip
     st.plotly_chart(fig2, key="interp_stats", width="stretch")
     st.dataframe(table.round(4), hide_index=True, height=200)
+    st.caption(f"Contrast K in the lit region: {region.source}.")

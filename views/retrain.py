@@ -282,5 +282,6 @@ kl_fig.update_layout(height=260, yaxis_type="log", xaxis_title="dim rank", yaxis
                      margin={"l": 10, "r": 10, "t": 10, "b": 10})  # fmt: skip
 st.plotly_chart(kl_fig, key="rt_kl", width="stretch")
 st.caption(
-    f"Speckle contrast ratio K_rec/K_in: base {base_m['contrast_ratio']:.3f}, {choice} {run_m['contrast_ratio']:.3f}."
+    f"Speckle contrast ratio K_rec/K_in in the lit region ({state.lit_region(dataset, checkpoint.model_config.image_size).source}): "
+    f"base {base_m['contrast_ratio']:.3f}, {choice} {run_m['contrast_ratio']:.3f}."
 )
