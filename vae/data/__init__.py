@@ -5,6 +5,9 @@
 - `arrays`: .npy/.npz headers checked before any pixel is read; `read_frames` for stacks.
 - `normalize`: `preprocess` (crop, resize, `Normalization`) and what each mode does to K.
 - `labels`: labels.csv beside a data set.
+- `lab`, `tiff`, `containers`: lab recordings (multi-page TIFF, HDF5, MATLAB .mat) read frame by
+  frame; `layout`: dataset.toml, which says which array is what; `lab_samples`: their frames as
+  samples, and `stack_frames` for any file's frames (stats, uploads).
 - `scan`: a folder's candidate files, and the record that spares unchanged files a new decode.
 - `datasets`: `ImageFolder`, `ArrayDataset`, `Sample`, `split_indices`.
 
@@ -13,11 +16,12 @@ Importing this package does not import torch; the datasets import it on their fi
 
 from __future__ import annotations
 
-from vae.data.arrays import MAX_FRAMES, read_frames
+from vae.data.arrays import MAX_FRAMES, array_frames, read_frames
 from vae.data.datasets import MAX_OPEN_ARRAYS, ArrayDataset, ImageFolder, Sample, split_indices
 from vae.data.image import (
     ARRAY_SUFFIXES,
     IMAGE_SUFFIXES,
+    LAB_SUFFIXES,
     MAX_FILE_BYTES,
     MAX_PIXELS,
     MIN_SIDE,
@@ -25,7 +29,10 @@ from vae.data.image import (
     ImageError,
     RawImage,
 )
+from vae.data.lab import MAX_UPLOAD_FRAMES, PATTERN_NAMES, LabArray, LabReader, inspect_lab
+from vae.data.lab_samples import stack_frames
 from vae.data.labels import FILE_COLUMNS, LABEL_FILE, PATTERN_COLUMN
+from vae.data.layout import LAYOUT_FILE, FolderLayout, Layout, read_layout
 from vae.data.normalize import NORMALIZATIONS, Normalization, normalize, preprocess
 from vae.data.reading import ALPHA_MODES, FULL_DECODE_BYTES, PIL_FORMATS, read_image
 from vae.data.scan import SCAN_RECORD_FORMAT
@@ -37,25 +44,37 @@ __all__ = [
     "FULL_DECODE_BYTES",
     "IMAGE_SUFFIXES",
     "LABEL_FILE",
+    "LAB_SUFFIXES",
+    "LAYOUT_FILE",
     "MAX_FILE_BYTES",
     "MAX_FRAMES",
     "MAX_OPEN_ARRAYS",
     "MAX_PIXELS",
+    "MAX_UPLOAD_FRAMES",
     "MIN_SIDE",
     "NORMALIZATIONS",
     "PATTERN_COLUMN",
+    "PATTERN_NAMES",
     "PIL_FORMATS",
     "SCAN_RECORD_FORMAT",
     "SUFFIXES",
     "ArrayDataset",
+    "FolderLayout",
     "ImageError",
     "ImageFolder",
+    "LabArray",
+    "LabReader",
+    "Layout",
     "Normalization",
     "RawImage",
     "Sample",
+    "array_frames",
+    "inspect_lab",
     "normalize",
     "preprocess",
     "read_frames",
     "read_image",
+    "read_layout",
     "split_indices",
+    "stack_frames",
 ]

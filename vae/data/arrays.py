@@ -185,3 +185,49 @@ def _single_image(arr: np.ndarray, label: str, kind: str) -> RawImage:
     if arr.ndim != 2:
         raise _error(label, f"expected a 2-D array, got shape {arr.shape} (a stack needs a folder)")
     return _from_array(arr, label, f"{kind} {arr.dtype}")
+
+
+def array_frames(
+    source: str | Path | bytes, label: str, limit: int | None = None
+) -> tuple[int, Iterator[tuple[str, RawImage]]]:
+    """(frame count, the first `limit` frames as (name, image)) of an .npy/.npz file or of its
+    bytes (an upload, decoded whole: uploads are limited to MAX_FILE_BYTES). Headers are checked
+    first; raises ImageError."""
+    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
+    try:
+        if data is None:
+            infos = _array_infos(Path(source), label)
+        elif data[:6] == b"\x93NUMPY":
+            shape, dtype, fortran = _npy_header(io.BytesIO(data), len(data), label)
+            infos = [_ArrayInfo(None, shape, dtype, fortran, None)]
+        else:
+            infos = _npz_infos(io.BytesIO(data), label)
+        named = len(infos) > 1
+        layouts = [_frame_layout(i, f"{label}#{i.key}" if named else label)[0] for i in infos]
+    except ImageError:
+        raise
+    except Exception as e:  # numpy and zipfile raise a zoo of types on hostile bytes
+        raise _error(label, f"not a readable array ({_reason(e)})") from None
+
+    def load(info: _ArrayInfo) -> np.ndarray:
+        if data is None:
+            return _load_array(Path(source), info)
+        if info.key is None:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return z[info.key]
+
+    def frames() -> Iterator[tuple[str, RawImage]]:
+        n = 0
+        for info, layout in zip(infos, layouts, strict=True):
+            where = f"{label}#{info.key}" if named else label
+            arr = load(info)
+            for k in layout:
+                if limit is not None and n >= limit:
+                    return
+                name = where if k is None else f"{where}#{k}"
+                frame = np.array(arr if k is None else arr[k])
+                yield name, _from_array(frame, name, f"{info.dtype}")
+                n += 1
+
+    return sum(len(x) for x in layouts), frames()

@@ -1,4 +1,5 @@
-"""Data sets: `ImageFolder` over a folder tree of files, `ArrayDataset` over an in-memory array.
+"""Data sets: `ImageFolder` over a folder tree of files (`ArrayDataset`, over an in-memory
+array, is in vae/data/array_dataset.py and re-exported here).
 
 `ImageFolder` scans a folder tree once (validating every file, skipping bad ones with one warning
 each) and reads pixels lazily; .npy/.npz stacks give one sample per frame and are memory-mapped
@@ -22,11 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
+from vae.data.array_dataset import ArrayDataset
 from vae.data.arrays import _array_infos, _ArrayInfo, _frame_layout, _load_array
 from vae.data.image import ARRAY_SUFFIXES, ImageError, RawImage, _error, _from_array, _reason
-from vae.data.labels import PATTERN_COLUMN, match_labels, read_labels
+from vae.data.lab import LabArray, LabReader, file_kind
+from vae.data.lab_samples import probe_lab, read_lab_frame
+from vae.data.labels import PATTERN_COLUMN, match_labels, merge_file_labels, read_labels
+from vae.data.layout import read_layout, same_key, split_name
 from vae.data.normalize import Normalization, preprocess
 from vae.data.reading import ALPHA_MODES, _probe_pil, read_image
 from vae.data.scan import _file_key, _read_scan_record, _walk, _write_scan_record
@@ -88,9 +92,12 @@ class ImageFolder:
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such folder")
         self._stacks: dict[str, list[_ArrayInfo]] = {}  # array headers, read once at scan
+        self._labs: dict[str, tuple[str, list[LabArray]]] = {}  # lab files: (kind, arrays)
         self._open: OrderedDict = OrderedDict()
         self._pid = os.getpid()
         frame, skip_dirs, skip_files = read_labels(self.root, self._warn)
+        self._layout = read_layout(self.root, self._warn)
+        extras: dict[int, dict] = {}  # sample index -> label columns read from its file
         self.skipped: list[str] = []
         self.samples: list[Sample] = []
         shapes: list[tuple[int, int]] = []
@@ -110,6 +117,13 @@ class ImageFolder:
                     shapes.append((record[4], record[5]))
                     modes.append(record[6])
                     seen[rel] = record
+                elif (kind := file_kind(path, rel)) is not None:
+                    for sample, shape, extra in self._probe_lab(path, rel, kind):
+                        if extra:
+                            extras[len(self.samples)] = extra
+                        self.samples.append(sample)
+                        shapes.append(shape)
+                        modes.append("array")
                 elif path.suffix.lower() in ARRAY_SUFFIXES:
                     for sample, shape in self._probe_stack(path, rel):
                         self.samples.append(sample)
@@ -129,7 +143,7 @@ class ImageFolder:
         if not self.samples:
             raise ImageError(f"{self.root}: no usable images ({len(self.skipped)} files skipped)")
         self.files: list[tuple[str, int | None]] = [(s.path, s.index) for s in self.samples]
-        self.labels = match_labels(self.samples, frame, self._warn)
+        self.labels = merge_file_labels(match_labels(self.samples, frame, self._warn), extras)
         self.notes = _summarize(shapes, modes, self.size)
         self._fingerprint = self._hash(stats)
         self._open.clear()  # the scan's maps and decoded arrays
@@ -161,6 +175,45 @@ class ImageFolder:
                 self._skip(f"{label}: {len(bad)} frames contain NaN or Inf ({first}); skipped")
             out += [(Sample(rel, key, k), shape) for k in frames if k not in bad]
         return out
+
+    def _probe_lab(self, path: Path, rel: str, kind: str) -> list[tuple[Sample, tuple, dict]]:
+        layout = self._layout.get(rel)
+        arrays, found, skipped = probe_lab(path, rel, kind, layout, self.root)
+        self._labs[rel] = (kind, arrays)
+        for msg in skipped:
+            self._skip(msg)
+        return [(Sample(rel, key, k), shape, extra) for key, k, shape, extra in found]
+
+    def _lab_reader(self, path: Path, kind: str) -> LabReader:
+        cache = self._cache()
+        key = (str(path), "#lab")
+        if key not in cache:
+            cache[key] = LabReader(path, kind)
+            while len(cache) > MAX_OPEN_ARRAYS:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return cache[key]
+
+    def _lab_frame(self, rel: str, key: str | None, index: int | None, name: str) -> RawImage:
+        """A frame of a lab file: a speckle sample, or a pattern its `pattern` column names."""
+        path = self.root / rel
+        if rel not in self._labs:  # a pattern stack that is not itself a sample
+            kind = file_kind(path, rel)
+            if kind is None:
+                raise _error(name, "not a stack")
+            self._labs[rel] = (
+                kind,
+                probe_lab(path, rel, kind, self._layout.get(rel), self.root)[0],
+            )
+        kind, arrays = self._labs[rel]
+        match = [
+            a
+            for a in arrays
+            if a.role != "label" and (a.key == key or same_key(a.key or "", key or ""))
+        ]
+        if not match:
+            raise _error(name, f"no array {key!r} in {rel}")
+        return read_lab_frame(self._lab_reader(path, kind), match[0], index, name)
 
     def _nonfinite_frames(self, path: Path, info: _ArrayInfo) -> set[int]:
         """Frames (or {0} for a 2-D array) holding NaN/Inf, read in chunks, not kept."""
@@ -218,6 +271,8 @@ class ImageFolder:
         """Sample i before preprocessing."""
         s = self.samples[i]
         path = self.root / s.path
+        if s.path in self._labs:
+            return self._lab_frame(s.path, s.key, s.index, s.name)
         if path.suffix.lower() not in ARRAY_SUFFIXES:
             return read_image(path, s.path)
         try:
@@ -252,8 +307,13 @@ class ImageFolder:
         if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in rel.split("/"):
             return None  # only files inside the dataset folder
         try:
-            raw = read_image(self.root / rel, rel)
-        except ImageError:
+            file, key = split_name(rel)
+            if key is None:
+                raw = read_image(self.root / rel, rel)
+            else:  # a frame of a stack: "patterns.tif#3", "run.h5#/patterns#3"
+                array, _, index = key.rpartition("#")
+                raw = self._lab_frame(file, array or None, int(index), rel)
+        except (ImageError, ValueError, StopIteration, OSError):
             return None
         return np.clip(raw.pixels / raw.full_scale, 0, 1).astype(np.float32)
 
@@ -308,72 +368,4 @@ def _summarize(shapes: list[tuple[int, int]], modes: list[str], size: int) -> li
     return notes
 
 
-class ArrayDataset:
-    """In-memory images (N, H, W) already in [0, 1] (tests, and callers of explorer.atlas with
-    arrays of their own), with the ImageFolder interface: `labels`, `files`, `skipped`, `notes`,
-    `read_raw`, `image`, `pattern`, `fingerprint`. The images are a read-only copy, so that the
-    fingerprint, a cache key, is computed once and cannot go stale if the caller's array changes."""
-
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: pd.DataFrame | None = None,
-        patterns: np.ndarray | None = None,
-        *,
-        name: str = "array",
-    ) -> None:
-        # A read-only copy of our own (these sets are small): the fingerprint, computed once,
-        # stays true whatever the caller does with its array.
-        self.images = np.array(images, np.float32, order="C", copy=True)
-        self.images.flags.writeable = False
-        self._fingerprint: str | None = None
-        if self.images.ndim != 3:
-            raise ValueError(f"expected (N, H, W) images, got shape {self.images.shape}")
-        if not np.isfinite(self.images).all():
-            raise ValueError("images contain NaN or Inf")
-        if self.images.size and (self.images.min() < 0 or self.images.max() > 1):
-            raise ValueError(
-                f"images must be in [0, 1], got {self.images.min():g}..{self.images.max():g}"
-            )
-        n = len(self.images)
-        if patterns is not None and len(patterns) != n:
-            raise ValueError(f"{len(patterns)} patterns for {n} images")
-        self.size = self.images.shape[-1]
-        self.files: list[tuple[str, int | None]] = [(name, i) for i in range(n)]
-        names = pd.DataFrame({"file": [f"{name}#{i}" for i in range(n)]})
-        if labels is None:
-            self.labels = names
-        else:
-            if len(labels) != n:
-                raise ValueError(f"{len(labels)} label rows for {n} images")
-            labels = labels.reset_index(drop=True)
-            self.labels = labels if "file" in labels.columns else pd.concat([names, labels], axis=1)
-        self.patterns = patterns
-        self.skipped: list[str] = []
-        self.notes: list[str] = []
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        import torch
-
-        return torch.from_numpy(self.images[int(i)].copy())[None]  # torch wants writable memory
-
-    def image(self, i: int) -> np.ndarray:
-        return self.images[i]
-
-    def read_raw(self, i: int) -> RawImage:
-        return RawImage(self.images[i].copy(), 1.0, [], "array float32")
-
-    def pattern(self, i: int) -> np.ndarray | None:
-        if self.patterns is None:
-            return None
-        return np.asarray(self.patterns[i], np.float32)
-
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            h = hashlib.sha256(f"vae.data.ArrayDataset/1 {self.images.shape}\n".encode())
-            h.update(self.images.data)
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
+__all__ = ["MAX_OPEN_ARRAYS", "ArrayDataset", "ImageFolder", "Sample", "split_indices"]

@@ -9,7 +9,8 @@ import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif")
 ARRAY_SUFFIXES = (".npy", ".npz")
-SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES
+LAB_SUFFIXES = (".h5", ".hdf5", ".he5", ".mat")  # HDF5 and MATLAB files
+SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES + LAB_SUFFIXES
 MIN_SIDE = 8  # smaller frames (1×1 placeholders, icons) are not speckle images
 MAX_PIXELS = 64_000_000  # per frame; checked from the header, before decoding
 MAX_FILE_BYTES = 200 * 1024 * 1024  # per image file, or per compressed array inside an .npz

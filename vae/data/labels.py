@@ -33,6 +33,10 @@ def _rel(text: str) -> str:
     return text
 
 
+def _file_part(name: str) -> str:
+    return name.partition("#")[0]
+
+
 def _basename(key: str) -> str:
     return key.rpartition("/")[2]
 
@@ -94,8 +98,11 @@ def read_labels(
     if PATTERN_COLUMN in frame.columns:
         patterns = frame[PATTERN_COLUMN].dropna().map(_rel)
         frame[PATTERN_COLUMN] = frame[PATTERN_COLUMN].map(_rel, na_action="ignore")
-        skip_files = set(patterns)
-        sample_dirs = {p.rpartition("/")[0] for p in frame["file"]}
+        # A stack's frame is named "file#index": the file holds the patterns, unless it also
+        # holds samples (a paired recording).
+        sample_files = {_file_part(p) for p in frame["file"]}
+        skip_files = {_file_part(p) for p in patterns} - sample_files
+        sample_dirs = {p.rpartition("/")[0] for p in sample_files}
         # A folder holding only patterns is left out entirely (fast, and catches patterns
         # without a row); one shared with samples loses only the named pattern files.
         skip_dirs = {p.rpartition("/")[0] for p in skip_files} - sample_dirs - {""}
@@ -139,3 +146,18 @@ def _label_row(s: Sample, by_key: dict[str, int], by_base: dict[str, int]) -> in
         if _basename(key) in by_base:
             return by_base[_basename(key)]
     return -1
+
+
+def merge_file_labels(labels: pd.DataFrame, extras: dict[int, dict]) -> pd.DataFrame:
+    """Add the label columns read from the files themselves (per-frame vectors of an HDF5 or MAT
+    file, and a paired recording's pattern frames) to `labels`, one row per sample. Where
+    labels.csv has a value too, labels.csv wins."""
+    if not extras:
+        return labels
+    found = pd.DataFrame.from_dict(extras, orient="index").reindex(range(len(labels)))
+    for c in found.columns:
+        if c in labels.columns:
+            labels[c] = labels[c].where(labels[c].notna(), found[c])
+        else:
+            labels[c] = found[c].to_numpy()
+    return labels

@@ -102,7 +102,8 @@ def _open_pil(f: BinaryIO, label: str) -> tuple[Image.Image, list[str]]:
         if im.format != "MPO":
             what = "animated" if im.format == "GIF" else "multi-page"
             raise _error(
-                label, f"has {frames} frames ({what}); save one frame per file, or a .npy stack"
+                label,
+                f"has {frames} frames ({what}); read it as a stack (a data folder or an upload)",
             )
         notes.append(f"first of {frames} MPO frames used")  # camera JPEGs with a preview
     return im, notes

@@ -1,0 +1,165 @@
+"""HDF5 (h5py) and MATLAB v5 (scipy.io) files: their numeric arrays, found from headers.
+
+HDF5 links may point into other files. An external link or a virtual dataset whose source lies
+outside the data root, and data stored in an external raw file, are refused: reading a folder must
+never read elsewhere. MATLAB objects and function handles are refused; cells and structs are
+never loaded. MAT v5 files are read whole (the format cannot be read lazily), so they share the
+200 MB limit of image files; MAT v7.3 files are HDF5 and are read lazily like any other.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from vae.data.image import MAX_FILE_BYTES, _check_byte_size, _error
+from vae.data.lab import _Found
+
+MAX_OBJECTS = 10_000  # groups and datasets walked in one HDF5 file
+MAX_DEPTH = 32
+MAX_CHUNKS_CHECKED = 1_000_000
+MATLAB_NUMERIC = {"double": "f8", "single": "f4", "int8": "i1", "uint8": "u1", "int16": "i2",
+                  "uint16": "u2", "int32": "i4", "uint32": "u4", "int64": "i8", "uint64": "u8",
+                  "logical": "u1"}  # fmt: skip
+MATLAB_SKIPPED = ("char", "cell", "struct", "sparse")
+MATLAB_INTERNAL = ("#refs#", "#subsystem#")  # cell contents and object data of a v7.3 file
+
+
+def _inside(target: Path, root: Path | None) -> bool:
+    if root is None:
+        return False
+    try:
+        target.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def inspect_hdf5(
+    f: BinaryIO, size: int, label: str, path: Path | None, root: Path | None
+) -> list[_Found]:
+    """Every numeric dataset, walked link by link so that no external link is followed."""
+    import h5py
+
+    here = path.parent if path is not None else None
+    found: list[_Found] = []
+    seen = 0
+    with h5py.File(f, "r") as h5:
+
+        def walk(group, depth: int) -> None:
+            nonlocal seen
+            if depth > MAX_DEPTH:
+                raise _error(label, f"groups nested over {MAX_DEPTH} deep")
+            for name in group:
+                seen += 1
+                if seen > MAX_OBJECTS:
+                    raise _error(label, f"over {MAX_OBJECTS} groups and datasets")
+                link = group.get(name, getlink=True)
+                where = f"{group.name.rstrip('/')}/{name}"
+                if isinstance(link, h5py.ExternalLink):
+                    target = (here or Path("/nonexistent")) / link.filename
+                    if not _inside(target, root):
+                        raise _error(
+                            label,
+                            f"{where} is an external link to {link.filename}, outside the data folder",
+                        )
+                    continue  # a file inside the folder is read as itself
+                if isinstance(link, h5py.SoftLink):
+                    continue  # its target is walked under its own name
+                obj = group[name]
+                if isinstance(obj, h5py.Group):
+                    if name in MATLAB_INTERNAL or "MATLAB_sparse" in obj.attrs:
+                        continue
+                    walk(obj, depth + 1)
+                elif isinstance(obj, h5py.Dataset):
+                    item = _dataset(obj, where, size, label, here, root)
+                    if item is not None:
+                        found.append(item)
+
+        walk(h5, 0)
+    return found
+
+
+def _dataset(ds, where: str, size: int, label: str, here: Path | None,
+             root: Path | None) -> _Found | None:  # fmt: skip
+    loc = f"{label}#{where}"
+    cls = ds.attrs.get("MATLAB_class")
+    cls = cls.decode() if isinstance(cls, bytes) else cls
+    matlab = cls is not None
+    if matlab and cls not in MATLAB_NUMERIC:
+        if cls in MATLAB_SKIPPED:
+            return None
+        raise _error(loc, f"MATLAB {cls} object; only numeric arrays are read")
+    if "MATLAB_empty" in ds.attrs:
+        return None
+    dtype = ds.dtype
+    if dtype.names and set(dtype.names) == {"real", "imag"}:
+        dtype = np.result_type(dtype["real"], np.complex64)  # MATLAB v7.3 complex
+    elif dtype.kind not in "uifbc" or dtype.fields is not None or dtype.subdtype is not None:
+        return None  # strings, references, compounds: not images
+    if ds.external:
+        raise _error(loc, f"stores its data in external file {ds.external[0][0]!r}; refused")
+    if ds.is_virtual:
+        for vs in ds.virtual_sources():
+            source = vs.file_name
+            if source != "." and not (here is not None and _inside(here / source, root)):
+                raise _error(loc, f"virtual dataset reading {source!r}, outside the data folder")
+    shape = tuple(int(n) for n in ds.shape)
+    offset = None
+    if ds.chunks is not None:
+        chunk_bytes = math.prod(ds.chunks) * ds.dtype.itemsize
+        if chunk_bytes > MAX_FILE_BYTES:
+            raise _error(loc, f"chunks of {chunk_bytes} bytes, over the limit of {MAX_FILE_BYTES}")
+        n = ds.id.get_num_chunks()
+        for k in range(min(n, MAX_CHUNKS_CHECKED)):
+            info = ds.id.get_chunk_info(k)
+            if info.byte_offset + info.size > size:
+                raise _error(loc, "truncated: a chunk ends past the file's end")
+    elif not ds.is_virtual and dtype == ds.dtype:
+        offset = ds.id.get_offset()
+        nbytes = math.prod(shape) * dtype.itemsize
+        if offset is not None and offset + nbytes > size:
+            raise _error(loc, f"truncated ({size} bytes, {offset + nbytes} needed)")
+    return _Found(where, shape, np.dtype(dtype), reversed=matlab, offset=offset)
+
+
+def inspect_mat5(f: BinaryIO, size: int, label: str) -> list[_Found]:
+    """A MAT v4/v5 file's numeric variables, from their headers (nothing is decompressed)."""
+    import scipy.io
+
+    _check_byte_size(size, label)
+    try:
+        variables = scipy.io.whosmat(f)
+    except NotImplementedError:  # scipy's word for v7.3: HDF5 without the signature we know
+        raise _error(label, "MAT v7.3 file without an HDF5 signature") from None
+    found = []
+    for name, shape, cls in variables:
+        if cls in MATLAB_SKIPPED:
+            continue
+        if cls not in MATLAB_NUMERIC:
+            raise _error(f"{label}#{name}", f"MATLAB {cls}; only numeric arrays are read")
+        dtype = np.dtype(MATLAB_NUMERIC[cls])
+        if math.prod(shape) * dtype.itemsize > MAX_FILE_BYTES:
+            raise _error(f"{label}#{name}", f"declares shape {shape}, over {MAX_FILE_BYTES} bytes")
+        found.append(_Found(name, tuple(int(n) for n in shape), dtype))
+    if not found and variables:
+        kinds = ", ".join(sorted({c for _, _, c in variables}))
+        raise _error(label, f"holds no numeric arrays ({kinds} are not read)")
+    if found:  # whosmat does not tell complex from real: the load does
+        data = load_mat5(f)
+        found = [_Found(x.key, x.shape, data[x.key].dtype) for x in found]
+    return found
+
+
+def load_mat5(f: BinaryIO) -> dict[str, np.ndarray]:
+    """The numeric variables of a MAT v4/v5 file (cells, structs and objects are not loaded)."""
+    import scipy.io
+
+    f.seek(0)
+    names = [n for n, _, cls in scipy.io.whosmat(f) if cls in MATLAB_NUMERIC]
+    f.seek(0)
+    data = scipy.io.loadmat(f, variable_names=names, squeeze_me=False, mat_dtype=False)
+    return {k: v for k, v in data.items() if k in names and isinstance(v, np.ndarray)}
