@@ -13,27 +13,33 @@ from typing import Any
 import numpy as np
 
 from speckle.free import PUPILS, simulate_free
-from speckle.io import write_dataset
+from speckle.io import FILE_FORMATS, write_dataset
 from speckle.mmf import DEFAULT_FIBRE_SEED, DIGIT_SPLITS, simulate_mmf
 from speckle.simulated import PATTERN_SIZE
 
-IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
+IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".npy", ".npz", ".h5",
+              ".hdf5", ".he5", ".mat")  # fmt: skip
 
 
 def _read_for_stats(path: Path) -> Iterator[tuple[str, int | None, np.ndarray]]:
-    """The images in one file, through vae.data's reader (the app's checks and limits): (name
-    for the row, frame index or None, (H, W) float64). A .npy/.npz stack gives one per frame,
-    read one at a time; an .npz holding several arrays names each as FILE#KEY. Raises
-    ImageError, a one-line "<file>: <problem>"."""
+    """The images in one file, through vae.data's readers (the app's checks and limits): (name
+    for the row, frame index or None, (H, W) float64). A stack (.npy/.npz, multi-page TIFF, HDF5,
+    .mat) gives one per frame, read one at a time, its arrays named FILE#KEY; "FILE#KEY" picks one
+    array. The folder's dataset.toml says which arrays are what. Raises ImageError, a one-line
+    "<file>: <problem>"."""
     # Imported here: the simulators need neither PIL nor pandas.
-    from vae.data import ARRAY_SUFFIXES, read_frames, read_image
+    from vae.data import Layout, read_layout, stack_frames
+    from vae.data.layout import split_name
 
-    if path.suffix.lower() in ARRAY_SUFFIXES:
-        for key, index, raw in read_frames(path):
-            name = str(path) if key is None else f"{path}#{key}"
-            yield name, index, raw.pixels.astype(np.float64)
-    else:
-        yield str(path), None, read_image(path).pixels.astype(np.float64)
+    name = str(path)
+    file, key = (path, None) if path.exists() else (Path(split_name(name)[0]), split_name(name)[1])
+    layout = read_layout(file.parent, lambda msg: print(f"speckle stats: {msg}", file=sys.stderr))
+    layout = layout.get(file.name)
+    if key is not None:
+        layout = Layout(key, layout.patterns, layout.labels, layout.axes, layout.field)
+    _, frames = stack_frames(file, str(file), layout, root=file.parent)
+    for where, index, raw in frames:
+        yield where, index, raw.pixels.astype(np.float64)
 
 
 def _find_images(paths: Sequence[str]) -> list[Path]:
@@ -170,6 +176,14 @@ def _build_parser():
         p.add_argument("--out", type=Path, required=True, help="output directory")
         p.add_argument("--size", type=int, default=64, help="output image size (pixels)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+        p.add_argument(
+            "--format",
+            choices=FILE_FORMATS,
+            default="png",
+            dest="file_format",
+            help="png: one file per frame; tiff: one multi-page 16-bit stack; h5: one HDF5 file "
+            "holding /speckle, /patterns and /labels",
+        )
 
     mmf = sub.add_parser(
         "mmf",
@@ -233,8 +247,9 @@ def _build_parser():
         "stats",
         formatter_class=fmt,
         help="speckle statistics of images",
-        description="Contrast, grain size and intensity statistics of images (PNG/TIFF/JPEG/BMP "
-        "or .npy; directories are searched recursively). A bad file is reported on stderr and "
+        description="Contrast, grain size and intensity statistics of images (PNG/TIFF/JPEG/BMP, "
+        "and every frame of .npy/.npz, multi-page TIFF, HDF5 and .mat stacks; FILE#KEY picks "
+        "one array; directories are searched recursively). A bad file is reported on stderr and "
         "the rest continue; the exit code is 1 if any failed.",
     )
     st.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
@@ -296,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             "speckle",
             *(sys.argv[1:] if argv is None else argv),
         ]
-        write_dataset(sim, args.out, overwrite=args.overwrite)
+        write_dataset(sim, args.out, overwrite=args.overwrite, file_format=args.file_format)
     except (ValueError, OSError) as exc:
         print(f"python -m speckle {args.command}: error: {exc}", file=sys.stderr)
         return 1
