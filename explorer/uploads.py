@@ -1,9 +1,13 @@
 """Users' own images through the loaded model: preprocessing exactly as in training, the
 reconstruction and its metrics, placement on the map, nearest training samples and an
-out-of-distribution check against the atlas's own distribution."""
+out-of-distribution check against the atlas's own distribution. A stack (multi-page TIFF, HDF5,
+.mat, .npy/.npz) gives one upload per frame, up to MAX_UPLOAD_FRAMES. Speckle statistics are
+taken in the lit region (vae.lit_region): the dataset's when the sizes match, else the upload's
+own threshold."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,11 +17,13 @@ from explorer.atlas import Atlas, neg_elbo
 from explorer.latent_ops import nearest
 from explorer.metrics import compare, percentile_of
 from explorer.projection import Projection
-from vae.data import ImageError, Normalization, preprocess, read_image
+from vae.data import MAX_UPLOAD_FRAMES, ImageError, Normalization, preprocess, stack_frames
 from vae.inference import decode, kl_terms
+from vae.lit_region import LitRegion, dataset_region, upload_region
 
 PLACEMENT_K = 10
 OOD_PERCENTILE = 99.0  # beyond this percentile of the training set: the model never saw its like
+REGION_FRAMES = 64  # dataset frames whose mean image finds the lit region
 
 
 @dataclass
@@ -33,6 +39,7 @@ class Upload:
     position: np.ndarray | None = None  # (2,) on the map
     neighbours: np.ndarray | None = None  # atlas ids, nearest first
     ood: dict[str, float] = field(default_factory=dict)  # percentiles of the atlas's values
+    region: str = ""  # which lit-region mask the speckle metrics used (LitRegion.source)
 
     @property
     def flagged(self) -> list[str]:
@@ -40,20 +47,66 @@ class Upload:
 
 
 def load_upload(name: str, data: bytes, size: int, norm: Normalization) -> Upload:
-    """Read and preprocess one upload; a bad file becomes an Upload with `error` set."""
+    """Read and preprocess an upload holding one image (a stack's first frame); a bad file becomes
+    an Upload with `error` set."""
+    return load_uploads(name, data, size, norm, limit=1)[0]
+
+
+def load_uploads(
+    name: str,
+    data: bytes,
+    size: int,
+    norm: Normalization,
+    *,
+    limit: int = MAX_UPLOAD_FRAMES,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Upload]:
+    """Read and preprocess an upload: one Upload per frame of a stack ("name#12", or
+    "name#key#12" for an array of an HDF5 or .mat file), up to `limit` frames; the frames beyond
+    it are named in one more Upload's `error`. A bad file or frame becomes an Upload with `error`
+    set. `progress(done, total)` is called after each frame."""
     try:
-        raw = read_image(data, name)
-        image, notes = preprocess(raw, size, norm)
+        total, frames = stack_frames(data, name, limit=limit)
+        out = []
+        for where, index, raw in _guarded(frames):
+            label = where if index is None else f"{where}#{index}"
+            if isinstance(raw, ImageError):
+                out.append(Upload(label, error=str(raw)))
+                break  # the rest of a damaged stack is not read
+            image, notes = preprocess(raw, size, norm)
+            out.append(Upload(label, image=image, notes=notes))
+            if progress is not None:
+                progress(len(out), min(total, limit))
     except ImageError as e:
-        return Upload(name, error=str(e))
-    return Upload(name, image=image, notes=notes)
+        return [Upload(name, error=str(e))]
+    if total > limit:
+        out.append(Upload(f"{name} (frames {limit}–{total - 1})",
+                          error=f"{name}: frames {limit} to {total - 1} not read ({total} frames; an upload is capped at {limit})"))  # fmt: skip
+    return out
+
+
+def _guarded(frames):
+    """The frames, then the ImageError that ends a damaged stack, as one more item."""
+    try:
+        yield from frames
+    except ImageError as e:
+        yield "", None, e
+
+
+def lit_region_of(dataset, size: int) -> LitRegion:
+    """The current dataset's lit region at the model's size, from its folder (mask.png,
+    simulation.json) or the mean of its first REGION_FRAMES frames."""
+    n = min(len(dataset), REGION_FRAMES)
+    images = np.stack([dataset.image(i) for i in range(n)]) if n else None
+    return dataset_region(getattr(dataset, "root", None), size, images)
 
 
 @torch.inference_mode()
 def analyse(uploads: list[Upload], atlas: Atlas, projection: Projection | None, k: int = 5,
-            window: int = 7) -> None:  # fmt: skip
+            window: int = 7, region: LitRegion | None = None) -> None:  # fmt: skip
     """Fill in latents, reconstruction, metrics, map position, neighbours and OOD percentiles of
-    every good upload, in one encode and one decode batch."""
+    every good upload, in one encode and one decode batch. The speckle metrics are taken in
+    `region` (the dataset's lit region) when its size matches, else in each upload's own."""
     good = [u for u in uploads if u.error is None]
     if not good:
         return
@@ -75,7 +128,8 @@ def analyse(uploads: list[Upload], atlas: Atlas, projection: Projection | None, 
     kls = kl_terms(mu, logvar).sum(1)
     for i, u in enumerate(good):
         u.mu, u.logvar, u.recon = mu[i], logvar[i], recon[i]
-        u.metrics = compare(u.image, recon[i], window)
+        lit = upload_region(u.image, region)
+        u.metrics, u.region = compare(u.image, recon[i], window, mask=lit.mask), lit.source
         err = float(np.mean((recon[i] - u.image) ** 2))
         kl = float(kls[i])
         elbo = float(neg_elbo(atlas.checkpoint, err, kl))

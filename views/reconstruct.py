@@ -9,8 +9,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from explorer.metrics import PIXEL_KEYS, SPECKLE_KEYS
-from explorer.uploads import OOD_PERCENTILE, Upload, analyse, load_upload, posterior_samples
-from vae.data import MAX_FILE_BYTES, Normalization
+from explorer.uploads import (
+    OOD_PERCENTILE,
+    Upload,
+    analyse,
+    lit_region_of,
+    load_uploads,
+    posterior_samples,
+)
+from vae.data import MAX_FILE_BYTES, MAX_UPLOAD_FRAMES, Normalization
 from views import figures, state, widgets
 
 checkpoint, dataset, atlas = state.current()
@@ -23,8 +30,9 @@ st.caption(
 )
 
 files = st.file_uploader(
-    "Speckle images (PNG, TIFF 8/16-bit, JPEG, BMP, .npy)",
-    type=["png", "tif", "tiff", "jpg", "jpeg", "bmp", "gif", "npy"],
+    "Speckle images (PNG, TIFF 8/16-bit, JPEG, BMP) or stacks (multi-page TIFF, HDF5, .mat, "
+    f".npy/.npz: one row per frame, up to {MAX_UPLOAD_FRAMES} frames a file)",
+    type=["png", "tif", "tiff", "jpg", "jpeg", "bmp", "gif", "npy", "npz", "h5", "hdf5", "mat"],
     accept_multiple_files=True,
     key="rec_files",
 )
@@ -41,30 +49,39 @@ norm = Normalization.from_dict(checkpoint.config["preprocessing"]["normalization
 size = checkpoint.model_config.image_size
 cache = st.session_state.setdefault("rec_cache", {})
 proj, status = state.projection(atlas, st.session_state.get("atlas_method", "umap"))
+# The dataset's lit region, where speckle statistics are taken; found once per dataset and size.
+region_key = (dataset.fingerprint(), size)
+if st.session_state.get("rec_region_key") != region_key:
+    st.session_state["rec_region"] = lit_region_of(dataset, size)
+    st.session_state["rec_region_key"] = region_key
+region = st.session_state["rec_region"]
 todo = [f for f in files if (checkpoint.id, f.file_id, window, k) not in cache]
 if todo:
     bar = st.progress(0.0, f"processing {len(todo)} file(s)")
-    fresh = []
+    fresh: list[list[Upload]] = []
     for i, f in enumerate(todo):
         # Streamlit enforces server.maxUploadSize; check again here so the limit holds however
         # the bytes arrived.
         if f.size > MAX_FILE_BYTES:
-            fresh.append(
-                Upload(
-                    f.name, error=f"{f.name}: {f.size} bytes is over the limit of {MAX_FILE_BYTES}"
-                )
-            )
+            error = f"{f.name}: {f.size} bytes is over the limit of {MAX_FILE_BYTES}"
+            fresh.append([Upload(f.name, error=error)])
         else:
-            fresh.append(load_upload(f.name, f.getvalue(), size, norm))
+
+            def step(done: int, total: int, i: int = i, name: str = f.name) -> None:
+                frac = (i + done / max(total, 1)) / (2 * len(todo))
+                bar.progress(frac, f"read {name}: frame {done}/{total}")
+
+            fresh.append(load_uploads(f.name, f.getvalue(), size, norm, progress=step))
         bar.progress((i + 1) / (2 * len(todo)), f"read {i + 1}/{len(todo)}: {f.name}")
     state.recon_errors(atlas)  # the percentiles below rank against them
-    for start in range(0, len(fresh), 64):
-        analyse(fresh[start : start + 64], atlas, proj, k=k, window=window)
-        bar.progress(0.5 + 0.5 * min(1.0, (start + 64) / len(fresh)), "encoding and measuring")
-    for f, u in zip(todo, fresh, strict=True):
-        cache[(checkpoint.id, f.file_id, window, k)] = u
+    flat = [u for group in fresh for u in group]
+    for start in range(0, len(flat), 64):
+        analyse(flat[start : start + 64], atlas, proj, k=k, window=window, region=region)
+        bar.progress(0.5 + 0.5 * min(1.0, (start + 64) / len(flat)), "encoding and measuring")
+    for f, group in zip(todo, fresh, strict=True):
+        cache[(checkpoint.id, f.file_id, window, k)] = group
     bar.empty()
-uploads = [cache[(checkpoint.id, f.file_id, window, k)] for f in files]
+uploads = [u for f in files for u in cache[(checkpoint.id, f.file_id, window, k)]]
 good = [u for u in uploads if u.error is None]
 for u in uploads:
     if u.error:
@@ -80,6 +97,7 @@ for u in good:
     row |= {key: u.metrics[key] for key in PIXEL_KEYS + SPECKLE_KEYS}
     row |= {f"{key} pct": p for key, p in u.ood.items()}
     row["out of distribution"] = ", ".join(u.flagged) or ""
+    row["lit region"] = u.region
     row["preprocessing"] = "; ".join(u.notes)
     rows.append(row)
 table = pd.DataFrame(rows)
@@ -89,7 +107,8 @@ st.download_button("Download metrics (CSV)", table.to_csv(index=False).encode(),
 st.caption(
     "Pixelwise: MSE, PSNR (data range 1), SSIM, PCC. Speckle: contrast ratio K_rec/K_in (global, and "
     f"local in a {window}×{window} window), hist_w1 = Wasserstein-1 distance of the mean-normalized "
-    "intensity histograms, grain_ratio = autocorrelation width of the reconstruction over the input's. "
+    "intensity histograms, grain_ratio = autocorrelation width of the reconstruction over the input's; "
+    f"all taken in the lit region ({', '.join(sorted({u.region for u in good}))}; column 'lit region'). "
     f"'pct' columns: percentile among the {len(atlas.mu)} images of the current dataset; beyond the "
     f"{OOD_PERCENTILE:.0f}th the model has not seen anything like it."
 )
@@ -122,6 +141,10 @@ with right:
         )
     for note in u.notes:
         st.caption(f"⚠ {note}")
+    st.caption(
+        f"Speckle metrics in the lit region: {u.region}; contrast ratio "
+        f"{u.metrics['contrast_ratio']:.3f}, grain ratio {u.metrics['grain_ratio']:.3f}"
+    )
     # Short labels: three buttons share a third of the page, and longer ones were cut to
     # "Interpolatio…" twice.
     st.caption("Send this image to")
