@@ -17,7 +17,14 @@ from explorer.atlas import Atlas, neg_elbo
 from explorer.latent_ops import nearest
 from explorer.metrics import compare, percentile_of
 from explorer.projection import Projection
-from vae.data import MAX_UPLOAD_FRAMES, ImageError, Normalization, preprocess, stack_frames
+from vae.data import (
+    MAX_UPLOAD_FRAMES,
+    ImageError,
+    Layout,
+    Normalization,
+    preprocess,
+    stack_frames,
+)
 from vae.inference import decode, kl_terms
 from vae.lit_region import LitRegion, dataset_region, upload_region
 
@@ -59,14 +66,16 @@ def load_uploads(
     norm: Normalization,
     *,
     limit: int = MAX_UPLOAD_FRAMES,
+    layout: Layout = Layout(),  # noqa: B008 (frozen)
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Upload]:
     """Read and preprocess an upload: one Upload per frame of a stack ("name#12", or
     "name#key#12" for an array of an HDF5 or .mat file), up to `limit` frames; the frames beyond
     it are named in one more Upload's `error`. A bad file or frame becomes an Upload with `error`
-    set. `progress(done, total)` is called after each frame."""
+    set. `layout` says which arrays are what, and their axis order (MATLAB's is "HWN"), as a
+    dataset.toml would. `progress(done, total)` is called after each frame."""
     try:
-        total, frames = stack_frames(data, name, limit=limit)
+        total, frames = stack_frames(data, name, layout, limit=limit)
         out = []
         for where, index, raw in _guarded(frames):
             label = where if index is None else f"{where}#{index}"

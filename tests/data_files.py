@@ -109,3 +109,53 @@ def write_bad_files(root: Path) -> dict[str, str]:
         "short.npy": "truncated",
         "fake.npy": "not a .npy file",
     }
+
+
+def lab_stack(n: int = 5, h: int = 12, w: int = 16, seed: int = 0) -> np.ndarray:
+    """(N, H, W) 16-bit speckle frames; H ≠ W, so a transposed read cannot pass."""
+    return np.stack([u16(h, w, seed + i) for i in range(n)])
+
+
+def write_mat73(path: Path, arrays: dict[str, np.ndarray], userblock: bool = True) -> Path:
+    """An HDF5 file laid out as MATLAB -v7.3 writes one: a 512-byte text header, each variable
+    stored column-major (h5py sees MATLAB's axes reversed) with its MATLAB_class attribute."""
+    import h5py
+
+    classes = {"uint16": "uint16", "uint8": "uint8", "float64": "double", "float32": "single"}
+    with h5py.File(path, "w", userblock_size=512 if userblock else 0) as f:
+        for name, arr in arrays.items():
+            ds = f.create_dataset(name, data=np.ascontiguousarray(arr.T))
+            ds.attrs["MATLAB_class"] = np.bytes_(classes[str(arr.dtype)])
+    if userblock:
+        with open(path, "r+b") as f:
+            f.write(
+                b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .".ljust(
+                    116
+                )
+            )  # noqa: E501
+    return path
+
+
+def write_lab_files(root: Path, frames: np.ndarray) -> dict[str, str]:
+    """The same (N, H, W) frames in every lab format: {file: its arrays' sample-name prefix}."""
+    import h5py
+    import scipy.io
+    import tifffile
+
+    root.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(root / "stack.tif", frames, photometric="minisblack")
+    tifffile.imwrite(root / "ome.ome.tif", frames, ome=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(root / "big.tif", frames, bigtiff=True, compression="zlib", tile=(16, 16))
+    tifffile.imwrite(root / "imagej.tif", frames, imagej=True)
+    with h5py.File(root / "run.h5", "w") as f:
+        f.create_dataset("camera/frames", data=frames, chunks=(1, *frames.shape[1:]),
+                         compression="gzip")  # fmt: skip
+    hwn = np.ascontiguousarray(frames.transpose(1, 2, 0))  # MATLAB's (H, W, N)
+    scipy.io.savemat(root / "v5.mat", {"speckle": hwn})
+    write_mat73(root / "v73.mat", {"speckle": hwn})
+    (root / "dataset.toml").write_text(
+        '[files."v5.mat"]\naxes = "HWN"\n[files."v73.mat"]\naxes = "HWN"\n'
+    )
+    return {"stack.tif": "stack.tif", "ome.ome.tif": "ome.ome.tif", "big.tif": "big.tif",
+            "imagej.tif": "imagej.tif", "run.h5": "run.h5#/camera/frames",
+            "v5.mat": "v5.mat#speckle", "v73.mat": "v73.mat#/speckle"}  # fmt: skip

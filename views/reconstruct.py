@@ -17,7 +17,8 @@ from explorer.uploads import (
     load_uploads,
     posterior_samples,
 )
-from vae.data import MAX_FILE_BYTES, MAX_UPLOAD_FRAMES, Normalization
+from vae.data import MAX_FILE_BYTES, MAX_UPLOAD_FRAMES, Layout, Normalization
+from vae.data.layout import AXES_3D
 from views import figures, state, widgets
 
 checkpoint, dataset, atlas = state.current()
@@ -36,10 +37,12 @@ files = st.file_uploader(
     accept_multiple_files=True,
     key="rec_files",
 )
-o1, o2, o3 = st.columns(3)
+o1, o2, o3, o4 = st.columns(4)
 window = int(o1.number_input("Local-contrast window (px)", 3, 31, 7, 2, key="rec_window"))
 k = int(o2.number_input("Nearest training samples", 1, 12, 5, key="rec_k"))
 n_samples = int(o3.number_input("Posterior samples (0 = none)", 0, 8, 0, key="rec_samples"))
+axes = o4.selectbox("Stack axis order", AXES_3D, key="rec_axes",
+                    help="Of HDF5 and .mat stacks: NHW (frames first), or MATLAB's HWN")  # fmt: skip
 
 if not files:
     st.info("Upload one or more images to start.", icon=":material/upload:")
@@ -55,7 +58,7 @@ if st.session_state.get("rec_region_key") != region_key:
     st.session_state["rec_region"] = lit_region_of(dataset, size)
     st.session_state["rec_region_key"] = region_key
 region = st.session_state["rec_region"]
-todo = [f for f in files if (checkpoint.id, f.file_id, window, k) not in cache]
+todo = [f for f in files if (checkpoint.id, f.file_id, window, k, axes) not in cache]
 if todo:
     bar = st.progress(0.0, f"processing {len(todo)} file(s)")
     fresh: list[list[Upload]] = []
@@ -71,7 +74,11 @@ if todo:
                 frac = (i + done / max(total, 1)) / (2 * len(todo))
                 bar.progress(frac, f"read {name}: frame {done}/{total}")
 
-            fresh.append(load_uploads(f.name, f.getvalue(), size, norm, progress=step))
+            fresh.append(
+                load_uploads(
+                    f.name, f.getvalue(), size, norm, layout=Layout(axes=axes), progress=step
+                )
+            )
         bar.progress((i + 1) / (2 * len(todo)), f"read {i + 1}/{len(todo)}: {f.name}")
     state.recon_errors(atlas)  # the percentiles below rank against them
     flat = [u for group in fresh for u in group]
@@ -79,9 +86,9 @@ if todo:
         analyse(flat[start : start + 64], atlas, proj, k=k, window=window, region=region)
         bar.progress(0.5 + 0.5 * min(1.0, (start + 64) / len(flat)), "encoding and measuring")
     for f, group in zip(todo, fresh, strict=True):
-        cache[(checkpoint.id, f.file_id, window, k)] = group
+        cache[(checkpoint.id, f.file_id, window, k, axes)] = group
     bar.empty()
-uploads = [u for f in files for u in cache[(checkpoint.id, f.file_id, window, k)]]
+uploads = [u for f in files for u in cache[(checkpoint.id, f.file_id, window, k, axes)]]
 good = [u for u in uploads if u.error is None]
 for u in uploads:
     if u.error:
