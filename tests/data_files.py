@@ -144,8 +144,11 @@ def write_lab_files(root: Path, frames: np.ndarray) -> dict[str, str]:
 
     root.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(root / "stack.tif", frames, photometric="minisblack")
-    tifffile.imwrite(root / "ome.ome.tif", frames, ome=True, metadata={"axes": "TYX"})
-    tifffile.imwrite(root / "big.tif", frames, bigtiff=True, compression="zlib", tile=(16, 16))
+    gray = {"photometric": "minisblack"}  # else tifffile takes a 3-frame stack for RGB
+    tifffile.imwrite(root / "ome.ome.tif", frames, ome=True, metadata={"axes": "TYX"}, **gray)
+    tifffile.imwrite(
+        root / "big.tif", frames, bigtiff=True, compression="zlib", tile=(16, 16), **gray
+    )
     tifffile.imwrite(root / "imagej.tif", frames, imagej=True)
     with h5py.File(root / "run.h5", "w") as f:
         f.create_dataset("camera/frames", data=frames, chunks=(1, *frames.shape[1:]),

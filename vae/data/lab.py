@@ -138,7 +138,7 @@ def assign_roles(found: list[_Found], layout: Layout, label: str) -> list[LabArr
     """Speckle, pattern and label arrays among `found`, as dataset.toml says or by default: every
     image-sized array is speckle, one named like PATTERN_NAMES holds the patterns, and every
     numeric vector as long as a stack is a label column."""
-    names = ", ".join(str(f.key) for f in found) or "none"
+    names = ", ".join(f"{f.key} {f.shape}" for f in found[:8]) or "none"
 
     def pick(key: str, what: str) -> _Found:
         for f in found:
