@@ -9,7 +9,9 @@ pupil intensity (ch. 4); for a uniformly filled circular pupil of diameter D on 
 that is the Airy pattern |2 J1(v)/v|^2 with FWHM ~= 1.03 N/D pixels.
 
 Every function takes one 2-D image (any real dtype; computed in float64) and returns plain floats;
-the `*_batch` variants take an (n, H, W) stack and return one value per image.
+the `*_batch` variants take an (n, H, W) stack and return one value per image. Every statistic
+takes an optional `mask` of the lit region (`speckle.region.lit_mask`), the whole frame if None;
+the grain size lives in `speckle.grain` and is re-exported here.
 
 Degenerate input never raises (only a wrong number of dimensions does):
 - an image whose mean is not positive and finite (all zeros, negative, nan) has no intensity
@@ -22,106 +24,21 @@ Degenerate input never raises (only a wrong number of dimensions does):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from scipy import fft as sfft
 from scipy import ndimage
 
+from speckle.grain import (  # noqa: F401  (the statistics' public names, in one module)
+    GrainSize,
+    autocovariance,
+    autocovariance_batch,
+    fwhm_from_autocovariance_batch,
+    grain_size,
+    grain_size_batch,
+)
+from speckle.region import _batch, _flat, _image, _lit, _mask, _means, lit_mask  # noqa: F401
+
 DEFAULT_WINDOW = 7
-HALF = 0.5
 LOCAL_DARK = 1e-6  # local means below this fraction of the image mean count as no light
-LIT_FRACTION = 0.1  # lit region: mean image above this fraction of its 99th percentile
-MASK_MIN_FRAMES = 16  # fewer frames than this: the mean image is smoothed before thresholding
-MASK_SMOOTH = 9  # px, the smoothing window then (a few grains)
-SMOOTHED_FRACTION = 0.2  # threshold after smoothing: core IoU 0.92 on simulated fibre frames
-MIN_OVERLAP = 0.05  # autocovariance lags whose pixel overlap is below this fraction are not used
-
-
-@dataclass(frozen=True)
-class GrainSize:
-    """Speckle grain FWHM in pixels of the image as given, from the intensity autocovariance.
-
-    fwhm_x, fwhm_y: along the row and the column through zero lag; fwhm_r: from the azimuthal
-    average; anisotropy: max(fwhm_x, fwhm_y) / min(fwhm_x, fwhm_y) (1 for round grains). The
-    axis ratio rather than second moments, because it is what an elliptical pupil sets directly
-    (FWHM_x / FWHM_y = D_y / D_x) and it does not depend on how far the autocovariance tails are
-    integrated.
-    """
-
-    fwhm_x: float
-    fwhm_y: float
-    fwhm_r: float
-    anisotropy: float
-
-
-def _image(img: np.ndarray) -> np.ndarray:
-    a = np.asarray(img, dtype=np.float64)
-    if a.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got shape {a.shape}")
-    return a
-
-
-def _batch(imgs: np.ndarray) -> np.ndarray:
-    a = np.asarray(imgs, dtype=np.float64)
-    if a.ndim != 3:
-        raise ValueError(f"expected an (n, H, W) stack, got shape {a.shape}")
-    return a
-
-
-def _mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
-    """The lit-region mask as a boolean (H, W) array; all True when None."""
-    if mask is None:
-        return np.ones(shape[-2:], dtype=bool)
-    m = np.asarray(mask, dtype=bool)
-    if m.shape != tuple(shape[-2:]):
-        raise ValueError(f"mask shape {m.shape} does not match images {tuple(shape[-2:])}")
-    return m
-
-
-def _lit(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """The pixels of each image inside the mask, (n, P)."""
-    return a[:, _mask(mask, a.shape)]
-
-
-def _means(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Per-image mean over the lit region, nan where it is not positive and finite (no intensity
-    statistics there)."""
-    v = _lit(a, mask)
-    m = v.mean(axis=1) if v.shape[1] else np.full(len(a), np.nan)
-    return np.where(np.isfinite(m) & (m > 0), m, np.nan)
-
-
-def _flat(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Constant images, tested exactly: their std is not always exactly 0 in floating point."""
-    v = _lit(a, mask)
-    return np.ptp(v, axis=1) == 0 if v.shape[1] else np.ones(len(a), dtype=bool)
-
-
-def lit_mask(images: np.ndarray, fraction: float = LIT_FRACTION) -> np.ndarray:
-    """The lit region of a set of frames: where their mean image exceeds `fraction` of its
-    99th percentile, with holes filled.
-
-    A fibre's frames share a dark cladding around the core; their mean image is smooth (the
-    speckle averages out) and drops to zero outside the core, so a low threshold finds the core.
-    Frames lit everywhere (free-space speckle) give a mask of the whole frame. One frame alone
-    works too, but its own speckle holds dark pixels: those are filled as holes, and the result is
-    closed over a few pixels.
-    """
-    a = np.asarray(images, dtype=np.float64)
-    mean = a if a.ndim == 2 else a.reshape(-1, *a.shape[-2:]).mean(axis=0)
-    if a.ndim == 2 or len(a) < MASK_MIN_FRAMES:  # few frames: smooth their speckle away first
-        mean = ndimage.uniform_filter(mean, size=MASK_SMOOTH, mode="nearest")
-        # The box filter spreads the core's edge over its width and leaves the inside rough
-        # (99th percentile about twice the mean): a higher threshold puts the edge back.
-        fraction = max(fraction, SMOOTHED_FRACTION)
-    top = np.percentile(mean, 99)
-    if not (np.isfinite(top) and top > 0):
-        return np.ones(mean.shape, dtype=bool)
-    lit = ndimage.binary_fill_holes(mean > fraction * top)
-    if not lit.any():
-        return np.ones(mean.shape, dtype=bool)
-    return lit
 
 
 def contrast_batch(imgs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -293,104 +210,6 @@ def ks_exp(img: np.ndarray, mask: np.ndarray | None = None) -> float:
     from all pixels would be far too small. Subsample pixels farther apart than a grain for that.
     """
     return float(ks_exp_batch(_image(img)[None], mask)[0])
-
-
-def autocovariance_batch(imgs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    a = _batch(imgs)
-    n, h, w = a.shape
-    m = _mask(mask, a.shape).astype(np.float64)
-    means = np.nan_to_num(_means(a, mask))
-    d = (a - means[:, None, None]) * m
-    # Zero-padded to (2H, 2W), so that lags do not wrap around: a camera frame is not one period
-    # of a pattern, and the circular estimate reads the grain low (8.00 px against 8.23 px for
-    # speckle of N/D = 8 cut from a larger field). Each lag is divided by how many lit pixel pairs
-    # it has (Goodman's unbiased estimator), so the dark cladding adds nothing.
-    s = (2 * h, 2 * w)
-    acf = sfft.irfft2(np.abs(sfft.rfft2(d, s=s, axes=(-2, -1))) ** 2, s=s, axes=(-2, -1))
-    pairs = sfft.irfft2(np.abs(sfft.rfft2(m, s=s)) ** 2, s=s)
-    acf, pairs = sfft.fftshift(acf, axes=(-2, -1)), sfft.fftshift(pairs)
-    rows = slice(h - h // 2, h - h // 2 + h)  # lags -H//2 .. H - H//2 - 1: zero lag at (H//2, W//2)
-    cols = slice(w - w // 2, w - w // 2 + w)
-    acf, pairs = acf[:, rows, cols], pairs[rows, cols]
-    var = np.where(_flat(a, mask), np.nan, (d * d).sum(axis=(-2, -1)) / m.sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = acf / np.where(pairs > MIN_OVERLAP * m.sum(), pairs, np.nan) / var[:, None, None]
-    return c
-
-
-def autocovariance(img: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Normalized intensity autocovariance over the lit region, c(0) = 1 at index (H//2, W//2):
-    sum over lit pixel pairs of (I - <I>)(I' - <I>), divided by the number of pairs and by the
-    variance. Lags with too few lit pairs are nan. All nan for a constant image.
-    """
-    return autocovariance_batch(_image(img)[None], mask)[0]
-
-
-def _half_max_crossing(profile: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """Radius where each row of `profile` (starting at 1 at radius 0) first drops below one half,
-    linearly interpolated between the two samples that bracket it; nan if it never does."""
-    if profile.shape[1] < 2:
-        return np.full(len(profile), np.nan)
-    below = profile < HALF
-    found = below.any(axis=1)
-    k = np.where(found, below.argmax(axis=1), 1)
-    k = np.maximum(k, 1)
-    rows = np.arange(len(profile))
-    p0, p1 = profile[rows, k - 1], profile[rows, k]
-    r0, r1 = radius[k - 1], radius[k]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = r0 + (p0 - HALF) * (r1 - r0) / (p0 - p1)
-    return np.where(found & np.isfinite(p0), r, np.nan)
-
-
-def _radial_profile(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Azimuthal average of fftshifted autocovariances over the lags of each exact radius
-    (each distinct dy² + dx²), out to half the image; nan lags (too few lit pairs) left out.
-
-    Exact radii rather than rings of width 1: a ring around r = 1 mixes lags 1 and √2, and at
-    grains of 2 px that alone read the FWHM 5% low. Returns the per-image profiles and the radii.
-    """
-    n, h, w = c.shape
-    y, x = np.indices((h, w))
-    r2 = (y - h // 2) ** 2 + (x - w // 2) ** 2
-    rmax = min(h, w) // 2 - 1
-    inside = r2 <= rmax * rmax
-    _, ring = np.unique(r2[inside], return_inverse=True)
-    radius = np.sqrt(np.bincount(ring, weights=r2[inside]) / np.bincount(ring))
-    vals = c[:, inside]
-    ok = np.isfinite(vals)
-    sums = np.stack([np.bincount(ring, weights=v) for v in np.where(ok, vals, 0.0)])
-    counts = np.stack([np.bincount(ring, weights=k) for k in ok.astype(np.float64)])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / counts, radius
-
-
-def fwhm_from_autocovariance_batch(c: np.ndarray) -> dict[str, np.ndarray]:
-    """FWHM along x, y and radially from fftshifted normalized autocovariances (n, H, W)."""
-    c = np.asarray(c, dtype=np.float64)
-    n, h, w = c.shape
-    cy, cx = h // 2, w // 2
-    fx = 2 * _half_max_crossing(c[:, cy, cx:], np.arange(w - cx, dtype=np.float64))
-    fy = 2 * _half_max_crossing(c[:, cy:, cx], np.arange(h - cy, dtype=np.float64))
-    profile, radius = _radial_profile(c)
-    fr = 2 * _half_max_crossing(profile, radius)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        aniso = np.maximum(fx, fy) / np.minimum(fx, fy)
-    return {"fwhm_x": fx, "fwhm_y": fy, "fwhm_r": fr, "anisotropy": aniso}
-
-
-def grain_size_batch(imgs: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    a = _batch(imgs)
-    g = fwhm_from_autocovariance_batch(autocovariance_batch(a, mask))
-    invalid = np.isnan(_means(a, mask))
-    return {k: np.where(invalid, np.nan, v) for k, v in g.items()}
-
-
-def grain_size(img: np.ndarray, mask: np.ndarray | None = None) -> GrainSize:
-    """Grain FWHM in pixels of the image as it is (no resizing), from `autocovariance` over the
-    lit region."""
-    g = grain_size_batch(_image(img)[None], mask)
-    return GrainSize(**{k: float(v[0]) for k, v in g.items()})
 
 
 STAT_KEYS = (

@@ -8,7 +8,6 @@ and data position are all in the checkpoint, so a killed run ends bit-identical 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -18,7 +17,7 @@ import shlex
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,165 +25,24 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from vae import checkpoint as ckpt
-from vae.atomic import atomic_write
 from vae.data import ImageError, ImageFolder, Normalization, split_indices
 from vae.device import autocast, pick_device
-from vae.loss import RECON_CONVENTIONS, active_units, vae_loss
-from vae.model import PRESETS, VAE, VAEConfig
-from vae.schedule import SCHEDULES, BetaSchedule
+from vae.distributed import Dist, log, setup_distributed
+from vae.loss import active_units, vae_loss
+from vae.model import VAE
+from vae.run_log import METRICS, read_metrics, truncate_metrics  # noqa: F401  (read_metrics: vae.train's public name)
+from vae.train_config import (
+    RESUME_MUST_MATCH,
+    TrainConfig,
+    model_config_for,
+    parse_args,
+)
 
 EXIT_INTERRUPTED = 130
 EXIT_NONFINITE = 3
 EXIT_USAGE = 2
-METRICS = "metrics.jsonl"
 MAX_VAL_SAMPLES = 2048  # validation cost stays bounded on big datasets
 PRELOAD_AUTO_BYTES = 2 << 30  # preload datasets up to 2 GiB of float32 pixels into RAM
-
-
-def _help(text: str, **kw) -> dict:
-    return {"metadata": {"help": text, **kw}}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    data: str = field(default="", **_help("folder of images (or a simulated set)", required=True))
-    out: str = field(default="", **_help("run directory to write", required=True))
-    preset: str = field(default="demo", **_help("model size", choices=tuple(PRESETS)))
-    beta: float = field(default=1.0, **_help("KL weight β (γ for the capacity schedule)"))
-    recon: str = field(
-        default="sse",
-        **_help(
-            "reconstruction term: per-image sum (sse) or mean (mse) of squared errors",
-            choices=RECON_CONVENTIONS,
-        ),
-    )
-    schedule: str = field(default="constant", **_help("β schedule", choices=SCHEDULES))
-    warmup_steps: int = field(default=1000, **_help("warmup: steps to ramp β from 0"))
-    cycles: int = field(default=4, **_help("cyclical: number of cycles over max-steps"))
-    cycle_ratio: float = field(default=0.5, **_help("cyclical: fraction of a cycle spent ramping"))
-    capacity_max: float = field(default=25.0, **_help("capacity: final KL target C in nats"))
-    capacity_steps: int = field(default=10000, **_help("capacity: steps to reach C_max"))
-    max_steps: int = field(default=10000, **_help("optimizer steps in total"))
-    batch_size: int = field(default=64, **_help("global batch size, split across ranks"))
-    lr: float = field(default=1e-4, **_help("Adam learning rate"))
-    grad_clip: float = field(default=1.0, **_help("gradient clipping max-norm (0 = off)"))
-    val_fraction: float = field(default=0.1, **_help("held-out validation fraction"))
-    seed: int = field(default=0, **_help("seed for init, split, data order and noise"))
-    normalization: str = field(
-        default="max",
-        **_help("per-image max, per-image mean, or fixed range", choices=("max", "mean", "fixed")),
-    )
-    norm_high: float = field(default=0.0, **_help("fixed: full-scale value (0 = file's own)"))
-    image_size: int = field(default=0, **_help("override the preset's image size (multiple of 16)"))
-    latent_dim: int = field(default=0, **_help("override the preset's latent size"))
-    device: str = field(default="auto", **_help("auto, cuda, mps or cpu"))
-    compile: bool = field(default=False, **_help("torch.compile the model (CUDA)"))
-    workers: int = field(default=0, **_help("DataLoader workers when not preloading"))
-    preload: str = field(
-        default="auto", **_help("load the dataset into RAM", choices=("auto", "yes", "no"))
-    )
-    checkpoint_every: int = field(default=500, **_help("steps between checkpoints"))
-    log_every: int = field(default=10, **_help("steps between metric records"))
-    eval_every: int = field(default=0, **_help("steps between validations (0 = each epoch)"))
-    init_from: str = field(default="", **_help("fine-tune from this checkpoint"))
-    subset: str = field(
-        default="", **_help("file listing the sample names to train on, one per line")
-    )
-    resume: bool = field(default=False, **_help("continue the run in --out exactly"))
-    deterministic: bool = field(default=False, **_help("torch deterministic algorithms"))
-    threads: int = field(default=0, **_help("CPU threads (0 = torch default)"))
-    progress: bool = field(default=True, **_help("show a progress bar"))
-    exit_with_parent: bool = field(
-        default=False, **_help("save and stop if the launching process dies (the app's jobs)")
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError("--val-fraction must be in [0, 1)")
-        if self.lr <= 0:
-            raise ValueError("--lr must be > 0")
-        if self.beta < 0:
-            raise ValueError("--beta must be >= 0")
-
-    def schedule_obj(self) -> BetaSchedule:
-        return BetaSchedule(
-            kind=self.schedule, beta=self.beta, warmup_steps=self.warmup_steps,
-            cycles=self.cycles, cycle_ratio=self.cycle_ratio, capacity_max=self.capacity_max,
-            capacity_steps=self.capacity_steps, total_steps=self.max_steps,
-        )  # fmt: skip
-
-    def normalization_obj(self) -> Normalization:
-        high = self.norm_high if self.norm_high > 0 else None
-        return Normalization(mode=self.normalization, high=high)
-
-
-# Changing these between a run and its --resume would silently break exactness.
-RESUME_MUST_MATCH = (
-    "preset", "beta", "recon", "schedule", "warmup_steps", "cycles", "cycle_ratio",
-    "capacity_max", "capacity_steps", "batch_size", "lr", "grad_clip", "val_fraction", "seed",
-    "normalization", "norm_high", "image_size", "latent_dim", "init_from", "subset",
-)  # fmt: skip
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI is generated from TrainConfig, so the two cannot drift apart."""
-    parser = argparse.ArgumentParser(prog="python -m vae.train", description=__doc__.split("\n")[0])
-    for f in fields(TrainConfig):
-        meta = dict(f.metadata)
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=meta["help"])  # fmt: skip
-            continue
-        kind = {"int": int, "float": float, "str": str}[str(f.type)]
-        parser.add_argument(flag, type=kind, default=None if meta.get("required") else f.default,
-                            required=meta.get("required", False), choices=meta.get("choices"),
-                            help=meta["help"])  # fmt: skip
-    return parser
-
-
-def parse_args(argv: list[str] | None) -> TrainConfig:
-    ns = build_parser().parse_args(argv)
-    try:
-        return TrainConfig(**vars(ns))
-    except ValueError as e:
-        build_parser().error(str(e))
-        raise
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device_name: str) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_nccl = torch.cuda.is_available() and device_name in ("auto", "cuda")
-    if use_nccl:
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-    torch.distributed.init_process_group(backend="nccl" if use_nccl else "gloo")
-    return Dist(rank, world, local_rank)
-
-
-def log(dist: Dist, msg: str) -> None:
-    if dist.main:
-        print(msg, file=sys.stderr, flush=True)
 
 
 class StopFlag:
@@ -286,33 +144,6 @@ def validate(model: VAE, x_val: torch.Tensor, cfg: TrainConfig, device: torch.de
         "recon": recon / n, "mse": sq / n, "kl": float(kl_per_dim.sum()),
         "active_units": active_units(kl_per_dim), "kl_per_dim": [round(float(v), 5) for v in kl_per_dim],
     }  # fmt: skip
-
-
-def read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-    return rows
-
-
-def truncate_metrics(path: Path, step: int) -> None:
-    """After a resume, drop records from steps that will be run again."""
-    rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def model_config_for(cfg: TrainConfig) -> VAEConfig:
-    base = PRESETS[cfg.preset].to_dict()
-    if cfg.image_size:
-        base["image_size"] = cfg.image_size
-    if cfg.latent_dim:
-        base["latent_dim"] = cfg.latent_dim
-    return VAEConfig.from_dict(base)
 
 
 def command_line(argv: list[str], dist: Dist) -> str:

@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from explorer.probes import dim_label_scores, probe_table
 from vae.probes import ROBUST_NATS, curve_ks, holdout_split, pca_ev_curve
-from vae.train import read_metrics
+from vae.run_log import read_metrics
 from views import state
 
 checkpoint, dataset, atlas = state.current()

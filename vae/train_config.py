@@ -1,0 +1,137 @@
+"""The training run's settings: `TrainConfig`, a frozen dataclass from which the command line of
+`python -m vae.train` is generated, so that the CLI and the code cannot drift apart."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+
+from vae.data import Normalization
+from vae.loss import RECON_CONVENTIONS
+from vae.model import PRESETS, VAEConfig
+from vae.schedule import SCHEDULES, BetaSchedule
+
+DESCRIPTION = "Train the β-VAE on a folder of speckle images."
+
+
+def _help(text: str, **kw) -> dict:
+    return {"metadata": {"help": text, **kw}}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = field(default="", **_help("folder of images (or a simulated set)", required=True))
+    out: str = field(default="", **_help("run directory to write", required=True))
+    preset: str = field(default="demo", **_help("model size", choices=tuple(PRESETS)))
+    beta: float = field(default=1.0, **_help("KL weight β (γ for the capacity schedule)"))
+    recon: str = field(
+        default="sse",
+        **_help(
+            "reconstruction term: per-image sum (sse) or mean (mse) of squared errors",
+            choices=RECON_CONVENTIONS,
+        ),
+    )
+    schedule: str = field(default="constant", **_help("β schedule", choices=SCHEDULES))
+    warmup_steps: int = field(default=1000, **_help("warmup: steps to ramp β from 0"))
+    cycles: int = field(default=4, **_help("cyclical: number of cycles over max-steps"))
+    cycle_ratio: float = field(default=0.5, **_help("cyclical: fraction of a cycle spent ramping"))
+    capacity_max: float = field(default=25.0, **_help("capacity: final KL target C in nats"))
+    capacity_steps: int = field(default=10000, **_help("capacity: steps to reach C_max"))
+    max_steps: int = field(default=10000, **_help("optimizer steps in total"))
+    batch_size: int = field(default=64, **_help("global batch size, split across ranks"))
+    lr: float = field(default=1e-4, **_help("Adam learning rate"))
+    grad_clip: float = field(default=1.0, **_help("gradient clipping max-norm (0 = off)"))
+    val_fraction: float = field(default=0.1, **_help("held-out validation fraction"))
+    seed: int = field(default=0, **_help("seed for init, split, data order and noise"))
+    normalization: str = field(
+        default="max",
+        **_help("per-image max, per-image mean, or fixed range", choices=("max", "mean", "fixed")),
+    )
+    norm_high: float = field(default=0.0, **_help("fixed: full-scale value (0 = file's own)"))
+    image_size: int = field(default=0, **_help("override the preset's image size (multiple of 16)"))
+    latent_dim: int = field(default=0, **_help("override the preset's latent size"))
+    device: str = field(default="auto", **_help("auto, cuda, mps or cpu"))
+    compile: bool = field(default=False, **_help("torch.compile the model (CUDA)"))
+    workers: int = field(default=0, **_help("DataLoader workers when not preloading"))
+    preload: str = field(
+        default="auto", **_help("load the dataset into RAM", choices=("auto", "yes", "no"))
+    )
+    checkpoint_every: int = field(default=500, **_help("steps between checkpoints"))
+    log_every: int = field(default=10, **_help("steps between metric records"))
+    eval_every: int = field(default=0, **_help("steps between validations (0 = each epoch)"))
+    init_from: str = field(default="", **_help("fine-tune from this checkpoint"))
+    subset: str = field(
+        default="", **_help("file listing the sample names to train on, one per line")
+    )
+    resume: bool = field(default=False, **_help("continue the run in --out exactly"))
+    deterministic: bool = field(default=False, **_help("torch deterministic algorithms"))
+    threads: int = field(default=0, **_help("CPU threads (0 = torch default)"))
+    progress: bool = field(default=True, **_help("show a progress bar"))
+    exit_with_parent: bool = field(
+        default=False, **_help("save and stop if the launching process dies (the app's jobs)")
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError("--val-fraction must be in [0, 1)")
+        if self.lr <= 0:
+            raise ValueError("--lr must be > 0")
+        if self.beta < 0:
+            raise ValueError("--beta must be >= 0")
+
+    def schedule_obj(self) -> BetaSchedule:
+        return BetaSchedule(
+            kind=self.schedule, beta=self.beta, warmup_steps=self.warmup_steps,
+            cycles=self.cycles, cycle_ratio=self.cycle_ratio, capacity_max=self.capacity_max,
+            capacity_steps=self.capacity_steps, total_steps=self.max_steps,
+        )  # fmt: skip
+
+    def normalization_obj(self) -> Normalization:
+        high = self.norm_high if self.norm_high > 0 else None
+        return Normalization(mode=self.normalization, high=high)
+
+
+# Changing these between a run and its --resume would silently break exactness.
+RESUME_MUST_MATCH = (
+    "preset", "beta", "recon", "schedule", "warmup_steps", "cycles", "cycle_ratio",
+    "capacity_max", "capacity_steps", "batch_size", "lr", "grad_clip", "val_fraction", "seed",
+    "normalization", "norm_high", "image_size", "latent_dim", "init_from", "subset",
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI is generated from TrainConfig, so the two cannot drift apart."""
+    parser = argparse.ArgumentParser(prog="python -m vae.train", description=DESCRIPTION)
+    for f in fields(TrainConfig):
+        meta = dict(f.metadata)
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=meta["help"])  # fmt: skip
+            continue
+        kind = {"int": int, "float": float, "str": str}[str(f.type)]
+        parser.add_argument(flag, type=kind, default=None if meta.get("required") else f.default,
+                            required=meta.get("required", False), choices=meta.get("choices"),
+                            help=meta["help"])  # fmt: skip
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> TrainConfig:
+    ns = build_parser().parse_args(argv)
+    try:
+        return TrainConfig(**vars(ns))
+    except ValueError as e:
+        build_parser().error(str(e))
+        raise
+
+
+def model_config_for(cfg: TrainConfig) -> VAEConfig:
+    base = PRESETS[cfg.preset].to_dict()
+    if cfg.image_size:
+        base["image_size"] = cfg.image_size
+    if cfg.latent_dim:
+        base["latent_dim"] = cfg.latent_dim
+    return VAEConfig.from_dict(base)
