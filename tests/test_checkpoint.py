@@ -202,3 +202,26 @@ def test_save_replaces_a_checkpoint_whole_and_leaves_no_temporaries(
     _save(tmp_path / "c", tiny_config)  # over the first: through .c.old, which is then removed
     assert ckpt.load_checkpoint(tmp_path / "c").id != first
     assert [p.name for p in tmp_path.iterdir()] == ["c"]
+
+
+def test_half_precision_export_loads_and_decodes_like_the_original(tmp_path) -> None:
+    import numpy as np
+    import torch
+
+    from vae.checkpoint import export_checkpoint, load_checkpoint
+
+    new_id = export_checkpoint("models/demo", tmp_path / "half", weights_dtype="float16")
+    full, half = load_checkpoint("models/demo"), load_checkpoint(tmp_path / "half")
+    assert half.id == new_id != full.id and half.config["weights_dtype"] == "float16"
+    assert (
+        half.config["beta"] == full.config["beta"]
+        and half.config["command"] == full.config["command"]
+    )
+    size = (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert size < 0.55 * (full.path / "model.safetensors").stat().st_size
+    assert not (tmp_path / "half" / "resume").exists()
+    z = torch.randn(8, 512, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = full.model.decode(z).numpy(), half.model.decode(z).numpy()
+    assert next(half.model.parameters()).dtype == torch.float32
+    assert np.abs(a - b).max() < 5e-3

@@ -123,12 +123,20 @@ def save_checkpoint(
     meta: dict,
     resume_tensors: dict[str, torch.Tensor] | None = None,
     resume_state: dict | None = None,
+    weights_dtype: str | None = None,
 ) -> str:
-    """Atomically write a checkpoint directory; return its id (sha256 of the weights)."""
+    """Atomically write a checkpoint directory; return its id (sha256 of the weights).
+
+    `weights_dtype` ("float16" or "bfloat16") stores the floating-point weights at that precision
+    (half the file, for shipped models); loading casts them back to the module's float32."""
     import torch
     from safetensors.torch import save_file
 
     plain = plain_state_dict(model)
+    if weights_dtype is not None:
+        cast = {"float16": torch.float16, "bfloat16": torch.bfloat16}[weights_dtype]
+        plain = {k: v.to(cast) if v.is_floating_point() else v for k, v in plain.items()}
+        meta = {**meta, "weights_dtype": weights_dtype}
     # Replaced whole: the old directory is renamed to .NAME.old until the new one is in place,
     # and resolve() falls back to that copy if a kill comes between the two renames.
     with atomic_dir(directory, replace=True, durable=True) as tmp:
@@ -145,6 +153,15 @@ def save_checkpoint(
                 tmp / RESUME / "state.json", {"weights_sha256": digest, **(resume_state or {})}
             )
     return digest
+
+
+def export_checkpoint(src: str | Path, dst: str | Path, weights_dtype: str | None = None) -> str:
+    """Copy a checkpoint's model and config (not its resume state) to `dst`, optionally with
+    lower-precision weights; return the new id."""
+    ck = load_checkpoint(src)
+    meta = {k: v for k, v in ck.config.items()
+            if k not in ("format", "format_version", "version", "torch", "weights_sha256")}  # fmt: skip
+    return save_checkpoint(dst, ck.model, meta, weights_dtype=weights_dtype)
 
 
 def resolve(path: str | Path) -> Path:
