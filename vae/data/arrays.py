@@ -189,8 +189,8 @@ def _single_image(arr: np.ndarray, label: str, kind: str) -> RawImage:
 
 def array_frames(
     source: str | Path | bytes, label: str, limit: int | None = None
-) -> tuple[int, Iterator[tuple[str, RawImage]]]:
-    """(frame count, the first `limit` frames as (name, image)) of an .npy/.npz file or of its
+) -> tuple[int, Iterator[tuple[str, int | None, RawImage]]]:
+    """(frame count, the first `limit` frames as (name, index, image)) of an .npy/.npz file or its
     bytes (an upload, decoded whole: uploads are limited to MAX_FILE_BYTES). Headers are checked
     first; raises ImageError."""
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
@@ -217,7 +217,7 @@ def array_frames(
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return z[info.key]
 
-    def frames() -> Iterator[tuple[str, RawImage]]:
+    def frames() -> Iterator[tuple[str, int | None, RawImage]]:
         n = 0
         for info, layout in zip(infos, layouts, strict=True):
             where = f"{label}#{info.key}" if named else label
@@ -227,7 +227,7 @@ def array_frames(
                     return
                 name = where if k is None else f"{where}#{k}"
                 frame = np.array(arr if k is None else arr[k])
-                yield name, _from_array(frame, name, f"{info.dtype}")
+                yield where, k, _from_array(frame, name, f"{info.dtype}")
                 n += 1
 
     return sum(len(x) for x in layouts), frames()

@@ -95,10 +95,11 @@ def stack_frames(
     layout: Layout = Layout(),  # noqa: B008 (frozen)
     root: Path | None = None,
     limit: int | None = None,
-) -> tuple[int, Iterator[tuple[str, RawImage]]]:
-    """(frame count, the first `limit` frames as (sample name, image)) of any file the readers
-    take: a lab file or an .npy/.npz stack gives its frames, any other image itself. Raises
-    ImageError for the file; the iterator raises it for a bad frame."""
+) -> tuple[int, Iterator[tuple[str, int | None, RawImage]]]:
+    """(frame count, the first `limit` frames) of any file the readers take: a lab file or an
+    .npy/.npz stack gives its frames, any other image itself. A frame is (file or file#key, frame
+    index or None, image), so its sample name is "file#key#index". Raises ImageError for the
+    file; the iterator raises it for a bad frame."""
     from vae.data.arrays import array_frames
     from vae.data.reading import read_image
     from vae.data.tiff import is_stack
@@ -118,7 +119,7 @@ def stack_frames(
     if kind is None and (head[:6] == b"\x93NUMPY" or head[:4] == b"PK\x03\x04"):
         return array_frames(source, name, limit)
     if kind is None:
-        return 1, iter([(name, read_image(source, name))])
+        return 1, iter([(name, None, read_image(source, name))])
     try:
         arrays = inspect_lab(source, kind, name, layout, root)
     except ImageError:
@@ -128,7 +129,7 @@ def stack_frames(
     speckle = [a for a in arrays if a.role == "speckle"]
     total = sum(a.frames or 1 for a in speckle)
 
-    def frames() -> Iterator[tuple[str, RawImage]]:
+    def frames() -> Iterator[tuple[str, int | None, RawImage]]:
         reader = LabReader(source, kind)
         try:
             n = 0
@@ -139,7 +140,7 @@ def stack_frames(
                     if limit is not None and n >= limit:
                         return
                     label = where if k is None else f"{where}#{k}"
-                    yield label, read_lab_frame(reader, a, k, label)
+                    yield where, k, read_lab_frame(reader, a, k, label)
                     n += 1
         finally:
             reader.close()

@@ -84,8 +84,3 @@ def inspect_tiff(f: BinaryIO, size: int, label: str) -> list[_Found]:
                         raise _error(where, f"truncated stack: page {k} ends past the file's end")
             out.append(_Found(key, stored, dtype, offset=offset, pages=offset is None, fixed=True))
     return out
-
-
-def tiff_pages(f: BinaryIO, index: int) -> tifffile.TiffFile:
-    """An open TiffFile for page-by-page decoding (`series[index].pages[k].asarray()`)."""
-    return tifffile.TiffFile(f, _multifile=False)
