@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,87 +13,7 @@ from speckle.free import PUPILS, simulate_free
 from speckle.io import FILE_FORMATS, write_dataset
 from speckle.mmf import DEFAULT_FIBRE_SEED, DIGIT_SPLITS, simulate_mmf
 from speckle.simulated import PATTERN_SIZE
-
-IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".npy", ".npz", ".h5",
-              ".hdf5", ".he5", ".mat")  # fmt: skip
-
-
-def _read_for_stats(path: Path) -> Iterator[tuple[str, int | None, np.ndarray]]:
-    """The images in one file, through vae.data's readers (the app's checks and limits): (name
-    for the row, frame index or None, (H, W) float64). A stack (.npy/.npz, multi-page TIFF, HDF5,
-    .mat) gives one per frame, read one at a time, its arrays named FILE#KEY; "FILE#KEY" picks one
-    array. The folder's dataset.toml says which arrays are what. Raises ImageError, a one-line
-    "<file>: <problem>"."""
-    # Imported here: the simulators need neither PIL nor pandas.
-    from vae.data import Layout, read_layout, stack_frames
-    from vae.data.layout import split_name
-
-    name = str(path)
-    file, key = (path, None) if path.exists() else (Path(split_name(name)[0]), split_name(name)[1])
-    layout = read_layout(file.parent, lambda msg: print(f"speckle stats: {msg}", file=sys.stderr))
-    layout = layout.get(file.name)
-    if key is not None:
-        layout = Layout(key, layout.patterns, layout.labels, layout.axes, layout.field)
-    _, frames = stack_frames(file, str(file), layout, root=file.parent)
-    for where, index, raw in frames:
-        yield where, index, raw.pixels.astype(np.float64)
-
-
-def _find_images(paths: Sequence[str]) -> list[Path]:
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS
-            )
-        else:
-            found.append(p)
-    return found
-
-
-def _jsonable(v: float) -> float | None:
-    return v if math.isfinite(v) else None
-
-
-def _stats_command(paths: Sequence[str], as_json: bool, window: int) -> int:
-    from speckle.stats import STAT_KEYS, speckle_stats
-    from vae.data import ImageError
-
-    files = _find_images(paths)
-    if not files:
-        print("speckle stats: error: no image files found", file=sys.stderr)
-        return 1
-    failed = 0
-    if not as_json:
-        print("\t".join(("file", *STAT_KEYS)))
-    for f in files:
-        rows = []
-        try:
-            for name, index, img in _read_for_stats(f):
-                row: dict[str, Any] = {"file": name}
-                if index is not None:
-                    row["index"] = index
-                row["height"], row["width"] = img.shape
-                row.update({k: _jsonable(v) for k, v in speckle_stats(img, window).items()})
-                rows.append(row)
-        except ImageError as exc:  # already "<file>: <problem>", one line
-            failed += 1
-            print(f"speckle stats: {exc}", file=sys.stderr)
-            continue
-        except Exception as exc:  # one bad file must not stop the others
-            failed += 1
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            print(f"speckle stats: {f}: {msg}", file=sys.stderr)
-            continue
-        for row in rows:
-            if as_json:
-                print(json.dumps(row), flush=True)
-            else:
-                name = row["file"] + (f"[{row['index']}]" if "index" in row else "")
-                vals = ("nan" if row[k] is None else f"{row[k]:.4g}" for k in STAT_KEYS)
-                print("\t".join((name, *vals)), flush=True)
-    return 1 if failed else 0
-
+from speckle.stats_command import MASK_HELP, stats_command
 
 # ----------------------------------------------------------------------------- CLI
 
@@ -255,6 +172,7 @@ def _build_parser():
     st.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     st.add_argument("--json", action="store_true", help="one JSON object per line per image")
     st.add_argument("--window", type=int, default=7, help="local contrast window (pixels)")
+    st.add_argument("--mask", default="auto", metavar="auto|none|FILE", help=MASK_HELP)
     return parser
 
 
@@ -264,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "stats":
             try:
-                return _stats_command(args.paths, args.json, args.window)
+                return stats_command(args.paths, args.json, args.window, args.mask)
             except BrokenPipeError:  # `... | head`: the reader is gone, nothing left to say
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 return 1

@@ -571,3 +571,38 @@ def test_cli_sends_own_patterns_through_the_fibre(tmp_path: Path) -> None:
     assert pattern[2 + 4 * k : 6 + 4 * k, 4:12].min() > 0.9 and pattern.sum() == pytest.approx(
         32, rel=0.05
     )
+
+
+def test_cli_stats_takes_the_lit_region(tmp_path: Path) -> None:
+    """Fibre frames: auto finds the simulator's core, and the contrast there is that of fully
+    developed speckle; none measures the whole frame, cladding included; a mask file is used as
+    given, and one of the wrong size is refused for the frames it does not fit."""
+    sim = fibre.simulate_mmf(4, 2)
+    io.write_dataset(sim, tmp_path / "fib")
+    core = fibre.core_mask(64)
+
+    def rows(*args: str) -> list[dict]:
+        res = run_cli("stats", str(tmp_path / "fib" / "images"), "--json", *args)
+        assert res.returncode == 0, res.stderr
+        return [json.loads(line) for line in res.stdout.splitlines()]
+
+    auto = rows()
+    assert all("simulation.json core" in r["mask"] for r in auto)
+    assert auto[0]["contrast"] == pytest.approx(stats.contrast(sim.images[0], core), rel=0.01)
+    assert auto[0]["lit_fraction"] == pytest.approx(core.mean())
+    whole = rows("--mask", "none")
+    assert all(r["mask"] == "whole frame" for r in whole)
+    assert whole[0]["contrast"] > 1.3 > auto[0]["contrast"]
+    Image.fromarray(core.astype(np.uint8) * 255).save(tmp_path / "core.png")
+    given = rows("--mask", str(tmp_path / "core.png"))
+    assert given[0]["contrast"] == pytest.approx(auto[0]["contrast"], rel=1e-6)
+    Image.fromarray(np.ones((8, 8), np.uint8)).save(tmp_path / "small.png")
+    bad = run_cli("stats", str(tmp_path / "fib" / "images"), "--mask", str(tmp_path / "small.png"))
+    assert bad.returncode == 1 and "frames are 64x64" in bad.stderr
+    missing = run_cli("stats", str(tmp_path / "fib"), "--mask", str(tmp_path / "nope.png"))
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+    # A single frame without a dataset around it: its own smoothed threshold, about the core.
+    np.save(tmp_path / "alone.npy", sim.images[0])
+    res = run_cli("stats", str(tmp_path / "alone.npy"), "--json")
+    row = json.loads(res.stdout)
+    assert row["mask"] == "thresholded frame" and abs(row["lit_fraction"] - core.mean()) < 0.08
