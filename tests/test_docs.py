@@ -2,9 +2,9 @@
 
 Each document's fenced `bash` blocks are read in order and run in a fresh working directory, with
 sizes shrunk (`--n`, `--max-steps`, ...) so that a training run takes seconds. Commands that need
-GPUs or several processes (`torchrun`, the 44M-parameter `paper` preset, `--compile`) and the
-install and test commands themselves are left out; the rest must exit 0, write what `--out` names
-and print valid JSON where `--json` asks for it.
+GPUs or several processes (`torchrun`, the 44M-parameter `paper` preset, `--compile`), the
+benchmarks (minutes each) and the install and test commands themselves are left out; the rest
+must exit 0, write what `--out` names and print valid JSON where `--json` asks for it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SKIP = re.compile(
-    r"^(pip |streamlit |torchrun |ruff |SCREENSHOT_DIR=|python -m pytest)|--preset paper|--compile"
+    r"^(pip |streamlit |torchrun |ruff |SCREENSHOT_DIR=|python -m pytest|python -m benchmarks)"
+    r"|--preset paper|--compile"
 )
 SHRINK = [  # (pattern, replacement): tiny data and two training steps
     (r"--n \d+", "--n 64"),
