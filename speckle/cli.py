@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -186,43 +187,14 @@ def main(argv: list[str] | None = None) -> int:
             except BrokenPipeError:  # `... | head`: the reader is gone, nothing left to say
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 return 1
+        # The subcommand's own options are the simulator's keyword arguments, by name.
+        simulate = simulate_mmf if args.command == "mmf" else simulate_free
+        options = inspect.signature(simulate).parameters
+        skip = ("n", "seed", "patterns")  # --patterns is a folder; the simulator takes arrays
+        kwargs = {k: v for k, v in vars(args).items() if k in options and k not in skip}
         if args.command == "mmf":
-            sim = simulate_mmf(
-                args.n,
-                args.seed,
-                size=args.size,
-                fibre_seed=args.fibre_seed,
-                shift=args.shift,
-                rotation=args.rotation,
-                scale=args.scale,
-                bend=args.bend,
-                bend_seed=args.bend_seed,
-                grain=args.grain,
-                core=args.core,
-                digits=args.digits,
-                states=args.states,
-                **_own_patterns(args.patterns),
-            )
-        else:
-            sim = simulate_free(
-                args.n,
-                args.seed,
-                size=args.size,
-                grid=args.grid,
-                diameter=args.diameter,
-                pupil=args.pupil,
-                aspect=args.aspect,
-                inner=args.inner,
-                looks=args.looks,
-                tilt=args.tilt,
-                defocus=args.defocus,
-                decorrelation=args.decorrelation,
-                oversample=args.oversample,
-                photons=args.photons,
-                read_noise=args.read_noise,
-                bit_depth=args.bit_depth,
-                full_well=args.full_well,
-            )
+            kwargs |= _own_patterns(args.patterns)
+        sim = simulate(args.n, args.seed, **kwargs)
         sim.meta["command"] = [
             "python",
             "-m",

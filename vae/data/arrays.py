@@ -19,13 +19,12 @@ import numpy as np
 
 from vae.data.image import (
     MAX_FILE_BYTES,
-    ImageError,
     RawImage,
     _check_dtype,
     _check_shape,
     _error,
     _from_array,
-    _reason,
+    one_line_errors,
 )
 
 MAX_FRAMES = 1_000_000  # per stack file
@@ -139,7 +138,7 @@ def read_frames(
     frame ends the file."""
     path = Path(path)
     label = label or str(path)
-    try:
+    with one_line_errors(label, "array"):
         if not path.is_file():
             raise _error(label, "no such file")
         infos = _array_infos(path, label)
@@ -154,12 +153,6 @@ def read_frames(
                 # A copy: a view would keep the map alive and hand out read-only memory.
                 frame = np.array(arr if k is None else arr[k])
                 yield (info.key if named else None), k, _from_array(frame, name, source)
-    except ImageError:
-        raise
-    except MemoryError:
-        raise _error(label, "too large to decode") from None
-    except Exception as e:  # numpy and zipfile raise a zoo of types on hostile bytes
-        raise _error(label, f"not a readable array ({_reason(e)})") from None
 
 
 def _read_npy_bytes(data: bytes, label: str) -> RawImage:
@@ -194,7 +187,7 @@ def array_frames(
     bytes (an upload, decoded whole: uploads are limited to MAX_FILE_BYTES). Headers are checked
     first; raises ImageError."""
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
-    try:
+    with one_line_errors(label, "array"):
         if data is None:
             infos = _array_infos(Path(source), label)
         elif data[:6] == b"\x93NUMPY":
@@ -204,10 +197,6 @@ def array_frames(
             infos = _npz_infos(io.BytesIO(data), label)
         named = len(infos) > 1
         layouts = [_frame_layout(i, f"{label}#{i.key}" if named else label)[0] for i in infos]
-    except ImageError:
-        raise
-    except Exception as e:  # numpy and zipfile raise a zoo of types on hostile bytes
-        raise _error(label, f"not a readable array ({_reason(e)})") from None
 
     def load(info: _ArrayInfo) -> np.ndarray:
         if data is None:

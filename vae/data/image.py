@@ -3,6 +3,8 @@ limits every reader checks before it decodes."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +31,20 @@ def _error(label: str, problem: str) -> ImageError:
 def _reason(e: BaseException) -> str:
     text = str(e).strip()
     return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
+@contextlib.contextmanager
+def one_line_errors(label: str, what: str) -> Iterator[None]:
+    """Any failure of a decoder inside the block becomes our one-line ImageError naming `label`:
+    PIL, numpy, zipfile, h5py, tifffile and scipy raise a zoo of types on hostile bytes."""
+    try:
+        yield
+    except ImageError:
+        raise
+    except MemoryError:
+        raise _error(label, "too large to decode") from None
+    except Exception as e:
+        raise _error(label, f"not a readable {what} ({_reason(e)})") from None
 
 
 @dataclass

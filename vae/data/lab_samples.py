@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae.data.image import ImageError, RawImage, _error, _from_array, _reason
+from vae.data.image import ImageError, RawImage, _error, _from_array, _reason, one_line_errors
 from vae.data.lab import LAB_SUFFIXES, LabArray, LabReader, inspect_lab, lab_kind
 from vae.data.labels import PATTERN_COLUMN
 from vae.data.layout import Layout
@@ -120,12 +120,8 @@ def stack_frames(
         return array_frames(source, name, limit)
     if kind is None:
         return 1, iter([(name, None, read_image(source, name))])
-    try:
+    with one_line_errors(name, f"{kind} file"):
         arrays = inspect_lab(source, kind, name, layout, root)
-    except ImageError:
-        raise
-    except Exception as e:  # h5py, tifffile and scipy raise a zoo of types on hostile bytes
-        raise _error(name, f"not a readable {kind} file ({_reason(e)})") from None
     speckle = [a for a in arrays if a.role == "speckle"]
     total = sum(a.frames or 1 for a in speckle)
 

@@ -23,13 +23,12 @@ from vae.data.arrays import _read_npy_bytes, _read_npz_bytes
 from vae.data.image import (
     ARRAY_SUFFIXES,
     MAX_PIXELS,
-    ImageError,
     RawImage,
     _check_byte_size,
     _check_shape,
     _error,
     _full_scale,
-    _reason,
+    one_line_errors,
 )
 
 # Only these PIL plugins may parse user bytes: fewer parsers, less attack surface (PIL's EPS
@@ -54,14 +53,8 @@ def read_image(source: str | Path | bytes, name: str | None = None) -> RawImage:
         label = name or "<upload>"
     else:
         label = name or str(source)
-    try:
+    with one_line_errors(label, "image"):
         return _read(source, label)
-    except ImageError:
-        raise
-    except MemoryError:
-        raise _error(label, "too large to decode") from None
-    except Exception as e:  # PIL and numpy raise a zoo of types on hostile bytes
-        raise _error(label, f"not a readable image ({_reason(e)})") from None
 
 
 def _read(source, label: str) -> RawImage:
@@ -170,15 +163,10 @@ def _probe_pil(path: Path, rel: str) -> tuple[tuple[int, int], str]:
     if size <= FULL_DECODE_BYTES:
         raw = read_image(path, rel)
         return raw.pixels.shape, raw.source.rpartition(" ")[2]
-    try:
-        with open(path, "rb") as f:
-            im, _ = _open_pil(f, rel)
-            shape, mode = (im.size[1], im.size[0]), im.mode
-            complete = _looks_complete(im, f, size)
-    except ImageError:
-        raise
-    except Exception as e:  # hostile headers, same zoo as in read_image
-        raise _error(rel, f"not a readable image ({_reason(e)})") from None
+    with one_line_errors(rel, "image"), open(path, "rb") as f:
+        im, _ = _open_pil(f, rel)
+        shape, mode = (im.size[1], im.size[0]), im.mode
+        complete = _looks_complete(im, f, size)
     if not complete:
         read_image(path, rel)  # a full decode decides (some writers append trailing data)
     return shape, mode
