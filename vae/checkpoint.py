@@ -155,12 +155,15 @@ def save_checkpoint(
     return digest
 
 
-def export_checkpoint(src: str | Path, dst: str | Path, weights_dtype: str | None = None) -> str:
+def export_checkpoint(src: str | Path, dst: str | Path, weights_dtype: str | None = None,
+                      extra: dict | None = None) -> str:  # fmt: skip
     """Copy a checkpoint's model and config (not its resume state) to `dst`, optionally with
-    lower-precision weights; return the new id."""
+    lower-precision weights and `extra` config entries (say, the commands that made it); return
+    the new id."""
     ck = load_checkpoint(src)
     meta = {k: v for k, v in ck.config.items()
             if k not in ("format", "format_version", "version", "torch", "weights_sha256")}  # fmt: skip
+    meta |= extra or {}
     return save_checkpoint(dst, ck.model, meta, weights_dtype=weights_dtype)
 
 
