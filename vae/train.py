@@ -382,11 +382,10 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         digest = hashlib.sha256(
             b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())
         )
-        print(
-            f"rank {dist.rank}: final weights {digest.hexdigest()[:16]}",
-            file=sys.stderr,
-            flush=True,
-        )
+        # One write of the whole line: two ranks share stderr, and print() may write the text and
+        # its newline separately, letting the other rank's line in between.
+        sys.stderr.flush()
+        os.write(2, f"rank {dist.rank}: final weights {digest.hexdigest()[:16]}\n".encode())
     if code == 0:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in last_val.items() if k != "kl_per_dim")
         log(
