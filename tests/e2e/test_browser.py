@@ -229,6 +229,30 @@ def test_upload_png_and_16bit_tiff_shows_reconstructions(server, page, tmp_path)
     shot(page, "reconstruct")
 
 
+def test_upload_camera_stack_gives_one_row_per_frame(server, page, tmp_path) -> None:
+    """A 16-bit multi-page TIFF from a camera: every frame is reconstructed and can be picked, and
+    the speckle metrics say which lit region they were taken in."""
+    import numpy as np
+    import tifffile
+
+    from speckle.mmf import simulate_mmf
+
+    imgs = simulate_mmf(5, seed=78).images
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, (imgs / imgs.max() * 65535).astype(np.uint16), photometric="minisblack")
+    page.goto(f"{server}/reconstruct")
+    wait_app(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(stack)])
+    page.get_by_text("Download metrics (CSV)").wait_for(timeout=120_000)
+    wait_app(page)
+    page.get_by_text("Speckle metrics in the lit region").first.wait_for(timeout=30_000)
+    shot(page, "reconstruct_stack")
+    page.locator('[data-testid="stSelectbox"]').last.click()  # "Image", the frame picker
+    page.get_by_role("option", name="stack.tif#4").wait_for(timeout=30_000)
+    page.keyboard.press("Escape")
+    assert not page.locator('[data-testid="stException"]').count()
+
+
 def test_retrain_job_runs_with_progress_and_shows_results(server, page) -> None:
     page.goto(f"{server}/retrain")
     wait_app(page)
