@@ -225,3 +225,20 @@ def test_half_precision_export_loads_and_decodes_like_the_original(tmp_path) -> 
         a, b = full.model.decode(z).numpy(), half.model.decode(z).numpy()
     assert next(half.model.parameters()).dtype == torch.float32
     assert np.abs(a - b).max() < 5e-3
+
+
+def test_atomic_writes_follow_the_umask(tmp_path) -> None:
+    """Temporary files and folders are private (0600, 0700); what they become is not."""
+    import os
+
+    from vae.atomic import atomic_dir, atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.json", "{}")
+        with atomic_dir(tmp_path / "run") as d:
+            (d / "x").write_text("1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
