@@ -146,7 +146,7 @@ if st.session_state.get("cmp_rd_done"):
     bar.empty()
     points.sort(key=lambda p: p["rate_nats"])
     rd = go.Figure(go.Scatter(x=[p["rate_nats"] for p in points], y=[p["distortion_mse"] for p in points],
-                              mode="lines+markers+text", text=[f"β {p['beta']:g}" for p in points],
+                              mode="lines+markers+text", text=[f"{p['model'].split('/')[-1]} (β {p['beta']:g})" for p in points],
                               textposition="top center", hovertext=[p["model"] for p in points]))  # fmt: skip
     rd.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_title="rate: KL per image (nats)",
                      yaxis_title="distortion: MSE per pixel", yaxis_type="log")  # fmt: skip
