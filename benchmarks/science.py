@@ -208,7 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--model", action="append", type=Path, help="models to score (default: models/*)"
     )
+    p.add_argument("--rows", type=Path, default=ROWS, help="where the measured rows are kept")
+    p.add_argument("--render-only", action="store_true",
+                   help="re-render --rows (models renamed since are found by their weights' id)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.render_only:
+        saved = json.loads(args.rows.read_text())
+        text = render(_rename(saved["rows"]), saved["n"], saved["command"], saved["seconds"],
+                      saved["stamp"])  # fmt: skip
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}")
+        return 0
     from speckle.io import write_dataset
     from speckle.mmf import simulate_mmf
 
