@@ -210,8 +210,9 @@ def test_half_precision_export_loads_and_decodes_like_the_original(tmp_path) -> 
 
     from vae.checkpoint import export_checkpoint, load_checkpoint
 
-    new_id = export_checkpoint("models/demo", tmp_path / "half", weights_dtype="float16")
-    full, half = load_checkpoint("models/demo"), load_checkpoint(tmp_path / "half")
+    export_checkpoint("models/demo", tmp_path / "full")  # float32, whatever the demo ships in
+    new_id = export_checkpoint(tmp_path / "full", tmp_path / "half", weights_dtype="float16")
+    full, half = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "half")
     assert half.id == new_id != full.id and half.config["weights_dtype"] == "float16"
     assert (
         half.config["beta"] == full.config["beta"]
