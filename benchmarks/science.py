@@ -170,13 +170,14 @@ def render(rows: list[dict], n: int, command: str, seconds: float, stamp: str) -
     ks = sorted({int(k) for r in rows for k in r["pca_ev_curve"]})
     lines.append("| K | " + " | ".join(str(k) for k in ks) + " |")
     lines.append("|---|" + "---|" * len(ks))
-    curve = rows[0]["pca_ev_curve"]
+    curve = {}  # the same held-out split for every model: one curve, at every model's K
+    for r in rows:
+        curve |= r["pca_ev_curve"]
     lines.append("| PCA EV | " + " | ".join(_f(curve.get(str(k))) for k in ks) + " |")
     lines.append("")
     for r in rows:
         k, kr = r["active_units"], r["active_units_robust"]
-        pk = r["pca_ev_curve"].get(str(k))
-        pr = r["pca_ev_curve"].get(str(kr))
+        pk, pr = curve.get(str(k)), curve.get(str(kr))
         lines.append(
             f"- `{r['model']}` (β {r['beta']:g}): EV {_f(r['ev_test'])} with {k} active dims "
             f"({kr} robust); PCA reaches {_f(pk)} at K = {k} and {_f(pr)} at K = {kr}."
