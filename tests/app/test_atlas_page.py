@@ -177,3 +177,31 @@ def test_cached_atlas_page_is_drawn_without_torch(app, app_env) -> None:
     assert out["exception"] == [] and out["title"] == "Atlas"
     assert out["points"] == len(atlas.mu) == 300
     assert f"{atlas.active_units} active units" in out["sidebar"] and "300 images" in out["sidebar"]
+
+
+def test_a_paired_hdf5_recording_shows_its_patterns(app, tmp_path, monkeypatch) -> None:
+    """A lab recording, one HDF5 file holding /speckle (N, H, W) and /patterns (N, h, w), picked
+    as the dataset: a selected sample shows the SLM pattern that produced it."""
+    import h5py
+
+    from explorer import sources
+    from speckle.mmf import simulate_mmf
+
+    sim = simulate_mmf(40, 9)
+    root = tmp_path / "data"
+    (root / "lab-run").mkdir(parents=True)
+    with h5py.File(root / "lab-run" / "run.h5", "w") as f:
+        f["speckle"] = (sim.images / sim.images.max() * 65535).astype("uint16")
+        f["patterns"] = (sim.patterns * 255).astype("uint8")
+        f["digit"] = sim.labels["digit"].to_numpy()
+    monkeypatch.setenv(sources.DATA_ROOT_ENV, str(root))
+    app.session_state["dataset"] = "lab-run"
+    app.run()
+    assert not app.exception
+    app.session_state["atlas_map"] = {"selection": {"points": [{"customdata": 12}]}}
+    app.run()
+    assert not app.exception
+    captions = image_captions(app)
+    assert "input pattern (SLM)" in captions and "no input pattern" not in all_text(app)
+    assert len(image_urls(app)) == 4  # input, pattern, reconstruction, |error|
+    assert "input #12" in captions
