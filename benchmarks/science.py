@@ -2,7 +2,7 @@
 its baselines, on held-out handwriting through the training fibre.
 
     python -m benchmarks.science                 # about 10 minutes on 2 cores
-    python -m benchmarks.science --n 500 --out /tmp/validation.md   # a quick look
+    python -m benchmarks.science --n 500 --out quick-validation.md   # a quick look
 
 Each model under models/ is scored by `vae.evaluate` (probes of the code, PCA of the speckle at
 the same K, the input patterns, the mean image) on one simulated set drawn from the test split of
