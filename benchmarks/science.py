@@ -1,7 +1,7 @@
 """Writes docs/validation.md: every figure the explorer shows about the shipped models, beside
 its baselines, on held-out handwriting through the training fibre.
 
-    python -m benchmarks.science                 # about 10 minutes on 2 cores
+    python -m benchmarks.science                 # about 3 minutes on 2 cores
     python -m benchmarks.science --n 500 --out quick-validation.md   # a quick look
 
 Each model under models/ is scored by `vae.evaluate` (probes of the code, PCA of the speckle at
