@@ -115,8 +115,9 @@ st.subheader("What the latents carry")
 
 @st.cache_data(show_spinner="fitting linear probes and their PCA baselines", max_entries=8)
 def _probes(checkpoint_id: str, dataset_fp: str) -> tuple:
-    images, patterns = state.dataset_arrays(dataset)
-    return probe_table(atlas.mu, atlas.kl_per_dim, images, atlas.labels, patterns)
+    idx, images, patterns = state.dataset_arrays(dataset)
+    labels = atlas.labels.iloc[idx].reset_index(drop=True)
+    return probe_table(atlas.mu[idx], atlas.kl_per_dim, images, labels, patterns)
 
 
 @st.cache_data(show_spinner="scoring dims against labels", max_entries=16)
@@ -128,8 +129,9 @@ def _scores(checkpoint_id: str, dataset_fp: str, k: int) -> object:
 
 @st.cache_data(show_spinner="fitting PCA at every K", max_entries=8)
 def _ev_curve(checkpoint_id: str, dataset_fp: str) -> tuple[dict, float, float]:
-    images, _ = state.dataset_arrays(dataset)
-    groups = atlas.labels["source_index"].to_numpy() if "source_index" in atlas.labels else None
+    idx, images, _ = state.dataset_arrays(dataset)
+    labels = atlas.labels.iloc[idx]
+    groups = labels["source_index"].to_numpy() if "source_index" in labels else None
     split = holdout_split(len(images), groups)
     robust = int((atlas.kl_per_dim > ROBUST_NATS).sum())
     ks = curve_ks(atlas.active_units, robust, top=min(256, len(split.train) - 1))
@@ -150,7 +152,7 @@ else:
         "that keeps each source sample on one side. The **code** is the active dims (KL > 0.01 "
         "nats); each probe sits beside PCA of the speckle with the same number of components. "
         "*All μ* reads the inactive dims too: encoder features the decoder ignores, not the code. "
-        "The same numbers as `python -m vae.evaluate --probe-label LABEL`."
+        "The same numbers as `python -m vae.evaluate --probe-label LABEL` (on up to 4,096 images)."
     )
     st.dataframe(table.round(3), hide_index=True)
     if readout:

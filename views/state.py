@@ -202,23 +202,34 @@ def refresh_choices() -> None:
     choices.clear()
 
 
+PROBE_SAMPLES = 4096  # the Model page's probes and PCA baselines read at most this many images
+REGION_SAMPLES = 256  # frames a dataset's lit region is estimated from
+
+
 @st.cache_resource(show_spinner="reading the dataset's images", max_entries=4)
-def _arrays(dataset_fp: str, _dataset) -> tuple[np.ndarray, np.ndarray | None]:
-    images = np.stack([_dataset.image(i) for i in range(len(_dataset))])
-    patterns = [_dataset.pattern(i) for i in range(len(_dataset))]
+def _arrays(
+    dataset_fp: str, limit: int, _dataset
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    n = len(_dataset)
+    idx = np.linspace(0, n - 1, min(n, limit)).round().astype(int) if n > limit else np.arange(n)
+    images = np.stack([_dataset.image(int(i)) for i in idx])
+    patterns = [_dataset.pattern(int(i)) for i in idx]
     pats = np.stack(patterns) if patterns and all(p is not None for p in patterns) else None
-    return images, pats
+    return idx, images, pats
 
 
-def dataset_arrays(dataset) -> tuple[np.ndarray, np.ndarray | None]:
-    """All of a dataset's preprocessed images (N, H, W), and its input patterns when every
-    sample has one; what the probes' PCA baselines and the lit region are computed from."""
-    return _arrays(dataset.fingerprint(), dataset)
+def dataset_arrays(
+    dataset, limit: int = PROBE_SAMPLES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Up to `limit` of a dataset's preprocessed images, evenly spaced: (their indices, the images
+    (n, H, W), and their input patterns when every one has one). What the probes' PCA baselines
+    and the lit region are computed from; a big dataset is never loaded whole."""
+    return _arrays(dataset.fingerprint(), limit, dataset)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _region(dataset_fp: str, size: int, _dataset) -> LitRegion:
-    images, _ = dataset_arrays(_dataset)
+    _, images, _ = dataset_arrays(_dataset, REGION_SAMPLES)
     return dataset_region(getattr(_dataset, "root", None), size, images)
 
 
