@@ -75,13 +75,23 @@ serving.start()
 torch.set_num_threads(2)
 ck = load_checkpoint(sys.argv[1], lazy=True)
 z = np.zeros((64, ck.model_config.latent_dim), np.float32)
-task = Task("build", lambda: decode(ck.model, z) is not None, nice=10).start()
-assert task.wait(120) and task.error is None, task.error
+built, hold = threading.Event(), threading.Event()
+
+def build():
+    decode(ck.model, z)
+    built.set()
+    hold.wait(120)  # alive, with its +10 team, until the threads are counted
+    return True
+
+task = Task("build", build, nice=10).start()
+assert built.wait(120) and task.error is None, task.error
 before = threads()
 serving.decode_interactive(serving.model(ck), z[:1])
 decode(serving.model(ck), z)  # a batch on this thread: its own intra-op team
 worker = serving.on_interactive_thread(threading.get_native_id)
 after = threads()
+hold.set()
+assert task.wait(120) and task.error is None, task.error
 print(json.dumps({"worker": nice(worker), "main": nice(threading.get_native_id()),
                   "new": [n for tid, n in after.items() if tid not in before],
                   "background": sorted(set(before.values())),
