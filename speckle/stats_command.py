@@ -91,6 +91,7 @@ def choose_mask(
     """The lit region for a file's frames (see the module docstring), and where it came from."""
     from speckle.mmf import core_mask
     from speckle.region import lit_mask
+    from vae.lit_region import simulated_core
 
     shape = frames[0].shape
     if mode == "none":
@@ -107,14 +108,9 @@ def choose_mask(
             mask = _read_mask(folder / "mask.png")
             if mask.shape == shape:
                 return mask, str(folder / "mask.png")
-        sim = folder / "simulation.json"
-        if sim.is_file() and shape[0] == shape[1]:
-            try:
-                meta = json.loads(sim.read_text())
-            except (OSError, ValueError):
-                meta = {}
-            if meta.get("kind") == "mmf" and isinstance(meta.get("core"), int | float):
-                return core_mask(shape[0], float(meta["core"])), f"{sim} core ({meta['core']:g})"
+        core = simulated_core(folder) if shape[0] == shape[1] else None
+        if core is not None:
+            return core_mask(shape[0], core), f"{folder / 'simulation.json'} core ({core:g})"
     mask = lit_mask(np.stack(frames))
     if mask.all():
         return None, "whole frame"

@@ -38,20 +38,26 @@ def dataset_region(root: str | Path | None, size: int, images: np.ndarray | None
     root = Path(root) if root is not None else None
     if root is not None and (root / MASK_FILE).is_file():
         return LitRegion(_read_mask(root / MASK_FILE, size), MASK_FILE)
-    if root is not None and (root / "simulation.json").is_file():
-        try:
-            meta = json.loads((root / "simulation.json").read_text())
-        except (OSError, ValueError):
-            meta = {}
-        if meta.get("kind") == "mmf" and isinstance(meta.get("core"), int | float):
-            from speckle.mmf import core_mask
+    core = simulated_core(root) if root is not None else None
+    if core is not None:
+        from speckle.mmf import core_mask
 
-            core = float(meta["core"])
-            return LitRegion(core_mask(size, core), f"simulation.json core ({core:g} of the width)")
+        return LitRegion(core_mask(size, core), f"simulation.json core ({core:g} of the width)")
     if images is not None and len(images):
         mask = lit_mask(images)
         return LitRegion(mask, "whole frame" if mask.all() else "thresholded mean image")
     return LitRegion(np.ones((size, size), dtype=bool), "whole frame")
+
+
+def simulated_core(folder: Path) -> float | None:
+    """The fibre core's diameter, as a fraction of the frame, that a simulated set's
+    `simulation.json` in `folder` records; None for any other folder."""
+    try:
+        meta = json.loads((folder / "simulation.json").read_text())
+    except (OSError, ValueError):
+        return None
+    core = meta.get("core") if isinstance(meta, dict) and meta.get("kind") == "mmf" else None
+    return float(core) if isinstance(core, int | float) else None
 
 
 def upload_region(image: np.ndarray, dataset: LitRegion | None) -> LitRegion:
