@@ -59,7 +59,15 @@ def safe_name(name: str) -> str:
 
 
 def _is_checkpoint(path: Path) -> bool:
-    return (path / "config.json").is_file() or (path / "checkpoint" / "config.json").is_file()
+    """A VAE checkpoint or run; a generator (diffusion/) has its own format and is not a model
+    to explore."""
+    for config in (path / "config.json", path / "checkpoint" / "config.json"):
+        if config.is_file():
+            return GENERATOR_FORMAT.encode() not in config.read_bytes()[:4096]
+    return False
+
+
+GENERATOR_FORMAT = "speckle-diffusion-checkpoint"  # diffusion.checkpoint.FORMAT, without torch
 
 
 def list_models() -> list[str]:

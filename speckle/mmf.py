@@ -324,3 +324,25 @@ def simulate_mmf(
         ),
     }
     return SimulatedSet(images=images, labels=labels, patterns=patterns, meta=meta)
+
+
+def fibre_states(meta: dict) -> list[np.ndarray]:
+    """The transmission matrices a simulated set's `simulation.json` (`meta`) describes: one for
+    a fixed or bent fibre, M for a set with `states` (the matrix of state s is index s). With
+    these, `propagate` gives the true output of any pattern through that fibre."""
+    size, grain, core = int(meta["size"]), meta.get("grain"), float(meta.get("core", 0.9))
+    tm = transmission_matrix(int(meta["fibre_seed"]), size=size, grain=grain, core=core)
+    bend = meta.get("bend")
+    if bend is None:
+        return [tm]
+    bend_seed = int(meta.get("bend_seed") or int(meta["fibre_seed"]) + 1)
+    states = meta.get("states")
+    count, offsets = (int(states), range(int(states))) if states else (1, [0])
+    mu = np.float32(bend)
+    rest = np.float32(math.sqrt(1.0 - float(bend) ** 2))
+    out = []
+    for s in offsets:
+        other = transmission_matrix(bend_seed + s, size=size, grain=grain, core=core)
+        out.append(mu * tm + rest * other)
+    assert len(out) == count
+    return out

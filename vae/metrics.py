@@ -56,7 +56,10 @@ def psnr_batch(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndar
         return 10.0 * np.log10(r * r / m)
 
 
-def ssim_batch(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+def ssim_batch(a: np.ndarray, b: np.ndarray, data_range: float = 1.0,
+               mask: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Mean SSIM per image; with a (H, W) bool `mask`, the mean of the SSIM map over the mask's
+    pixels (the lit region) instead of the frame without its border."""
     x, y = _pair(a, b, 3)
     r = _check_range(data_range)
     if min(x.shape[-2:]) < SSIM_WIN:
@@ -74,12 +77,18 @@ def ssim_batch(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndar
     vy = blur(y * y) - my * my
     vxy = blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    if mask is not None:
+        return s[:, np.asarray(mask, bool)].mean(axis=-1)
     p = (SSIM_WIN - 1) // 2
     return s[:, p:-p, p:-p].mean(axis=(-2, -1))
 
 
-def pcc_batch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pcc_batch(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Pearson correlation per image over all pixels, or over a (H, W) bool `mask`'s pixels."""
     a, b = _pair(a, b, 3)
+    if mask is not None:
+        m = np.asarray(mask, bool)
+        a, b = a[:, m][:, None], b[:, m][:, None]  # (n, 1, lit pixels)
     x = a - a.mean(axis=(-2, -1), keepdims=True)
     y = b - b.mean(axis=(-2, -1), keepdims=True)
     num = (x * y).sum(axis=(-2, -1))

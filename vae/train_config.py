@@ -104,8 +104,14 @@ RESUME_MUST_MATCH = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI is generated from TrainConfig, so the two cannot drift apart."""
-    parser = argparse.ArgumentParser(prog="python -m vae.train", description=DESCRIPTION)
-    for f in fields(TrainConfig):
+    return parser_for(TrainConfig, "python -m vae.train", DESCRIPTION)
+
+
+def parser_for(config_class: type, prog: str, description: str) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per field of a frozen config dataclass (help, choices
+    and `required` from each field's metadata)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    for f in fields(config_class):
         meta = dict(f.metadata)
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):

@@ -1,0 +1,85 @@
+"""Training pairs for the generator: the frozen VAE's μ of each speckle image (from the explorer's
+latent cache, shared with the app) and the input pattern labels.csv names for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from explorer import cache
+from vae.checkpoint import Checkpoint
+from vae.data import PATTERN_COLUMN, ImageError, ImageFolder, Normalization, read_image
+
+
+@dataclass
+class Pairs:
+    mu: np.ndarray  # (N, dz) float32
+    patterns: np.ndarray  # (N, P, P) float32 in [0, 1]
+    dataset: ImageFolder
+
+
+def to_pattern(pixels: np.ndarray, full_scale: float, size: int) -> np.ndarray:
+    """An image as an SLM amplitude pattern: (size, size) float32 in [0, 1], area-resampled
+    (centre-cropped to a square first), scaled by the file's full scale as the dataset's own
+    patterns are."""
+    from PIL import Image
+
+    a = np.asarray(pixels, np.float32) / float(full_scale)
+    h, w = a.shape
+    s = min(h, w)
+    a = a[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    if s != size:
+        method = Image.Resampling.BOX if s > size else Image.Resampling.BILINEAR
+        a = np.asarray(Image.fromarray(np.ascontiguousarray(a), mode="F").resize((size, size), method))
+    return np.clip(a, 0.0, 1.0).astype(np.float32)
+
+
+def read_pattern(source: str | Path | bytes, size: int, name: str | None = None) -> np.ndarray:
+    """A pattern image (a path, or an upload's bytes and name) through the hardened image reader:
+    a bad file raises a one-line ImageError naming it."""
+    raw = read_image(source if isinstance(source, bytes) else Path(source), name)
+    if raw.pixels.ndim != 2:
+        label = name or str(source)
+        raise ImageError(f"{label}: expected a 2-D pattern image, got shape {raw.pixels.shape}")
+    return to_pattern(raw.pixels, raw.full_scale, size)
+
+
+def open_dataset(vae: Checkpoint, data: str | Path) -> ImageFolder:
+    pre = vae.config.get("preprocessing", {})
+    norm = Normalization.from_dict(pre.get("normalization", {"mode": "max"}))
+    return ImageFolder(data, vae.model_config.image_size, norm, scan_record=cache.scan_record(data))
+
+
+def dataset_patterns(dataset: ImageFolder, size: int) -> np.ndarray:
+    """Every sample's pattern (N, size, size), cached by the dataset's fingerprint. A sample
+    without a readable pattern is an error naming it: a pair cannot be half there."""
+    if PATTERN_COLUMN not in dataset.labels.columns:
+        raise ValueError(
+            f"{dataset.root}: labels.csv has no '{PATTERN_COLUMN}' column naming each image's "
+            "input pattern (the simulator writes one: python -m speckle mmf)"
+        )
+    path = cache.cache_root() / "patterns" / cache.key(dataset.fingerprint(), size)
+
+    def build():
+        out = np.zeros((len(dataset), size, size), np.float32)
+        for i in range(len(dataset)):
+            p = dataset.pattern(i)
+            if p is None:
+                name = dataset.labels[PATTERN_COLUMN].iloc[i]
+                raise ValueError(f"{dataset.root / str(name)}: pattern of sample {i} cannot be read")
+            out[i] = to_pattern(p, 1.0, size)
+        return {"patterns": out}, {}
+
+    arrays, _, _ = cache.get_or_build(path, build)
+    return arrays["patterns"]
+
+
+def load_pairs(vae: Checkpoint, data: str | Path, pattern_size: int) -> Pairs:
+    from explorer.atlas import build_atlas
+
+    dataset = open_dataset(vae, data)
+    patterns = dataset_patterns(dataset, pattern_size)  # first: a dataset without them fails fast
+    atlas = build_atlas(vae, dataset)
+    return Pairs(np.asarray(atlas.mu, np.float32), patterns, dataset)

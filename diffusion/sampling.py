@@ -1,0 +1,98 @@
+"""Sampling latents for patterns: a diffusers scheduler's loop around the denoiser, with
+classifier-free guidance and the denoised estimate x̂₀ along the way. Deterministic by seed: row j
+(sample j of every pattern) draws all its noise from its own generator seeded by (seed, j), so a
+pattern's samples are the same whatever other patterns are sampled beside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from diffusion.model import Denoiser
+from diffusion.schedulers import sampler as make_sampler
+
+
+@dataclass
+class Samples:
+    latents: np.ndarray  # (K, n, dz) in the VAE's μ space
+    # The denoised estimate x̂₀ (VAE μ space) after the steps listed in `trajectory_steps`.
+    trajectory: np.ndarray | None  # (T, K, n, dz)
+    trajectory_steps: list[int]
+
+
+def _row_generators(seed: int, k: int, n: int) -> list[torch.Generator]:
+    """One generator per (pattern, sample) row, ordered pattern-major; sample j's generator
+    depends only on (seed, j)."""
+    seeds = np.random.SeedSequence(int(seed)).generate_state(n, dtype=np.uint64)
+    return [torch.Generator().manual_seed(int(seeds[j]) >> 1) for _ in range(k) for j in range(n)]
+
+
+def x0_estimate(scheduler, x: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x̂₀ from the network output at step t: x = √ᾱ x₀ + √(1−ᾱ) ε, and v = √ᾱ ε − √(1−ᾱ) x₀."""
+    a = scheduler.alphas_cumprod[int(t)].to(x.dtype)
+    if scheduler.config.prediction_type == "v_prediction":
+        return a.sqrt() * x - (1 - a).sqrt() * out
+    return (x - (1 - a).sqrt() * out) / a.sqrt()
+
+
+@torch.inference_mode()
+def sample_latents(
+    model: Denoiser,
+    patterns: np.ndarray | torch.Tensor,
+    n: int = 8,
+    steps: int = 20,
+    sampler: str = "dpm++",
+    guidance: float = 2.0,
+    seed: int = 0,
+    trajectory: int = 0,
+) -> Samples:
+    """n latents for each of the K patterns (K, P, P) in [0, 1]. guidance w: the output is
+    uncond + w (cond − uncond) (Ho & Salimans 2022); w = 1 is the plain conditional model and
+    skips the unconditional pass. `trajectory` > 0 keeps x̂₀ after that many evenly spaced steps."""
+    if n < 1 or steps < 1:
+        raise ValueError(f"n and steps must be >= 1, got n={n}, steps={steps}")
+    device = next(model.parameters()).device
+    p = torch.as_tensor(np.asarray(patterns, np.float32), device=device)
+    k, dz = len(p), model.config.latent_dim
+    rows = k * n
+    pat = p.repeat_interleave(n, dim=0)  # (K n, P, P)
+    gens = _row_generators(seed, k, n)
+    scheduler = make_sampler(sampler, model.config)
+    scheduler.set_timesteps(steps)
+    x = torch.stack([torch.randn(dz, generator=g) for g in gens]).to(device)
+    x = x * scheduler.init_noise_sigma
+    guided = guidance != 1.0
+    if guided:
+        pat2 = torch.cat([pat, pat])
+        keep = torch.cat([torch.ones(rows, dtype=torch.bool), torch.zeros(rows, dtype=torch.bool)])
+        keep = keep.to(device)
+    keep_at = set(np.linspace(0, steps - 1, trajectory).round().astype(int).tolist())
+    traj, traj_steps = [], []
+    for i, t in enumerate(scheduler.timesteps):
+        xin = scheduler.scale_model_input(x, t)
+        tt = torch.full((rows,), int(t), device=device)
+        if guided:
+            both = model(torch.cat([xin, xin]), torch.cat([tt, tt]), pat2, keep)
+            cond, uncond = both[:rows], both[rows:]
+            out = uncond + guidance * (cond - uncond)
+        else:
+            out = model(xin, tt, pat)
+        if i in keep_at:
+            traj.append(model.unstandardize(x0_estimate(scheduler, x, out, t)))
+            traj_steps.append(i + 1)
+        x = scheduler.step(out, t, x, generator=gens).prev_sample
+    latents = model.unstandardize(x).float().cpu().numpy().reshape(k, n, dz)
+    tr = (
+        torch.stack(traj).float().cpu().numpy().reshape(len(traj), k, n, dz) if traj else None
+    )
+    return Samples(latents, tr, traj_steps)
+
+
+@torch.inference_mode()
+def regress_latents(model: Denoiser, patterns: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The deterministic regressor's μ for each pattern: (K, dz)."""
+    device = next(model.parameters()).device
+    p = torch.as_tensor(np.asarray(patterns, np.float32), device=device)
+    return model.unstandardize(model.regress(p)).float().cpu().numpy()
