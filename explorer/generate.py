@@ -1,0 +1,177 @@
+"""Serving the pattern → speckle generator to the Generate page: finding the generator that
+belongs to the loaded VAE, and one click's work (samples, their mean and spread, the true
+speckle from the simulator's forward model, the VAE's reconstruction of it, the regressor, x̂₀
+along the way, and how far the pattern is from every training pattern). numpy out; no
+Streamlit."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from diffusion import checkpoint as gck
+from explorer import sources
+from vae.checkpoint import Checkpoint, CheckpointError
+
+GENERATORS_DIR = "generators"  # models/generators/NAME: shipped generators
+OOD_PERCENTILE = 1.0  # below the 1st percentile of training patterns' own nearest-neighbour similarity
+
+
+def generator_dirs() -> list[Path]:
+    """Every generator directory under models/generators/ and runs/, up to two folders deep (a
+    run holds its generator in checkpoint/)."""
+    roots = [sources.REPO / "models" / GENERATORS_DIR, sources.runs_root()]
+    found = []
+    for root in roots:
+        for pattern in ("*/config.json", "*/checkpoint/config.json", "*/*/config.json",
+                        "*/*/checkpoint/config.json"):  # fmt: skip
+            for config in sorted(root.glob(pattern)) if root.is_dir() else []:
+                if gck.is_generator(config.parent) and config.parent not in found:
+                    found.append(config.parent)
+    return found
+
+
+def find_generator(vae_id: str) -> Path | None:
+    """The generator made for this VAE: shipped ones first, then the newest run."""
+    matches = []
+    for path in generator_dirs():
+        try:
+            if gck.read_generator_config(path)["vae"]["id"] == vae_id:
+                matches.append(path)
+        except (CheckpointError, OSError):
+            continue
+    shipped = [p for p in matches if GENERATORS_DIR in p.parts]
+    if shipped:
+        return shipped[0]
+    return max(matches, key=lambda p: (p / gck.CONFIG).stat().st_mtime) if matches else None
+
+
+@dataclass
+class Served:
+    """A loaded generator with what a click needs besides the networks."""
+
+    generator: gck.Generator
+    train_patterns: np.ndarray | None  # (M, P, P) for the out-of-distribution note
+    ood_threshold: float | None  # cosine similarity below which a pattern is far from all of them
+    note: str = ""
+
+
+def load(path: str | Path, vae: Checkpoint) -> Served:
+    """Load the generator (refused if made for another VAE) and its training patterns, and warm
+    the sampler (the first DPM-Solver++ scheduler costs seconds of imports)."""
+    from diffusion.schedulers import sampler
+
+    gen = gck.load_generator(path, vae.id, vae.path)
+    sampler("dpm++", gen.denoiser_config).set_timesteps(2)
+    patterns, threshold, note = None, None, ""
+    try:
+        patterns = training_patterns(gen, vae)
+        threshold = ood_threshold(patterns)
+    except (OSError, ValueError, CheckpointError) as e:
+        note = f"no out-of-distribution check: the training set cannot be read ({e})"
+    return Served(gen, patterns, threshold, note)
+
+
+def training_patterns(gen: gck.Generator, vae: Checkpoint) -> np.ndarray:
+    from diffusion.data import dataset_patterns, open_dataset
+
+    root = Path(gen.config["dataset"]["path"])
+    if not root.is_absolute():
+        root = sources.REPO / root
+    return dataset_patterns(open_dataset(vae, root), gen.denoiser_config.pattern_size)
+
+
+def ood_threshold(patterns: np.ndarray, n: int = 500, seed: int = 0) -> float:
+    """The OOD_PERCENTILE-th percentile of training patterns' cosine similarity to their nearest
+    other training pattern: a drawn pattern below it is farther from the training set than
+    almost every training pattern is from the rest."""
+    from diffusion.references import nearest_patterns
+
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(patterns), min(n, len(patterns) - 1), replace=False)
+    rest = np.setdiff1d(np.arange(len(patterns)), pick)
+    _, sim = nearest_patterns(patterns[rest], patterns[pick])
+    return float(np.percentile(sim, OOD_PERCENTILE))
+
+
+@dataclass
+class Generated:
+    pattern: np.ndarray  # (P, P)
+    samples: np.ndarray  # (n, H, W)
+    latents: np.ndarray  # (n, dz)
+    mean: np.ndarray
+    std: np.ndarray
+    truth: np.ndarray | None  # the simulator's output for this exact pattern, if the fibre is known
+    truth_recon: np.ndarray | None  # the VAE's reconstruction of the truth
+    regressor: np.ndarray | None
+    filmstrip: np.ndarray  # (T, H, W): x̂₀ of sample 0 after `filmstrip_steps`
+    filmstrip_steps: list[int]
+    similarity: float | None  # cosine similarity to the nearest training pattern
+    ood: bool
+    seconds: float
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # panel → pcc, contrast
+
+
+def true_speckle(dataset_root: Path | None, pattern: np.ndarray, vae: Checkpoint) -> np.ndarray | None:
+    """The fibre's output for this pattern, through the VAE's preprocessing, when the dataset
+    was simulated (its simulation.json names the fibre); None otherwise. A set with fibre states
+    has many true outputs: this is state 0's."""
+    from speckle.mmf import fibre_states, propagate
+    from vae.data import Normalization, normalize
+
+    if dataset_root is None:
+        return None
+    try:
+        meta = json.loads((Path(dataset_root) / "simulation.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("kind") != "mmf" or meta.get("size") != vae.model_config.image_size:
+        return None
+    if pattern.shape != (meta.get("pattern_size", 16),) * 2:
+        return None
+    intensity = propagate(pattern[None], fibre_states(meta)[0])[0]
+    norm = Normalization.from_dict(vae.config.get("preprocessing", {}).get("normalization", {"mode": "max"}))
+    return normalize(intensity, norm)
+
+
+def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8, steps: int = 20,
+             sampler: str = "dpm++", guidance: float = 2.0, seed: int = 0,
+             dataset_root: Path | None = None, mask: np.ndarray | None = None,
+             filmstrip: int = 5) -> Generated:  # fmt: skip
+    """One Generate click."""
+    from diffusion.references import nearest_patterns
+    from diffusion.sampling import regress_latents, sample_latents
+    from diffusion.scoring import panel
+    from vae.inference import decode
+
+    t0 = time.perf_counter()
+    gen = served.generator
+    s = sample_latents(gen.model, pattern[None], n, steps, sampler, guidance, seed, trajectory=filmstrip)
+    lat = s.latents[0]
+    extra = [] if gen.regressor is None else [regress_latents(gen.regressor, pattern[None])[0]]
+    frames = decode(vae.model, np.concatenate([lat, s.trajectory[:, 0, 0], *[e[None] for e in extra]]))
+    samples, strip = frames[:n], frames[n : n + len(s.trajectory_steps)]
+    reg = frames[-1] if extra else None
+    truth = true_speckle(dataset_root, pattern, vae)
+    recon = None
+    if truth is not None:
+        import torch
+
+        with torch.inference_mode():
+            mu = vae.model.encode(torch.from_numpy(truth)[None, None]).mean
+        recon = decode(vae.model, mu)[0]
+    sim, ood = None, False
+    if served.train_patterns is not None:
+        sim = float(nearest_patterns(served.train_patterns, pattern[None])[1][0])
+        ood = served.ood_threshold is not None and sim < served.ood_threshold
+    mask = np.ones(samples.shape[1:], bool) if mask is None else mask
+    mean, std = samples.mean(0), samples.std(0)
+    panels = {"truth": truth, "mean": mean, "recon": recon, "regressor": reg}
+    panels |= {f"sample {j}": samples[j] for j in range(n)}
+    metrics = {k: panel(truth, v, mask) for k, v in panels.items() if v is not None}
+    return Generated(pattern, samples, lat, mean, std, truth, recon, reg, strip, s.trajectory_steps,
+                     sim, ood, time.perf_counter() - t0, metrics)  # fmt: skip
