@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from diffusion.config import DenoiserConfig
 from vae import __version__
 from vae.atomic import atomic_dir
 from vae.checkpoint import CheckpointError, file_sha256, read_weights, resolve, strip_prefixes
-
-from diffusion.config import DenoiserConfig
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +84,9 @@ def save_generator(
     if weights_dtype is not None:
         meta["weights_dtype"] = weights_dtype
     with atomic_dir(directory, replace=True, durable=True) as tmp:
-        save_file(_cast(_plain(model), weights_dtype), str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        save_file(
+            _cast(_plain(model), weights_dtype), str(tmp / WEIGHTS), metadata={"format": FORMAT}
+        )
         config = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
                   "version": __version__, "torch": torch.__version__,
                   "weights_sha256": file_sha256(tmp / WEIGHTS)}  # fmt: skip

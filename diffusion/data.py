@@ -32,7 +32,9 @@ def to_pattern(pixels: np.ndarray, full_scale: float, size: int) -> np.ndarray:
     a = a[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
     if s != size:
         method = Image.Resampling.BOX if s > size else Image.Resampling.BILINEAR
-        a = np.asarray(Image.fromarray(np.ascontiguousarray(a), mode="F").resize((size, size), method))
+        a = np.asarray(
+            Image.fromarray(np.ascontiguousarray(a), mode="F").resize((size, size), method)
+        )
     return np.clip(a, 0.0, 1.0).astype(np.float32)
 
 
@@ -68,7 +70,9 @@ def dataset_patterns(dataset: ImageFolder, size: int) -> np.ndarray:
             p = dataset.pattern(i)
             if p is None:
                 name = dataset.labels[PATTERN_COLUMN].iloc[i]
-                raise ValueError(f"{dataset.root / str(name)}: pattern of sample {i} cannot be read")
+                raise ValueError(
+                    f"{dataset.root / str(name)}: pattern of sample {i} cannot be read"
+                )
             out[i] = to_pattern(p, 1.0, size)
         return {"patterns": out}, {}
 

@@ -33,7 +33,9 @@ GUIDANCE_SWEEP = (1.0, 1.5, 2.0, 3.0, 4.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m diffusion.evaluate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m diffusion.evaluate", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--checkpoint", required=True, help="generator directory (or its run)")
     p.add_argument("--data", required=True, help="held-out folder of (pattern, speckle) pairs")
     p.add_argument("--vae", default="", help="the VAE (default: the path the generator records)")
@@ -55,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _spaced(n: int, k: int) -> np.ndarray:
-    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n else np.zeros(0, int)
+    return (
+        np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n else np.zeros(0, int)
+    )
 
 
 def _images(dataset: ImageFolder, idx: np.ndarray) -> np.ndarray:
@@ -65,8 +69,8 @@ def _images(dataset: ImageFolder, idx: np.ndarray) -> np.ndarray:
 def evaluate(args: argparse.Namespace, log=print) -> dict:
     import torch
 
-    from diffusion.sampling import regress_latents, sample_latents
     from diffusion.references import DigitClassifier, fit_transmission_matrix, nearest_patterns
+    from diffusion.sampling import regress_latents, sample_latents
     from vae.inference import decode, encode_dataset
 
     if args.threads:
@@ -92,7 +96,9 @@ def evaluate(args: argparse.Namespace, log=print) -> dict:
                     "vae": str(vae_path), "vae_id": vae.id, "data": str(args.data)}  # fmt: skip
 
     t = time.perf_counter()
-    s = sample_latents(model, patterns, args.samples, args.steps, args.sampler, args.guidance, args.seed)
+    s = sample_latents(
+        model, patterns, args.samples, args.steps, args.sampler, args.guidance, args.seed
+    )
     result["sample_seconds"] = time.perf_counter() - t
     gen_imgs = decode(vae.model, s.latents.reshape(-1, s.latents.shape[-1])).reshape(
         len(idx), args.samples, *truth.shape[1:]
@@ -108,7 +114,9 @@ def evaluate(args: argparse.Namespace, log=print) -> dict:
     enc = encode_dataset(vae.model, torch.utils.data.Subset(held, idx.tolist()))
     refs["vae_ceiling"] = summary(score(truth, decode(vae.model, enc.mu), mask))
     if gen.regressor is not None:
-        refs["regressor"] = summary(score(truth, decode(vae.model, regress_latents(gen.regressor, patterns)), mask))
+        refs["regressor"] = summary(
+            score(truth, decode(vae.model, regress_latents(gen.regressor, patterns)), mask)
+        )
 
     train_path = args.train_data or gconf["dataset"]["path"]
     train = open_dataset(vae, train_path)
@@ -117,24 +125,33 @@ def evaluate(args: argparse.Namespace, log=print) -> dict:
     refs["nearest"] = summary(score(truth, _images(train, near), mask))
     result["nearest_cosine"] = float(np.mean(sim))
     rng = np.random.default_rng(args.seed)
-    refs["random"] = summary(score(truth, _images(train, rng.integers(0, len(train), len(idx))), mask))
+    refs["random"] = summary(
+        score(truth, _images(train, rng.integers(0, len(train), len(idx))), mask)
+    )
 
     if args.tm_steps > 0:
         # Fitted to the recorded intensities (fixed range), not to per-image normalized frames.
         raw = ImageFolder(train_path, vae.model_config.image_size, Normalization(mode="fixed"))
         fit_idx = _spaced(len(raw), 8192)
-        tm = fit_transmission_matrix(train_patterns[fit_idx], _images(raw, fit_idx), mask, steps=args.tm_steps)
+        tm = fit_transmission_matrix(
+            train_patterns[fit_idx], _images(raw, fit_idx), mask, steps=args.tm_steps
+        )
         pred = np.stack([_renormalize(p, vae) for p in tm.predict(patterns)])
         refs["tm_fit"] = summary(score(truth, pred, mask)) | {"seconds": tm.seconds}
     result["references"] = refs
     for name, m in refs.items():
         result[f"{name}_pcc"] = m["pcc"]
-    log(f"single-sample PCC {result['pcc']:.3f}; " + ", ".join(f"{n} {m['pcc']:.3f}" for n, m in refs.items()))
+    log(
+        f"single-sample PCC {result['pcc']:.3f}; "
+        + ", ".join(f"{n} {m['pcc']:.3f}" for n, m in refs.items())
+    )
 
     labels = held.labels
     if "digit" in labels.columns and "digit" in train.labels.columns:
         fit_idx = _spaced(len(train), 4000)
-        clf = DigitClassifier().fit(_images(train, fit_idx), train.labels["digit"].to_numpy()[fit_idx], mask)
+        clf = DigitClassifier().fit(
+            _images(train, fit_idx), train.labels["digit"].to_numpy()[fit_idx], mask
+        )
         y = labels["digit"].to_numpy()[idx]
         acc_true = clf.accuracy(truth, y)
         acc_gen = float(np.mean([clf.accuracy(gen_imgs[:, j], y) for j in range(args.samples)]))
@@ -147,7 +164,9 @@ def evaluate(args: argparse.Namespace, log=print) -> dict:
         sweep = {"patterns": int(len(sub)), "steps": {}, "guidance": {}, "samplers": {}}
 
         def single_pcc(steps: int, sampler: str, guidance: float) -> float:
-            lat = sample_latents(model, patterns[sub], 1, steps, sampler, guidance, args.seed).latents[:, 0]
+            lat = sample_latents(
+                model, patterns[sub], 1, steps, sampler, guidance, args.seed
+            ).latents[:, 0]
             return summary(score(truth[sub], decode(vae.model, lat), mask))["pcc"]
 
         for n_steps in STEP_SWEEP:
@@ -190,10 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(text)
     else:
-        rows = [("generator (1 sample)", result)] + [(n, m) for n, m in result["references"].items()]
+        rows = [("generator (1 sample)", result)] + [
+            (n, m) for n, m in result["references"].items()
+        ]
         print(f"{'':24s} {'PCC':>6s} {'SSIM':>6s} {'K ratio':>8s} {'grain':>6s}")
         for name, m in rows:
-            print(f"{name:24s} {m['pcc']:6.3f} {m['ssim']:6.3f} {m['contrast_ratio']:8.3f} {m['grain_ratio']:6.3f}")
+            print(
+                f"{name:24s} {m['pcc']:6.3f} {m['ssim']:6.3f} {m['contrast_ratio']:8.3f} {m['grain_ratio']:6.3f}"
+            )
     return 0
 
 

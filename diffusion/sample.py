@@ -26,7 +26,9 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m diffusion.sample", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m diffusion.sample", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--checkpoint", required=True, help="generator directory (or its run)")
     p.add_argument("--pattern", required=True, nargs="+", help="pattern image files")
     p.add_argument("--n", type=int, default=8, help="samples per pattern")
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no readable pattern", file=sys.stderr)
         return EXIT_USAGE
     write(gen, vae, np.stack(patterns), names, args)
-    print(f"wrote {len(names) * args.n} samples of {len(names)} patterns to {args.out}", file=sys.stderr)
+    print(
+        f"wrote {len(names) * args.n} samples of {len(names)} patterns to {args.out}",
+        file=sys.stderr,
+    )
     return 0 if len(names) == len(args.pattern) else 1
 
 
@@ -77,7 +82,9 @@ def write(gen: gck.Generator, vae: vck.Checkpoint, patterns: np.ndarray, names: 
     from vae.atomic import atomic_dir
     from vae.inference import decode
 
-    s = sample_latents(gen.model, patterns, args.n, args.steps, args.sampler, args.guidance, args.seed)
+    s = sample_latents(
+        gen.model, patterns, args.n, args.steps, args.sampler, args.guidance, args.seed
+    )
     frames = decode(vae.model, s.latents.reshape(-1, s.latents.shape[-1]))
     rows = []
     with atomic_dir(args.out, replace=True) as tmp:

@@ -84,9 +84,7 @@ def sample_latents(
             traj_steps.append(i + 1)
         x = scheduler.step(out, t, x, generator=gens).prev_sample
     latents = model.unstandardize(x).float().cpu().numpy().reshape(k, n, dz)
-    tr = (
-        torch.stack(traj).float().cpu().numpy().reshape(len(traj), k, n, dz) if traj else None
-    )
+    tr = torch.stack(traj).float().cpu().numpy().reshape(len(traj), k, n, dz) if traj else None
     return Samples(latents, tr, traj_steps)
 
 

@@ -46,4 +46,3 @@ def sampler(name: str, config: DenoiserConfig):
     if name == "ddpm":
         return DDPMScheduler(**common)
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
-

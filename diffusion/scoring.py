@@ -19,7 +19,9 @@ def score(truth: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> dict[str, np
         contrast = stats.contrast_batch(pred, mask) / stats.contrast_batch(truth, mask)
         grain = (stats.grain_size_batch(pred, mask)["fwhm_r"]
                  / stats.grain_size_batch(truth, mask)["fwhm_r"])  # fmt: skip
-    hist = np.array([stats.histogram_distance(t, p, mask) for t, p in zip(truth, pred, strict=True)])
+    hist = np.array(
+        [stats.histogram_distance(t, p, mask) for t, p in zip(truth, pred, strict=True)]
+    )
     return {
         "pcc": pcc_batch(truth, pred, mask), "ssim": ssim_batch(truth, pred, 1.0, mask),
         "contrast_ratio": contrast, "grain_ratio": grain, "histogram_distance": hist,

@@ -19,7 +19,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from diffusion import checkpoint as gck
@@ -37,27 +36,30 @@ from vae.train import load_optimizer as _load_optimizer
 from vae.train import optimizer_tensors as _optimizer_tensors
 
 MAX_VAL = 1024
-WARMUP_STEPS = 200
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup, then cosine decay to 10% of --lr at --max-steps."""
-    if step < WARMUP_STEPS:
-        return cfg.lr * (step + 1) / WARMUP_STEPS
-    frac = min(1.0, (step - WARMUP_STEPS) / max(1, cfg.max_steps - WARMUP_STEPS))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    """Linear warmup, then constant: the EMA does the averaging a decay would, and a run can be
+    extended with --resume --max-steps without changing the steps it already took."""
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
 
 
 def diffusion_loss(net, scheduler, x0, pattern, noise, t, keep) -> torch.Tensor:
     """MSE between the network output and its target (ε, or v = √ᾱ ε − √(1−ᾱ) x₀)."""
     xt = scheduler.add_noise(x0, noise, t)
-    target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, t)
+    target = (
+        noise
+        if scheduler.config.prediction_type == "epsilon"
+        else scheduler.get_velocity(x0, noise, t)
+    )
     return torch.nn.functional.mse_loss(net(xt, t, pattern, keep).float(), target)
 
 
 def regressor_loss(net, x0, pattern) -> torch.Tensor:
     zero = torch.zeros_like(x0)
-    return torch.nn.functional.mse_loss(net(zero, torch.zeros(len(x0), device=x0.device), pattern).float(), x0)
+    return torch.nn.functional.mse_loss(
+        net(zero, torch.zeros(len(x0), device=x0.device), pattern).float(), x0
+    )
 
 
 def _prefixed(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
@@ -66,7 +68,9 @@ def _prefixed(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
 
 
 def _unprefixed(opt: torch.optim.Optimizer, tensors: dict, info: dict, prefix: str) -> None:
-    _load_optimizer(opt, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, info)
+    _load_optimizer(
+        opt, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, info
+    )
 
 
 @torch.inference_mode()
@@ -282,10 +286,16 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                         bar.set_postfix(loss=f"{rec['loss']:.4g}")
                 if bar:
                     bar.update(1)
-                if dist.main and len(val_idx) and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                if (
+                    dist.main
+                    and len(val_idx)
+                    and (step % cfg.eval_every == 0 or step == cfg.max_steps)
+                ):
                     ema.copy_to(ema_model.parameters())
                     last_val = validate(ema_model, regressor, scheduler, x0_val, p_val, device)
-                    metrics_file.write(json.dumps({"split": "val", "step": step, **last_val}) + "\n")
+                    metrics_file.write(
+                        json.dumps({"split": "val", "step": step, **last_val}) + "\n"
+                    )
                     metrics_file.flush()
                 if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
                     save()
@@ -306,7 +316,9 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         metrics_file.close()
     if code == 0:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in last_val.items())
-        log(dist, f"done: {step} steps, generator {run_ckpt}" + (f" ({summary})" if summary else ""))
+        log(
+            dist, f"done: {step} steps, generator {run_ckpt}" + (f" ({summary})" if summary else "")
+        )
     return code
 
 
@@ -323,14 +335,20 @@ def _restore(path: Path, cfg: TrainConfig, model, regressor, ema, optimizer, r_o
     old = state.get("train", {})
     changed = [k for k in RESUME_MUST_MATCH if k in old and old[k] != getattr(cfg, k)]
     if changed:
-        raise ValueError(f"{path}: --resume with changed settings {changed}; they must match the run")
+        raise ValueError(
+            f"{path}: --resume with changed settings {changed}; they must match the run"
+        )
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     _unprefixed(optimizer, tensors, state["optimizer"], "opt.")
     n = len(ema.shadow_params)
-    ema.shadow_params = [tensors[f"ema.{i}"].to(p.device) for i, p in zip(range(n), model.parameters(), strict=True)]
+    ema.shadow_params = [
+        tensors[f"ema.{i}"].to(p.device) for i, p in zip(range(n), model.parameters(), strict=True)
+    ]
     ema.optimization_step = int(state["ema_step"])
     if regressor is not None:
-        regressor.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("regressor.")})
+        regressor.load_state_dict(
+            {k[10:]: v for k, v in tensors.items() if k.startswith("regressor.")}
+        )
         _unprefixed(r_opt, tensors, state["regressor_optimizer"], "ropt.")
     noise_gen.set_state(tensors["rng.noise"])
     torch.set_rng_state(tensors["rng.torch"])

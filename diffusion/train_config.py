@@ -34,7 +34,8 @@ class TrainConfig:
     bottleneck: int = field(default=512, **_help("seed-unet1d: bottleneck channels"))
     max_steps: int = field(default=20000, **_help("optimizer steps in total"))
     batch_size: int = field(default=256, **_help("global batch size, split across ranks"))
-    lr: float = field(default=1e-3, **_help("AdamW learning rate (cosine decay to 10%)"))
+    lr: float = field(default=1e-3, **_help("AdamW learning rate, constant after the warmup"))
+    warmup_steps: int = field(default=200, **_help("steps of linear learning-rate warmup"))
     grad_clip: float = field(default=1.0, **_help("gradient clipping max-norm (0 = off)"))
     ema_decay: float = field(default=0.999, **_help("EMA decay of the sampled weights"))
     cfg_dropout: float = field(default=0.1, **_help("fraction of samples trained without "
@@ -69,7 +70,9 @@ class TrainConfig:
         try:
             channels = tuple(int(c) for c in self.channels.split(","))
         except ValueError:
-            raise ValueError(f"--channels: expected integers like 64,128,256, got {self.channels!r}") from None
+            raise ValueError(
+                f"--channels: expected integers like 64,128,256, got {self.channels!r}"
+            ) from None
         return DenoiserConfig(
             arch=self.arch, latent_dim=latent_dim, pattern_size=pattern_size,
             cond_dim=self.cond_dim, width=self.width, depth=self.depth, mlp_ratio=self.mlp_ratio,
@@ -80,7 +83,7 @@ class TrainConfig:
 # Changing these between a run and its --resume would silently break exactness.
 RESUME_MUST_MATCH = (
     "vae", "arch", "prediction", "width", "depth", "mlp_ratio", "cond_dim", "channels",
-    "bottleneck", "batch_size", "lr", "grad_clip", "ema_decay", "cfg_dropout", "regressor",
+    "bottleneck", "batch_size", "lr", "warmup_steps", "grad_clip", "ema_decay", "cfg_dropout", "regressor",
     "val_fraction", "seed",
 )  # fmt: skip
 

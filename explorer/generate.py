@@ -18,7 +18,9 @@ from explorer import sources
 from vae.checkpoint import Checkpoint, CheckpointError
 
 GENERATORS_DIR = "generators"  # models/generators/NAME: shipped generators
-OOD_PERCENTILE = 1.0  # below the 1st percentile of training patterns' own nearest-neighbour similarity
+OOD_PERCENTILE = (
+    1.0  # below the 1st percentile of training patterns' own nearest-neighbour similarity
+)
 
 
 def generator_dirs() -> list[Path]:
@@ -114,9 +116,12 @@ class Generated:
     ood: bool
     seconds: float
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # panel → pcc, contrast
+    truth_latent: np.ndarray | None = None  # (dz,) the VAE's μ of the truth, to mark on the map
 
 
-def true_speckle(dataset_root: Path | None, pattern: np.ndarray, vae: Checkpoint) -> np.ndarray | None:
+def true_speckle(
+    dataset_root: Path | None, pattern: np.ndarray, vae: Checkpoint
+) -> np.ndarray | None:
     """The fibre's output for this pattern, through the VAE's preprocessing, when the dataset
     was simulated (its simulation.json names the fibre); None otherwise. A set with fibre states
     has many true outputs: this is state 0's."""
@@ -129,12 +134,18 @@ def true_speckle(dataset_root: Path | None, pattern: np.ndarray, vae: Checkpoint
         meta = json.loads((Path(dataset_root) / "simulation.json").read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(meta, dict) or meta.get("kind") != "mmf" or meta.get("size") != vae.model_config.image_size:
+    if (
+        not isinstance(meta, dict)
+        or meta.get("kind") != "mmf"
+        or meta.get("size") != vae.model_config.image_size
+    ):
         return None
     if pattern.shape != (meta.get("pattern_size", 16),) * 2:
         return None
     intensity = propagate(pattern[None], fibre_states(meta)[0])[0]
-    norm = Normalization.from_dict(vae.config.get("preprocessing", {}).get("normalization", {"mode": "max"}))
+    norm = Normalization.from_dict(
+        vae.config.get("preprocessing", {}).get("normalization", {"mode": "max"})
+    )
     return normalize(intensity, norm)
 
 
@@ -150,20 +161,26 @@ def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8
 
     t0 = time.perf_counter()
     gen = served.generator
-    s = sample_latents(gen.model, pattern[None], n, steps, sampler, guidance, seed, trajectory=filmstrip)
+    s = sample_latents(
+        gen.model, pattern[None], n, steps, sampler, guidance, seed, trajectory=filmstrip
+    )
     lat = s.latents[0]
     extra = [] if gen.regressor is None else [regress_latents(gen.regressor, pattern[None])[0]]
-    frames = decode(vae.model, np.concatenate([lat, s.trajectory[:, 0, 0], *[e[None] for e in extra]]))
+    frames = decode(
+        vae.model, np.concatenate([lat, s.trajectory[:, 0, 0], *[e[None] for e in extra]])
+    )
     samples, strip = frames[:n], frames[n : n + len(s.trajectory_steps)]
     reg = frames[-1] if extra else None
     truth = true_speckle(dataset_root, pattern, vae)
-    recon = None
+    recon = truth_mu = None
     if truth is not None:
         import torch
 
+        device = next(vae.model.parameters()).device  # the app loads the VAE with device="auto"
         with torch.inference_mode():
-            mu = vae.model.encode(torch.from_numpy(truth)[None, None]).mean
-        recon = decode(vae.model, mu)[0]
+            x = torch.from_numpy(np.asarray(truth, np.float32))[None, None].to(device)
+            truth_mu = vae.model.encode(x).mean.float().cpu().numpy()[0]
+        recon = decode(vae.model, truth_mu[None])[0]
     sim, ood = None, False
     if served.train_patterns is not None:
         sim = float(nearest_patterns(served.train_patterns, pattern[None])[1][0])
@@ -174,4 +191,27 @@ def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8
     panels |= {f"sample {j}": samples[j] for j in range(n)}
     metrics = {k: panel(truth, v, mask) for k, v in panels.items() if v is not None}
     return Generated(pattern, samples, lat, mean, std, truth, recon, reg, strip, s.trajectory_steps,
-                     sim, ood, time.perf_counter() - t0, metrics)  # fmt: skip
+                     sim, ood, time.perf_counter() - t0, metrics, truth_mu)  # fmt: skip
+
+
+def dataset_pattern(dataset, i: int, size: int) -> np.ndarray | None:
+    """Sample i's input pattern as the generator was trained on it (diffusion.data's
+    dataset_patterns, for one sample), or None when the dataset names none."""
+    from diffusion.data import to_pattern
+
+    p = dataset.pattern(i)
+    return None if p is None else to_pattern(p, 1.0, size)
+
+
+def canvas_pattern(rgba: np.ndarray | None, size: int) -> np.ndarray | None:
+    """A drawing (RGBA, white strokes) as a pattern: grey over black, area-resampled to
+    (size, size) in [0, 1]; None while nothing is drawn."""
+    from diffusion.data import to_pattern
+
+    if rgba is None or np.ndim(rgba) != 3:
+        return None
+    a = np.asarray(rgba, np.float32) / 255.0
+    grey = a[..., :3].mean(-1) * (a[..., 3] if a.shape[-1] == 4 else 1.0)  # alpha over black
+    if grey.max() < 0.05:
+        return None
+    return to_pattern(grey, 1.0, size)

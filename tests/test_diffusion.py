@@ -1,0 +1,361 @@
+"""The generator on tiny configs: schedules and samplers, the two denoisers, training (the loss
+falls, exact resume, NaN stop), its refusal of another VAE, sampling (determinism, bad patterns)
+and evaluation with its references."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffusion import checkpoint as gck
+from diffusion.config import DenoiserConfig
+from diffusion.model import Denoiser
+from diffusion.sampling import sample_latents, x0_estimate
+from diffusion.schedulers import SAMPLERS, sampler, training_scheduler
+from diffusion.train import main as train_main
+from vae.run_log import read_metrics
+from vae.train import EXIT_NONFINITE
+from vae.train import main as vae_main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--width", "32", "--depth", "2", "--cond-dim", "16", "--batch-size", "32", "--warmup-steps", "5",
+        "--no-progress", "--threads", "1", "--log-every", "1", "--eval-every", "5",
+        "--checkpoint-every", "5"]  # fmt: skip
+
+
+def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                       env=_env())  # fmt: skip
+    if check and p.returncode != 0:
+        raise AssertionError(p.stderr)
+    return p
+
+
+def _env() -> dict:
+    import os
+
+    return os.environ | {
+        "SPECKLE_VAE_CACHE": os.environ["SPECKLE_VAE_CACHE"],
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """Simulated pairs at 32 px (train and held-out handwriting), and two tiny VAEs."""
+    import os
+
+    root = tmp_path_factory.mktemp("gen")
+    old = os.environ.get("SPECKLE_VAE_CACHE")
+    os.environ["SPECKLE_VAE_CACHE"] = str(root / "cache")
+    train, held = root / "train", root / "held"
+    _run("speckle", "mmf", "--n", "96", "--size", "32", "--seed", "0", "--out", str(train))
+    _run("speckle", "mmf", "--n", "24", "--size", "32", "--seed", "1", "--digits", "test",
+         "--out", str(held))  # fmt: skip
+    vaes = []
+    for seed in (0, 1):
+        run = root / f"vae{seed}"
+        argv = ["--data", str(train), "--out", str(run), "--preset", "demo", "--image-size", "32",
+                "--latent-dim", "16", "--batch-size", "16", "--max-steps", "4", "--seed", str(seed),
+                "--no-progress", "--threads", "1", "--beta", "0.01"]  # fmt: skip
+        assert vae_main(argv) == 0
+        vaes.append(run)
+    yield {"root": root, "train": train, "held": held, "vae": vaes[0], "other_vae": vaes[1]}
+    if old is None:
+        os.environ.pop("SPECKLE_VAE_CACHE", None)
+    else:
+        os.environ["SPECKLE_VAE_CACHE"] = old
+
+
+def _train(world, out: Path, steps: int, extra: list[str] = ()) -> int:
+    argv = ["--vae", str(world["vae"]), "--data", str(world["train"]), "--out", str(out),
+            "--max-steps", str(steps), *TINY, *extra]  # fmt: skip
+    return train_main(argv)
+
+
+@pytest.fixture(scope="module")
+def generator(world) -> Path:
+    out = world["root"] / "gen"
+    assert _train(world, out, 60, ["--lr", "3e-3"]) == 0
+    return out
+
+
+# ------------------------------------------------------------------ schedules and samplers
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_x0_estimate_inverts_the_forward_process(prediction: str) -> None:
+    config = DenoiserConfig(latent_dim=8, prediction=prediction)
+    sched = training_scheduler(config)
+    g = torch.Generator().manual_seed(0)
+    x0 = 3 * torch.randn(5, 8, generator=g)  # far outside [-1, 1]: nothing may clip it
+    noise = torch.randn(5, 8, generator=g)
+    for t in (0, 10, 500, 999):
+        tt = torch.full((5,), t)
+        xt = sched.add_noise(x0, noise, tt)
+        target = noise if prediction == "epsilon" else sched.get_velocity(x0, noise, tt)
+        assert torch.allclose(
+            x0_estimate(sched, xt, target, torch.tensor(t)), x0, atol=2e-3 * (1 + (t > 900) * 50)
+        )
+
+
+class Oracle(torch.nn.Module):
+    """The exact denoiser of data that is one point x*: ε = (x_t − √ᾱ x*)/√(1−ᾱ)."""
+
+    def __init__(self, config: DenoiserConfig, target: torch.Tensor) -> None:
+        super().__init__()
+        self.config, self.target = config, target
+        self.alphas = training_scheduler(config).alphas_cumprod
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+        self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
+        self.register_buffer("latent_std", torch.ones(config.latent_dim))
+
+    def forward(self, x, t, pattern, keep=None):
+        a = self.alphas[t.long()][:, None].float()
+        eps = (x - a.sqrt() * self.target) / (1 - a).sqrt()
+        if self.config.prediction == "epsilon":
+            return eps
+        return a.sqrt() * eps - (1 - a).sqrt() * self.target
+
+    def unstandardize(self, x):
+        return x
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_every_sampler_lands_on_the_data_point_of_an_exact_denoiser(
+    name: str, prediction: str
+) -> None:
+    """The schedule, spacing and sampler settings agree: with the exact score of a one-point
+    distribution at x* = 2.5 (outside [-1, 1], where clip_sample=True would fail), every sampler
+    ends at x*."""
+    config = DenoiserConfig(latent_dim=6, prediction=prediction)
+    target = torch.full((6,), 2.5)
+    out = sample_latents(Oracle(config, target), np.zeros((2, 16, 16)), n=3, steps=20, sampler=name,
+                         guidance=1.0, seed=0).latents  # fmt: skip
+    assert out.shape == (2, 3, 6)
+    np.testing.assert_allclose(out, 2.5, atol=0.05)
+
+
+def test_sampler_settings_are_the_papers() -> None:
+    config = DenoiserConfig(prediction="v_prediction")
+    for name in SAMPLERS:
+        s = sampler(name, config)
+        assert s.config.beta_schedule == "squaredcos_cap_v2"
+        assert s.config.num_train_timesteps == 1000
+        assert s.config.timestep_spacing == "trailing"
+        assert s.config.prediction_type == "v_prediction"
+        assert getattr(s.config, "clip_sample", False) is False
+        s.set_timesteps(5)
+        assert int(s.timesteps[0]) == 999  # few steps start from pure noise
+    assert sampler("dpm++", config).config.algorithm_type == "dpmsolver++"
+
+
+# ------------------------------------------------------------------ denoisers
+
+
+@pytest.mark.parametrize("arch", ["mlp-adaln", "seed-unet1d"])
+def test_denoisers_map_latents_and_ignore_the_pattern_when_dropped(arch: str) -> None:
+    config = DenoiserConfig(arch=arch, latent_dim=32, width=16, depth=2, cond_dim=8,
+                            channels=(4, 8, 8), bottleneck=8, heads=2)  # fmt: skip
+    model = Denoiser(config)
+    for p in model.parameters():  # leave the zero initialization, so outputs depend on inputs
+        torch.nn.init.normal_(p, std=0.2)
+    x, t = torch.randn(4, 32), torch.tensor([0, 10, 500, 999])
+    pa, pb = torch.rand(4, 16, 16), torch.rand(4, 16, 16)
+    keep = torch.tensor([True, True, False, False])
+    ya, yb = model(x, t, pa, keep), model(x, t, pb, keep)
+    assert ya.shape == (4, 32)
+    assert torch.allclose(ya[2:], yb[2:])  # dropped: the null embedding, whatever the pattern
+    assert not torch.allclose(ya[:2], yb[:2])
+
+
+def test_adaln_zero_starts_at_zero_output() -> None:
+    model = Denoiser(DenoiserConfig(latent_dim=32, width=16, depth=2, cond_dim=8))
+    assert (
+        torch.count_nonzero(
+            model(torch.randn(3, 32), torch.tensor([1, 2, 3]), torch.rand(3, 16, 16))
+        )
+        == 0
+    )
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="arch"):
+        DenoiserConfig(arch="transformer")
+    with pytest.raises(ValueError, match="divide"):
+        DenoiserConfig(arch="seed-unet1d", latent_dim=20)
+    with pytest.raises(ValueError, match="unknown"):
+        DenoiserConfig.from_dict({"arch": "mlp-adaln", "evil": 1})
+
+
+# ------------------------------------------------------------------ training
+
+
+def test_training_lowers_the_loss_and_records_the_vae(world, generator: Path) -> None:
+    rows = [r for r in read_metrics(generator / "metrics.jsonl") if r["split"] == "train"]
+    assert len(rows) == 60
+    first = np.mean([r["loss"] for r in rows[:10]])
+    last = np.mean([r["loss"] for r in rows[-10:]])
+    assert last < 0.9 * first
+    reg_first = np.mean([r["reg_loss"] for r in rows[:5]])
+    assert np.mean([r["reg_loss"] for r in rows[-5:]]) < reg_first
+    gen = gck.load_generator(generator)
+    from vae.checkpoint import load_checkpoint
+
+    assert gen.vae_id == load_checkpoint(world["vae"]).id
+    assert gen.config["step"] == 60 and gen.regressor is not None
+    assert gen.config["command"].startswith("python -m diffusion.train --vae")
+    # The standardization is in the weights: the stored mean is the training latents' mean.
+    assert float(gen.model.latent_std.min()) > 0
+
+
+def test_resume_continues_exactly(world, tmp_path: Path) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert _train(world, straight, 10) == 0
+    assert _train(world, split, 5) == 0
+    assert _train(world, split, 10, ["--resume"]) == 0
+    a, b = gck.load_generator(straight), gck.load_generator(split)
+    for x, y in ((a.model, b.model), (a.regressor, b.regressor)):
+        for (k, v), w in zip(x.state_dict().items(), y.state_dict().values(), strict=True):
+            assert torch.equal(v, w), k
+    steps = [r["step"] for r in read_metrics(split / "metrics.jsonl") if r["split"] == "train"]
+    assert steps == list(range(1, 11))
+
+
+def test_a_run_refuses_another_vae_and_an_overwrite(world, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert _train(world, run, 5) == 0
+    assert _train(world, run, 5) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    argv = ["--vae", str(world["other_vae"]), "--data", str(world["train"]), "--out", str(run),
+            "--max-steps", "10", "--resume", *TINY]  # fmt: skip
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "belongs to the VAE" in err and len(err.splitlines()) == 1
+
+
+def test_nonfinite_loss_stops_training(world, tmp_path: Path, capsys) -> None:
+    assert (
+        _train(world, tmp_path / "nan", 30, ["--lr", "1e30", "--grad-clip", "0"]) == EXIT_NONFINITE
+    )
+    assert "non-finite loss" in capsys.readouterr().err
+
+
+def test_data_without_patterns_is_one_line_error(world, tmp_path: Path, capsys) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for i in range(20):
+        Image.fromarray(np.full((32, 32), 1000 + i, np.uint16)).save(plain / f"{i}.png")
+    argv = ["--vae", str(world["vae"]), "--data", str(plain), "--out", str(tmp_path / "r2"),
+            "--max-steps", "5", *TINY]  # fmt: skip
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "pattern" in err and str(plain) in err
+
+
+# ------------------------------------------------------------------ sampling
+
+
+def _patterns(world, tmp_path: Path) -> list[Path]:
+    files = sorted((world["held"] / "patterns").glob("*.png"))[:2]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    return [*files, bad]
+
+
+def test_sample_is_deterministic_by_seed_and_skips_bad_patterns(
+    world, generator: Path, tmp_path: Path
+) -> None:
+    good_a, good_b, bad = _patterns(world, tmp_path)
+    common = ["--checkpoint", str(generator), "--n", "3", "--steps", "5"]
+
+    def run(
+        out: str, seed: str, *patterns: Path, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        return _run("diffusion.sample", *common, "--seed", seed, "--out", str(tmp_path / out),
+                    "--pattern", *map(str, patterns), check=check)  # fmt: skip
+
+    p = run("a", "7", good_a, bad, good_b, check=False)
+    assert p.returncode == 1
+    skipped = [line for line in p.stderr.splitlines() if "broken.png" in line]
+    assert len(skipped) == 1 and skipped[0].startswith("skipped")
+    import pandas as pd
+
+    labels = pd.read_csv(tmp_path / "a" / "labels.csv")
+    assert len(labels) == 6 and set(labels["sample"]) == {0, 1, 2}
+    assert labels["pattern"].str.endswith(good_a.name).sum() == 3
+    img = Image.open(tmp_path / "a" / labels["file"][0])
+    assert img.mode == "I;16" and img.size == (32, 32)
+
+    run("b", "7", good_a, good_b)
+    run("c", "8", good_a, good_b)
+    run("d", "7", good_a)  # alone: the same samples as beside another pattern
+    files = [f"images/0000_00{j}.png" for j in range(3)]
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+        # Beside another pattern the batch is bigger, and matmul kernels may sum in another
+        # order: equal to float rounding, not to the bit.
+        alone = np.asarray(Image.open(tmp_path / "d" / f), np.int64)
+        beside = np.asarray(Image.open(tmp_path / "b" / f), np.int64)
+        assert np.abs(alone - beside).max() <= 64
+    assert any(
+        (tmp_path / "b" / f).read_bytes() != (tmp_path / "c" / f).read_bytes() for f in files
+    )
+
+
+def test_sample_refuses_a_mismatched_vae(world, generator: Path, tmp_path: Path) -> None:
+    good, _, _ = _patterns(world, tmp_path)
+    p = _run("diffusion.sample", "--checkpoint", str(generator), "--vae", str(world["other_vae"]),
+             "--pattern", str(good), "--out", str(tmp_path / "x"), check=False)  # fmt: skip
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1 and "belongs to the VAE" in p.stderr
+    assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+def test_evaluate_scores_the_generator_beside_every_reference(
+    world, generator: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval.json"
+    p = _run("diffusion.evaluate", "--checkpoint", str(generator), "--data", str(world["held"]),
+             "--n-patterns", "12", "--samples", "2", "--steps", "5", "--tm-steps", "30",
+             "--sweep-patterns", "4", "--json", "--out", str(out))  # fmt: skip
+    result = json.loads(p.stdout)
+    assert result == json.loads(out.read_text())
+    for key in ("pcc", "ssim", "contrast_ratio", "grain_ratio", "classifier_accuracy_ratio",
+                "vae_ceiling_pcc", "regressor_pcc", "nearest_pcc", "random_pcc", "tm_fit_pcc"):  # fmt: skip
+        assert np.isfinite(result[key]), key
+    assert -1 <= result["pcc"] <= 1 and result["n_patterns"] == 12
+    assert result["mask"].startswith("simulation.json core")
+    # The references order as physics says, whatever the (4-step) VAE: through one fibre the
+    # nearest training pattern's speckle beats a random one.
+    assert result["nearest_pcc"] > result["random_pcc"] + 0.1
+    assert result["nearest_cosine"] > 0.5
+    assert set(result["sweeps"]["steps"]) == {"5", "10", "20", "50"}
+    assert set(result["sweeps"]["samplers"]) == set(SAMPLERS)
+
+
+def test_diversity_reports_the_truth_of_a_moving_fibre(
+    world, generator: Path, tmp_path: Path
+) -> None:
+    states = tmp_path / "states"
+    _run("speckle", "mmf", "--n", "16", "--size", "32", "--seed", "2", "--digits", "test",
+         "--states", "4", "--bend", "0.8", "--out", str(states))  # fmt: skip
+    p = _run("diffusion.evaluate", "--checkpoint", str(generator), "--data", str(states),
+             "--train-data", str(world["train"]), "--n-patterns", "8", "--samples", "3",
+             "--steps", "5", "--tm-steps", "0", "--no-sweeps", "--json")  # fmt: skip
+    div = json.loads(p.stdout)["diversity"]
+    assert div["states"] == 4 and div["expected_state_pcc"] == pytest.approx(0.8**4)
+    # Two states' outputs of one pattern correlate about as μ⁴ predicts.
+    assert abs(div["state_state_pcc"] - 0.8**4) < 0.2
+    assert -1 <= div["sample_sample_pcc"] <= 1 and div["mean_std_true"] > 0
