@@ -1,7 +1,7 @@
 """Writes docs/validation.md: every figure the explorer shows about the shipped models, beside
 its baselines, on held-out handwriting through the training fibre.
 
-    python -m benchmarks.science                 # about 3 minutes on 2 cores
+    python -m benchmarks.science                 # about 8 minutes on 2 cores
     python -m benchmarks.science --n 500 --out quick-validation.md   # a quick look
 
 Each model under models/ is scored by `vae.evaluate` (probes of the code, PCA of the speckle at
@@ -117,7 +117,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, text)
 
 
-def render(rows: list[dict], n: int, command: str, seconds: float, stamp: str) -> str:
+def render(rows: list[dict], n: int, command: str, seconds: float, stamp: str,
+           generator: dict | None = None) -> str:  # fmt: skip
     best, short = choose_default(rows)
     lines = [
         "# Validation",
@@ -197,6 +198,10 @@ def render(rows: list[dict], n: int, command: str, seconds: float, stamp: str) -
         + (f" Missed: {'; '.join(missed)}." if missed else ""),
         "",
     ]
+    if generator:
+        from benchmarks.science_generator import render as render_generator
+
+        lines.append(render_generator(generator))
     return "\n".join(lines)
 
 
@@ -209,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--model", action="append", type=Path, help="models to score (default: models/*)"
     )
+    p.add_argument("--no-generator", dest="generator", action="store_false",
+                   help="skip the shipped generator's section")  # fmt: skip
     p.add_argument("--rows", type=Path, default=ROWS, help="where the measured rows are kept")
     p.add_argument("--render-only", action="store_true",
                    help="re-render --rows (models renamed since are found by their weights' id)")  # fmt: skip
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         saved = json.loads(args.rows.read_text())
         text = render(_rename(saved["rows"]), saved["n"], saved["command"], saved["seconds"],
-                      saved["stamp"])  # fmt: skip
+                      saved["stamp"], saved.get("generator"))  # fmt: skip
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}")
         return 0
@@ -229,11 +236,15 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(tmp) / "held-out"
         write_dataset(simulate_mmf(args.n, HELD_OUT_SEED, digits="test"), data)
         rows = evaluate_all(models, data)
+        from benchmarks import science_generator
+
+        generator = science_generator.run(data, Path(tmp)) if args.generator else None
     command = "python -m vae.evaluate --checkpoint MODEL --data HELD_OUT --probe-label digit --pca curve --json"
     seconds, stamp = time.perf_counter() - t0, _stamp()
     atomic_write_text(args.rows, json.dumps({"rows": rows, "n": args.n, "command": command,
-                                             "seconds": seconds, "stamp": stamp}))  # fmt: skip
-    atomic_write_text(args.out, render(rows, args.n, command, seconds, stamp))
+                                             "seconds": seconds, "stamp": stamp,
+                                             "generator": generator}))  # fmt: skip
+    atomic_write_text(args.out, render(rows, args.n, command, seconds, stamp, generator))
     print(f"wrote {args.out}")
     return 0
 
