@@ -243,3 +243,17 @@ def test_atomic_writes_follow_the_umask(tmp_path) -> None:
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
+
+
+def test_safetensors_header_length_ending_in_0x80_is_not_a_pickle(tmp_path: Path) -> None:
+    """A safetensors file starts with its header's length: a low byte of 0x80 is pickle's PROTO
+    opcode, and such a file (the shipped generator's regressor) was once refused as a pickle."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "w.safetensors"
+    for pad in range(256):
+        save_file({"x": torch.arange(3.0)}, str(path), metadata={"pad": "p" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert torch.equal(ckpt.read_weights(path)["x"], torch.arange(3.0))

@@ -183,8 +183,13 @@ def resolve(path: str | Path) -> Path:
 
 def _sniff_pickle(path: Path) -> bool:
     with open(path, "rb") as f:
-        head = f.read(4)
-    # torch.save writes a zip archive (PK..) or a raw pickle (protocol byte 0x80).
+        head = f.read(9)
+    # torch.save writes a zip archive (PK..) or a raw pickle (protocol byte 0x80). A safetensors
+    # file starts with its JSON header's length (u64, little-endian) and the header's "{": a
+    # length whose low byte is 0x80 is not a pickle (the shipped generator's regressor was
+    # refused for it).
+    if head[8:9] == b"{":
+        return False
     return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
