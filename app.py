@@ -18,6 +18,7 @@ PAGES = [
     ("views/traverse.py", "Traverse", ":material/tune:"),
     ("views/interpolate.py", "Interpolate", ":material/swap_horiz:"),
     ("views/reconstruct.py", "Reconstruct", ":material/upload_file:"),
+    ("views/generate.py", "Generate", ":material/auto_awesome:"),
     ("views/retrain.py", "Retrain", ":material/model_training:"),
     ("views/compare.py", "Compare", ":material/compare:"),
     ("views/model.py", "Model", ":material/description:"),

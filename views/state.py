@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -18,6 +19,9 @@ from explorer.tasks import Task
 from vae.checkpoint import Checkpoint, load_checkpoint
 from vae.data import ImageFolder, Normalization
 from vae.lit_region import LitRegion, dataset_region
+
+if TYPE_CHECKING:
+    from explorer.generate import Served  # the diffusion modules load on the Generate page only
 
 # Background work (UMAP fits, a first build's reconstruction errors) runs at this nice value
 # above the server's, so that pages and the browser showing them come first on a small machine.
@@ -248,3 +252,29 @@ def _rd(checkpoint_id: str, dataset_fp: str, mask_source: str, _atlas: Atlas, _m
 def rate_distortion_of(atlas: Atlas, region: LitRegion) -> dict:
     """A model's rate–distortion point on a dataset, measured once per model and dataset."""
     return _rd(atlas.checkpoint.id, atlas.dataset.fingerprint(), region.source, atlas, region.mask)
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def generator_path(vae_id: str) -> str | None:
+    """The generator made for this VAE (explorer.generate.find_generator), rescanned at most
+    every 2 s like choices(): a generator trained meanwhile shows up within that."""
+    from explorer.generate import find_generator
+
+    path = find_generator(vae_id)
+    return None if path is None else str(path)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _generator(path: str, mtime: float, vae_id: str, _vae: Checkpoint) -> Served:
+    from explorer import serving
+    from explorer.generate import load
+
+    serving.model(_vae)  # built the app's way first (its worker's torch set-up; see serving)
+    return load(path, _vae)
+
+
+def generator(path: str, vae: Checkpoint) -> Served:
+    """The loaded generator for a VAE, once per process per generator, its config's mtime and
+    the VAE: loading and warming it costs seconds."""
+    mtime = (Path(path) / "config.json").stat().st_mtime
+    return _generator(str(path), mtime, vae.id, vae)

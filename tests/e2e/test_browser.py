@@ -298,3 +298,39 @@ def test_other_pages_render(server, page, name: str) -> None:
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     assert not page.locator('[data-testid="stException"]').count()
     shot(page, name)
+
+
+def test_generate_from_a_drawing(server, page) -> None:
+    """The first visit generates from a dataset pattern; then a stroke drawn on the canvas
+    with the mouse is the pattern the Generate button samples for."""
+    samples = page.locator('.st-key-gen_samples [data-testid="stImage"] img')
+    page.goto(f"{server}/generate")
+    wait_app(page)
+    samples.nth(7).wait_for(timeout=180_000)  # the first visit's result, 8 samples
+    wait_app(page)
+    page.locator('[data-testid="stRadio"]').get_by_text("Draw", exact=True).click()
+    # Fabric's upper canvas takes the mouse; it lies over the lower one, in the component's
+    # shadow root (Playwright's CSS locators pierce it).
+    canvas = page.locator(".st-key-gen_canvas canvas").last
+    canvas.wait_for(timeout=60_000)
+    wait_app(page)
+    box = canvas.bounding_box()
+    assert box and box["width"] >= 200
+    x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+    page.mouse.move(x + 0.35 * w, y + 0.3 * h)  # a "1": a short diagonal, then down
+    page.mouse.down()
+    page.mouse.move(x + 0.5 * w, y + 0.15 * h, steps=6)
+    page.mouse.move(x + 0.5 * w, y + 0.85 * h, steps=12)
+    page.mouse.up()
+    page.get_by_text("what the generator sees: drawn").wait_for(timeout=60_000)
+    wait_app(page)
+    button = page.get_by_role("button", name="Generate")
+    expect(button).to_be_enabled(timeout=30_000)
+    t0 = time.perf_counter()
+    button.click()
+    page.get_by_text("input pattern (drawn)").wait_for(timeout=120_000)
+    print(f"generate click → result: {time.perf_counter() - t0:.1f} s")
+    wait_app(page)
+    expect(samples).to_have_count(8, timeout=30_000)
+    assert not page.locator('[data-testid="stException"]').count()
+    shot(page, "generate")
