@@ -27,6 +27,8 @@ def _suite(quick: bool) -> list[tuple[str, object]]:
         atlas_build,
         decode,
         first_start,
+        generate,
+        generate_click,
         load,
         retrain,
         slider,
@@ -36,6 +38,8 @@ def _suite(quick: bool) -> list[tuple[str, object]]:
 
     return [
         ("train_speed", lambda: train_speed.run(steps=20 if quick else 60)),
+        ("generate", lambda: generate.run(quick)),
+        ("generate_click", lambda: generate_click.run(clicks=3 if quick else 5)),
         ("decode", decode.run),
         ("slider", lambda: slider.run(moves=10 if quick else 30)),
         ("upload", lambda: upload.run(n_atlas=400 if quick else 2000)),

@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ImageError, vck.CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    text = json.dumps(result, indent=2)
+    text = json.dumps(result)  # one line: a JSON Lines stream when several runs are appended
     if args.out:
         from vae.atomic import atomic_write
 
