@@ -35,7 +35,7 @@ GENERATOR = ROOT / "models" / "generators" / "demo"
 
 def sampling(repeats: int = 20) -> dict:
     from diffusion.checkpoint import load_generator
-    from diffusion.sampling import sample_latents
+    from diffusion.sampling import GUIDANCE, STEPS, sample_latents
     from vae.checkpoint import load_checkpoint
     from vae.inference import decode
 
@@ -44,7 +44,7 @@ def sampling(repeats: int = 20) -> dict:
     pattern = np.random.default_rng(0).random((1, 16, 16)).astype(np.float32)
 
     def click():
-        s = sample_latents(gen.model, pattern, 8, 20, "dpm++", 2.0, 0)
+        s = sample_latents(gen.model, pattern, 8, STEPS, "dpm++", GUIDANCE, 0)
         decode(vae.model, s.latents[0])
 
     x = torch.randn(8, gen.denoiser_config.latent_dim)
@@ -58,7 +58,7 @@ def sampling(repeats: int = 20) -> dict:
         decode(vae.model, x.numpy())
 
     ours, ref = median_time(click, repeats), median_time(bare, repeats)
-    return {"benchmark": "generate_sampling[8 samples, 20 dpm++ steps, guidance 2]",
+    return {"benchmark": f"generate_sampling[8 samples, {STEPS} dpm++ steps, guidance {GUIDANCE:g}]",
             "ours_ms": ours * 1e3, "reference_ms": ref * 1e3, "ratio": ours / ref, "limit": 1.5}  # fmt: skip
 
 

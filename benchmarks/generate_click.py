@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from benchmarks.load import ARGS, CHROMIUM, start_server
+from diffusion.sampling import GUIDANCE
 
 LIMIT_SECONDS = 1.0
 SAMPLES = '.st-key-gen_samples [data-testid="stImage"] img'
@@ -45,7 +46,9 @@ def run(clicks: int = 5, n: int = 400) -> list[dict]:
                 reruns.append(_seed(page, i))
                 t0 = time.perf_counter()
                 page.get_by_role("button", name="Generate").click()
-                page.get_by_text(f"guidance 2, seed {i}).").first.wait_for(timeout=60_000)
+                page.get_by_text(f"guidance {GUIDANCE:g}, seed {i}).").first.wait_for(
+                    timeout=60_000
+                )
                 page.locator(SAMPLES).nth(7).wait_for(timeout=60_000)
                 clicked.append(time.perf_counter() - t0)
         finally:
@@ -53,7 +56,7 @@ def run(clicks: int = 5, n: int = 400) -> list[dict]:
             proc.terminate()
             proc.wait(30)
     click, rerun = statistics.median(clicked), statistics.median(reruns)
-    return [{"benchmark": "generate_click_browser[8 samples, 20 dpm++ steps, guidance 2]",
+    return [{"benchmark": f"generate_click_browser[8 samples, 20 dpm++ steps, guidance {GUIDANCE:g}]",
              "click_to_images_seconds": click, "clicks": clicked, "plain_rerun_seconds": rerun,
              "ratio_to_rerun": click / rerun, "limit_seconds": LIMIT_SECONDS,
              "ratio": click / LIMIT_SECONDS}]  # fmt: skip

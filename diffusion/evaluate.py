@@ -22,6 +22,8 @@ import numpy as np
 
 from diffusion import checkpoint as gck
 from diffusion.data import dataset_patterns, open_dataset
+from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
+from diffusion.schedulers import SAMPLERS
 from diffusion.scoring import score, summary
 from vae import checkpoint as vck
 from vae.data import ImageError, ImageFolder, Normalization
@@ -43,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "random, classifier and TM references (default: the generator's own)")  # fmt: skip
     p.add_argument("--n-patterns", type=int, default=500, help="held-out pairs scored")
     p.add_argument("--samples", type=int, default=8, help="K samples per pattern")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--sampler", default="dpm++", choices=("dpm++", "ddim", "ddpm"))
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS)
+    p.add_argument("--guidance", type=float, default=GUIDANCE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sweep-patterns", type=int, default=200, help="pairs used by the sweeps")
     p.add_argument("--no-sweeps", dest="sweeps", action="store_false")
@@ -173,7 +175,7 @@ def evaluate(args: argparse.Namespace, log=print) -> dict:
             sweep["steps"][str(n_steps)] = single_pcc(n_steps, args.sampler, args.guidance)
         for w in GUIDANCE_SWEEP:
             sweep["guidance"][str(w)] = single_pcc(args.steps, args.sampler, w)
-        for name in ("dpm++", "ddim", "ddpm"):
+        for name in SAMPLERS:
             sweep["samplers"][name] = single_pcc(args.steps, name, args.guidance)
         result["sweeps"] = sweep
 

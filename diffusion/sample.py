@@ -18,6 +18,7 @@ import numpy as np
 
 from diffusion import checkpoint as gck
 from diffusion.data import read_pattern
+from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from diffusion.schedulers import SAMPLERS
 from vae import checkpoint as vck
 from vae.data import ImageError
@@ -32,9 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="generator directory (or its run)")
     p.add_argument("--pattern", required=True, nargs="+", help="pattern image files")
     p.add_argument("--n", type=int, default=8, help="samples per pattern")
-    p.add_argument("--steps", type=int, default=20, help="sampler steps")
-    p.add_argument("--sampler", default="dpm++", choices=SAMPLERS)
-    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance weight")
+    p.add_argument("--steps", type=int, default=STEPS, help="sampler steps")
+    p.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS)
+    p.add_argument(
+        "--guidance", type=float, default=GUIDANCE, help="classifier-free guidance weight"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vae", default="", help="the VAE (default: the path the generator records)")
     p.add_argument("--out", required=True, help="folder to write (created; files are replaced)")

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from diffusion import checkpoint as gck
+from diffusion.sampling import GUIDANCE, SAMPLER
 from explorer import sources
 from vae.checkpoint import Checkpoint, CheckpointError
 
 GENERATORS_DIR = "generators"  # models/generators/NAME: shipped generators
-OOD_PERCENTILE = (
-    1.0  # below the 1st percentile of training patterns' own nearest-neighbour similarity
-)
+# A pattern is out of distribution below the 1st percentile of the training patterns' own
+# nearest-neighbour similarity.
+OOD_PERCENTILE = 1.0
 
 
 def generator_dirs() -> list[Path]:
@@ -150,7 +151,7 @@ def true_speckle(
 
 
 def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8, steps: int = 20,
-             sampler: str = "dpm++", guidance: float = 2.0, seed: int = 0,
+             sampler: str = SAMPLER, guidance: float = GUIDANCE, seed: int = 0,
              dataset_root: Path | None = None, mask: np.ndarray | None = None,
              filmstrip: int = 5) -> Generated:  # fmt: skip
     """One Generate click."""

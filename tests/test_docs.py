@@ -32,7 +32,7 @@ SHRINK = [  # (pattern, replacement): tiny data and two training steps
     (r"--checkpoint-every \d+", "--checkpoint-every 1"),
 ]
 # Folders that examples read; a fixture set stands in for those a document does not write.
-FIXTURES = ("data/mmf-test", "data/mine", "my_frames")
+FIXTURES = ("data/mmf-test", "data/mmf-train", "data/mine", "my_frames")
 
 
 def commands(doc: Path) -> list[str]:
@@ -63,7 +63,7 @@ def test_the_documents_have_examples_to_run() -> None:
     assert len(found["README.md"]) >= 6, found["README.md"]
     every = " ".join(c for cmds in found.values() for c in cmds)
     for module in ("speckle mmf", "speckle free", "speckle stats", "vae.train", "vae.evaluate",
-                   "explorer.encode"):  # fmt: skip
+                   "explorer.encode", "diffusion.train", "diffusion.sample", "diffusion.evaluate"):  # fmt: skip
         assert f"python -m {module}" in every, module
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from diffusion.schedulers import SAMPLERS
 from explorer import generate, sources
 from explorer.images import to_png
@@ -138,10 +139,10 @@ with left:
                       SOURCES[2]: upload_input}[source]()  # fmt: skip
 with right:
     c = st.columns(5)
-    sampler = c[0].selectbox("Sampler", SAMPLERS, key="gen_sampler",
+    sampler = c[0].selectbox("Sampler", SAMPLERS, SAMPLERS.index(SAMPLER), key="gen_sampler",
                              help="DPM-Solver++ needs the fewest steps; DDPM the most")  # fmt: skip
-    steps = int(c[1].number_input("Steps", 1, 200, 20, key="gen_steps"))
-    guidance = float(c[2].number_input("Guidance", 0.0, 10.0, 2.0, 0.5, key="gen_guidance",
+    steps = int(c[1].number_input("Steps", 1, 200, STEPS, key="gen_steps"))
+    guidance = float(c[2].number_input("Guidance", 0.0, 10.0, GUIDANCE, 0.5, key="gen_guidance",
                                        help="Classifier-free guidance w: 1 = none, 0 ignores the "
                                        "pattern, above 1 follows it more closely at the cost of "
                                        "variety"))  # fmt: skip
