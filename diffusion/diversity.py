@@ -31,7 +31,10 @@ def true_outputs(meta: dict, patterns: np.ndarray, normalize) -> np.ndarray:
 def diversity(model, vae, held, idx: np.ndarray, patterns: np.ndarray, gen_imgs: np.ndarray,
               mask: np.ndarray, max_patterns: int = 100) -> dict:  # fmt: skip
     """Sample-to-sample against state-to-state PCC, and std maps, on up to `max_patterns`."""
+    import torch
+
     from diffusion.evaluate import _renormalize
+    from vae.inference import decode, encode_dataset
 
     meta = json.loads((held.root / "simulation.json").read_text())
     if not meta.get("states"):
@@ -39,8 +42,15 @@ def diversity(model, vae, held, idx: np.ndarray, patterns: np.ndarray, gen_imgs:
     k = min(len(idx), max_patterns)
     truth = true_outputs(meta, patterns[:k], lambda img: _renormalize(img, vae))  # (k, M, H, W)
     gen = gen_imgs[:k]  # (k, K, H, W)
-    std_t, std_g = truth.std(axis=1), gen.std(axis=1)
+    # The truth as the VAE gives it back: the most spread a generator in its latent space can show.
+    flat = truth.reshape(-1, *truth.shape[2:])
+    recon = decode(vae.model, encode_dataset(vae.model, torch.from_numpy(flat)[:, None]).mu)
+    recon = recon.reshape(truth.shape)
+    std_t, std_g, std_r = truth.std(axis=1), gen.std(axis=1), recon.std(axis=1)
     return {
+        "vae_state_state_pcc": float(np.nanmean([_pairwise_pcc(t, mask) for t in recon])),
+        "vae_std_map_pcc": float(np.nanmean(pcc_batch(std_t, std_r, mask))),
+        "mean_std_vae": float(std_r[:, mask].mean()),
         "patterns": k, "states": int(meta["states"]), "bend": float(meta["bend"]),
         "expected_state_pcc": float(meta["bend"]) ** 4,
         "state_state_pcc": float(np.nanmean([_pairwise_pcc(t, mask) for t in truth])),

@@ -359,3 +359,5 @@ def test_diversity_reports_the_truth_of_a_moving_fibre(
     # Two states' outputs of one pattern correlate about as μ⁴ predicts.
     assert abs(div["state_state_pcc"] - 0.8**4) < 0.2
     assert -1 <= div["sample_sample_pcc"] <= 1 and div["mean_std_true"] > 0
+    # Reconstructions through the VAE: the same figures, also measured.
+    assert -1 <= div["vae_state_state_pcc"] <= 1 and div["mean_std_vae"] >= 0
