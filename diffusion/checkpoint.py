@@ -60,7 +60,11 @@ def _cast(state: dict, dtype: str | None) -> dict:
     if dtype is None:
         return state
     cast = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-    return {k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}
+    # The latent statistics stay float32: they map every sample back to the VAE's μ.
+    keep = ("latent_mean", "latent_std")
+    return {
+        k: v.to(cast) if v.is_floating_point() and k not in keep else v for k, v in state.items()
+    }
 
 
 def _plain(module: torch.nn.Module) -> dict:
@@ -128,6 +132,13 @@ def read_generator_config(path: str | Path) -> dict:
     vae = config.get("vae")
     if not isinstance(vae, dict) or not isinstance(vae.get("id"), str):
         raise GeneratorError(f"{file}: missing the id of its VAE ('vae': {{'id': ...}})")
+    if not isinstance(vae.get("path", ""), str):
+        raise GeneratorError(f"{file}: 'vae.path' must be a string")
+    digest = config.get("weights_sha256")
+    if not (
+        isinstance(digest, str) and len(digest) == 64 and set(digest) <= set("0123456789abcdef")
+    ):
+        raise GeneratorError(f"{file}: missing or malformed 'weights_sha256'")
     return config
 
 
@@ -192,4 +203,6 @@ def read_resume(path: str | Path) -> tuple[dict, dict]:
         state = json.loads(state_json.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise GeneratorError(f"{state_json}: not valid JSON ({e})") from None
+    if not isinstance(state, dict):
+        raise GeneratorError(f"{state_json}: not a JSON object")
     return read_weights(directory / RESUME / "state.safetensors"), state

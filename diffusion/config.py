@@ -26,7 +26,9 @@ class DenoiserConfig:
     channels: tuple[int, ...] = (64, 128, 256)
     bottleneck: int = 512
     heads: int = 4
-    prediction: str = "epsilon"  # what the network predicts: ε or v (Salimans & Ho 2022)
+    # What the network predicts: v (Salimans & Ho 2022), or ε, whose x̂₀ = (x − √(1−ᾱ) ε)/√ᾱ
+    # divides by √ᾱ ≈ 5e-5 at the first trailing step.
+    prediction: str = "v_prediction"
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"  # the cosine schedule (Nichol & Dhariwal 2021)
 

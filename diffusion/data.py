@@ -48,10 +48,49 @@ def read_pattern(source: str | Path | bytes, size: int, name: str | None = None)
     return to_pattern(raw.pixels, raw.full_scale, size)
 
 
-def open_dataset(vae: Checkpoint, data: str | Path) -> ImageFolder:
+def normalization_of(vae: Checkpoint) -> Normalization:
     pre = vae.config.get("preprocessing", {})
-    norm = Normalization.from_dict(pre.get("normalization", {"mode": "max"}))
-    return ImageFolder(data, vae.model_config.image_size, norm, scan_record=cache.scan_record(data))
+    return Normalization.from_dict(pre.get("normalization", {"mode": "max"}))
+
+
+def recorded_frame(counts: np.ndarray, vae: Checkpoint) -> np.ndarray:
+    """An intensity in 16-bit camera counts (H, W) as the VAE sees a recorded frame: rounded and
+    clipped to uint16, as the simulator writes its PNGs, then resized and normalized like every
+    image of a dataset."""
+    from vae.data import preprocess
+
+    png = np.clip(np.round(np.asarray(counts, np.float64)), 0, 65535).astype(np.uint16)
+    return preprocess(png, vae.model_config.image_size, normalization_of(vae))[0]
+
+
+def simulated_counts(intensity: np.ndarray, meta: dict) -> np.ndarray:
+    """A simulator intensity in the counts its set's PNGs use (simulation.json's
+    intensity_scale), or scaled to a 60,000-count peak when the record has none."""
+    scale = meta.get("intensity_scale")
+    if not isinstance(scale, int | float) or scale <= 0:
+        scale = 60000.0 / max(float(np.max(intensity)), 1e-30)
+    return np.asarray(intensity, np.float64) * float(scale)
+
+
+def open_dataset(vae: Checkpoint, data: str | Path) -> ImageFolder:
+    return ImageFolder(data, vae.model_config.image_size, normalization_of(vae),
+                       scan_record=cache.scan_record(data))  # fmt: skip
+
+
+def _pattern_files(dataset: ImageFolder) -> str:
+    """What the patterns are read from, for the cache key: the images' fingerprint leaves the
+    pattern column and the pattern files out (they are not samples)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in dataset.labels[PATTERN_COLUMN].astype(str):
+        file = dataset.root / name.split("#", 1)[0]
+        try:
+            st = file.stat()
+            h.update(f"{name}\x1f{st.st_size}\x1f{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{name}\x1fmissing\n".encode())
+    return h.hexdigest()
 
 
 def dataset_patterns(dataset: ImageFolder, size: int) -> np.ndarray:
@@ -62,7 +101,11 @@ def dataset_patterns(dataset: ImageFolder, size: int) -> np.ndarray:
             f"{dataset.root}: labels.csv has no '{PATTERN_COLUMN}' column naming each image's "
             "input pattern (the simulator writes one: python -m speckle mmf)"
         )
-    path = cache.cache_root() / "patterns" / cache.key(dataset.fingerprint(), size)
+    path = (
+        cache.cache_root()
+        / "patterns"
+        / cache.key(dataset.fingerprint(), size, _pattern_files(dataset))
+    )
 
     def build():
         out = np.zeros((len(dataset), size, size), np.float32)

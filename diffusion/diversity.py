@@ -20,12 +20,13 @@ def _pairwise_pcc(stack: np.ndarray, mask: np.ndarray) -> float:
     return float(np.nanmean(pcc_batch(stack[i], stack[j], mask))) if len(i) else float("nan")
 
 
-def true_outputs(meta: dict, patterns: np.ndarray, normalize) -> np.ndarray:
-    """(N, M, H, W): each pattern through every fibre state, through the VAE's preprocessing."""
+def true_outputs(meta: dict, patterns: np.ndarray, vae) -> np.ndarray:
+    """(N, M, H, W): each pattern through every fibre state, as the VAE sees a recorded frame."""
+    from diffusion.data import recorded_frame, simulated_counts
     from speckle.mmf import fibre_states, propagate
 
-    outs = [propagate(patterns, tm) for tm in fibre_states(meta)]
-    return np.stack([[normalize(o[n]) for o in outs] for n in range(len(patterns))])
+    outs = [simulated_counts(propagate(patterns, tm), meta) for tm in fibre_states(meta)]
+    return np.stack([[recorded_frame(o[n], vae) for o in outs] for n in range(len(patterns))])
 
 
 def diversity(model, vae, held, idx: np.ndarray, patterns: np.ndarray, gen_imgs: np.ndarray,
@@ -33,20 +34,20 @@ def diversity(model, vae, held, idx: np.ndarray, patterns: np.ndarray, gen_imgs:
     """Sample-to-sample against state-to-state PCC, and std maps, on up to `max_patterns`."""
     import torch
 
-    from diffusion.evaluate import _renormalize
     from vae.inference import decode, encode_dataset
 
     meta = json.loads((held.root / "simulation.json").read_text())
     if not meta.get("states"):
         return {"note": "the set records no fibre states"}
     k = min(len(idx), max_patterns)
-    truth = true_outputs(meta, patterns[:k], lambda img: _renormalize(img, vae))  # (k, M, H, W)
+    truth = true_outputs(meta, patterns[:k], vae)  # (k, M, H, W)
     gen = gen_imgs[:k]  # (k, K, H, W)
     # The truth as the VAE gives it back: the most spread a generator in its latent space can show.
     flat = truth.reshape(-1, *truth.shape[2:])
     recon = decode(vae.model, encode_dataset(vae.model, torch.from_numpy(flat)[:, None]).mu)
     recon = recon.reshape(truth.shape)
-    std_t, std_g, std_r = truth.std(axis=1), gen.std(axis=1), recon.std(axis=1)
+    # Sample standard deviations: M states and K samples are compared, ddof=1 for both.
+    std_t, std_g, std_r = (a.std(axis=1, ddof=1) for a in (truth, gen, recon))
     return {
         "vae_state_state_pcc": float(np.nanmean([_pairwise_pcc(t, mask) for t in recon])),
         "vae_std_map_pcc": float(np.nanmean(pcc_batch(std_t, std_r, mask))),

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from diffusion import checkpoint as gck
-from diffusion.data import dataset_patterns, open_dataset
+from diffusion.data import dataset_patterns, open_dataset, recorded_frame
 from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from diffusion.schedulers import SAMPLERS
 from diffusion.scoring import score, summary
@@ -138,7 +138,8 @@ def evaluate(args: argparse.Namespace, log=print) -> dict:
         tm = fit_transmission_matrix(
             train_patterns[fit_idx], _images(raw, fit_idx), mask, steps=args.tm_steps
         )
-        pred = np.stack([_renormalize(p, vae) for p in tm.predict(patterns)])
+        # The fit is in fixed-range units (counts / 65535): back to counts, then as recorded.
+        pred = np.stack([recorded_frame(p * 65535.0, vae) for p in tm.predict(patterns)])
         refs["tm_fit"] = summary(score(truth, pred, mask)) | {"seconds": tm.seconds}
     result["references"] = refs
     for name, m in refs.items():
@@ -187,17 +188,12 @@ def evaluate(args: argparse.Namespace, log=print) -> dict:
     return result
 
 
-def _renormalize(intensity: np.ndarray, vae: vck.Checkpoint) -> np.ndarray:
-    """A predicted intensity through the VAE's own preprocessing, as a recorded frame would be."""
-    from vae.data import normalize
-
-    pre = vae.config.get("preprocessing", {})
-    return normalize(intensity, Normalization.from_dict(pre.get("normalization", {"mode": "max"})))
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        print(f"error: {args.out}: its folder does not exist", file=sys.stderr)
+        return 2
     try:
         result = evaluate(args, log=lambda m: print(m, file=sys.stderr))
     except (ImageError, vck.CheckpointError, ValueError, OSError) as e:
@@ -207,7 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         from vae.atomic import atomic_write
 
-        atomic_write(Path(args.out), text + "\n")
+        try:
+            atomic_write(Path(args.out), text + "\n")
+        except OSError as e:
+            print(f"error: {args.out}: cannot write ({e.strerror or e})", file=sys.stderr)
+            print(text)
+            return 2
     if args.json:
         print(text)
     else:

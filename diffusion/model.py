@@ -34,7 +34,10 @@ class Denoiser(nn.Module):
         trained to output the standardized μ directly."""
         b = len(pattern)
         zero = torch.zeros(b, self.config.latent_dim, device=pattern.device, dtype=pattern.dtype)
-        return self(zero, torch.zeros(b, device=pattern.device), pattern)
+        # keep=all: the null embedding stays in the graph (with a zero gradient), which
+        # DistributedDataParallel needs of every parameter.
+        keep = torch.ones(b, dtype=torch.bool, device=pattern.device)
+        return self(zero, torch.zeros(b, device=pattern.device), pattern, keep)
 
     def standardize(self, mu: torch.Tensor) -> torch.Tensor:
         return (mu - self.latent_mean) / self.latent_std

@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vae", default="", help="the VAE (default: the path the generator records)")
-    p.add_argument("--out", required=True, help="folder to write (created; files are replaced)")
+    p.add_argument("--out", required=True, help="folder to write: new, empty, or an earlier "
+                   "sample output (replaced); anything else needs --overwrite")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     return p
 
 
@@ -58,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     except (vck.CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    refusal = _out_refusal(Path(args.out), args.overwrite)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
     patterns, names = [], []
     for name in args.pattern:
         try:
@@ -68,12 +74,34 @@ def main(argv: list[str] | None = None) -> int:
     if not patterns:
         print("error: no readable pattern", file=sys.stderr)
         return EXIT_USAGE
-    write(gen, vae, np.stack(patterns), names, args)
+    try:
+        write(gen, vae, np.stack(patterns), names, args)
+    except OSError as e:
+        print(f"error: {args.out}: cannot write ({e.strerror or e})", file=sys.stderr)
+        return EXIT_USAGE
     print(
         f"wrote {len(names) * args.n} samples of {len(names)} patterns to {args.out}",
         file=sys.stderr,
     )
     return 0 if len(names) == len(args.pattern) else 1
+
+
+def _out_refusal(out: Path, overwrite: bool) -> str:
+    """Why writing --out would destroy something: the folder is replaced whole."""
+    if not out.exists():
+        return ""
+    if not out.is_dir():
+        return f"{out}: exists and is not a folder"
+    if overwrite or not any(out.iterdir()):
+        return ""
+    labels = out / "labels.csv"
+    try:
+        earlier = labels.is_file() and "generator" in labels.read_text().splitlines()[0].split(",")
+    except (OSError, IndexError, UnicodeDecodeError):
+        earlier = False
+    if earlier and {p.name for p in out.iterdir()} <= {"images", "labels.csv"}:
+        return ""
+    return f"{out}: not empty and not an earlier sample output; pass --overwrite to replace it"
 
 
 def write(gen: gck.Generator, vae: vck.Checkpoint, patterns: np.ndarray, names: list[str],

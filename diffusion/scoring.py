@@ -22,8 +22,10 @@ def score(truth: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> dict[str, np
     hist = np.array(
         [stats.histogram_distance(t, p, mask) for t, p in zip(truth, pred, strict=True)]
     )
+    # A flat prediction has no correlation (nan): it counts as 0, not as a missing image.
+    pcc = np.nan_to_num(pcc_batch(truth, pred, mask), nan=0.0)
     return {
-        "pcc": pcc_batch(truth, pred, mask), "ssim": ssim_batch(truth, pred, 1.0, mask),
+        "pcc": pcc, "ssim": ssim_batch(truth, pred, 1.0, mask),
         "contrast_ratio": contrast, "grain_ratio": grain, "histogram_distance": hist,
     }  # fmt: skip
 

@@ -56,10 +56,12 @@ def diffusion_loss(net, scheduler, x0, pattern, noise, t, keep) -> torch.Tensor:
 
 
 def regressor_loss(net, x0, pattern) -> torch.Tensor:
-    zero = torch.zeros_like(x0)
-    return torch.nn.functional.mse_loss(
-        net(zero, torch.zeros(len(x0), device=x0.device), pattern).float(), x0
-    )
+    """MSE of the regressor's standardized μ. Through net's forward (DDP hooks it), as
+    Denoiser.regress does: x = 0, t = 0, and keep=all so every parameter is in the graph."""
+    b = len(x0)
+    keep = torch.ones(b, dtype=torch.bool, device=x0.device)
+    out = net(torch.zeros_like(x0), torch.zeros(b, device=x0.device), pattern, keep)
+    return torch.nn.functional.mse_loss(out.float(), x0)
 
 
 def _prefixed(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
@@ -146,17 +148,21 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
 
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    r_opt = None
+    r_opt = r_ema = r_ema_model = None
     if regressor is not None:
         regressor.to(device)
         r_opt = torch.optim.AdamW(regressor.parameters(), lr=cfg.lr, weight_decay=0.0)
+        # The regressor is a reference: saved as an EMA too, so it is not noisier than the
+        # generator it is compared with.
+        r_ema = EMAModel(regressor.parameters(), decay=cfg.ema_decay)
+        r_ema_model = copy.deepcopy(regressor).eval()
     scheduler = training_scheduler(dcfg)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
     step = 0
 
     if cfg.resume and has_run:
         step = _restore(run_ckpt if run_ckpt.exists() else out, cfg, model, regressor, ema,
-                        optimizer, r_opt, noise_gen)  # fmt: skip
+                        optimizer, r_opt, r_ema, noise_gen, pairs.dataset.fingerprint())  # fmt: skip
         log(dist, f"resumed {out} at step {step}")
         if dist.main:
             truncate_metrics(out / METRICS, step)
@@ -202,11 +208,13 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         if regressor is not None:
             tensors |= {f"regressor.{k}": v for k, v in regressor.state_dict().items()}
             r_t, r_info = _prefixed(r_opt, "ropt.")
-            tensors |= r_t
+            tensors |= r_t | {f"rema.{i}": p for i, p in enumerate(r_ema.shadow_params)}
             state["regressor_optimizer"] = r_info
+            state["regressor_ema_step"] = r_ema.optimization_step
+            r_ema.copy_to(r_ema_model.parameters())
         tensors["rng.noise"] = noise_gen.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
-        gck.save_generator(run_ckpt, ema_model, regressor, meta(last_val), tensors, state)
+        gck.save_generator(run_ckpt, ema_model, r_ema_model, meta(last_val), tensors, state)
 
     def barrier() -> None:
         if dist.enabled:
@@ -248,16 +256,19 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 loss.backward()
                 clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
                 gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                r_loss = torch.zeros(())
+                r_loss, r_norm = torch.zeros(()), torch.zeros(())
                 if regressor is not None:
                     with autocast(device):
                         r_loss = regressor_loss(rnet, x0, pat)
                     r_opt.zero_grad(set_to_none=True)
                     r_loss.backward()
-                    torch.nn.utils.clip_grad_norm_(regressor.parameters(), clip)
+                    r_norm = torch.nn.utils.clip_grad_norm_(regressor.parameters(), clip)
                 total = float(loss.detach()) + float(r_loss.detach())
-                bad = not (math.isfinite(total) and torch.isfinite(gnorm))
-                flags = torch.tensor([float(bad), float(stop.requested)])
+                bad = not (
+                    math.isfinite(total) and torch.isfinite(gnorm) and torch.isfinite(r_norm)
+                )
+                # On the device: NCCL reduces CUDA tensors only.
+                flags = torch.tensor([float(bad), float(stop.requested)], device=device)
                 if dist.enabled:
                     torch.distributed.all_reduce(flags)
                 if flags[0] > 0:
@@ -269,6 +280,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 optimizer.step()
                 if r_opt is not None:
                     r_opt.step()
+                    r_ema.step(regressor.parameters())
                 ema.step(model.parameters())
                 step += 1
                 seen += len(idx) * dist.world
@@ -292,7 +304,9 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                     and (step % cfg.eval_every == 0 or step == cfg.max_steps)
                 ):
                     ema.copy_to(ema_model.parameters())
-                    last_val = validate(ema_model, regressor, scheduler, x0_val, p_val, device)
+                    if r_ema is not None:
+                        r_ema.copy_to(r_ema_model.parameters())
+                    last_val = validate(ema_model, r_ema_model, scheduler, x0_val, p_val, device)
                     metrics_file.write(
                         json.dumps({"split": "val", "step": step, **last_val}) + "\n"
                     )
@@ -329,9 +343,17 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _restore(path: Path, cfg: TrainConfig, model, regressor, ema, optimizer, r_opt,
-             noise_gen) -> int:  # fmt: skip
+def _restore(path: Path, cfg: TrainConfig, model, regressor, ema, optimizer, r_opt, r_ema,
+             noise_gen, fingerprint: str) -> int:  # fmt: skip
     tensors, state = gck.read_resume(path)
+    config = gck.read_generator_config(path)
+    if state.get("weights_sha256") != config.get("weights_sha256"):
+        raise gck.GeneratorError(f"{path}: resume state does not belong to these weights")
+    if config.get("dataset", {}).get("fingerprint") != fingerprint:
+        # Another split and other latent statistics: the run could not continue as it was.
+        raise ValueError(
+            f"{path}: --data has changed since this run started; resume needs the same data"
+        )
     old = state.get("train", {})
     changed = [k for k in RESUME_MUST_MATCH if k in old and old[k] != getattr(cfg, k)]
     if changed:
@@ -350,6 +372,12 @@ def _restore(path: Path, cfg: TrainConfig, model, regressor, ema, optimizer, r_o
             {k[10:]: v for k, v in tensors.items() if k.startswith("regressor.")}
         )
         _unprefixed(r_opt, tensors, state["regressor_optimizer"], "ropt.")
+        if "regressor_ema_step" in state:
+            params = list(regressor.parameters())
+            r_ema.shadow_params = [tensors[f"rema.{i}"].to(p.device) for i, p in enumerate(params)]
+            r_ema.optimization_step = int(state["regressor_ema_step"])
+        else:  # a run saved before the regressor had an EMA: the average starts here
+            r_ema.shadow_params = [p.detach().clone() for p in regressor.parameters()]
     noise_gen.set_state(tensors["rng.noise"])
     torch.set_rng_state(tensors["rng.torch"])
     return int(state["step"])

@@ -82,7 +82,7 @@ class TrainConfig:
 
 # Changing these between a run and its --resume would silently break exactness.
 RESUME_MUST_MATCH = (
-    "vae", "arch", "prediction", "width", "depth", "mlp_ratio", "cond_dim", "channels",
+    "arch", "prediction", "width", "depth", "mlp_ratio", "cond_dim", "channels",
     "bottleneck", "batch_size", "lr", "warmup_steps", "grad_clip", "ema_decay", "cfg_dropout", "regressor",
     "val_fraction", "seed",
 )  # fmt: skip

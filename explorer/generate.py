@@ -38,19 +38,24 @@ def generator_dirs() -> list[Path]:
     return found
 
 
-def find_generator(vae_id: str) -> Path | None:
-    """The generator made for this VAE: shipped ones first, then the newest run."""
+def matching_generators(vae_id: str) -> list[Path]:
+    """The generators made for this VAE: shipped ones first, then runs, newest first."""
     matches = []
     for path in generator_dirs():
         try:
             if gck.read_generator_config(path)["vae"]["id"] == vae_id:
-                matches.append(path)
-        except (CheckpointError, OSError):
+                matches.append(
+                    (GENERATORS_DIR not in path.parts, -(path / gck.CONFIG).stat().st_mtime, path)
+                )
+        except (CheckpointError, OSError):  # a run's checkpoint mid-swap, a damaged config
             continue
-    shipped = [p for p in matches if GENERATORS_DIR in p.parts]
-    if shipped:
-        return shipped[0]
-    return max(matches, key=lambda p: (p / gck.CONFIG).stat().st_mtime) if matches else None
+    return [p for *_, p in sorted(matches)]
+
+
+def find_generator(vae_id: str) -> Path | None:
+    """The first of matching_generators: the shipped one if there is one."""
+    found = matching_generators(vae_id)
+    return found[0] if found else None
 
 
 @dataclass
@@ -120,41 +125,58 @@ class Generated:
     truth_latent: np.ndarray | None = None  # (dz,) the VAE's μ of the truth, to mark on the map
 
 
-def true_speckle(
-    dataset_root: Path | None, pattern: np.ndarray, vae: Checkpoint
-) -> np.ndarray | None:
-    """The fibre's output for this pattern, through the VAE's preprocessing, when the dataset
-    was simulated (its simulation.json names the fibre); None otherwise. A set with fibre states
-    has many true outputs: this is state 0's."""
-    from speckle.mmf import fibre_states, propagate
-    from vae.data import Normalization, normalize
+FIBRE_KEYS = ("fibre_seed", "size", "grain", "core", "bend", "bend_seed", "states")
 
+
+def simulation_of(dataset_root: Path | None) -> dict | None:
+    """A simulated fibre set's simulation.json, or None for any other folder."""
     if dataset_root is None:
         return None
     try:
         meta = json.loads((Path(dataset_root) / "simulation.json").read_text())
     except (OSError, ValueError):
         return None
-    if (
-        not isinstance(meta, dict)
-        or meta.get("kind") != "mmf"
-        or meta.get("size") != vae.model_config.image_size
-    ):
-        return None
-    if pattern.shape != (meta.get("pattern_size", 16),) * 2:
+    return meta if isinstance(meta, dict) and meta.get("kind") == "mmf" else None
+
+
+def fibre_note(served: Served, dataset_root: Path | None) -> str:
+    """Why the truth may not be the generator's fibre: empty when the dataset's fibre is the
+    one the generator was trained on."""
+    meta, trained = (
+        simulation_of(dataset_root),
+        served.generator.config["dataset"].get("simulation"),
+    )
+    if meta is None or not isinstance(trained, dict):
+        return ""
+    differ = [k for k in FIBRE_KEYS if meta.get(k) != trained.get(k)]
+    if not differ:
+        return ""
+    return (f"This dataset's fibre is not the one the generator learned ({', '.join(differ)} "
+            "differ): its true speckle is another fibre's output.")  # fmt: skip
+
+
+def true_speckle(
+    dataset_root: Path | None, pattern: np.ndarray, vae: Checkpoint
+) -> np.ndarray | None:
+    """The fibre's output for this pattern as the VAE sees a recorded frame, when the dataset was
+    simulated (its simulation.json names the fibre); None otherwise. A set with fibre states has
+    many true outputs: this is state 0's."""
+    from diffusion.data import recorded_frame, simulated_counts
+    from speckle.mmf import fibre_states, propagate
+
+    meta = simulation_of(dataset_root)
+    if meta is None or pattern.shape != (meta.get("pattern_size", 16),) * 2:
         return None
     intensity = propagate(pattern[None], fibre_states(meta)[0])[0]
-    norm = Normalization.from_dict(
-        vae.config.get("preprocessing", {}).get("normalization", {"mode": "max"})
-    )
-    return normalize(intensity, norm)
+    return recorded_frame(simulated_counts(intensity, meta), vae)
 
 
 def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8, steps: int = 20,
              sampler: str = SAMPLER, guidance: float = GUIDANCE, seed: int = 0,
              dataset_root: Path | None = None, mask: np.ndarray | None = None,
-             filmstrip: int = 5) -> Generated:  # fmt: skip
-    """One Generate click."""
+             filmstrip: int = 5, truth: np.ndarray | None = None) -> Generated:  # fmt: skip
+    """One Generate click. `truth`: the recorded frame when the pattern is a dataset sample's;
+    otherwise the simulator's output for the pattern when the dataset's fibre is known."""
     from diffusion.references import nearest_patterns
     from diffusion.sampling import regress_latents, sample_latents
     from diffusion.scoring import panel
@@ -172,7 +194,8 @@ def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8
     )
     samples, strip = frames[:n], frames[n : n + len(s.trajectory_steps)]
     reg = frames[-1] if extra else None
-    truth = true_speckle(dataset_root, pattern, vae)
+    if truth is None:
+        truth = true_speckle(dataset_root, pattern, vae)
     recon = truth_mu = None
     if truth is not None:
         import torch

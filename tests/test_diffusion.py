@@ -361,3 +361,37 @@ def test_diversity_reports_the_truth_of_a_moving_fibre(
     assert -1 <= div["sample_sample_pcc"] <= 1 and div["mean_std_true"] > 0
     # Reconstructions through the VAE: the same figures, also measured.
     assert -1 <= div["vae_state_state_pcc"] <= 1 and div["mean_std_vae"] >= 0
+
+
+def test_torchrun_two_ranks_match_single_process(world, tmp_path: Path) -> None:
+    """DDP over two gloo ranks, the regressor included (every parameter must be in its graph),
+    ends with the weights of one process on the same global batches."""
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    argv = ["--vae", str(world["vae"]), "--data", str(world["train"]), "--max-steps", "6", *TINY]
+    assert train_main([*argv, "--out", str(single)]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "diffusion.train", *argv, "--out", str(ddp)]  # fmt: skip
+    res = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = gck.load_generator(single), gck.load_generator(ddp)
+    assert b.config["world_size"] == 2
+    assert b.config["command"].startswith("torchrun --nproc_per_node=2 -m diffusion.train")
+    for x, y in ((a.model, b.model), (a.regressor, b.regressor)):
+        for key, value in x.state_dict().items():
+            torch.testing.assert_close(y.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_sample_never_replaces_a_folder_it_did_not_write(world, generator: Path, tmp_path: Path) -> None:
+    good, _, _ = _patterns(world, tmp_path)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    args = ["diffusion.sample", "--checkpoint", str(generator), "--pattern", str(good), "--n", "1",
+            "--steps", "2"]  # fmt: skip
+    p = _run(*args, "--out", str(precious), check=False)
+    assert p.returncode == 2 and "--overwrite" in p.stderr and p.stderr.count("\n") == 1
+    assert (precious / "notes.txt").read_text() == "keep me"
+    out = tmp_path / "samples"
+    _run(*args, "--out", str(out))
+    _run(*args, "--out", str(out), "--seed", "3")  # an earlier sample output is replaced
+    assert sorted(p.name for p in out.iterdir()) == ["images", "labels.csv"]

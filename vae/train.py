@@ -326,7 +326,8 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 bad = not (math.isfinite(total) and torch.isfinite(gnorm))
                 if cfg.exit_with_parent and os.getppid() != parent:
                     stop.requested = True  # orphaned: the server that started this job is gone
-                flags = torch.tensor([float(bad), float(stop.requested)])
+                # On the device: NCCL reduces CUDA tensors only.
+                flags = torch.tensor([float(bad), float(stop.requested)], device=device)
                 if dist.enabled:
                     torch.distributed.all_reduce(flags)  # ranks agree on when to stop
                 if flags[0] > 0:

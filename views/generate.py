@@ -61,7 +61,14 @@ st.caption(
     "dataset was simulated."
 )
 
-path = state.generator_path(checkpoint.id)
+paths = state.generator_paths(checkpoint.id)
+path = None
+if len(paths) > 1:
+    path = st.selectbox("Generator", paths, format_func=_shown, key="gen_generator",
+                        help="Every generator trained for this model: shipped ones first, then "
+                        "runs, newest first")  # fmt: skip
+elif paths:
+    path = paths[0]
 if path is None:
     data = getattr(dataset, "root", None)
     command = (f"python -m diffusion.train --vae {_shown(checkpoint.path)} --data {_shown(data)} "
@@ -100,6 +107,8 @@ def dataset_input() -> tuple[np.ndarray | None, str]:
         return None, ""
     labels = dataset.labels
     digit = labels["digit"].iloc[i] if "digit" in labels.columns else None
+    # The recorded frame of this sample is its true speckle, simulated or measured.
+    st.session_state["gen_truth_of"] = (dataset.fingerprint(), i)
     return pattern, f"sample #{i}" + ("" if digit is None or pd.isna(digit) else f", digit {digit}")
 
 
@@ -133,6 +142,7 @@ def upload_input() -> tuple[np.ndarray | None, str]:
 
 
 source = st.radio("Pattern", SOURCES, horizontal=True, key="gen_source")
+st.session_state.pop("gen_truth_of", None)
 left, right = st.columns([1, 2], gap="large")
 with left:
     pattern, label = {SOURCES[0]: dataset_input, SOURCES[1]: draw_input,
@@ -167,12 +177,16 @@ if last is not None and last["where"] != where:
 settings = (sampler, steps, guidance, seed, n)
 request = None if pattern is None else (hashlib.sha1(pattern.tobytes()).hexdigest(), settings)
 if pattern is not None and (run or (last is None and source == SOURCES[0])):
+    truth_of = st.session_state.get("gen_truth_of")
+    recorded = dataset.image(truth_of[1]) if truth_of else None
     with st.spinner(f"generating {n} samples ({steps} {sampler} steps)"):
         result = generate.generate(served, checkpoint, pattern, n=n, steps=steps, sampler=sampler,
                                    guidance=guidance, seed=seed, mask=region.mask,
-                                   dataset_root=getattr(dataset, "root", None))  # fmt: skip
+                                   dataset_root=getattr(dataset, "root", None), truth=recorded)  # fmt: skip
+    truth_label = "recorded" if recorded is not None else "the fibre's model"
     last = {"where": where, "request": request, "label": label, "settings": settings,
-            "result": result}  # fmt: skip
+            "result": result, "truth_label": truth_label,
+            "fibre_note": generate.fibre_note(served, getattr(dataset, "root", None))}  # fmt: skip
     st.session_state["gen_last"] = last
 if last is None:
     st.stop()
@@ -195,6 +209,8 @@ with status:
         )
     elif served.note:
         st.caption(served.note)
+if last["fibre_note"]:
+    st.info(last["fibre_note"], icon=":material/info:")
 if res.ood:
     st.warning(
         f"This pattern is far from every training pattern (cosine similarity {res.similarity:.3f}, "
@@ -207,7 +223,8 @@ with cols[0]:
     widgets.show_image(res.pattern, f"input pattern ({last['label']})")
 with cols[1]:
     if res.truth is not None:
-        widgets.show_image(res.truth, f"true speckle · {_line(m.get('truth'), pcc=False)}")
+        widgets.show_image(res.truth, f"true speckle ({last['truth_label']}) · "
+                                      f"{_line(m.get('truth'), pcc=False)}")  # fmt: skip
     else:
         st.caption("no true speckle: the dataset's fibre is unknown (not simulated)")
 with cols[2]:

@@ -16,7 +16,7 @@ from explorer import cache, images, map_process, sources
 from explorer.atlas import Atlas, build_atlas, build_projection
 from explorer.projection import Projection
 from explorer.tasks import Task
-from vae.checkpoint import Checkpoint, load_checkpoint
+from vae.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vae.data import ImageFolder, Normalization
 from vae.lit_region import LitRegion, dataset_region
 
@@ -255,13 +255,13 @@ def rate_distortion_of(atlas: Atlas, region: LitRegion) -> dict:
 
 
 @st.cache_data(ttl=2, show_spinner=False)
-def generator_path(vae_id: str) -> str | None:
-    """The generator made for this VAE (explorer.generate.find_generator), rescanned at most
-    every 2 s like choices(): a generator trained meanwhile shows up within that."""
-    from explorer.generate import find_generator
+def generator_paths(vae_id: str) -> list[str]:
+    """The generators made for this VAE (explorer.generate.matching_generators: shipped first),
+    rescanned at most every 2 s like choices(): a generator trained meanwhile shows up within
+    that."""
+    from explorer.generate import matching_generators
 
-    path = find_generator(vae_id)
-    return None if path is None else str(path)
+    return [str(p) for p in matching_generators(vae_id)]
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -276,5 +276,8 @@ def _generator(path: str, mtime: float, vae_id: str, _vae: Checkpoint) -> Served
 def generator(path: str, vae: Checkpoint) -> Served:
     """The loaded generator for a VAE, once per process per generator, its config's mtime and
     the VAE: loading and warming it costs seconds."""
-    mtime = (Path(path) / "config.json").stat().st_mtime
+    try:
+        mtime = (Path(path) / "config.json").stat().st_mtime
+    except OSError as e:  # a training run swapping its checkpoint in: the next rerun finds it
+        raise CheckpointError(f"{path}: config.json cannot be read now ({e.strerror})") from None
     return _generator(str(path), mtime, vae.id, vae)
