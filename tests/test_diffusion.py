@@ -395,3 +395,22 @@ def test_sample_never_replaces_a_folder_it_did_not_write(world, generator: Path,
     _run(*args, "--out", str(out))
     _run(*args, "--out", str(out), "--seed", "3")  # an earlier sample output is replaced
     assert sorted(p.name for p in out.iterdir()) == ["images", "labels.csv"]
+
+
+def test_true_speckle_of_a_dataset_pattern_is_its_recorded_frame(world) -> None:
+    """The page's truth for a drawn pattern comes from the simulator's forward model: for a
+    dataset's own pattern it must give back that sample's frame, as the VAE reads it."""
+    from diffusion.data import dataset_patterns, open_dataset
+    from explorer.generate import true_speckle
+    from vae.checkpoint import load_checkpoint
+
+    vae = load_checkpoint(world["vae"])
+    held = open_dataset(vae, world["held"])
+    patterns = dataset_patterns(held, 16)
+    for i in (0, 5, 11):
+        truth = true_speckle(held.root, patterns[i], vae)
+        frame = held.image(i)
+        assert truth.shape == frame.shape
+        # The stored pattern is 8-bit: close, not equal.
+        assert np.corrcoef(truth.ravel(), frame.ravel())[0, 1] > 0.99
+        assert np.abs(truth - frame).max() < 0.1
