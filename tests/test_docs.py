@@ -30,6 +30,11 @@ SHRINK = [  # (pattern, replacement): tiny data and two training steps
     (r"--max-steps \d+", "--max-steps 2 --batch-size 8"),
     (r"--eval-every \d+", "--eval-every 1"),
     (r"--checkpoint-every \d+", "--checkpoint-every 1"),
+    # The generator's evaluation: a few pairs, a short transmission-matrix fit, small sweeps.
+    (
+        r"^(python -m diffusion\.evaluate .*)$",
+        r"\1 --n-patterns 16 --samples 2 --tm-steps 20 --sweep-patterns 4",
+    ),
 ]
 # Folders that examples read; a fixture set stands in for those a document does not write.
 FIXTURES = ("data/mmf-test", "data/mmf-train", "data/mine", "my_frames")
