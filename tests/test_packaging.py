@@ -35,8 +35,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
 def test_the_wheel_holds_the_packages_the_models_and_the_settings(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     for path in ("app.py", "speckle/cli.py", "vae/data/reading.py", "explorer/serving.py",
-                 "views/launch.py", "views/atlas.py", "models/demo/model.safetensors",
-                 "models/demo/config.json"):  # fmt: skip
+                 "views/launch.py", "views/atlas.py", "views/generate.py", "diffusion/train.py",
+                 "explorer/generate.py", "models/demo/model.safetensors", "models/demo/config.json",
+                 "models/generators/demo/model.safetensors",
+                 "models/generators/demo/regressor.safetensors",
+                 "models/generators/demo/config.json"):  # fmt: skip
         assert path in names, path
     assert any(n.endswith("share/speckle-vae-explorer/.streamlit/config.toml") for n in names)
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
