@@ -146,7 +146,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     ema_model = copy.deepcopy(model).eval()
     from diffusers.training_utils import EMAModel
 
-    ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay, foreach=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     r_opt = r_ema = r_ema_model = None
     if regressor is not None:
@@ -154,7 +154,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         r_opt = torch.optim.AdamW(regressor.parameters(), lr=cfg.lr, weight_decay=0.0)
         # The regressor is a reference: saved as an EMA too, so it is not noisier than the
         # generator it is compared with.
-        r_ema = EMAModel(regressor.parameters(), decay=cfg.ema_decay)
+        r_ema = EMAModel(regressor.parameters(), decay=cfg.ema_decay, foreach=True)
         r_ema_model = copy.deepcopy(regressor).eval()
     scheduler = training_scheduler(dcfg)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)

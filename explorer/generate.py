@@ -67,6 +67,16 @@ class Served:
     ood_threshold: float | None  # cosine similarity below which a pattern is far from all of them
     note: str = ""
 
+    def similarity(self, pattern: np.ndarray) -> float | None:
+        """Cosine similarity to the nearest training pattern."""
+        if self.train_patterns is None:
+            return None
+        if getattr(self, "_unit", None) is None:  # normalized once, not on every click
+            flat = self.train_patterns.reshape(len(self.train_patterns), -1).astype(np.float32)
+            self._unit = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+        q = pattern.ravel().astype(np.float32)
+        return float((self._unit @ (q / max(float(np.linalg.norm(q)), 1e-12))).max())
+
 
 def load(path: str | Path, vae: Checkpoint) -> Served:
     """Load the generator (refused if made for another VAE) and its training patterns, and warm
@@ -177,7 +187,6 @@ def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8
              filmstrip: int = 5, truth: np.ndarray | None = None) -> Generated:  # fmt: skip
     """One Generate click. `truth`: the recorded frame when the pattern is a dataset sample's;
     otherwise the simulator's output for the pattern when the dataset's fibre is known."""
-    from diffusion.references import nearest_patterns
     from diffusion.sampling import regress_latents, sample_latents
     from diffusion.scoring import panel
     from vae.inference import decode
@@ -205,10 +214,8 @@ def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8
             x = torch.from_numpy(np.asarray(truth, np.float32))[None, None].to(device)
             truth_mu = vae.model.encode(x).mean.float().cpu().numpy()[0]
         recon = decode(vae.model, truth_mu[None])[0]
-    sim, ood = None, False
-    if served.train_patterns is not None:
-        sim = float(nearest_patterns(served.train_patterns, pattern[None])[1][0])
-        ood = served.ood_threshold is not None and sim < served.ood_threshold
+    sim = served.similarity(pattern)
+    ood = sim is not None and served.ood_threshold is not None and sim < served.ood_threshold
     mask = np.ones(samples.shape[1:], bool) if mask is None else mask
     mean, std = samples.mean(0), samples.std(0)
     panels = {"truth": truth, "mean": mean, "recon": recon, "regressor": reg}
