@@ -381,7 +381,9 @@ def test_torchrun_two_ranks_match_single_process(world, tmp_path: Path) -> None:
             torch.testing.assert_close(y.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
-def test_sample_never_replaces_a_folder_it_did_not_write(world, generator: Path, tmp_path: Path) -> None:
+def test_sample_never_replaces_a_folder_it_did_not_write(
+    world, generator: Path, tmp_path: Path
+) -> None:
     good, _, _ = _patterns(world, tmp_path)
     precious = tmp_path / "precious"
     precious.mkdir()
