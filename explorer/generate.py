@@ -95,12 +95,22 @@ def load(path: str | Path, vae: Checkpoint) -> Served:
 
 
 def training_patterns(gen: gck.Generator, vae: Checkpoint) -> np.ndarray:
+    """The generator's training patterns: read from its training set when that folder is here,
+    else drawn again from the set's simulation record (a fresh clone ships no data/)."""
     from diffusion.data import dataset_patterns, open_dataset
+    from speckle.mmf import simulated_patterns
 
-    root = Path(gen.config["dataset"]["path"])
+    dataset = gen.config.get("dataset", {})
+    root = Path(dataset.get("path", ""))
     if not root.is_absolute():
         root = sources.REPO / root
-    return dataset_patterns(open_dataset(vae, root), gen.denoiser_config.pattern_size)
+    if (root / "labels.csv").is_file():
+        return dataset_patterns(open_dataset(vae, root), gen.denoiser_config.pattern_size)
+    record = dataset.get("simulation")
+    patterns = simulated_patterns(record) if isinstance(record, dict) else None
+    if patterns is None or patterns.shape[1:] != (gen.denoiser_config.pattern_size,) * 2:
+        raise ValueError(f"{root}: not here, and its simulation record cannot rebuild its patterns")
+    return patterns
 
 
 def ood_threshold(patterns: np.ndarray, n: int = 500, seed: int = 0) -> float:

@@ -201,6 +201,32 @@ def propagate(patterns: np.ndarray, tm: np.ndarray, chunk: int = 1024) -> np.nda
     return out.reshape(len(x), size, size)
 
 
+def _placements(n: int, seed: int, pool: np.ndarray, shift: float, rotation: float,
+                sc: tuple[float, float]) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """Each sample's source pattern and its shift, rotation and scale."""
+    # One row of uniforms per sample: sample i is the same whatever n is (prefix-stable sets).
+    u = np.random.default_rng([_MMF_TAG, int(seed)]).random((n, 5))
+    source = pool[np.minimum((u[:, 0] * len(pool)).astype(np.int64), len(pool) - 1)]
+    dx = _scaled(u[:, 1], (-shift, shift))
+    dy = _scaled(u[:, 2], (-shift, shift))
+    angle = _scaled(u[:, 3], (-rotation, rotation))
+    return source, dx, dy, angle, _scaled(u[:, 4], sc)
+
+
+def simulated_patterns(meta: dict) -> np.ndarray | None:
+    """The SLM patterns (n, 16, 16) of a bundled-digit set from its simulation record alone, as
+    simulate_mmf drew them (without the fibre, so in a fraction of its time); None for a set of
+    the user's own patterns, which the record cannot rebuild."""
+    if meta.get("kind") != "mmf" or meta.get("digits") not in DIGIT_SPLITS:
+        return None
+    base, _ = _digits()
+    sc = _range(tuple(meta["scale"]), "scale")
+    placed = _placements(int(meta["n"]), int(meta["seed"]), digit_pool(meta["digits"]),
+                         float(meta["shift"]), float(meta["rotation"]), sc)  # fmt: skip
+    source, dx, dy, angle, factor = placed
+    return transform_patterns(base[source], dx, dy, angle, factor)
+
+
 def simulate_mmf(
     n: int,
     seed: int,
@@ -259,13 +285,7 @@ def simulate_mmf(
                 f"patterns must be (k, {PATTERN_SIZE}, {PATTERN_SIZE}), got {base.shape}"
             )
         target, pool = None, np.arange(len(base))
-    # One row of uniforms per sample: sample i is the same whatever n is (prefix-stable sets).
-    u = np.random.default_rng([_MMF_TAG, int(seed)]).random((n, 5))
-    source = pool[np.minimum((u[:, 0] * len(pool)).astype(np.int64), len(pool) - 1)]
-    dx = _scaled(u[:, 1], (-shift, shift))
-    dy = _scaled(u[:, 2], (-shift, shift))
-    angle = _scaled(u[:, 3], (-rotation, rotation))
-    factor = _scaled(u[:, 4], sc)
+    source, dx, dy, angle, factor = _placements(n, seed, pool, shift, rotation, sc)
     patterns = transform_patterns(base[source], dx, dy, angle, factor)
 
     tm = transmission_matrix(fibre_seed, size=size, grain=grain, core=core)

@@ -416,3 +416,24 @@ def test_true_speckle_of_a_dataset_pattern_is_its_recorded_frame(world) -> None:
         # The stored pattern is 8-bit: close, not equal.
         assert np.corrcoef(truth.ravel(), frame.ravel())[0, 1] > 0.99
         assert np.abs(truth - frame).max() < 0.1
+
+
+def test_training_patterns_are_rebuilt_from_the_simulation_record(
+    world, generator: Path, tmp_path
+) -> None:
+    """A fresh clone has no training set: the out-of-distribution check draws its patterns again
+    from the record in the generator's config, as the simulator drew them."""
+    from diffusion.data import dataset_patterns, open_dataset
+    from explorer.generate import training_patterns
+    from vae.checkpoint import load_checkpoint
+
+    vae = load_checkpoint(world["vae"])
+    gen = gck.load_generator(generator)
+    stored = dataset_patterns(open_dataset(vae, world["train"]), 16)
+    gen.config["dataset"]["path"] = str(tmp_path / "not-here")
+    rebuilt = training_patterns(gen, vae)
+    assert rebuilt.shape == stored.shape
+    assert np.abs(rebuilt - stored).max() < 1 / 255  # the stored patterns are 8-bit PNGs
+    gen.config["dataset"]["simulation"] = None
+    with pytest.raises(ValueError, match="not here"):
+        training_patterns(gen, vae)
