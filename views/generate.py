@@ -57,8 +57,8 @@ st.title("Generate")
 st.caption(
     "Predict the speckle the fibre outputs for an input pattern, next to the true speckle. A "
     "latent diffusion model samples the VAE's latents given the pattern and the VAE decodes them; "
-    "their spread shows how sure it is. The true speckle comes from the fibre's model when the "
-    "dataset was simulated."
+    "their spread shows how sure it is. The true speckle is a dataset pattern's recorded frame, "
+    "or, for a drawn or uploaded pattern, the fibre's model when the dataset was simulated."
 )
 
 paths = state.generator_paths(checkpoint.id)
