@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 from diffusion.config import DenoiserConfig
 from vae import __version__
 from vae.atomic import atomic_dir
-from vae.checkpoint import CheckpointError, file_sha256, read_weights, resolve, strip_prefixes
+from vae.checkpoint import (
+    CheckpointError,
+    file_sha256,
+    read_json_config,
+    read_weights,
+    resolve,
+    strip_prefixes,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +40,6 @@ WEIGHTS = "model.safetensors"
 REGRESSOR = "regressor.safetensors"
 CONFIG = "config.json"
 RESUME = "resume"
-MAX_CONFIG_BYTES = 1_000_000
 
 
 class GeneratorError(CheckpointError):
@@ -121,12 +127,7 @@ def read_generator_config(path: str | Path) -> dict:
     """config.json of a generator directory (or of a run holding one in checkpoint/), checked."""
     directory = resolve(path)
     file = directory / CONFIG
-    if file.stat().st_size > MAX_CONFIG_BYTES:
-        raise GeneratorError(f"{file}: config larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GeneratorError(f"{file}: not valid JSON ({e})") from None
+    config = read_json_config(file, GeneratorError)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise GeneratorError(f"{file}: not a generator ({FORMAT}) config")
     vae = config.get("vae")

@@ -193,15 +193,21 @@ def _sniff_pickle(path: Path) -> bool:
     return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
+def read_json_config(path: Path, error: type[CheckpointError] = CheckpointError) -> object:
+    """A config file's JSON, size-capped first (configs come from untrusted folders); problems
+    raise `error` in one line."""
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise error(f"{path}: config larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e})") from None
+
+
 def read_config(directory: str | Path) -> dict:
     directory = resolve(directory)
     path = directory / CONFIG
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise CheckpointError(f"{path}: config larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    config = read_json_config(path)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} config (missing 'format')")
     if "model" not in config:
