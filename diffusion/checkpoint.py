@@ -4,7 +4,8 @@
                             training settings, exact command and final metrics, the weights' hashes
     model.safetensors       the EMA denoiser (with the latent standardization as buffers)
     regressor.safetensors   the deterministic regressor pattern → μ (same network, no noise)
-    resume/                 raw weights, EMA, optimizers and RNG for an exact `--resume`
+    resume/                 raw weights, EMA, optimizers and RNG for an exact `--resume` (the
+                            VAE checkpoint's layout, read by vae.checkpoint.read_resume)
 
 Written atomically like a VAE checkpoint (vae.atomic.atomic_dir); never a pickle. The sha256 of
 model.safetensors is the generator's id.
@@ -24,6 +25,7 @@ from vae.checkpoint import (
     CheckpointError,
     file_sha256,
     read_json_config,
+    read_resume,  # noqa: F401  (diffusion.checkpoint's public name: one resume layout for both)
     read_weights,
     resolve,
     strip_prefixes,
@@ -193,17 +195,3 @@ def load_generator(path: str | Path, vae_id: str | None = None, vae_path: str | 
     if regressor and (directory / REGRESSOR).is_file():
         reg = _build(directory, REGRESSOR, dcfg, config.get("regressor_sha256"))
     return Generator(directory, config, dcfg, model, reg, config["weights_sha256"])
-
-
-def read_resume(path: str | Path) -> tuple[dict, dict]:
-    directory = resolve(path)
-    state_json = directory / RESUME / "state.json"
-    if not state_json.is_file():
-        raise GeneratorError(f"{state_json}: missing; this generator cannot be resumed")
-    try:
-        state = json.loads(state_json.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GeneratorError(f"{state_json}: not valid JSON ({e})") from None
-    if not isinstance(state, dict):
-        raise GeneratorError(f"{state_json}: not a JSON object")
-    return read_weights(directory / RESUME / "state.safetensors"), state

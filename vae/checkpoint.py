@@ -309,9 +309,8 @@ def read_resume(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     state_json = directory / RESUME / "state.json"
     if not state_json.is_file():
         raise CheckpointError(f"{state_json}: missing; this checkpoint cannot be resumed")
-    try:
-        state = json.loads(state_json.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{state_json}: not valid JSON ({e})") from None
+    state = read_json_config(state_json)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{state_json}: not a JSON object")
     tensors = read_weights(directory / RESUME / "state.safetensors")
     return tensors, state
