@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = evaluate_all(models, data)
         from benchmarks import science_generator
 
-        generator = science_generator.run(data, Path(tmp)) if args.generator else None
+        generator = science_generator.run(data) if args.generator else None
     command = "python -m vae.evaluate --checkpoint MODEL --data HELD_OUT --probe-label digit --pca curve --json"
     seconds, stamp = time.perf_counter() - t0, _stamp()
     atomic_write_text(args.rows, json.dumps({"rows": rows, "n": args.n, "command": command,

@@ -19,29 +19,13 @@ TARGETS = {
 }
 
 
-def training_set(config: dict, tmp: Path) -> Path:
-    """The generator's training pairs: the recorded folder, or the same set simulated again from
-    the simulation record its config keeps (a fresh clone has no data/)."""
-    path = Path(config["dataset"]["path"])
-    path = path if path.is_absolute() else REPO / path
-    if (path / "labels.csv").is_file():
-        return path
-    from speckle.io import write_dataset
-    from speckle.mmf import simulate_mmf
-
-    sim = config["dataset"]["simulation"]
-    out = tmp / "generator-train"
-    write_dataset(simulate_mmf(sim["n"], sim["seed"], digits=sim["digits"]), out)
-    return out
-
-
-def run(held_out: Path, tmp: Path, n_patterns: int = N_PATTERNS) -> dict:
-    from diffusion.checkpoint import read_generator_config
+def run(held_out: Path, n_patterns: int = N_PATTERNS) -> dict:
+    """`diffusion.evaluate` on the held-out set; the generator's training set is its recorded
+    folder, or simulated again from the whole record in its config (evaluate's own path)."""
     from diffusion.evaluate import build_parser, evaluate
 
-    config = read_generator_config(GENERATOR)
-    argv = ["--checkpoint", str(GENERATOR), "--data", str(held_out), "--vae", str(REPO / "models" / "demo"),
-            "--train-data", str(training_set(config, tmp)), "--n-patterns", str(n_patterns)]  # fmt: skip
+    argv = ["--checkpoint", str(GENERATOR), "--data", str(held_out),
+            "--vae", str(REPO / "models" / "demo"), "--n-patterns", str(n_patterns)]  # fmt: skip
     result = evaluate(build_parser().parse_args(argv), log=lambda m: print(m, flush=True))
     result["generator_config"] = _config_of(str(GENERATOR))
     return result
@@ -56,6 +40,12 @@ def _config_of(path: str) -> dict:
 
 def _f(v: float) -> str:
     return f"{v:.3f}"
+
+
+def _ci(m: dict, key: str = "pcc") -> str:
+    """A value with its 95% interval, when it has one."""
+    ci = m.get(f"{key}_ci95")
+    return f"{_f(m[key])} [{_f(ci[0])}, {_f(ci[1])}]" if ci else _f(m[key])
 
 
 def render(r: dict) -> str:
@@ -79,11 +69,14 @@ def render(r: dict) -> str:
         f"{r['guidance']:g}, seed {r['seed']}. Every figure is per image inside the lit region "
         f"({r['mask']}), averaged over images; a sample's frame is the VAE's decoding of its latent.",
         "",
-        "| | PCC | SSIM | contrast ratio | grain ratio | histogram distance |",
+        f"Noise is drawn per (pattern, sample); PCC intervals are {r.get('interval', 'bootstrap 95%')}. "
+        f"The training set ({r.get('train_data_source', 'recorded')}): {r.get('train_data_check', 'not checked')}.",
+        "",
+        "| | PCC [95% interval] | SSIM | contrast ratio | grain ratio | histogram distance |",
         "|---|---|---|---|---|---|",
     ]
     for name, m in rows:
-        lines.append(f"| {name} | {_f(m['pcc'])} | {_f(m['ssim'])} | {_f(m['contrast_ratio'])} | "
+        lines.append(f"| {name} | {_ci(m)} | {_f(m['ssim'])} | {_f(m['contrast_ratio'])} | "
                      f"{_f(m['grain_ratio'])} | {_f(m['histogram_distance'])} |")  # fmt: skip
     lines += [
         "",
@@ -110,24 +103,29 @@ def render(r: dict) -> str:
         )
     sw = r.get("sweeps")
     if sw:
+        draws = sw.get("samples", 1)
         lines += [
             "",
-            f"One sample per pattern on {sw['patterns']} of the pairs: PCC against sampler steps "
-            f"({r['sampler']}, guidance {r['guidance']:g}), guidance weight ({r['steps']} steps) "
-            "and sampler.",
-            "",
-            "| steps | " + " | ".join(sw["steps"]) + " |",
-            "|---|" + "---|" * len(sw["steps"]),
-            "| PCC | " + " | ".join(_f(v) for v in sw["steps"].values()) + " |",
-            "",
-            "| guidance | " + " | ".join(sw["guidance"]) + " |",
-            "|---|" + "---|" * len(sw["guidance"]),
-            "| PCC | " + " | ".join(_f(v) for v in sw["guidance"].values()) + " |",
-            "",
-            "| sampler | " + " | ".join(sw["samplers"]) + " |",
-            "|---|" + "---|" * len(sw["samplers"]),
-            "| PCC | " + " | ".join(_f(v) for v in sw["samplers"].values()) + " |",
+            f"Single-sample PCC on {sw['patterns']} of the pairs, over {draws} noise draws each, "
+            f"against sampler steps ({r['sampler']}, guidance {r['guidance']:g}), guidance weight "
+            f"({r['steps']} steps) and sampler, with 95% intervals.",
         ]
+        for factor, title in (
+            ("steps", "steps"),
+            ("guidance", "guidance"),
+            ("samplers", "sampler"),
+        ):
+            cis = sw.get(f"{factor}_ci95", {})
+            cells = [
+                f"{_f(v)} [{_f(cis[k][0])}, {_f(cis[k][1])}]" if k in cis else _f(v)
+                for k, v in sw[factor].items()
+            ]
+            lines += [
+                "",
+                f"| {title} | " + " | ".join(sw[factor]) + " |",
+                "|---|" + "---|" * len(sw[factor]),
+                "| PCC | " + " | ".join(cells) + " |",
+            ]
     short = [(name, f(r)) for name, f in TARGETS.items()]
     met = [n for n, v in short if v >= 0]
     missed = [f"{n} (short by {-v:.3f})" for n, v in short if v < 0]

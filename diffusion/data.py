@@ -10,7 +10,8 @@ import numpy as np
 
 from explorer import cache
 from vae.checkpoint import Checkpoint
-from vae.data import PATTERN_COLUMN, ImageError, ImageFolder, Normalization, read_image
+from vae.data import PATTERN_COLUMN, ImageError, ImageFolder, read_image
+from vae.foreign import frame_from_counts, normalization_of
 
 
 @dataclass
@@ -48,19 +49,9 @@ def read_pattern(source: str | Path | bytes, size: int, name: str | None = None)
     return to_pattern(raw.pixels, raw.full_scale, size)
 
 
-def normalization_of(vae: Checkpoint) -> Normalization:
-    pre = vae.config.get("preprocessing", {})
-    return Normalization.from_dict(pre.get("normalization", {"mode": "max"}))
-
-
 def recorded_frame(counts: np.ndarray, vae: Checkpoint) -> np.ndarray:
-    """An intensity in 16-bit camera counts (H, W) as the VAE sees a recorded frame: rounded and
-    clipped to uint16, as the simulator writes its PNGs, then resized and normalized like every
-    image of a dataset."""
-    from vae.data import preprocess
-
-    png = np.clip(np.round(np.asarray(counts, np.float64)), 0, 65535).astype(np.uint16)
-    return preprocess(png, vae.model_config.image_size, normalization_of(vae))[0]
+    """An intensity in 16-bit camera counts (H, W) as the VAE sees a recorded frame."""
+    return frame_from_counts(counts, vae.model_config.image_size, normalization_of(vae))
 
 
 def simulated_counts(intensity: np.ndarray, meta: dict) -> np.ndarray:

@@ -1,10 +1,13 @@
 """Sampling latents for patterns: a diffusers scheduler's loop around the denoiser, with
-classifier-free guidance and the denoised estimate x̂₀ along the way. Deterministic by seed: row j
-(sample j of every pattern) draws all its noise from its own generator seeded by (seed, j), so a
-pattern's samples are the same whatever other patterns are sampled beside it."""
+classifier-free guidance and the denoised estimate x̂₀ along the way. Deterministic by seed: each
+(pattern, sample j) row draws all its noise from its own generator, seeded by (seed, the
+pattern's content, j). Two patterns never share a noise draw, so K samples of N patterns are
+N·K independent draws, and a pattern's samples are the same whatever other patterns are
+sampled beside it."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,11 +31,25 @@ class Samples:
     trajectory_steps: list[int]
 
 
-def _row_generators(seed: int, k: int, n: int) -> list[torch.Generator]:
-    """One generator per (pattern, sample) row, ordered pattern-major; sample j's generator
-    depends only on (seed, j)."""
-    seeds = np.random.SeedSequence(int(seed)).generate_state(n, dtype=np.uint64)
-    return [torch.Generator().manual_seed(int(seeds[j]) >> 1) for _ in range(k) for j in range(n)]
+def pattern_key(pattern: np.ndarray) -> int:
+    """A 64-bit key of a pattern's content, at 16-bit precision so that float rounding of the
+    same pattern does not change it."""
+    q = np.round(np.clip(np.asarray(pattern, np.float64), 0.0, 1.0) * 65535).astype("<u2")
+    return int.from_bytes(hashlib.blake2b(q.tobytes(), digest_size=8).digest(), "little")
+
+
+def row_generators(seed: int, patterns: np.ndarray, n: int) -> list[torch.Generator]:
+    """One generator per (pattern, sample) row, ordered pattern-major, seeded by (seed, the
+    pattern's content, j)."""
+    gens = []
+    for p in patterns:
+        key = pattern_key(p)
+        for j in range(n):
+            state = np.random.SeedSequence(int(seed), spawn_key=(key, j)).generate_state(
+                1, np.uint64
+            )
+            gens.append(torch.Generator().manual_seed(int(state[0]) >> 1))
+    return gens
 
 
 def x0_estimate(scheduler, x: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -64,7 +81,7 @@ def sample_latents(
     k, dz = len(p), model.config.latent_dim
     rows = k * n
     pat = p.repeat_interleave(n, dim=0)  # (K n, P, P)
-    gens = _row_generators(seed, k, n)
+    gens = row_generators(seed, p.cpu().numpy(), n)
     scheduler = make_sampler(sampler, model.config)
     scheduler.set_timesteps(steps)
     x = torch.stack([torch.randn(dz, generator=g) for g in gens]).to(device)

@@ -20,6 +20,7 @@ from explorer.projection import Projection, fit_projection
 from explorer.tasks import Task
 from vae.checkpoint import Checkpoint
 from vae.kl import ACTIVE_NATS, active_units, kl_per_dim, kl_terms
+from vae.kl import neg_elbo as kl_neg_elbo
 
 Progress = Callable[[float, str], None]
 
@@ -99,8 +100,7 @@ class Atlas:
 def neg_elbo(checkpoint: Checkpoint, mse: np.ndarray | float, kl: np.ndarray | float):
     """−ELBO at β = 1 from the per-pixel MSE and the KL, with the reconstruction term in the
     checkpoint's convention (summed over pixels for "sse")."""
-    size = checkpoint.model_config.image_size
-    return mse * (size * size if checkpoint.recon == "sse" else 1.0) + kl
+    return kl_neg_elbo(checkpoint.recon, checkpoint.model_config.image_size, mse, kl)
 
 
 def encode_arrays(checkpoint: Checkpoint, dataset, progress: Progress | None = None, workers: int = 0,

@@ -227,6 +227,43 @@ def simulated_patterns(meta: dict) -> np.ndarray | None:
     return transform_patterns(base[source], dx, dy, angle, factor)
 
 
+def rebuildable(meta: dict | None) -> bool:
+    """Whether a set's simulation record alone rebuilds it: a fibre set of the bundled digits (a
+    set of the user's own patterns needs their files)."""
+    return bool(meta) and meta.get("kind") == "mmf" and meta.get("digits") in DIGIT_SPLITS
+
+
+def simulate_from_record(meta: dict, n: int | None = None) -> SimulatedSet:
+    """The set a `simulation.json` record describes, simulated again with every parameter it
+    holds (fibre, grain, core, size, placement ranges, bend and states). `n` below the record's
+    gives its first n samples: sets are prefix-stable."""
+    if not rebuildable(meta):
+        raise ValueError(
+            "the simulation record is not of a bundled-digit fibre set, so it cannot be rebuilt "
+            f"(kind {meta.get('kind')!r}, digits {meta.get('digits')!r})"
+        )
+    missing = [k for k in ("n", "seed", "fibre_seed") if k not in meta]
+    if missing:
+        raise ValueError(f"the simulation record lacks {', '.join(missing)}")
+    count = int(meta["n"]) if n is None else min(int(n), int(meta["n"]))
+    bend = meta.get("bend")
+    return simulate_mmf(
+        count,
+        int(meta["seed"]),
+        size=int(meta.get("size", 64)),
+        fibre_seed=int(meta["fibre_seed"]),
+        shift=float(meta.get("shift", 2.0)),
+        rotation=float(meta.get("rotation", 15.0)),
+        scale=tuple(meta.get("scale", (0.9, 1.1))),
+        bend=None if bend is None else float(bend),
+        bend_seed=None if meta.get("bend_seed") is None else int(meta["bend_seed"]),
+        grain=None if meta.get("grain") is None else float(meta["grain"]),
+        core=float(meta.get("core", 0.9)),
+        digits=str(meta["digits"]),
+        states=None if meta.get("states") is None else int(meta["states"]),
+    )
+
+
 def simulate_mmf(
     n: int,
     seed: int,

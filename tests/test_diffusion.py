@@ -144,6 +144,39 @@ def test_every_sampler_lands_on_the_data_point_of_an_exact_denoiser(
     np.testing.assert_allclose(out, 2.5, atol=0.05)
 
 
+class Blind(Oracle):
+    """A denoiser that ignores its input (ε = 0): a sample is its starting noise, scaled, so
+    two samples differ exactly when their noise does."""
+
+    def forward(self, x, t, pattern, keep=None):
+        return torch.zeros_like(x)
+
+
+def test_noise_is_drawn_per_pattern_and_sample_and_repeats_by_seed() -> None:
+    """Sample j of two different patterns gets its own noise (not one draw shared by every
+    pattern), the same pattern gets the same noise whatever is sampled beside it, and the seed
+    decides it."""
+    config = DenoiserConfig(latent_dim=6, prediction="epsilon")
+    blind = Blind(config, torch.zeros(6))
+    rng = np.random.default_rng(0)
+    a, b = rng.random((16, 16)), rng.random((16, 16))
+
+    def draw(patterns, seed=0):
+        return sample_latents(blind, np.stack(patterns), n=3, steps=4, sampler="ddim",
+                              guidance=1.0, seed=seed).latents  # fmt: skip
+
+    both = draw([a, b])
+    assert not np.allclose(both[0], both[1])  # pattern a's sample j is not pattern b's
+    np.testing.assert_array_equal(draw([b])[0], both[1])  # b alone: the same samples
+    np.testing.assert_array_equal(draw([b, a])[1], both[0])
+    np.testing.assert_array_equal(draw([a, b]), both)
+    assert not np.allclose(draw([a, b], seed=1), both)
+    # The noise of all 6 rows is independent: no two rows are equal or strongly correlated.
+    flat = both.reshape(6, -1)
+    c = np.corrcoef(flat)
+    assert np.abs(c[~np.eye(6, dtype=bool)]).max() < 0.99
+
+
 def test_sampler_settings_are_the_papers() -> None:
     config = DenoiserConfig(prediction="v_prediction")
     for name in SAMPLERS:
@@ -343,6 +376,78 @@ def test_evaluate_scores_the_generator_beside_every_reference(
     assert result["nearest_cosine"] > 0.5
     assert set(result["sweeps"]["steps"]) == {"5", "10", "20", "50"}
     assert set(result["sweeps"]["samplers"]) == set(SAMPLERS)
+    assert result["train_data_source"] == "recorded"
+    # The held-out frames are the VAE's own fibre: few beyond its 99th-percentile −ELBO.
+    assert 0 <= result["foreign_share"] <= 1 and result["foreign_reference"]
+
+
+def test_evaluate_intervals_cover_patterns_and_noise_and_sweeps_use_every_draw(
+    world, generator: Path
+) -> None:
+    """Every headline PCC carries a bootstrap 95% interval around it, and a sweep point is the
+    mean over every draw of every pattern, with its own interval."""
+    p = _run("diffusion.evaluate", "--checkpoint", str(generator), "--data", str(world["held"]),
+             "--n-patterns", "10", "--samples", "3", "--steps", "4", "--tm-steps", "20",
+             "--sweep-patterns", "6", "--json")  # fmt: skip
+    r = json.loads(p.stdout)
+    rows = [(r["pcc"], r["pcc_ci95"]), (r["mean_of_k"]["pcc"], r["mean_of_k"]["pcc_ci95"])]
+    rows += [(m["pcc"], m["pcc_ci95"]) for m in r["references"].values()]
+    assert len(rows) == 7
+    for mean, (low, high) in rows:
+        assert low <= mean <= high and low < high
+    sw = r["sweeps"]
+    assert sw["samples"] == 3 and sw["patterns"] == 6
+    for factor in ("steps", "guidance", "samplers"):
+        for label, value in sw[factor].items():
+            low, high = sw[f"{factor}_ci95"][label]
+            assert low <= value <= high and low < high
+    # The chosen setting appears in the step sweep: its value is that of the same 6 patterns'
+    # 3 draws, so it cannot equal the 10-pattern headline by construction.
+    assert "4" not in sw["steps"] or sw["steps"]["4"] != r["pcc"]
+
+
+def test_evaluate_rebuilds_a_missing_training_set_from_the_record(
+    world, generator: Path, tmp_path: Path
+) -> None:
+    """A generator whose training folder is gone (a fresh clone) is still scored: its set is
+    simulated again from the record into the cache, checked against the recorded intensity
+    scale, and reused. Without a record, one line names --train-data; a record the simulator
+    no longer reproduces is refused."""
+    import shutil
+
+    moved = tmp_path / "gen"
+    shutil.copytree(generator / "checkpoint", moved, ignore=shutil.ignore_patterns("resume"))
+    config_file = moved / "config.json"
+    config = json.loads(config_file.read_text())
+    config["dataset"]["path"] = str(tmp_path / "gone")
+    config_file.write_text(json.dumps(config))
+    args = ["diffusion.evaluate", "--checkpoint", str(moved), "--data", str(world["held"]),
+            "--n-patterns", "6", "--samples", "2", "--steps", "3", "--tm-steps", "10",
+            "--no-sweeps", "--no-progress", "--json"]  # fmt: skip
+    first = _run(*args)
+    r = json.loads(first.stdout)
+    assert r["train_data_source"] == "simulated from the generator's record"
+    assert "intensity_scale matched" in r["train_data_check"]
+    for key in ("vae_ceiling_pcc", "regressor_pcc", "nearest_pcc", "random_pcc", "tm_fit_pcc",
+                "classifier_accuracy_ratio"):  # fmt: skip
+        assert np.isfinite(r[key]), key
+    assert "simulating it again" in first.stderr
+    second = _run(*args)
+    assert "simulating it again" not in second.stderr  # the cached set is reused
+    assert json.loads(second.stdout)["train_data"] == r["train_data"]
+
+    tampered = dict(config["dataset"]["simulation"], intensity_scale=1.0)
+    config["dataset"]["simulation"] = tampered
+    config_file.write_text(json.dumps(config))
+    bad = _run(*args, check=False)
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert bad.returncode == 2 and len(errors) == 1 and "intensity_scale" in errors[0]
+
+    config["dataset"]["simulation"] = None
+    config_file.write_text(json.dumps(config))
+    none = _run(*args, check=False)
+    assert none.returncode == 2 and "--train-data" in none.stderr
+    assert len(none.stderr.strip().splitlines()) == 1
 
 
 def test_diversity_reports_the_truth_of_a_moving_fibre(

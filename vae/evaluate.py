@@ -21,6 +21,7 @@ from speckle.stats import contrast_batch
 from vae.checkpoint import CheckpointError, load_checkpoint
 from vae.data import ImageError, ImageFolder, Normalization
 from vae.device import pick_device
+from vae.foreign import foreign_report, per_frame_neg_elbo, reference, resize_notes
 from vae.inference import encode_dataset, kl_per_dim
 from vae.kl import ACTIVE_NATS
 from vae.lit_region import dataset_region
@@ -86,6 +87,9 @@ def evaluate(
         "contrast_ratio": contrast_ratio(x, x_hat, region.mask),
         "mean_image_contrast_ratio": contrast_ratio(x, np.broadcast_to(mean_image, x.shape), region.mask),
     }  # fmt: skip
+    values = per_frame_neg_elbo(ck, x, enc.mu, enc.logvar, x_hat)
+    result |= foreign_report(values, reference(ck), str(data))
+    result["resized"] = resize_notes(dataset)
     labels = dataset.labels.iloc[pick] if hasattr(dataset, "labels") else None
     groups = None
     if labels is not None and GROUP_COLUMN in labels and labels[GROUP_COLUMN].notna().all():
@@ -139,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ImageError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for note in result["resized"]:
+        print(f"note: {args.data}: {note}, the size the model was trained at", file=sys.stderr)
+    if "foreign_note" in result:
+        print(f"note: {result['foreign_note']}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     else:

@@ -22,3 +22,9 @@ def active_units(kl_per_dim, threshold: float = ACTIVE_NATS) -> int:
     """Dims whose mean KL over the data exceeds `threshold` nats carry information. Works on a
     tensor or an array."""
     return int((kl_per_dim > threshold).sum())
+
+
+def neg_elbo(recon: str, image_size: int, mse, kl):
+    """−ELBO at β = 1 from the per-pixel MSE and the KL (nats), with the reconstruction term in
+    the model's convention: summed over the image_size² pixels for "sse", the mean for "mse"."""
+    return mse * (image_size * image_size if recon == "sse" else 1.0) + kl
