@@ -1,5 +1,5 @@
 """A Generate click in Chromium: seconds from the click to the new samples on screen (8 samples,
-20 DPM-Solver++ steps, guidance 2; target under 1 s on 2 cores), beside a plain rerun of the same
+the page's default sampler, steps and guidance; target under 1 s on 2 cores), beside a plain rerun of the same
 page measured in the same run (a seed change, which redraws the last result without sampling).
 
     python -m benchmarks.generate_click
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from benchmarks.load import ARGS, CHROMIUM, start_server
-from diffusion.sampling import GUIDANCE
+from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 
 LIMIT_SECONDS = 1.0
 SAMPLES = '.st-key-gen_samples [data-testid="stImage"] img'
@@ -56,7 +56,7 @@ def run(clicks: int = 5, n: int = 400) -> list[dict]:
             proc.terminate()
             proc.wait(30)
     click, rerun = statistics.median(clicked), statistics.median(reruns)
-    return [{"benchmark": f"generate_click_browser[8 samples, 20 dpm++ steps, guidance {GUIDANCE:g}]",
+    return [{"benchmark": f"generate_click_browser[8 samples, {STEPS} {SAMPLER} steps, guidance {GUIDANCE:g}]",
              "click_to_images_seconds": click, "clicks": clicked, "plain_rerun_seconds": rerun,
              "ratio_to_rerun": click / rerun, "limit_seconds": LIMIT_SECONDS,
              "ratio": click / LIMIT_SECONDS}]  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from diffusion import checkpoint as gck
-from diffusion.sampling import GUIDANCE, SAMPLER
+from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from explorer import sources
 from vae.checkpoint import Checkpoint, CheckpointError
 
@@ -191,7 +191,7 @@ def true_speckle(
     return recorded_frame(simulated_counts(intensity, meta), vae)
 
 
-def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8, steps: int = 20,
+def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8, steps: int = STEPS,
              sampler: str = SAMPLER, guidance: float = GUIDANCE, seed: int = 0,
              dataset_root: Path | None = None, mask: np.ndarray | None = None,
              filmstrip: int = 5, truth: np.ndarray | None = None) -> Generated:  # fmt: skip

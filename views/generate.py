@@ -150,7 +150,7 @@ with left:
 with right:
     c = st.columns(5)
     sampler = c[0].selectbox("Sampler", SAMPLERS, SAMPLERS.index(SAMPLER), key="gen_sampler",
-                             help="DPM-Solver++ needs the fewest steps; DDPM the most")  # fmt: skip
+                             help="The default scored best on a validation split; docs/generator.md compares them")  # fmt: skip
     steps = int(c[1].number_input("Steps", 1, 200, STEPS, key="gen_steps"))
     guidance = float(c[2].number_input("Guidance", 0.0, 10.0, GUIDANCE, 0.5, key="gen_guidance",
                                        help="Classifier-free guidance w: 1 = none, 0 ignores the "
