@@ -8,7 +8,8 @@
 - `lab`, `tiff`, `containers`: lab recordings (multi-page TIFF, HDF5, MATLAB .mat) read frame by
   frame; `layout`: dataset.toml, which says which array is what; `lab_samples`: their frames as
   samples, and `stack_frames` for any file's frames (stats, uploads).
-- `scan`: a folder's candidate files, and the record that spares unchanged files a new decode.
+- `scan`: a folder's candidate files (`dataset_files`: those its samples come from), and the
+  record that spares unchanged files a new decode.
 - `datasets`: `ImageFolder`, `ArrayDataset`, `Sample`, `split_indices`.
 
 Importing this package does not import torch; the datasets import it on their first item.
@@ -35,7 +36,7 @@ from vae.data.labels import FILE_COLUMNS, LABEL_FILE, PATTERN_COLUMN
 from vae.data.layout import LAYOUT_FILE, FolderLayout, Layout, read_layout
 from vae.data.normalize import NORMALIZATIONS, Normalization, normalize, preprocess
 from vae.data.reading import ALPHA_MODES, FULL_DECODE_BYTES, PIL_FORMATS, read_image
-from vae.data.scan import SCAN_RECORD_FORMAT
+from vae.data.scan import SCAN_RECORD_FORMAT, dataset_files
 
 __all__ = [
     "ALPHA_MODES",
@@ -69,6 +70,7 @@ __all__ = [
     "RawImage",
     "Sample",
     "array_frames",
+    "dataset_files",
     "inspect_lab",
     "normalize",
     "preprocess",
