@@ -1,5 +1,7 @@
-"""Generate speckle for input patterns: `python -m diffusion.sample --checkpoint RUN --pattern
-IMG... --n K --steps S --sampler dpm++|ddim|ddpm --guidance W --seed N --out DIR`.
+"""Generate speckle for input patterns with a trained pattern → speckle generator.
+
+    python -m diffusion.sample --checkpoint RUN --pattern IMG... --n K --steps S
+        --sampler dpm++|ddim|ddpm --guidance W --seed N --out DIR
 
 Writes K 16-bit PNGs per pattern (the VAE's decoded frames, 0..1 → 0..65535) and a labels.csv
 with one row per sample: its file, the pattern file it came from, the sample index and the
@@ -21,24 +23,26 @@ from diffusion.data import read_pattern
 from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from diffusion.schedulers import SAMPLERS
 from vae import checkpoint as vck
+from vae.cli import summary
 from vae.data import ImageError
 
 EXIT_USAGE = 2
+PATTERN_HELP = "pattern image files: PNG, TIFF, JPEG, BMP, GIF, or a 2-D .npy/.npz array"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m diffusion.sample", description=__doc__.splitlines()[0]
+    p = argparse.ArgumentParser(prog="python -m diffusion.sample", description=summary(__doc__))
+    p.add_argument(
+        "--checkpoint", required=True, help="the generator: its folder, or the run that holds it"
     )
-    p.add_argument("--checkpoint", required=True, help="generator directory (or its run)")
-    p.add_argument("--pattern", required=True, nargs="+", help="pattern image files")
+    p.add_argument("--pattern", required=True, nargs="+", help=PATTERN_HELP)
     p.add_argument("--n", type=int, default=8, help="samples per pattern")
     p.add_argument("--steps", type=int, default=STEPS, help="sampler steps")
-    p.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS)
+    p.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS, help="the sampler")
     p.add_argument(
         "--guidance", type=float, default=GUIDANCE, help="classifier-free guidance weight"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="noise seed: the same seed, the same files")
     p.add_argument("--vae", default="", help="the VAE (default: the path the generator records)")
     p.add_argument("--out", required=True, help="folder to write: new, empty, or an earlier "
                    "sample output (replaced); anything else needs --overwrite")  # fmt: skip
