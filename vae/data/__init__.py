@@ -7,7 +7,8 @@
 - `labels`: labels.csv beside a data set.
 - `lab`, `tiff`, `containers`: lab recordings (multi-page TIFF, HDF5, MATLAB .mat) read frame by
   frame; `layout`: dataset.toml, which says which array is what; `lab_samples`: their frames as
-  samples, and `stack_frames` for any file's frames (stats, uploads).
+  samples, `stack_frames` for any file's frames (stats, uploads), and `pattern_frames` for the
+  input patterns a frame name stands for ("run.h5#/patterns#12").
 - `scan`: a folder's candidate files (`dataset_files`: those its samples come from), and the
   record that spares unchanged files a new decode.
 - `datasets`: `ImageFolder`, `ArrayDataset`, `Sample`, `split_indices`.
@@ -31,7 +32,7 @@ from vae.data.image import (
     RawImage,
 )
 from vae.data.lab import MAX_UPLOAD_FRAMES, PATTERN_NAMES, LabArray, LabReader, inspect_lab
-from vae.data.lab_samples import stack_frames
+from vae.data.lab_samples import pattern_frames, stack_frames
 from vae.data.labels import FILE_COLUMNS, LABEL_FILE, PATTERN_COLUMN
 from vae.data.layout import LAYOUT_FILE, FolderLayout, Layout, read_layout
 from vae.data.normalize import NORMALIZATIONS, Normalization, normalize, preprocess
@@ -73,6 +74,7 @@ __all__ = [
     "dataset_files",
     "inspect_lab",
     "normalize",
+    "pattern_frames",
     "preprocess",
     "read_frames",
     "read_image",
