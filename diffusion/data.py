@@ -10,7 +10,7 @@ import numpy as np
 
 from explorer import cache
 from vae.checkpoint import Checkpoint
-from vae.data import PATTERN_COLUMN, ImageError, ImageFolder, read_image
+from vae.data import PATTERN_COLUMN, ImageFolder, pattern_frames
 from vae.foreign import frame_from_counts, normalization_of
 
 
@@ -39,14 +39,26 @@ def to_pattern(pixels: np.ndarray, full_scale: float, size: int) -> np.ndarray:
     return np.clip(a, 0.0, 1.0).astype(np.float32)
 
 
-def read_pattern(source: str | Path | bytes, size: int, name: str | None = None) -> np.ndarray:
-    """A pattern image (a path, or an upload's bytes and name) through the hardened image reader:
-    a bad file raises a one-line ImageError naming it."""
-    raw = read_image(source if isinstance(source, bytes) else Path(source), name)
-    if raw.pixels.ndim != 2:
-        label = name or str(source)
-        raise ImageError(f"{label}: expected a 2-D pattern image, got shape {raw.pixels.shape}")
+def read_pattern(
+    source: str | Path | bytes, size: int, name: str | None = None, frame: str | None = None
+) -> np.ndarray:
+    """The one pattern a file or frame name stands for (a path such as "run.h5#/patterns#12", or
+    an upload's bytes, file name and frame part; see vae.data.pattern_frames), through the
+    hardened readers. A bad file, or a name standing for several frames, raises a one-line
+    ImageError naming it."""
+    _, frames = pattern_frames(source, name, frame, single=True)
+    _, raw = next(frames)
     return to_pattern(raw.pixels, raw.full_scale, size)
+
+
+def read_patterns(
+    source: str | Path | bytes, size: int, name: str | None = None, frame: str | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """Every pattern a file or frame name stands for, as (frame name, pattern): one for an image
+    or a named frame, one per frame for a stack, an array or a paired recording's pattern array.
+    Raises a one-line ImageError naming the file."""
+    _, frames = pattern_frames(source, name, frame)
+    return [(label, to_pattern(raw.pixels, raw.full_scale, size)) for label, raw in frames]
 
 
 def recorded_frame(counts: np.ndarray, vae: Checkpoint) -> np.ndarray:

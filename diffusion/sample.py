@@ -1,10 +1,18 @@
-"""Generate speckle for input patterns: `python -m diffusion.sample --checkpoint RUN --pattern
-IMG... --n K --steps S --sampler dpm++|ddim|ddpm --guidance W --seed N --out DIR`.
+"""Generate speckle for input patterns with a trained pattern → speckle generator.
+
+    python -m diffusion.sample --checkpoint RUN --pattern IMG... --n K --steps S
+        --sampler dpm++|ddim|ddpm --guidance W --seed N --out DIR
+
+Each --pattern is a file or a frame by name, as the data readers name frames: an image, a 2-D
+.npy, or one frame of a stack or recording ("stack.tif#3", "run.h5#/patterns#12",
+"data.mat#patterns#0"). A file or array named without a frame index gives one pattern per frame:
+a multi-page TIFF or an (N, H, W) .npy each frame, a paired recording each frame of its pattern
+array ("run.h5" is "run.h5#/patterns#0" … "#N-1").
 
 Writes K 16-bit PNGs per pattern (the VAE's decoded frames, 0..1 → 0..65535) and a labels.csv
-with one row per sample: its file, the pattern file it came from, the sample index and the
-settings. The same seed gives the same files. A pattern file that cannot be read is reported in
-one line and skipped; the others are still generated.
+with one row per sample: its file, the pattern (its file's absolute path, with the frame part)
+it came from, the sample index and the settings. The same seed gives the same files. A pattern
+that cannot be read is reported in one line and skipped; the others are still generated.
 """
 
 from __future__ import annotations
@@ -17,28 +25,35 @@ from pathlib import Path
 import numpy as np
 
 from diffusion import checkpoint as gck
-from diffusion.data import read_pattern
+from diffusion.data import read_patterns
 from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from diffusion.schedulers import SAMPLERS
 from vae import checkpoint as vck
+from vae.cli import summary
 from vae.data import ImageError
 
 EXIT_USAGE = 2
+PATTERN_HELP = (
+    "input patterns, each a file or a frame by name: an image (PNG, TIFF, JPEG, BMP, GIF), an "
+    ".npy/.npz array, or a frame of a stack or recording (stack.tif#3, run.h5#/patterns#12, "
+    "data.mat#patterns#0); a name without a frame index gives one pattern per frame (of a paired "
+    "recording: of its pattern array)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m diffusion.sample", description=__doc__.splitlines()[0]
+    p = argparse.ArgumentParser(prog="python -m diffusion.sample", description=summary(__doc__))
+    p.add_argument(
+        "--checkpoint", required=True, help="the generator: its folder, or the run that holds it"
     )
-    p.add_argument("--checkpoint", required=True, help="generator directory (or its run)")
-    p.add_argument("--pattern", required=True, nargs="+", help="pattern image files")
+    p.add_argument("--pattern", required=True, nargs="+", help=PATTERN_HELP)
     p.add_argument("--n", type=int, default=8, help="samples per pattern")
     p.add_argument("--steps", type=int, default=STEPS, help="sampler steps")
-    p.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS)
+    p.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS, help="the sampler")
     p.add_argument(
         "--guidance", type=float, default=GUIDANCE, help="classifier-free guidance weight"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="noise seed: the same seed, the same files")
     p.add_argument("--vae", default="", help="the VAE (default: the path the generator records)")
     p.add_argument("--out", required=True, help="folder to write: new, empty, or an earlier "
                    "sample output (replaced); anything else needs --overwrite")  # fmt: skip
@@ -64,13 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         return EXIT_USAGE
-    patterns, names = [], []
+    patterns, names, failed = [], [], 0
     for name in args.pattern:
         try:
-            patterns.append(read_pattern(name, gen.denoiser_config.pattern_size))
-            names.append(name)
+            read = read_patterns(name, gen.denoiser_config.pattern_size)
         except ImageError as e:
             print(f"skipped {e}", file=sys.stderr)
+            failed += 1
+            continue
+        names += [label for label, _ in read]
+        patterns += [pattern for _, pattern in read]
     if not patterns:
         print("error: no readable pattern", file=sys.stderr)
         return EXIT_USAGE
@@ -83,7 +101,17 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {len(names) * args.n} samples of {len(names)} patterns to {args.out}",
         file=sys.stderr,
     )
-    return 0 if len(names) == len(args.pattern) else 1
+    return 1 if failed else 0
+
+
+def _absolute(name: str) -> str:
+    """A pattern's frame name with its file's absolute path: "run.h5#/patterns#3" ->
+    "/data/run.h5#/patterns#3"."""
+    path = Path(name)
+    if path.exists():
+        return str(path.resolve())
+    file, sep, frame = name.partition("#")
+    return str(Path(file).resolve()) + sep + frame
 
 
 def _out_refusal(out: Path, overwrite: bool) -> str:
@@ -125,7 +153,7 @@ def write(gen: gck.Generator, vae: vck.Checkpoint, patterns: np.ndarray, names: 
             file = f"images/{k:04d}_{j:03d}.png"
             png = np.round(np.clip(frame, 0, 1) * 65535).astype(np.uint16)
             Image.fromarray(png).save(tmp / file)
-            rows.append({"file": file, "pattern": str(Path(names[k]).resolve()), "pattern_index": k,
+            rows.append({"file": file, "pattern": _absolute(names[k]), "pattern_index": k,
                          "sample": j, "sampler": args.sampler, "steps": args.steps,
                          "guidance": args.guidance, "seed": args.seed, "generator": gen.id})  # fmt: skip
         pd.DataFrame(rows).to_csv(tmp / "labels.csv", index=False)

@@ -3,6 +3,7 @@ line of `python -m diffusion.train` is generated."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 
 from diffusion.config import ARCHS, PREDICTIONS, DenoiserConfig
@@ -13,6 +14,12 @@ DESCRIPTION = (
     "on the latents of a frozen VAE."
 )
 
+PAIRS_HELP = (
+    "data set folder of speckle images paired with their input patterns: a labels.csv whose "
+    "pattern column names each image's pattern (the simulator writes one), or paired recordings "
+    "(HDF5 or .mat files holding a speckle array and a pattern array)"
+)
+
 
 def _help(text: str, **kw) -> dict:
     return {"metadata": {"help": text, **kw}}
@@ -21,11 +28,12 @@ def _help(text: str, **kw) -> dict:
 @dataclass(frozen=True)
 class TrainConfig:
     vae: str = field(default="", **_help("the VAE checkpoint (frozen)", required=True))
-    data: str = field(default="", **_help("folder of speckle images whose labels.csv has a "
-                                          "pattern column", required=True))  # fmt: skip
+    data: str = field(default="", **_help(PAIRS_HELP, required=True))
     out: str = field(default="", **_help("run directory to write", required=True))
-    arch: str = field(default="mlp-adaln", **_help("denoiser", choices=ARCHS))
-    prediction: str = field(default="v_prediction", **_help("network target", choices=PREDICTIONS))
+    arch: str = field(default="mlp-adaln", **_help("denoiser architecture", choices=ARCHS))
+    prediction: str = field(
+        default="v_prediction", **_help("what the network predicts", choices=PREDICTIONS)
+    )
     width: int = field(default=256, **_help("mlp-adaln: block width"))
     depth: int = field(default=4, **_help("mlp-adaln: number of blocks"))
     mlp_ratio: int = field(default=2, **_help("mlp-adaln: MLP hidden = width × ratio"))
@@ -88,8 +96,13 @@ RESUME_MUST_MATCH = (
 )  # fmt: skip
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI is generated from TrainConfig, so the two cannot drift apart."""
+    return parser_for(TrainConfig, "python -m diffusion.train", DESCRIPTION)
+
+
 def parse_args(argv: list[str] | None) -> TrainConfig:
-    parser = parser_for(TrainConfig, "python -m diffusion.train", DESCRIPTION)
+    parser = build_parser()
     ns = parser.parse_args(argv)
     try:
         return TrainConfig(**vars(ns))

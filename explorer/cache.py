@@ -1,4 +1,9 @@
-"""On-disk cache of arrays (latents, projections), outside git.
+"""On-disk cache of arrays (latents, projections), in the platform's user cache folder.
+
+The cache lives in `platformdirs.user_cache_path("speckle-vae")` (`~/.cache/speckle-vae` on
+Linux, `~/Library/Caches/speckle-vae` on macOS, `%LOCALAPPDATA%\\speckle-vae\\Cache` on Windows)
+unless SPECKLE_VAE_CACHE names another folder: never in the folder a command is run from, nor in
+an installed package.
 
 Each entry is `NAME.npz` plus `NAME.json` holding the npz's byte size and sha256: a truncated or
 altered file is detected on read and rebuilt, never used. Writes are atomic (`vae.atomic`) and
@@ -18,17 +23,32 @@ from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
+from platformdirs import user_cache_path
 
 from vae.atomic import atomic_path, atomic_write
 from vae.checkpoint import file_sha256
 
 CACHE_ENV = "SPECKLE_VAE_CACHE"
+APP_NAME = "speckle-vae"  # the cache's folder name under the platform's user cache folder
+NUMBA_ENV = "NUMBA_CACHE_DIR"
 log = logging.getLogger("explorer.cache")
 
 
 def cache_root() -> Path:
+    """The cache folder: SPECKLE_VAE_CACHE, else the platform's user cache folder for the app.
+    Created when missing."""
     root = os.environ.get(CACHE_ENV)
-    path = Path(root) if root else Path(__file__).resolve().parents[1] / ".cache" / "speckle-vae"
+    path = Path(root) if root else user_cache_path(APP_NAME, appauthor=False)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def numba_cache_dir() -> Path:
+    """Where numba keeps its compiled code (umap-learn's): NUMBA_CACHE_DIR, else `numba/` in the
+    cache folder. Sets NUMBA_CACHE_DIR, which numba reads when it is imported, so call it first;
+    a persistent cache means only the first process pays umap-learn's ~25 s compile."""
+    os.environ.setdefault(NUMBA_ENV, str(cache_root() / "numba"))
+    path = Path(os.environ[NUMBA_ENV])
     path.mkdir(parents=True, exist_ok=True)
     return path
 

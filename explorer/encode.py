@@ -1,4 +1,5 @@
-"""Encode a dataset too big for the app to encode on the spot, into the app's latent cache:
+"""Encode a data set into the app's latent cache ahead of time, for one too big to encode on the
+spot.
 
     python -m explorer.encode --checkpoint models/demo --data data/big
     torchrun --nproc_per_node=8 -m explorer.encode --checkpoint runs/paper --data /shared/big
@@ -20,19 +21,23 @@ import torch
 from explorer import atlas as atlas_mod
 from explorer import cache
 from vae.checkpoint import CheckpointError, load_checkpoint
+from vae.cli import DATA_HELP, summary
 from vae.data import ImageError, ImageFolder, Normalization
 from vae.device import pick_device
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m explorer.encode", description=__doc__.split("\n")[0]
-    )
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m explorer.encode", description=summary(__doc__))
     p.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
-    p.add_argument("--data", required=True, help="folder of images")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    p.add_argument("--batch-size", type=int, default=256, help="images per encoder batch")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
 
     world = int(os.environ.get("WORLD_SIZE", "1"))

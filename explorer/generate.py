@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from diffusion import checkpoint as gck
+from diffusion.data import read_pattern
 from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from explorer import sources
 from vae.checkpoint import Checkpoint, CheckpointError
+from vae.data import pattern_frames
 
 GENERATORS_DIR = "generators"  # models/generators/NAME: shipped generators
 # A pattern is out of distribution below the 1st percentile of the training patterns' own
@@ -242,6 +244,20 @@ def dataset_pattern(dataset, i: int, size: int) -> np.ndarray | None:
 
     p = dataset.pattern(i)
     return None if p is None else to_pattern(p, 1.0, size)
+
+
+def upload_pattern_names(data: bytes, name: str) -> list[str]:
+    """The frame names of the patterns an uploaded file holds, from its headers: its own name for
+    an image, one per frame for a stack or array, and for a paired recording one per frame of its
+    pattern array ("up.h5#/patterns#0", ...). Raises a one-line ImageError naming the file."""
+    return pattern_frames(data, name)[0]
+
+
+def upload_pattern(data: bytes, name: str, size: int, frame_name: str | None = None) -> np.ndarray:
+    """The uploaded file's pattern `frame_name` (one of upload_pattern_names; None for a file
+    holding one), as the generator sees it. Raises a one-line ImageError naming the file."""
+    frame = None if frame_name in (None, name) else frame_name.removeprefix(f"{name}#")
+    return read_pattern(data, size, name=name, frame=frame)
 
 
 def canvas_pattern(rgba: np.ndarray | None, size: int) -> np.ndarray | None:

@@ -33,6 +33,7 @@ import numpy as np
 
 from explorer import cache
 from explorer.projection import Projection
+from vae.cli import summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,18 +111,24 @@ class _Latents:
     mu: np.ndarray
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m explorer.map_process", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m explorer.map_process", description=summary(__doc__))
     p.add_argument("--latents", required=True, help=".npy file of the latents (N, dz)")
     p.add_argument("--out", required=True, help=".npz file to write the map to")
-    p.add_argument("--checkpoint-id", required=True)
-    p.add_argument("--dataset-fingerprint", required=True)
-    p.add_argument("--method", default="umap")
-    p.add_argument("--n-neighbors", type=int, default=15)
-    p.add_argument("--min-dist", type=float, default=0.1)
-    p.add_argument("--metric", default="euclidean")
+    p.add_argument("--checkpoint-id", required=True, help="the model's id, for the cache key")
+    p.add_argument(
+        "--dataset-fingerprint", required=True, help="the data set's fingerprint, for the cache key"
+    )
+    p.add_argument("--method", default="umap", help="umap or pca")
+    p.add_argument("--n-neighbors", type=int, default=15, help="UMAP's n_neighbors")
+    p.add_argument("--min-dist", type=float, default=0.1, help="UMAP's min_dist")
+    p.add_argument("--metric", default="euclidean", help="UMAP's distance metric")
     p.add_argument("--nice", type=int, default=10, help="added to this process's nice value")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.nice > 0:
         with contextlib.suppress(OSError):  # a sandbox that forbids it: normal priority
             os.nice(args.nice)

@@ -8,12 +8,12 @@ disk places new points by inverse-distance weighting of their nearest latents' c
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from explorer import cache
 from explorer.latent_ops import NeighbourIndex, nearest
 
 METHODS = ("umap", "pca")
@@ -72,16 +72,6 @@ class PCA:
         return ((np.asarray(x, np.float64) - self.mean_) @ self.components_.T).astype(np.float32)
 
 
-def numba_cache_dir() -> str:
-    """Persist numba's JIT cache so only the first process pays umap-learn's ~25 s compile."""
-    default = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "numba"
-    )
-    os.environ.setdefault("NUMBA_CACHE_DIR", default)
-    os.makedirs(os.environ["NUMBA_CACHE_DIR"], exist_ok=True)
-    return os.environ["NUMBA_CACHE_DIR"]
-
-
 def fit_projection(
     latents: np.ndarray,
     method: str = "umap",
@@ -108,7 +98,7 @@ def fit_projection(
         reducer = PCA(x_fit)
         params = {"seed": seed}
     else:
-        numba_cache_dir()
+        cache.numba_cache_dir()
         import umap
 
         reducer = umap.UMAP(

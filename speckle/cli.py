@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import os
 import sys
@@ -67,9 +68,17 @@ def _pair_arg(text: str) -> tuple[float, float] | float:
     raise ValueError(f"expected a number or LO:HI, got {text!r}")
 
 
-def _build_parser():
-    import argparse
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows an option's default only where it has one: not for a required option, an
+    on/off flag, or an option whose absence the help itself explains."""
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
     class OneLineParser(argparse.ArgumentParser):
         def error(self, message: str):  # argparse prints the whole usage; keep errors one line
             self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -80,7 +89,7 @@ def _build_parser():
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = DefaultsFormatter
     parser = OneLineParser(
         prog="python -m speckle",
         description="Simulate laser speckle data sets (multimode fibre or free space) with known "
@@ -111,13 +120,31 @@ def _build_parser():
         "multimode fibre; a new --seed draws new samples through the same fibre.",
     )
     common(mmf)
-    mmf.add_argument("--fibre-seed", type=int, default=DEFAULT_FIBRE_SEED, help="fibre (T) seed")
+    mmf.add_argument(
+        "--fibre-seed",
+        type=int,
+        default=DEFAULT_FIBRE_SEED,
+        help="seed of the fibre's transmission matrix T",
+    )
     mmf.add_argument("--shift", type=float, default=2.0, help="max |dx|, |dy| in SLM pixels")
     mmf.add_argument("--rotation", type=float, default=15.0, help="max |angle| in degrees")
     mmf.add_argument("--scale", type=pair, default=(0.9, 1.1), help="scale range LO:HI")
-    mmf.add_argument("--bend", type=float, default=None, metavar="MU", help="fibre bend mu")
-    mmf.add_argument("--bend-seed", type=int, default=None, help="bent part (fibre seed + 1)")
-    mmf.add_argument("--grain", type=float, default=None, help="grain FWHM px (size/16)")
+    mmf.add_argument(
+        "--bend",
+        type=float,
+        default=None,
+        metavar="MU",
+        help="fibre bend mu in [0, 1]: 1 is the straight fibre (default: no bend)",
+    )
+    mmf.add_argument(
+        "--bend-seed",
+        type=int,
+        default=None,
+        help="seed of the bent part (default: the fibre seed + 1)",
+    )
+    mmf.add_argument(
+        "--grain", type=float, default=None, help="grain FWHM in pixels (default: size/16)"
+    )
     mmf.add_argument("--core", type=float, default=0.9, help="core diameter / image width")
     mmf.add_argument(
         "--digits",
@@ -133,7 +160,11 @@ def _build_parser():
         help="your own pattern images (SLM frames) instead of digits, resized to 16x16",
     )
     mmf.add_argument(
-        "--states", type=int, default=None, metavar="M", help="M fibre states (needs --bend)"
+        "--states",
+        type=int,
+        default=None,
+        metavar="M",
+        help="M fibre states (needs --bend; default: one)",
     )
 
     free = sub.add_parser(
@@ -144,9 +175,12 @@ def _build_parser():
         "drawn uniformly per image and recorded in labels.csv.",
     )
     common(free)
-    free.add_argument("--grid", type=int, default=None, help="simulation grid N (= size)")
+    free.add_argument("--grid", type=int, default=None, help="simulation grid N (default: --size)")
     free.add_argument(
-        "--diameter", type=pair, default=None, help="pupil D in grid px, V or LO:HI (N/8:N/3)"
+        "--diameter",
+        type=pair,
+        default=None,
+        help="pupil diameter D in grid pixels, V or LO:HI (default: N/8:N/3)",
     )
     free.add_argument("--pupil", default="circle", help=f"one or more of {','.join(PUPILS)}")
     free.add_argument("--aspect", type=pair, default=0.5, help="ellipse height/width")
@@ -156,10 +190,22 @@ def _build_parser():
     free.add_argument("--defocus", type=float, default=0.0, help="max |defocus| in waves")
     free.add_argument("--decorrelation", type=float, default=0.0, help="frame-to-frame rho")
     free.add_argument("--oversample", type=int, default=1, help="camera pixel integration q")
-    free.add_argument("--photons", type=float, default=None, help="mean e- per pixel (camera)")
+    free.add_argument(
+        "--photons",
+        type=float,
+        default=None,
+        help="mean photoelectrons per pixel: adds the camera model (default: no camera)",
+    )
     free.add_argument("--read-noise", type=float, default=0.0, help="read noise, e- rms")
-    free.add_argument("--bit-depth", type=int, default=None, help="ADC bits")
-    free.add_argument("--full-well", type=float, default=None, help="saturation, e-")
+    free.add_argument(
+        "--bit-depth", type=int, default=None, help="ADC bits (default: no quantization)"
+    )
+    free.add_argument(
+        "--full-well",
+        type=float,
+        default=None,
+        help="full well in e-, where pixels saturate (default: none)",
+    )
 
     st = sub.add_parser(
         "stats",
@@ -167,10 +213,16 @@ def _build_parser():
         help="speckle statistics of images",
         description="Contrast, grain size and intensity statistics of images (PNG/TIFF/JPEG/BMP, "
         "and every frame of .npy/.npz, multi-page TIFF, HDF5 and .mat stacks; FILE#KEY picks "
-        "one array; directories are searched recursively). A bad file is reported on stderr and "
+        "one array). A folder is searched recursively for the frames that --data trains on, "
+        "without the input patterns its labels.csv names. A bad file is reported on stderr and "
         "the rest continue; the exit code is 1 if any failed.",
     )
-    st.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    st.add_argument(
+        "paths",
+        nargs="+",
+        metavar="FILE_OR_DIR",
+        help="image files, stacks, FILE#KEY arrays, or data set folders (their speckle frames)",
+    )
     st.add_argument("--json", action="store_true", help="one JSON object per line per image")
     st.add_argument("--window", type=int, default=7, help="local contrast window (pixels)")
     st.add_argument("--mask", default="auto", metavar="auto|none|FILE", help=MASK_HELP)
@@ -178,7 +230,7 @@ def _build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _build_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "stats":

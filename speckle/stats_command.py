@@ -1,6 +1,9 @@
 """`python -m speckle stats`: speckle statistics of image files and stacks, in the lit region.
 
-Files are read through vae.data's hardened readers, with the app's checks and limits. `--mask`
+Files are read through vae.data's hardened readers, with the app's checks and limits. A folder
+gives the frames that training on it (`--data`) would: its image files and every frame of its
+stacks, never the input patterns that its labels.csv names (a simulated set's `patterns/`, its
+`patterns.tif`). `--mask`
 picks the lit region, where every statistic is taken (a fibre's dark cladding would otherwise
 raise the contrast from 1 to about 1.4):
 - `auto` (default): `mask.png` in the file's folder or above it (up to the parent of the path
@@ -27,10 +30,6 @@ MASK_HELP = "lit region: auto (mask.png, simulation.json's core, or thresholded 
 MASK_FRAMES = 256  # frames of a stack that the automatic mask is estimated from
 
 
-IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".npy", ".npz", ".h5",
-              ".hdf5", ".he5", ".mat")  # fmt: skip
-
-
 def _read_for_stats(path: Path) -> Iterator[tuple[str, int | None, np.ndarray]]:
     """The images in one file, through vae.data's readers (the app's checks and limits): (name
     for the row, frame index or None, (H, W) float64). A stack (.npy/.npz, multi-page TIFF, HDF5,
@@ -53,12 +52,17 @@ def _read_for_stats(path: Path) -> Iterator[tuple[str, int | None, np.ndarray]]:
 
 
 def _find_images(paths: Sequence[str]) -> list[tuple[Path, Path]]:
-    """(file, the path argument it was found under): the mask search stops at the argument."""
+    """(file, the path argument it was found under): the mask search stops at the argument. A
+    folder gives the files a data set's samples come from (vae.data's dataset_files)."""
+    from vae.data import dataset_files
+
+    def warn(msg: str) -> None:
+        print(f"speckle stats: {msg}", file=sys.stderr)
+
     found: list[tuple[Path, Path]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += [(f, p) for f in sorted(p.rglob("*"))
-                      if f.is_file() and f.suffix.lower() in IMAGE_EXTS]  # fmt: skip
+            found += [(p / rel, p) for rel in dataset_files(p, warn)]
         else:
             found.append((p, p.parent))
     return found

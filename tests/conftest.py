@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,6 +14,16 @@ os.environ.setdefault(
 from vae.model import VAEConfig  # noqa: E402
 
 SEED = 0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_folder(tmp_path_factory) -> Iterator[None]:
+    """The tests' latent cache, maps and simulated sets go to a temporary folder, never to the
+    user's cache folder (a test that needs its own sets SPECKLE_VAE_CACHE itself)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPECKLE_VAE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
 
 
 @pytest.fixture

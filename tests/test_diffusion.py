@@ -344,6 +344,52 @@ def test_sample_is_deterministic_by_seed_and_skips_bad_patterns(
     )
 
 
+def test_sample_reads_patterns_by_frame_name(world, generator: Path, tmp_path: Path) -> None:
+    """A recording's own pattern (`rec.h5#/patterns#0`) gives the samples that the same pattern
+    as a PNG gives. A stack or recording named without a frame index gives one pattern per frame,
+    and a bad frame name is skipped in one line naming the file."""
+    import h5py
+    import pandas as pd
+    import scipy.io
+    import tifffile
+
+    files = sorted((world["held"] / "patterns").glob("*.png"))[:3]
+    patterns = np.stack([np.asarray(Image.open(f)) for f in files])  # (3, 16, 16) uint8
+    rec = tmp_path / "rec.h5"
+    with h5py.File(rec, "w") as f:
+        f["speckle"] = np.random.default_rng(0).integers(0, 60000, (3, 32, 32), np.uint16)
+        f["patterns"] = patterns
+    tifffile.imwrite(tmp_path / "slm.tif", patterns, photometric="minisblack")
+    np.save(tmp_path / "slm.npy", patterns)
+    (tmp_path / "mat").mkdir()
+    scipy.io.savemat(tmp_path / "mat" / "slm.mat", {"patterns": patterns.transpose(1, 2, 0)})
+    (tmp_path / "mat" / "dataset.toml").write_text('axes = "HWN"\n')
+    common = ["--checkpoint", str(generator), "--n", "2", "--steps", "3", "--seed", "5"]
+
+    def run(out: str, *names: str, check: bool = True) -> subprocess.CompletedProcess:
+        out_dir = str(tmp_path / out)
+        return _run("diffusion.sample", *common, "--out", out_dir, "--pattern", *names, check=check)
+
+    run("png", str(files[0]))
+    run("rec", f"{rec}#/patterns#0")
+    for j in range(2):
+        png = (tmp_path / "png" / f"images/0000_00{j}.png").read_bytes()
+        assert (tmp_path / "rec" / f"images/0000_00{j}.png").read_bytes() == png
+    assert pd.read_csv(tmp_path / "rec" / "labels.csv")["pattern"][0] == f"{rec}#/patterns#0"
+
+    tif, npy, mat = tmp_path / "slm.tif", tmp_path / "slm.npy", tmp_path / "mat" / "slm.mat"
+    names = [str(rec), f"{tif}#1", str(npy), f"{mat}#patterns#2", f"{rec}#/patterns#7"]
+    p = run("many", *names, check=False)
+    assert p.returncode == 1
+    skipped = [line for line in p.stderr.splitlines() if line.startswith("skipped")]
+    assert skipped == [f"skipped {rec}#/patterns: no frame #7 (3 frames: #0 to #2)"]
+    labels = pd.read_csv(tmp_path / "many" / "labels.csv")
+    used = list(dict.fromkeys(labels["pattern"]))
+    whole = [f"{rec}#/patterns#{k}" for k in range(3)] + [f"{npy}#{k}" for k in range(3)]
+    assert used == [*whole[:3], f"{tif}#1", *whole[3:], f"{mat}#patterns#2"]
+    assert len(labels) == 2 * len(used)
+
+
 def test_sample_refuses_a_mismatched_vae(world, generator: Path, tmp_path: Path) -> None:
     good, _, _ = _patterns(world, tmp_path)
     p = _run("diffusion.sample", "--checkpoint", str(generator), "--vae", str(world["other_vae"]),

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -260,6 +263,34 @@ def test_encode_cli_single_and_torchrun_shards_agree(tmp_path, cache_dir, sim_fo
     assert reference.cache_hit  # the CLI wrote the app's cache entry
     np.testing.assert_allclose(merged.mu, reference.mu, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(merged.kl, reference.kl, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="XDG_CACHE_HOME places the cache on Linux")
+def test_commands_cache_in_the_user_cache_folder_not_where_they_run(tmp_path, sim_folder) -> None:
+    """Without SPECKLE_VAE_CACHE, explorer.encode writes its latents into the platform's user
+    cache folder, numba's cache goes beside them, and nothing lands in the folder a command is
+    run from. SPECKLE_VAE_CACHE still moves the cache."""
+    tiny_checkpoint(tmp_path / "m")
+    here = tmp_path / "cwd"
+    here.mkdir()
+    user = tmp_path / "user-cache"
+    env = {k: v for k, v in os.environ.items() if k not in (cache.CACHE_ENV, "NUMBA_CACHE_DIR")}
+    env |= {"XDG_CACHE_HOME": str(user), "PYTHONPATH": str(sources.REPO), "OMP_NUM_THREADS": "1"}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, *args]
+        res = subprocess.run(cmd, cwd=here, env=env | extra, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res
+
+    run("-m", "explorer.encode", "--checkpoint", str(tmp_path / "m"), "--data", str(sim_folder))
+    assert list((user / "speckle-vae" / "latents").glob("*.npz"))
+    numba = run("-c", "from explorer import cache; print(cache.numba_cache_dir())")
+    assert Path(numba.stdout.strip()) == user / "speckle-vae" / "numba"
+    root = "from explorer import cache; print(cache.cache_root())"
+    moved = run("-c", root, SPECKLE_VAE_CACHE=str(tmp_path / "mine"))
+    assert Path(moved.stdout.strip()) == tmp_path / "mine"
+    assert list(here.iterdir()) == []
 
 
 def test_cached_atlas_opens_without_torch(tmp_path, cache_dir, sim_folder) -> None:

@@ -1,6 +1,7 @@
 """Lab recordings (multi-page TIFF, OME-TIFF, BigTIFF, ImageJ, HDF5, MAT v5 and v7.3) as data
 sets, uploads and `speckle stats` input, each frame a sample with the right pixels; paired
-recordings; dataset.toml; and the simulator's tiff/h5 output read back."""
+recordings; dataset.toml; input patterns by frame name; and the simulator's tiff/h5 output read
+back."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+import tifffile
+from PIL import Image
 
 from speckle import cli
 from speckle.io import write_dataset
 from speckle.mmf import simulate_mmf
 from tests.data_files import lab_stack, write_lab_files, write_mat73
-from vae.data import ImageError, ImageFolder, Layout, Normalization, read_image
+from vae.data import ImageError, ImageFolder, Layout, Normalization, pattern_frames, read_image
 
 FRAMES = lab_stack()  # (5, 12, 16) uint16
 
@@ -98,6 +101,78 @@ def test_paired_recording_shows_its_patterns_and_labels(tmp_path: Path) -> None:
     # A labels.csv value wins over the file's own.
     (tmp_path / "labels.csv").write_text("file,power\npaired.h5#/speckle#1,9\n")
     assert list(ImageFolder(tmp_path, 12).labels["power"]) == [0, 9, 1.0, 1.5, 2.0]
+
+
+PATTERNS = (np.random.default_rng(4).random((5, 16, 16)) * 255).astype(np.uint8)
+
+
+def _pattern_files(root: Path) -> None:
+    """The same five patterns as a paired HDF5 recording, a multi-page TIFF, an .npy and a .mat in
+    MATLAB's (H, W, N) order, whose folder's dataset.toml says so."""
+    with h5py.File(root / "run.h5", "w") as f:
+        f["speckle"] = FRAMES
+        f["patterns"] = PATTERNS
+    tifffile.imwrite(root / "stack.tif", PATTERNS, photometric="minisblack")
+    np.save(root / "patterns.npy", PATTERNS)
+    (root / "mat").mkdir()
+    scipy.io.savemat(root / "mat" / "slm.mat", {"patterns": PATTERNS.transpose(1, 2, 0)})
+    (root / "mat" / "dataset.toml").write_text('axes = "HWN"\n')
+
+
+@pytest.mark.parametrize(
+    ("name", "frames"),
+    [
+        ("run.h5#/patterns#2", ["run.h5#/patterns#2"]),
+        ("run.h5#patterns#2", ["run.h5#/patterns#2"]),  # HDF5 paths match without their "/"
+        ("run.h5#2", ["run.h5#/patterns#2"]),  # a paired recording's frame is its pattern's
+        ("run.h5", [f"run.h5#/patterns#{k}" for k in range(5)]),
+        ("stack.tif#2", ["stack.tif#2"]),
+        ("stack.tif", [f"stack.tif#{k}" for k in range(5)]),
+        ("patterns.npy#2", ["patterns.npy#2"]),
+        ("mat/slm.mat#patterns#2", ["mat/slm.mat#patterns#2"]),
+    ],
+)
+def test_patterns_by_frame_name_in_every_format(tmp_path: Path, name: str, frames: list) -> None:
+    _pattern_files(tmp_path)
+    names, read = pattern_frames(tmp_path / name)
+    assert names == [f"{tmp_path}/{f}" for f in frames]
+    got = list(read)
+    assert [n for n, _ in got] == names
+    for (_, raw), frame in zip(got, frames, strict=True):
+        np.testing.assert_array_equal(raw.pixels, PATTERNS[int(frame.rpartition("#")[2])])
+        assert raw.full_scale == 255
+    # An upload: the file's bytes, its name, and the frame part.
+    data = (tmp_path / name.partition("#")[0]).read_bytes()
+    if not name.startswith("mat/"):
+        upload = pattern_frames(data, "up", name.partition("#")[2] or None)[0]
+        assert upload == [f"up{f.removeprefix(name.partition('#')[0])}" for f in frames]
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("run.h5#/patterns#9", "run.h5#/patterns: no frame #9 (5 frames: #0 to #4)"),
+        ("run.h5#/nope#0", "run.h5: no array '/nope' (frames: "),
+        ("gone.h5#/patterns#0", "gone.h5: no such file"),
+        ("stack.tif#x", "stack.tif: no array 'x'"),
+        ("one.png#3", "one.png: one 2-D image, not a stack"),
+    ],
+)
+def test_a_bad_pattern_name_is_one_line_naming_the_file(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    _pattern_files(tmp_path)
+    Image.fromarray(PATTERNS[0]).save(tmp_path / "one.png")
+    with pytest.raises(ImageError) as e:
+        list(pattern_frames(tmp_path / name)[1])
+    assert str(e.value).startswith(f"{tmp_path}/{problem}") and "\n" not in str(e.value)
+
+
+def test_one_pattern_of_a_stack_must_be_named(tmp_path: Path) -> None:
+    _pattern_files(tmp_path)
+    with pytest.raises(ImageError, match=r"run.h5: holds 5 patterns; name one: .*#/patterns#0"):
+        pattern_frames(tmp_path / "run.h5", single=True)
+    assert len(pattern_frames(tmp_path / "run.h5#/patterns#4", single=True)[0]) == 1
 
 
 def test_dataset_toml_picks_arrays_axes_and_fields(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Metrics of a checkpoint on a dataset, as one JSON object:
+"""Score a checkpoint on a data set: reconstruction, KL, speckle statistics, probes and PCA.
 
     python -m vae.evaluate --checkpoint DIR --data DIR [--probe-label COLUMN] [--pca auto|K|curve] --json
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from speckle.stats import contrast_batch
 from vae.checkpoint import CheckpointError, load_checkpoint
+from vae.cli import DATA_HELP, summary
 from vae.data import ImageError, ImageFolder, Normalization
 from vae.device import pick_device
 from vae.foreign import foreign_report, per_frame_neg_elbo, reference, resize_notes
@@ -123,20 +124,26 @@ def evaluate(
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vae.evaluate", description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vae.evaluate", description=summary(__doc__))
     p.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
-    p.add_argument("--data", required=True, help="folder of images")
+    p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--probe-label", help="label column for held-out linear probes of the code")
     p.add_argument(
         "--pca",
         help="also score PCA with K components ('auto' = active units; 'curve' adds EV against K)",
     )
     p.add_argument("--max-samples", type=int, default=0, help="evaluate a random subset")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    args = p.parse_args(argv)
+    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset and the probes' split")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table of metrics"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         result = evaluate(args.checkpoint, args.data, args.probe_label, args.pca,
                           args.max_samples, args.device, args.seed)  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, fields
 
+from vae.cli import DATA_HELP
 from vae.data import Normalization
 from vae.loss import RECON_CONVENTIONS
 from vae.model import PRESETS, VAEConfig
@@ -20,7 +21,7 @@ def _help(text: str, **kw) -> dict:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = field(default="", **_help("folder of images (or a simulated set)", required=True))
+    data: str = field(default="", **_help(DATA_HELP, required=True))
     out: str = field(default="", **_help("run directory to write", required=True))
     preset: str = field(default="demo", **_help("model size", choices=tuple(PRESETS)))
     beta: float = field(default=1.0, **_help("KL weight β (γ for the capacity schedule)"))
@@ -64,7 +65,7 @@ class TrainConfig:
         default="", **_help("file listing the sample names to train on, one per line")
     )
     resume: bool = field(default=False, **_help("continue the run in --out exactly"))
-    deterministic: bool = field(default=False, **_help("torch deterministic algorithms"))
+    deterministic: bool = field(default=False, **_help("use torch's deterministic algorithms"))
     threads: int = field(default=0, **_help("CPU threads (0 = torch default)"))
     progress: bool = field(default=True, **_help("show a progress bar"))
     exit_with_parent: bool = field(

@@ -15,7 +15,7 @@ from diffusion.schedulers import SAMPLERS
 from explorer import generate, serving, sources
 from explorer.images import to_png
 from vae.checkpoint import CheckpointError
-from vae.data import ImageError
+from vae.data import SUFFIXES, ImageError
 from views import figures, state, widgets
 
 SOURCES = ("Dataset pattern", "Draw", "Upload")
@@ -25,6 +25,8 @@ CANVAS = 256  # px; the drawing is area-resampled to the generator's pattern siz
 # pattern at 22 px, all out of distribution (below 0.91), and 0.85–0.91 at 40 px.
 STROKE = 40
 PER_ROW = 8  # samples a row: 8 fill the wide layout's width at ~110 px each
+# What the pattern upload takes: every suffix the readers know (images, arrays, lab files).
+UPLOAD_TYPES = [suffix[1:] for suffix in SUFFIXES]
 
 
 def _shown(path: str | Path | None) -> str:
@@ -127,15 +129,26 @@ def draw_input() -> tuple[np.ndarray | None, str]:
 
 
 def upload_input() -> tuple[np.ndarray | None, str]:
-    from diffusion.data import read_pattern
-
-    f = st.file_uploader("Pattern image: bright is on (PNG, TIFF, JPEG, BMP, GIF)",
-                         type=["png", "tif", "tiff", "jpg", "jpeg", "bmp", "gif"], key="gen_upload")  # fmt: skip
+    f = st.file_uploader(
+        "Pattern: bright is on. An image (PNG, TIFF, JPEG, BMP, GIF), or a stack or recording of "
+        "patterns (multi-page TIFF, .npy, .npz, HDF5, .mat)",
+        type=UPLOAD_TYPES,
+        key="gen_upload",
+    )
     if f is None:
-        st.info("Upload an input pattern image, then press Generate.", icon=":material/upload:")
+        st.info("Upload an input pattern, then press Generate.", icon=":material/upload:")
         return None, ""
+    data = f.getvalue()
     try:
-        return read_pattern(f.getvalue(), size, name=f.name), f.name
+        names = generate.upload_pattern_names(data, f.name)
+        chosen = names[0]
+        if len(names) > 1:  # a stack, or a paired recording's pattern array: pick a frame
+            if st.session_state.get("gen_upload_frame", 0) > len(names) - 1:
+                st.session_state["gen_upload_frame"] = 0  # another, shorter file was uploaded
+            last = len(names) - 1
+            k = int(st.number_input(f"Pattern (0–{last})", 0, last, 0, key="gen_upload_frame"))
+            chosen = names[k]
+        return generate.upload_pattern(data, f.name, size, chosen), chosen
     except ImageError as e:
         st.error(str(e), icon=":material/error:")
         return None, ""

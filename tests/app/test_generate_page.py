@@ -4,8 +4,10 @@ are explained. Drawing on the canvas is driven in a real browser (tests/e2e)."""
 
 from __future__ import annotations
 
+import io
 import re
 
+import h5py
 import numpy as np
 
 from diffusion.sampling import STEPS
@@ -58,6 +60,31 @@ def test_broken_upload_is_one_error_naming_the_file(app) -> None:
     assert not app.exception
     assert len(app.error) == 1 and "broken.png" in app.error[0].value
     assert app.button(key="gen_run").disabled
+
+
+def test_an_uploaded_recording_offers_each_pattern_and_generates(app) -> None:
+    """A paired HDF5 recording as the upload: one pattern per frame of its pattern array, picked
+    by number, named by its frame name, and generated from."""
+    patterns = np.zeros((3, 16, 16), np.uint8)
+    for k in range(3):
+        patterns[k, 3:13, 4 + 3 * k : 7 + 3 * k] = 255  # a bar, further right in each frame
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f["speckle"] = np.random.default_rng(0).integers(0, 60000, (3, 64, 64), np.uint16)
+        f["patterns"] = patterns
+    app.switch_page("views/generate.py").run()
+    app.radio(key="gen_source").set_value("Upload").run()
+    app.file_uploader(key="gen_upload").upload("rec.h5", buf.getvalue(), "application/x-hdf5")
+    app.run()
+    assert not app.exception and not app.error
+    app.number_input(key="gen_upload_frame").set_value(2).run()
+    assert any(
+        c.startswith("what the generator sees: rec.h5#/patterns#2") for c in image_captions(app)
+    )
+    app.button(key="gen_run").click().run()
+    assert not app.exception
+    assert "input pattern (rec.h5#/patterns#2)" in image_captions(app)
+    assert len(_samples(app)) == 8
 
 
 def test_model_without_generator_says_how_to_train_one(app) -> None:

@@ -7,8 +7,10 @@
 - `labels`: labels.csv beside a data set.
 - `lab`, `tiff`, `containers`: lab recordings (multi-page TIFF, HDF5, MATLAB .mat) read frame by
   frame; `layout`: dataset.toml, which says which array is what; `lab_samples`: their frames as
-  samples, and `stack_frames` for any file's frames (stats, uploads).
-- `scan`: a folder's candidate files, and the record that spares unchanged files a new decode.
+  samples, `stack_frames` for any file's frames (stats, uploads), and `pattern_frames` for the
+  input patterns a frame name stands for ("run.h5#/patterns#12").
+- `scan`: a folder's candidate files (`dataset_files`: those its samples come from), and the
+  record that spares unchanged files a new decode.
 - `datasets`: `ImageFolder`, `ArrayDataset`, `Sample`, `split_indices`.
 
 Importing this package does not import torch; the datasets import it on their first item.
@@ -30,12 +32,12 @@ from vae.data.image import (
     RawImage,
 )
 from vae.data.lab import MAX_UPLOAD_FRAMES, PATTERN_NAMES, LabArray, LabReader, inspect_lab
-from vae.data.lab_samples import stack_frames
+from vae.data.lab_samples import pattern_frames, stack_frames
 from vae.data.labels import FILE_COLUMNS, LABEL_FILE, PATTERN_COLUMN
 from vae.data.layout import LAYOUT_FILE, FolderLayout, Layout, read_layout
 from vae.data.normalize import NORMALIZATIONS, Normalization, normalize, preprocess
 from vae.data.reading import ALPHA_MODES, FULL_DECODE_BYTES, PIL_FORMATS, read_image
-from vae.data.scan import SCAN_RECORD_FORMAT
+from vae.data.scan import SCAN_RECORD_FORMAT, dataset_files
 
 __all__ = [
     "ALPHA_MODES",
@@ -69,8 +71,10 @@ __all__ = [
     "RawImage",
     "Sample",
     "array_frames",
+    "dataset_files",
     "inspect_lab",
     "normalize",
+    "pattern_frames",
     "preprocess",
     "read_frames",
     "read_image",

@@ -180,6 +180,30 @@ def _single_image(arr: np.ndarray, label: str, kind: str) -> RawImage:
     return _from_array(arr, label, f"{kind} {arr.dtype}")
 
 
+def _source_infos(source: str | Path | bytes, label: str) -> list[_ArrayInfo]:
+    """The arrays of an .npy/.npz file or of its bytes, from headers."""
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        return _array_infos(Path(source), label)
+    data = bytes(source)
+    if data[:6] == b"\x93NUMPY":
+        shape, dtype, fortran = _npy_header(io.BytesIO(data), len(data), label)
+        return [_ArrayInfo(None, shape, dtype, fortran, None)]
+    return _npz_infos(io.BytesIO(data), label)
+
+
+def array_layouts(source: str | Path | bytes, label: str) -> list[tuple[str | None, int | None]]:
+    """Each array of an .npy/.npz file or its bytes as (its key when the .npz holds several, else
+    None; its frame count, None for one 2-D image), from headers; raises ImageError."""
+    with one_line_errors(label, "array"):
+        infos = _source_infos(source, label)
+        named = len(infos) > 1
+        out = []
+        for info in infos:
+            frames, _ = _frame_layout(info, f"{label}#{info.key}" if named else label)
+            out.append((info.key if named else None, None if frames == [None] else len(frames)))
+        return out
+
+
 def array_frames(
     source: str | Path | bytes, label: str, limit: int | None = None
 ) -> tuple[int, Iterator[tuple[str, int | None, RawImage]]]:
@@ -188,13 +212,7 @@ def array_frames(
     first; raises ImageError."""
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else None
     with one_line_errors(label, "array"):
-        if data is None:
-            infos = _array_infos(Path(source), label)
-        elif data[:6] == b"\x93NUMPY":
-            shape, dtype, fortran = _npy_header(io.BytesIO(data), len(data), label)
-            infos = [_ArrayInfo(None, shape, dtype, fortran, None)]
-        else:
-            infos = _npz_infos(io.BytesIO(data), label)
+        infos = _source_infos(source, label)
         named = len(infos) > 1
         layouts = [_frame_layout(i, f"{label}#{i.key}" if named else label)[0] for i in infos]
 

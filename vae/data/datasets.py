@@ -33,7 +33,7 @@ from vae.data.labels import PATTERN_COLUMN, match_labels, merge_file_labels, rea
 from vae.data.layout import read_layout, same_key, split_name
 from vae.data.normalize import Normalization, preprocess
 from vae.data.reading import ALPHA_MODES, _probe_pil, read_image
-from vae.data.scan import _file_key, _read_scan_record, _walk, _write_scan_record
+from vae.data.scan import _file_key, _read_scan_record, _write_scan_record, candidate_files
 
 if TYPE_CHECKING:
     import torch
@@ -105,7 +105,7 @@ class ImageFolder:
         stats = []
         known = _read_scan_record(scan_record, self.root)
         seen: dict[str, list] = {}
-        for rel in _walk(self.root, skip_dirs, skip_files):
+        for rel in candidate_files(self.root, skip_dirs, skip_files):
             path = self.root / rel
             try:
                 stat = path.stat()

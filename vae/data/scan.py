@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from vae.atomic import atomic_write
@@ -17,6 +18,7 @@ from vae.data.image import (
     SUFFIXES,
     _check_shape,
 )
+from vae.data.labels import read_labels
 from vae.data.reading import FULL_DECODE_BYTES
 
 SCAN_RECORD_FORMAT = "speckle-vae-scan/2"
@@ -24,8 +26,9 @@ _RECORD_FIELDS = 7  # byte size, mtime_ns, ctime_ns, inode, height, width, PIL m
 logger = logging.getLogger("vae.data")
 
 
-def _walk(root: Path, skip_dirs: set[str], skip_files: set[str]) -> list[str]:
-    """Relative paths of candidate files, sorted (each folder's files, then its subfolders)."""
+def candidate_files(root: Path, skip_dirs: set[str], skip_files: set[str]) -> list[str]:
+    """Relative paths of candidate files, sorted (each folder's files, then its subfolders):
+    every file with a readable suffix, except hidden ones and those under hidden folders."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
@@ -39,6 +42,14 @@ def _walk(root: Path, skip_dirs: set[str], skip_files: set[str]) -> list[str]:
             if prefix + f not in skip_files:
                 found.append(prefix + f)
     return found
+
+
+def dataset_files(root: Path, warn: Callable[[str], None]) -> list[str]:
+    """The files a data set folder's samples come from, as `ImageFolder` scans it: the candidate
+    files less the input patterns that labels.csv's pattern column names (a simulated set's
+    `patterns/`). Relative paths, sorted."""
+    _, skip_dirs, skip_files = read_labels(root, warn)
+    return candidate_files(root, skip_dirs, skip_files)
 
 
 def _scan_checks() -> dict:
