@@ -9,6 +9,7 @@ from dataclasses import fields
 
 import pytest
 
+from diffusion import evaluate as diffusion_evaluate
 from diffusion import sample as diffusion_sample
 from diffusion import train_config as diffusion_train
 from explorer import encode, map_process
@@ -25,6 +26,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "explorer.map_process": map_process.build_parser,
     "diffusion.train": diffusion_train.build_parser,
     "diffusion.sample": diffusion_sample.build_parser,
+    "diffusion.evaluate": diffusion_evaluate.build_parser,
 }
 # Words a cut phrase ends on ("to" and "in" may end a whole one: "the file to write the map to").
 DANGLING = {"a", "an", "the", "of", "or", "and", "its", "their", "with", "for", "by", "from", "as"}
