@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vae.probes import code_probes, holdout_split, label_kind, probe
+from vae.probes import code_probes, figure_text, holdout_split, k_text, label_kind, probe
 
 SKIP_COLUMNS = ("file", "pattern", "filename", "name", "source_index", "source_file")
 BINS = 20
@@ -53,14 +53,25 @@ PROBE_COLUMNS = {  # code_probes' keys, without the metric, and what the Model p
     "probe_{m}_all_mu": "all μ (encoder features)",
     "pattern_probe_{m}": "input patterns",
 }
+READOUT_KEYS = (  # what the Model page shows of the pattern read-out
+    "pattern_readout_pcc",
+    "pca_pattern_readout_pcc",
+    "pixel_pattern_readout_pcc",
+    "mean_pattern_pcc",
+    "readout_k",
+    "top_pattern_readout_pcc",
+    "pca_top_pattern_readout_pcc",
+    "pattern_readout_ratio",
+)
 
 
 def probe_table(mu: np.ndarray, kl_per_dim: np.ndarray, images: np.ndarray,
                 labels: pd.DataFrame, patterns: np.ndarray | None = None,
                 seed: int = 0) -> tuple[pd.DataFrame, dict]:  # fmt: skip
     """The probes `python -m vae.evaluate --probe-label` reports, for every label column, with the
-    same numbers: one row per label, and the pattern read-out (code and PCA) when the dataset
-    has input patterns."""
+    same numbers, as the Model page prints them (`figure_text`: a baseline below chance reads
+    "failed (s < chance c)"): one row per label, with the K its probes read, and the pattern
+    read-out (`READOUT_KEYS`, with any failed baselines) when the dataset has input patterns."""
     groups = labels["source_index"].to_numpy() if "source_index" in labels else None
     split = holdout_split(len(mu), groups, seed)
     rows, readout = [], {}
@@ -68,12 +79,16 @@ def probe_table(mu: np.ndarray, kl_per_dim: np.ndarray, images: np.ndarray,
         res = code_probes(mu, kl_per_dim, images, labels[c].to_numpy(), patterns, split, seed,
                           readout=i == 0)  # fmt: skip
         m = "accuracy" if "probe_accuracy" in res else "r2"
-        row = {"label": c, "metric": m}
-        row |= {name: res.get(key.format(m=m), np.nan) for key, name in PROBE_COLUMNS.items()}
-        row["chance"] = res.get("probe_chance", np.nan)
+        row = {"label": c, "metric": m, "K / robust K": k_text(res)}
+        row |= {name: figure_text(res, key.format(m=m)) for key, name in PROBE_COLUMNS.items()}
+        row["chance"] = figure_text(res, "probe_chance") if m == "accuracy" else "0.000"
         rows.append(row)
-        readout |= {k: v for k, v in res.items() if "readout" in k}
-    columns = ["label", "metric", *PROBE_COLUMNS.values(), "chance"]
+        if i == 0 and patterns is not None:
+            readout = {k: res[k] for k in READOUT_KEYS if k in res}
+            failed = {k: v for k, v in res.get("failed_baselines", {}).items() if k in readout}
+            if failed:
+                readout["failed_baselines"] = failed
+    columns = ["label", "metric", "K / robust K", *PROBE_COLUMNS.values(), "chance"]
     return pd.DataFrame(rows, columns=columns), readout
 
 

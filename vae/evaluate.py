@@ -6,7 +6,8 @@ Reconstructions decode z = μ. `ev` is explained variance against the dataset's 
 1 − MSE_model / MSE_mean: simulated fibre speckle shares a strong common component, so PCC alone
 flatters any model that has learned only the mean. Speckle contrast is taken in the dataset's lit
 region (`mask` says which), and every probe sits beside PCA of the speckle at the same K, on one
-held-out split (`vae.probes`).
+held-out split (`vae.probes`): K at most half the training split (`probe_k_capped` says when it
+was capped), and a baseline below its chance level reported as failed (`failed_baselines`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,14 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from explorer.probes import dim_label_scores, probe_table
-from vae.probes import ROBUST_NATS, curve_ks, holdout_split, pca_ev_curve
+from vae.probes import (
+    ROBUST_NATS,
+    curve_ks,
+    figure_text,
+    holdout_split,
+    pca_at_k,
+    pca_ev_curve,
+)
 from vae.run_log import read_metrics
 from views import state
 
@@ -150,16 +157,27 @@ else:
     st.markdown(
         "Held-out linear probes (accuracy for classes, R² for continuous labels), on one split "
         "that keeps each source sample on one side. The **code** is the active dims (KL > 0.01 "
-        "nats); each probe sits beside PCA of the speckle with the same number of components. "
-        "*All μ* reads the inactive dims too: encoder features the decoder ignores, not the code. "
-        "The same numbers as `python -m vae.evaluate --probe-label LABEL` (on up to 4,096 images)."
+        "nats); each probe sits beside PCA of the speckle with the same number of components, "
+        "fitted on the training split. K is at most half the labelled training split (past "
+        "that a linear probe can fit any labels); a capped K says so, and the code then reads "
+        "its K dims with the most KL. A baseline below chance shows as *failed*: it gives no "
+        "number to beat. *All μ* reads the inactive dims too: encoder features the decoder "
+        "ignores, not the code. The same numbers as `python -m vae.evaluate --probe-label LABEL` "
+        "(on up to 4,096 images)."
     )
-    st.dataframe(table.round(3), hide_index=True)
+    st.dataframe(table, hide_index=True)
     if readout:
+        top = readout["readout_k"]
         st.caption(
-            f"Input pattern read-out (ridge regression to the pattern, held-out PCC): code "
-            f"{readout['pattern_readout_pcc']:.3f}, PCA at the same K "
-            f"{readout['pca_pattern_readout_pcc']:.3f}."
+            "Input pattern read-out (ridge regression to the pattern, held-out PCC): code "
+            f"{figure_text(readout, 'pattern_readout_pcc')}, PCA at the same K "
+            f"{figure_text(readout, 'pca_pattern_readout_pcc')}, all the speckle's pixels "
+            f"{figure_text(readout, 'pixel_pattern_readout_pcc')}, the mean pattern (chance) "
+            f"{figure_text(readout, 'mean_pattern_pcc')}. Through all its dims any rich code reads "
+            f"about as well as the pixels; the **read-out ratio** reads the {top} dims with the "
+            f"most KL against PCA at {top}, above the mean pattern: "
+            f"**{figure_text(readout, 'pattern_readout_ratio')}** (about 1 for a model trained on "
+            "this fibre, well below for one trained on another: docs/validation.md)."
         )
     h1, h2 = st.columns([1, 3])
     k = int(h1.number_input("Top-K dims", 2, 64, 16, key="model_k"))
@@ -188,9 +206,8 @@ for kk, name in ((atlas.active_units, "active dims"), (robust, "robust dims")):
 ev.update_layout(height=300, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_type="log",
                  xaxis_title="K (components or dims)", yaxis_title="held-out EV")  # fmt: skip
 st.plotly_chart(ev, key="model_ev", width="stretch")
-pk, pr = curve.get(atlas.active_units), curve.get(robust)
 st.caption(
     f"This VAE's EV is {vae_ev:.3f} with {atlas.active_units} active dims ({robust} with KL > 0.1). "
-    f"PCA of the speckle reaches {pk:.3f} at K = {atlas.active_units}"
-    + (f" and {pr:.3f} at K = {robust}." if pr is not None else ".")
+    f"PCA of the speckle reaches {pca_at_k(curve, atlas.active_units)}"
+    + (f" and {pca_at_k(curve, robust)}." if robust else ".")
 )
