@@ -42,6 +42,13 @@ def _f(v: float) -> str:
     return f"{v:.3f}"
 
 
+def _train_data(r: dict) -> str:
+    source = r.get("train_data_source", "recorded")
+    if source.startswith("simulated"):
+        return f"{source}, {r.get('train_data_check', 'not checked')}"
+    return f"{source} ({r.get('train_data', '')})"
+
+
 def _ci(m: dict, key: str = "pcc") -> str:
     """A value with its 95% interval, when it has one."""
     ci = m.get(f"{key}_ci95")
@@ -69,8 +76,8 @@ def render(r: dict) -> str:
         f"{r['guidance']:g}, seed {r['seed']}. Every figure is per image inside the lit region "
         f"({r['mask']}), averaged over images; a sample's frame is the VAE's decoding of its latent.",
         "",
-        f"Noise is drawn per (pattern, sample); PCC intervals are {r.get('interval', 'bootstrap 95%')}. "
-        f"The training set ({r.get('train_data_source', 'recorded')}): {r.get('train_data_check', 'not checked')}.",
+        f"Noise is drawn per (pattern, sample). PCC intervals: {r.get('interval', 'bootstrap 95%')}. "
+        f"The references' training pairs: {_train_data(r)}.",
         "",
         "| | PCC [95% interval] | SSIM | contrast ratio | grain ratio | histogram distance |",
         "|---|---|---|---|---|---|",
