@@ -54,16 +54,24 @@ def run(n_atlas: int = 2000) -> list[dict]:
     out = []
     for label, proj in (("umap_in_memory", umap_proj), ("map_from_cache", restored)):
         t = median_time(lambda p=proj: ours(p))
-        out.append({"benchmark": f"upload_to_result[{label}]", "seconds": t, "encode_decode_seconds": t_ref,
-                    "ratio": t / t_ref})  # fmt: skip
+        out.append(
+            {
+                "benchmark": f"upload_to_result[{label}]",
+                "seconds": t,
+                "encode_decode_seconds": t_ref,
+                "ratio": t / t_ref,
+            }
+        )
     return out
 
 
 def main() -> int:
     for r in run():
         print(json.dumps(r))
-        print(f"{r['benchmark']}: {r['seconds'] * 1e3:.1f} ms vs encode+decode {r['encode_decode_seconds'] * 1e3:.1f} ms, "
-              f"ratio {r['ratio']:.1f} (limit 3)")  # fmt: skip
+        print(
+            f"{r['benchmark']}: {r['seconds'] * 1e3:.1f} ms vs encode+decode {r['encode_decode_seconds'] * 1e3:.1f} ms, "
+            f"ratio {r['ratio']:.1f} (limit 3)"
+        )
     return 0
 
 

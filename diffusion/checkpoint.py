@@ -99,9 +99,14 @@ def save_generator(
         save_file(
             _cast(_plain(model), weights_dtype), str(tmp / WEIGHTS), metadata={"format": FORMAT}
         )
-        config = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
-                  "version": __version__, "torch": torch.__version__,
-                  "weights_sha256": file_sha256(tmp / WEIGHTS)}  # fmt: skip
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            **meta,
+            "version": __version__,
+            "torch": torch.__version__,
+            "weights_sha256": file_sha256(tmp / WEIGHTS),
+        }
         if regressor is not None:
             save_file(_cast(_plain(regressor), weights_dtype), str(tmp / REGRESSOR))
             config["regressor_sha256"] = file_sha256(tmp / REGRESSOR)
@@ -115,8 +120,9 @@ def save_generator(
     return config["weights_sha256"]
 
 
-def export_generator(src: str | Path, dst: str | Path, weights_dtype: str | None = None,
-                     extra: dict | None = None) -> str:  # fmt: skip
+def export_generator(
+    src: str | Path, dst: str | Path, weights_dtype: str | None = None, extra: dict | None = None
+) -> str:
     """Copy a generator's EMA model, regressor and config (not its resume state) to `dst`,
     optionally at lower precision and with `extra` config entries; return the new id."""
     gen = load_generator(src)
@@ -178,8 +184,9 @@ def _build(directory: Path, name: str, config: DenoiserConfig, expected: str | N
     return model.eval()
 
 
-def load_generator(path: str | Path, vae_id: str | None = None, vae_path: str | Path = "",
-                   regressor: bool = True) -> Generator:  # fmt: skip
+def load_generator(
+    path: str | Path, vae_id: str | None = None, vae_path: str | Path = "", regressor: bool = True
+) -> Generator:
     """Rebuild the EMA denoiser (and the regressor) from the directory alone. With `vae_id`, a
     generator made for another VAE is refused with a one-line GeneratorError."""
     directory = resolve(path)

@@ -76,8 +76,12 @@ def simulated_counts(intensity: np.ndarray, meta: dict) -> np.ndarray:
 
 
 def open_dataset(vae: Checkpoint, data: str | Path) -> ImageFolder:
-    return ImageFolder(data, vae.model_config.image_size, normalization_of(vae),
-                       scan_record=cache.scan_record(data))  # fmt: skip
+    return ImageFolder(
+        data,
+        vae.model_config.image_size,
+        normalization_of(vae),
+        scan_record=cache.scan_record(data),
+    )
 
 
 def _pattern_files(dataset: ImageFolder) -> str:

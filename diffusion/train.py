@@ -90,8 +90,11 @@ def validate(model, regressor, scheduler, x0, pattern, device) -> dict:
 
 
 def command_line(argv: list[str], dist: Dist) -> str:
-    prefix = (f"torchrun --nproc_per_node={dist.world} -m diffusion.train" if dist.enabled
-              else "python -m diffusion.train")  # fmt: skip
+    prefix = (
+        f"torchrun --nproc_per_node={dist.world} -m diffusion.train"
+        if dist.enabled
+        else "python -m diffusion.train"
+    )
     return f"{prefix} {shlex.join(argv)}"
 
 
@@ -161,8 +164,18 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     step = 0
 
     if cfg.resume and has_run:
-        step = _restore(run_ckpt if run_ckpt.exists() else out, cfg, model, regressor, ema,
-                        optimizer, r_opt, r_ema, noise_gen, pairs.dataset.fingerprint())  # fmt: skip
+        step = _restore(
+            run_ckpt if run_ckpt.exists() else out,
+            cfg,
+            model,
+            regressor,
+            ema,
+            optimizer,
+            r_opt,
+            r_ema,
+            noise_gen,
+            pairs.dataset.fingerprint(),
+        )
         log(dist, f"resumed {out} at step {step}")
         if dist.main:
             truncate_metrics(out / METRICS, step)
@@ -185,13 +198,22 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
             "denoiser": dcfg.to_dict(),
             "vae": {"id": vae.id, "path": str(cfg.vae)},
             "preprocessing": vae.config.get("preprocessing"),
-            "train": asdict(cfg), "step": step, "command": command,
-            "dataset": {"path": str(cfg.data), "fingerprint": pairs.dataset.fingerprint(),
-                        "n_train": len(train_idx), "n_val": len(val_idx), "seed": cfg.seed,
-                        "simulation": simulation},
-            "metrics": metrics, "world_size": dist.world, "device": device.type,
+            "train": asdict(cfg),
+            "step": step,
+            "command": command,
+            "dataset": {
+                "path": str(cfg.data),
+                "fingerprint": pairs.dataset.fingerprint(),
+                "n_train": len(train_idx),
+                "n_val": len(val_idx),
+                "seed": cfg.seed,
+                "simulation": simulation,
+            },
+            "metrics": metrics,
+            "world_size": dist.world,
+            "device": device.type,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }  # fmt: skip
+        }
 
     last_val: dict = {}
 
@@ -203,8 +225,12 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         tensors |= {f"ema.{i}": p for i, p in enumerate(ema.shadow_params)}
         o_t, o_info = _prefixed(optimizer, "opt.")
         tensors |= o_t
-        state = {"step": step, "train": asdict(cfg), "optimizer": o_info,
-                 "ema_step": ema.optimization_step}  # fmt: skip
+        state = {
+            "step": step,
+            "train": asdict(cfg),
+            "optimizer": o_info,
+            "ema_step": ema.optimization_step,
+        }
         if regressor is not None:
             tensors |= {f"regressor.{k}": v for k, v in regressor.state_dict().items()}
             r_t, r_info = _prefixed(r_opt, "ropt.")
@@ -227,8 +253,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
 
         bar = tqdm(total=cfg.max_steps, initial=step, unit="step", dynamic_ncols=True)
     n_params = sum(p.numel() for p in model.parameters())
-    log(dist, f"training {dcfg.arch} ({n_params / 1e6:.2f} M parameters, {dcfg.prediction}) on "
-              f"{len(train_idx)} pairs ({len(val_idx)} held out), device {device}, world {dist.world}")  # fmt: skip
+    log(
+        dist,
+        f"training {dcfg.arch} ({n_params / 1e6:.2f} M parameters, {dcfg.prediction}) on "
+        f"{len(train_idx)} pairs ({len(val_idx)} held out), device {device}, world {dist.world}",
+    )
     model.train()
     T = dcfg.train_timesteps
     t_last, seen = time.perf_counter(), 0
@@ -272,9 +301,12 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 if dist.enabled:
                     torch.distributed.all_reduce(flags)
                 if flags[0] > 0:
-                    log(dist, f"error: non-finite loss at step {step} (loss={float(loss.detach()):.4g}, "
-                              f"regressor={float(r_loss.detach()):.4g}); stopped. Last good checkpoint: "
-                              f"{run_ckpt} (lower --lr, or check the data)")  # fmt: skip
+                    log(
+                        dist,
+                        f"error: non-finite loss at step {step} (loss={float(loss.detach()):.4g}, "
+                        f"regressor={float(r_loss.detach()):.4g}); stopped. Last good checkpoint: "
+                        f"{run_ckpt} (lower --lr, or check the data)",
+                    )
                     code = EXIT_NONFINITE
                     break
                 optimizer.step()
@@ -286,10 +318,17 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 seen += len(idx) * dist.world
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
                     now = time.perf_counter()
-                    rec = {"split": "train", "step": step, "epoch": epoch, "loss": float(loss.detach()),
-                           "reg_loss": float(r_loss.detach()) if regressor is not None else None,
-                           "grad_norm": float(gnorm), "lr": lr,
-                           "samples_per_s": seen / max(now - t_last, 1e-9), "time": time.time()}  # fmt: skip
+                    rec = {
+                        "split": "train",
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": float(loss.detach()),
+                        "reg_loss": float(r_loss.detach()) if regressor is not None else None,
+                        "grad_norm": float(gnorm),
+                        "lr": lr,
+                        "samples_per_s": seen / max(now - t_last, 1e-9),
+                        "time": time.time(),
+                    }
                     t_last, seen = now, 0
                     if metrics_file:
                         metrics_file.write(json.dumps(rec) + "\n")
@@ -318,8 +357,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                     if step % cfg.checkpoint_every and step != cfg.max_steps:
                         save()
                         barrier()
-                    log(dist, f"interrupted at step {step}; checkpoint saved in {run_ckpt}; "
-                              "continue with --resume")  # fmt: skip
+                    log(
+                        dist,
+                        f"interrupted at step {step}; checkpoint saved in {run_ckpt}; "
+                        "continue with --resume",
+                    )
                     code = EXIT_INTERRUPTED
                     break
             if code:
@@ -343,8 +385,18 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _restore(path: Path, cfg: TrainConfig, model, regressor, ema, optimizer, r_opt, r_ema,
-             noise_gen, fingerprint: str) -> int:  # fmt: skip
+def _restore(
+    path: Path,
+    cfg: TrainConfig,
+    model,
+    regressor,
+    ema,
+    optimizer,
+    r_opt,
+    r_ema,
+    noise_gen,
+    fingerprint: str,
+) -> int:
     tensors, state = gck.read_resume(path)
     config = gck.read_generator_config(path)
     if state.get("weights_sha256") != config.get("weights_sha256"):

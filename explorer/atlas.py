@@ -103,8 +103,14 @@ def neg_elbo(checkpoint: Checkpoint, mse: np.ndarray | float, kl: np.ndarray | f
     return kl_neg_elbo(checkpoint.recon, checkpoint.model_config.image_size, mse, kl)
 
 
-def encode_arrays(checkpoint: Checkpoint, dataset, progress: Progress | None = None, workers: int = 0,
-                  batch_size: int = 256, errors: bool = True) -> dict[str, np.ndarray]:  # fmt: skip
+def encode_arrays(
+    checkpoint: Checkpoint,
+    dataset,
+    progress: Progress | None = None,
+    workers: int = 0,
+    batch_size: int = 256,
+    errors: bool = True,
+) -> dict[str, np.ndarray]:
     """μ, log σ² and KL of every sample, and unless errors=False its reconstruction error (MSE of
     z = μ), computed in a second pass (reconstruction_errors) so that no pass holds the whole
     dataset's images."""
@@ -116,27 +122,38 @@ def encode_arrays(checkpoint: Checkpoint, dataset, progress: Progress | None = N
         if progress:
             progress(share * done / max(total, 1), f"encoding {done}/{total} images")
 
-    enc = encode_dataset(checkpoint.model, dataset, batch_size=batch_size, workers=workers,
-                         progress=report)  # fmt: skip
+    enc = encode_dataset(
+        checkpoint.model, dataset, batch_size=batch_size, workers=workers, progress=report
+    )
     kl = kl_terms(enc.mu, enc.logvar).sum(1)
     arrays = {"mu": enc.mu, "logvar": enc.logvar, "kl": kl.astype(np.float32)}
     if errors:
-        arrays["recon_error"] = errors_of(checkpoint, dataset, enc.mu, progress, share, workers,
-                                          batch_size)  # fmt: skip
+        arrays["recon_error"] = errors_of(
+            checkpoint, dataset, enc.mu, progress, share, workers, batch_size
+        )
     return arrays
 
 
-def errors_of(checkpoint: Checkpoint, dataset, mu: np.ndarray, progress: Progress | None = None,
-              start: float = 0.0, workers: int = 0, batch_size: int = 256) -> np.ndarray:  # fmt: skip
+def errors_of(
+    checkpoint: Checkpoint,
+    dataset,
+    mu: np.ndarray,
+    progress: Progress | None = None,
+    start: float = 0.0,
+    workers: int = 0,
+    batch_size: int = 256,
+) -> np.ndarray:
     from vae.inference import reconstruction_errors
 
     def report(done: int, total: int) -> None:
         if progress:
-            progress(start + (1 - start) * done / max(total, 1),
-                     f"reconstructing {done}/{total} images")  # fmt: skip
+            progress(
+                start + (1 - start) * done / max(total, 1), f"reconstructing {done}/{total} images"
+            )
 
-    return reconstruction_errors(checkpoint.model, dataset, mu, batch_size=batch_size,
-                                 workers=workers, progress=report)  # fmt: skip
+    return reconstruction_errors(
+        checkpoint.model, dataset, mu, batch_size=batch_size, workers=workers, progress=report
+    )
 
 
 def latents_path(checkpoint: Checkpoint, dataset) -> Path:
@@ -165,8 +182,13 @@ def merge_shards(path: Path, n: int) -> dict[str, np.ndarray] | None:
     return {k: np.concatenate([p[0][k] for p in parts])[order] for k in keys}
 
 
-def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = None,
-                defer_errors: bool = False, background_nice: int = 0) -> Atlas:  # fmt: skip
+def build_atlas(
+    checkpoint: Checkpoint,
+    dataset,
+    progress: Progress | None = None,
+    defer_errors: bool = False,
+    background_nice: int = 0,
+) -> Atlas:
     """The dataset's latents, from the cache or encoded now. On a cache miss with defer_errors,
     this returns as soon as μ and log σ² are there (a map can be drawn), and a background task
     computes the reconstruction errors and then writes the cache entry: on a first start the
@@ -187,15 +209,26 @@ def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = Non
         # duplicates the work, and the atomic writes keep either result whole.
         arrays = encode_arrays(checkpoint, dataset, progress, errors=False)
         # Deferred (Task.defer) until the caller's page is drawn, unless it is asked for sooner.
-        arrays["recon_error"] = Task("atlas-errors", lambda: _finish(checkpoint, dataset, path, arrays),
-                                     nice=background_nice, defer=True).start()  # fmt: skip
+        arrays["recon_error"] = Task(
+            "atlas-errors",
+            lambda: _finish(checkpoint, dataset, path, arrays),
+            nice=background_nice,
+            defer=True,
+        ).start()
         hit = False
     else:
         arrays, _, hit = cache.get_or_build(path, build)
     if len(arrays["mu"]) != len(dataset):
         raise ValueError(f"{path}: cached latents do not match the dataset size")
-    return Atlas(checkpoint, dataset, arrays["mu"], arrays["logvar"], arrays["recon_error"],
-                 arrays["kl"], cache_hit=hit)  # fmt: skip
+    return Atlas(
+        checkpoint,
+        dataset,
+        arrays["mu"],
+        arrays["logvar"],
+        arrays["recon_error"],
+        arrays["kl"],
+        cache_hit=hit,
+    )
 
 
 def _finish(checkpoint: Checkpoint, dataset, path: Path, arrays: dict) -> np.ndarray:
@@ -239,8 +272,14 @@ def build_projection(
     ), hit
 
 
-def interpolation(atlas: Atlas, projection: Projection, za: np.ndarray, zb: np.ndarray, n: int,
-                  method: str = "slerp") -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def interpolation(
+    atlas: Atlas,
+    projection: Projection,
+    za: np.ndarray,
+    zb: np.ndarray,
+    n: int,
+    method: str = "slerp",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A decoded path between two latents: (latents (n, dz), frames (n, H, W), map positions
     (n, 2)). Positions go through the nearest latents, which is fast and stable for a path."""
     from explorer.latent_ops import interpolate

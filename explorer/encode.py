@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cache.save(path, arrays, {"checkpoint": ck.id})
     if rank == 0:
-        print(f"encoded {len(dataset)} images in {time.perf_counter() - t0:.1f} s on {world} "
-              f"process(es) into {path.with_suffix('.npz')}", file=sys.stderr)  # fmt: skip
+        print(
+            f"encoded {len(dataset)} images in {time.perf_counter() - t0:.1f} s on {world} "
+            f"process(es) into {path.with_suffix('.npz')}",
+            file=sys.stderr,
+        )
     return 0
 
 

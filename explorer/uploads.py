@@ -89,8 +89,12 @@ def load_uploads(
     except ImageError as e:
         return [Upload(name, error=str(e))]
     if total > limit:
-        out.append(Upload(f"{name} (frames {limit}–{total - 1})",
-                          error=f"{name}: frames {limit} to {total - 1} not read ({total} frames; an upload is capped at {limit})"))  # fmt: skip
+        out.append(
+            Upload(
+                f"{name} (frames {limit}–{total - 1})",
+                error=f"{name}: frames {limit} to {total - 1} not read ({total} frames; an upload is capped at {limit})",
+            )
+        )
     return out
 
 
@@ -111,8 +115,14 @@ def lit_region_of(dataset, size: int) -> LitRegion:
 
 
 @torch.inference_mode()
-def analyse(uploads: list[Upload], atlas: Atlas, projection: Projection | None, k: int = 5,
-            window: int = 7, region: LitRegion | None = None) -> None:  # fmt: skip
+def analyse(
+    uploads: list[Upload],
+    atlas: Atlas,
+    projection: Projection | None,
+    k: int = 5,
+    window: int = 7,
+    region: LitRegion | None = None,
+) -> None:
     """Fill in latents, reconstruction, metrics, map position, neighbours and OOD percentiles of
     every good upload, in one encode and one decode batch. The speckle metrics are taken in
     `region` (the dataset's lit region) when its size matches, else in each upload's own."""
@@ -143,8 +153,11 @@ def analyse(uploads: list[Upload], atlas: Atlas, projection: Projection | None, 
         kl = float(kls[i])
         elbo = float(neg_elbo(atlas.checkpoint, err, kl))
         u.metrics |= {"kl": kl, "neg_elbo": elbo}
-        u.ood = {"-ELBO": percentile_of(elbo, atlas.elbo),
-                 "reconstruction error": percentile_of(err, atlas.recon_error), "KL": percentile_of(kl, atlas.kl)}  # fmt: skip
+        u.ood = {
+            "-ELBO": percentile_of(elbo, atlas.elbo),
+            "reconstruction error": percentile_of(err, atlas.recon_error),
+            "KL": percentile_of(kl, atlas.kl),
+        }
         u.neighbours = idx[i, :k]
         u.position = positions[i] if positions is not None else None
 

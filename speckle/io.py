@@ -146,7 +146,10 @@ def _write_h5(
             if values.dtype.kind in "biuf":
                 f.create_dataset(f"labels/{column}", data=values)
             else:  # text labels, stored for people; the readers take numeric ones
-                f.create_dataset(f"labels/{column}", data=values.astype(str).astype(object),
-                                 dtype=h5py.string_dtype())  # fmt: skip
+                f.create_dataset(
+                    f"labels/{column}",
+                    data=values.astype(str).astype(object),
+                    dtype=h5py.string_dtype(),
+                )
     (tmp / "dataset.toml").write_text(toml)
     return {"file": [f"data.h5#/speckle#{i}" for i in range(len(images))]}

@@ -164,8 +164,10 @@ def test_lazy_checkpoint_builds_its_model_once_on_first_use(
     # Four readers at once: one builds, the others wait for it on the checkpoint's lock.
     got: list = []
     barrier = threading.Barrier(4)
-    threads = [threading.Thread(target=lambda: (barrier.wait(10), got.append(lazy.model)))
-               for _ in range(4)]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda: (barrier.wait(10), got.append(lazy.model)))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

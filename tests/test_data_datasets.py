@@ -105,8 +105,9 @@ def test_opening_a_folder_needs_no_torch(tmp_path: Path) -> None:
         "print(len(ds), 'torch' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env=env, timeout=120)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["3", "False"]
 

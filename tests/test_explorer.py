@@ -39,8 +39,12 @@ def tiny_checkpoint(path: Path, seed: int = 0) -> ckpt.Checkpoint:
 
     torch.manual_seed(seed)
     config = VAEConfig(image_size=32, channels=(4, 8, 8, 8), latent_dim=8, norm_groups=2)
-    meta = {"model": config.to_dict(), "beta": 1.0, "recon": "sse",
-            "preprocessing": {"image_size": 32, "normalization": Normalization().to_dict()}}  # fmt: skip
+    meta = {
+        "model": config.to_dict(),
+        "beta": 1.0,
+        "recon": "sse",
+        "preprocessing": {"image_size": 32, "normalization": Normalization().to_dict()},
+    }
     ckpt.save_checkpoint(path, VAE(config), meta)
     return ckpt.load_checkpoint(path)
 
@@ -120,8 +124,11 @@ def test_failed_deferred_errors_are_reported_and_not_cached(
         raise OSError("disk went away")
 
     monkeypatch.setattr(inference_mod, "reconstruction_errors", broken)
-    atlas = build_atlas(tiny_checkpoint(tmp_path / "a"), ImageFolder(sim_folder, 32, Normalization()),
-                        defer_errors=True)  # fmt: skip
+    atlas = build_atlas(
+        tiny_checkpoint(tmp_path / "a"),
+        ImageFolder(sim_folder, 32, Normalization()),
+        defer_errors=True,
+    )
     atlas.errors.wait(30)
     with pytest.raises(RuntimeError, match="disk went away"):
         _ = atlas.recon_error
@@ -180,8 +187,17 @@ def test_projection_trustworthiness_on_simulated_set(tmp_path, cache_dir) -> Non
 
 
 def test_selection_maps_points_to_ids() -> None:
-    event = {"selection": {"points": [{"customdata": 4}, {"customdata": [7]}, {"x": 1.0},
-                                      {"customdata": 4}, {"customdata": 99}]}}  # fmt: skip
+    event = {
+        "selection": {
+            "points": [
+                {"customdata": 4},
+                {"customdata": [7]},
+                {"x": 1.0},
+                {"customdata": 4},
+                {"customdata": 99},
+            ]
+        }
+    }
     assert selected_ids(event, 10) == [4, 7]
     assert selected_ids(None, 10) == [] and selected_ids({"selection": {}}, 10) == []
 
@@ -233,8 +249,11 @@ def test_encode_cli_single_and_torchrun_shards_agree(tmp_path, cache_dir, sim_fo
     import sys
 
     model = tiny_checkpoint(tmp_path / "m")
-    env = os.environ | {cache.CACHE_ENV: str(cache_dir), "OMP_NUM_THREADS": "1",
-                        "PYTHONPATH": str(sources.REPO)}  # fmt: skip
+    env = os.environ | {
+        cache.CACHE_ENV: str(cache_dir),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(sources.REPO),
+    }
     args = ["-m", "explorer.encode", "--checkpoint", str(tmp_path / "m"), "--data", str(sim_folder)]
     cmd = [
         sys.executable,
@@ -251,8 +270,13 @@ def test_encode_cli_single_and_torchrun_shards_agree(tmp_path, cache_dir, sim_fo
     dataset = ImageFolder(sim_folder, 32, Normalization())
     merged = build_atlas(model, dataset)  # merges the shards, no encoding
     assert not merged.cache_hit
-    single = subprocess.run([sys.executable, *args], env=env | {cache.CACHE_ENV: str(tmp_path / "c2")},
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    single = subprocess.run(
+        [sys.executable, *args],
+        env=env | {cache.CACHE_ENV: str(tmp_path / "c2")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
     env2 = tmp_path / "c2"
     os.environ[cache.CACHE_ENV] = str(env2)
@@ -316,8 +340,13 @@ print(atlas.cache_hit, hit, atlas.active_units, "torch" in sys.modules)
 """
     env = os.environ | {cache.CACHE_ENV: str(cache_dir), "PYTHONPATH": str(sources.REPO)}
     out = tmp_path / "opened.npz"
-    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m"), str(sim_folder), str(out)],
-                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "m"), str(sim_folder), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["True", "True", str(built.active_units), "False"]
     opened = np.load(out)

@@ -80,8 +80,13 @@ def test_server_killed_while_a_job_runs_then_restarted(tmp_path: Path, job_data,
         while True:
             m.poll(); time.sleep(0.05)
     """)
-    server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              env=os.environ | {"PYTHONPATH": str(ROOT)})  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )
     pid, run_dir = server.stdout.readline().split()
     child = int(pid)
     if when == "training":
@@ -140,8 +145,13 @@ def test_two_processes_build_the_same_cache_entry_once(tmp_path: Path) -> None:
     env = os.environ | {"PYTHONPATH": str(ROOT)}
 
     def start(role: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", script, role], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-c", script, role],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def wait_for(marker: str) -> None:
         deadline = time.time() + 120
@@ -213,8 +223,21 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(
 def test_training_killed_at_five_points_resumes_to_identical_weights(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "data", n=48)
     steps = 24  # five kill points between steps 4 and 21, each resumed from its last checkpoint
-    base = [sys.executable, "-m", "vae.train", "--data", str(folder), "--max-steps", str(steps),
-            "--checkpoint-every", "3", "--log-every", "1", "--deterministic", *SMALL]  # fmt: skip
+    base = [
+        sys.executable,
+        "-m",
+        "vae.train",
+        "--data",
+        str(folder),
+        "--max-steps",
+        str(steps),
+        "--checkpoint-every",
+        "3",
+        "--log-every",
+        "1",
+        "--deterministic",
+        *SMALL,
+    ]
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     subprocess.run(
         [*base, "--out", str(tmp_path / "ref")], check=True, env=env, cwd=ROOT, capture_output=True

@@ -19,8 +19,21 @@ DEMO = ROOT / "models" / "demo"
 
 
 def _simulate(out: Path, *extra: str) -> Path:
-    cmd = [sys.executable, "-m", "speckle", "mmf", "--n", "48", "--seed", "5", "--digits", "test",
-           "--out", str(out), *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "speckle",
+        "mmf",
+        "--n",
+        "48",
+        "--seed",
+        "5",
+        "--digits",
+        "test",
+        "--out",
+        str(out),
+        *extra,
+    ]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     return out
 

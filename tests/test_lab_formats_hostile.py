@@ -49,8 +49,13 @@ def write_hostile(root: Path, outside: Path) -> dict[str, str]:
     with h5py.File(root / "toomany.h5", "w") as f:
         f.create_dataset("frames", shape=(2_000_000, 16, 16), dtype="u1", chunks=(1000, 16, 16))
     with h5py.File(root / "bomb.h5", "w") as f:  # one chunk unpacks to 2 GB
-        f.create_dataset("frames", shape=(8, 16384, 16384), dtype="u1", chunks=(8, 16384, 16384),
-                         compression="gzip")  # fmt: skip
+        f.create_dataset(
+            "frames",
+            shape=(8, 16384, 16384),
+            dtype="u1",
+            chunks=(8, 16384, 16384),
+            compression="gzip",
+        )
     return {
         "cut.tif": "truncated stack",
         "cutz.tif": "not a readable",  # its page list is cut: tifffile gives up, PIL says why

@@ -69,8 +69,9 @@ class Checkpoint:
                 if self.loaded is None:
                     try:
                         # Against the hash checked when it was opened: the cache keys use it.
-                        self.loaded = _build_model(self.path, self.config, self.model_config,
-                                                   self.device, self.id)  # fmt: skip
+                        self.loaded = _build_model(
+                            self.path, self.config, self.model_config, self.device, self.id
+                        )
                     except (ValueError, RuntimeError) as e:  # CheckpointError is a ValueError
                         self._error = e
                         raise
@@ -155,14 +156,18 @@ def save_checkpoint(
     return digest
 
 
-def export_checkpoint(src: str | Path, dst: str | Path, weights_dtype: str | None = None,
-                      extra: dict | None = None) -> str:  # fmt: skip
+def export_checkpoint(
+    src: str | Path, dst: str | Path, weights_dtype: str | None = None, extra: dict | None = None
+) -> str:
     """Copy a checkpoint's model and config (not its resume state) to `dst`, optionally with
     lower-precision weights and `extra` config entries (say, the commands that made it); return
     the new id."""
     ck = load_checkpoint(src)
-    meta = {k: v for k, v in ck.config.items()
-            if k not in ("format", "format_version", "version", "torch", "weights_sha256")}  # fmt: skip
+    meta = {
+        k: v
+        for k, v in ck.config.items()
+        if k not in ("format", "format_version", "version", "torch", "weights_sha256")
+    }
     meta |= extra or {}
     return save_checkpoint(dst, ck.model, meta, weights_dtype=weights_dtype)
 
@@ -288,8 +293,13 @@ def load_checkpoint(
     return Checkpoint(directory, config, model_config, model, digest, str(device))
 
 
-def _build_model(directory: Path, config: dict, model_config: VAEConfig, device,
-                 expected_sha256: str | None = None) -> VAE:  # fmt: skip
+def _build_model(
+    directory: Path,
+    config: dict,
+    model_config: VAEConfig,
+    device,
+    expected_sha256: str | None = None,
+) -> VAE:
     from vae.device import pick_device
     from vae.model import VAE
 

@@ -101,9 +101,13 @@ class Batches:
             raise ValueError(f"--batch-size {cfg.batch_size} must divide by {dist.world} ranks")
         self.per_rank = cfg.batch_size // dist.world
         self.sampler = DistributedSampler(
-            range(n), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed,
+            range(n),
+            num_replicas=dist.world,
+            rank=dist.rank,
+            shuffle=True,
+            seed=cfg.seed,
             drop_last=True,
-        )  # fmt: skip
+        )
         self.steps_per_epoch = len(self.sampler) // self.per_rank
         if self.steps_per_epoch < 1:
             raise ValueError(
@@ -118,8 +122,9 @@ class Batches:
 
 
 def preload(dataset, indices: np.ndarray, workers: int) -> torch.Tensor:
-    loader = DataLoader(torch.utils.data.Subset(dataset, indices.tolist()), batch_size=256,
-                        num_workers=workers)  # fmt: skip
+    loader = DataLoader(
+        torch.utils.data.Subset(dataset, indices.tolist()), batch_size=256, num_workers=workers
+    )
     return torch.cat([b for b in loader]) if len(indices) else torch.empty(0)
 
 
@@ -141,9 +146,12 @@ def validate(model: VAE, x_val: torch.Tensor, cfg: TrainConfig, device: torch.de
     model.train()
     kl_per_dim = (kl_dims / n).cpu()
     return {
-        "recon": recon / n, "mse": sq / n, "kl": float(kl_per_dim.sum()),
-        "active_units": active_units(kl_per_dim), "kl_per_dim": [round(float(v), 5) for v in kl_per_dim],
-    }  # fmt: skip
+        "recon": recon / n,
+        "mse": sq / n,
+        "kl": float(kl_per_dim.sum()),
+        "active_units": active_units(kl_per_dim),
+        "kl_per_dim": [round(float(v), 5) for v in kl_per_dim],
+    }
 
 
 def command_line(argv: list[str], dist: Dist) -> str:
@@ -253,15 +261,26 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         return {
             "model": model_cfg.to_dict(),
             "preprocessing": {"image_size": model_cfg.image_size, "normalization": norm.to_dict()},
-            "beta": cfg.beta, "recon": cfg.recon, "schedule": schedule.to_dict(),
-            "train": asdict(cfg), "step": step, "command": command,
-            "dataset": {"path": str(cfg.data), "fingerprint": dataset.fingerprint(),
-                        "n_train": len(train_idx), "n_val": len(val_idx), "seed": cfg.seed,
-                        "simulation": simulation},
-            "metrics": metrics, "world_size": dist.world, "device": device.type,
+            "beta": cfg.beta,
+            "recon": cfg.recon,
+            "schedule": schedule.to_dict(),
+            "train": asdict(cfg),
+            "step": step,
+            "command": command,
+            "dataset": {
+                "path": str(cfg.data),
+                "fingerprint": dataset.fingerprint(),
+                "n_train": len(train_idx),
+                "n_val": len(val_idx),
+                "seed": cfg.seed,
+                "simulation": simulation,
+            },
+            "metrics": metrics,
+            "world_size": dist.world,
+            "device": device.type,
             "base_checkpoint": base.id if base else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }  # fmt: skip
+        }
 
     last_val: dict = {}
 
@@ -272,8 +291,13 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         tensors["rng.noise"] = noise_gen.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
         summary = {k: v for k, v in last_val.items() if k != "kl_per_dim"}
-        ckpt.save_checkpoint(run_ckpt, model, meta(summary), tensors,
-                             {"step": step, "optimizer": info, "train": asdict(cfg)})  # fmt: skip
+        ckpt.save_checkpoint(
+            run_ckpt,
+            model,
+            meta(summary),
+            tensors,
+            {"step": step, "optimizer": info, "train": asdict(cfg)},
+        )
 
     def barrier() -> None:
         if dist.enabled:
@@ -286,8 +310,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=step, unit="step", dynamic_ncols=True)
-    log(dist, f"training {cfg.preset} on {len(train_idx)} images ({len(val_idx)} held out), "
-              f"device {device}, world {dist.world}, β={cfg.beta} ({cfg.recon}), {cfg.schedule}")  # fmt: skip
+    log(
+        dist,
+        f"training {cfg.preset} on {len(train_idx)} images ({len(val_idx)} held out), "
+        f"device {device}, world {dist.world}, β={cfg.beta} ({cfg.recon}), {cfg.schedule}",
+    )
     model.train()
     t_last, imgs_since = time.perf_counter(), 0
     code = 0
@@ -331,9 +358,12 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 if dist.enabled:
                     torch.distributed.all_reduce(flags)  # ranks agree on when to stop
                 if flags[0] > 0:
-                    log(dist, f"error: non-finite loss at step {step} (recon={float(terms.recon.detach()):.4g}, "
-                              f"kl={float(terms.kl.detach()):.4g}); stopped. Last good checkpoint: {run_ckpt} "
-                              "(lower --lr or --beta, or check the data)")  # fmt: skip
+                    log(
+                        dist,
+                        f"error: non-finite loss at step {step} (recon={float(terms.recon.detach()):.4g}, "
+                        f"kl={float(terms.kl.detach()):.4g}); stopped. Last good checkpoint: {run_ckpt} "
+                        "(lower --lr or --beta, or check the data)",
+                    )
                     code = EXIT_NONFINITE
                     break
                 optimizer.step()
@@ -341,19 +371,31 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 imgs_since += len(idx) * dist.world
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
                     now = time.perf_counter()
-                    rec = {"split": "train", "step": step, "epoch": epoch,
-                           "loss": total, "recon": float(terms.recon.detach()),
-                           "kl": float(terms.kl.detach()), "beta": beta_t, "capacity": capacity_t,
-                           "active_units": active_units(terms.kl_per_dim.detach()),
-                           "grad_norm": float(gnorm), "lr": cfg.lr,
-                           "images_per_s": imgs_since / max(now - t_last, 1e-9), "time": time.time()}  # fmt: skip
+                    rec = {
+                        "split": "train",
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": total,
+                        "recon": float(terms.recon.detach()),
+                        "kl": float(terms.kl.detach()),
+                        "beta": beta_t,
+                        "capacity": capacity_t,
+                        "active_units": active_units(terms.kl_per_dim.detach()),
+                        "grad_norm": float(gnorm),
+                        "lr": cfg.lr,
+                        "images_per_s": imgs_since / max(now - t_last, 1e-9),
+                        "time": time.time(),
+                    }
                     t_last, imgs_since = now, 0
                     if metrics_file:
                         metrics_file.write(json.dumps(rec) + "\n")
                         metrics_file.flush()
                     if bar:
-                        bar.set_postfix(loss=f"{rec['loss']:.4g}", recon=f"{rec['recon']:.4g}",
-                                        kl=f"{rec['kl']:.4g}")  # fmt: skip
+                        bar.set_postfix(
+                            loss=f"{rec['loss']:.4g}",
+                            recon=f"{rec['recon']:.4g}",
+                            kl=f"{rec['kl']:.4g}",
+                        )
                 if bar:
                     bar.update(1)
                 if x_val is not None and (step % eval_every == 0 or step == cfg.max_steps):
@@ -368,8 +410,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                     if step % cfg.checkpoint_every and step != cfg.max_steps:
                         save()
                         barrier()
-                    log(dist, f"interrupted at step {step}; checkpoint saved in {run_ckpt}; "
-                              "continue with --resume")  # fmt: skip
+                    log(
+                        dist,
+                        f"interrupted at step {step}; checkpoint saved in {run_ckpt}; "
+                        "continue with --resume",
+                    )
                     code = EXIT_INTERRUPTED
                     break
             if code:

@@ -85,10 +85,15 @@ class TrainConfig:
 
     def schedule_obj(self) -> BetaSchedule:
         return BetaSchedule(
-            kind=self.schedule, beta=self.beta, warmup_steps=self.warmup_steps,
-            cycles=self.cycles, cycle_ratio=self.cycle_ratio, capacity_max=self.capacity_max,
-            capacity_steps=self.capacity_steps, total_steps=self.max_steps,
-        )  # fmt: skip
+            kind=self.schedule,
+            beta=self.beta,
+            warmup_steps=self.warmup_steps,
+            cycles=self.cycles,
+            cycle_ratio=self.cycle_ratio,
+            capacity_max=self.capacity_max,
+            capacity_steps=self.capacity_steps,
+            total_steps=self.max_steps,
+        )
 
     def normalization_obj(self) -> Normalization:
         high = self.norm_high if self.norm_high > 0 else None
@@ -97,10 +102,27 @@ class TrainConfig:
 
 # Changing these between a run and its --resume would silently break exactness.
 RESUME_MUST_MATCH = (
-    "preset", "beta", "recon", "schedule", "warmup_steps", "cycles", "cycle_ratio",
-    "capacity_max", "capacity_steps", "batch_size", "lr", "grad_clip", "val_fraction", "seed",
-    "normalization", "norm_high", "image_size", "latent_dim", "init_from", "subset",
-)  # fmt: skip
+    "preset",
+    "beta",
+    "recon",
+    "schedule",
+    "warmup_steps",
+    "cycles",
+    "cycle_ratio",
+    "capacity_max",
+    "capacity_steps",
+    "batch_size",
+    "lr",
+    "grad_clip",
+    "val_fraction",
+    "seed",
+    "normalization",
+    "norm_high",
+    "image_size",
+    "latent_dim",
+    "init_from",
+    "subset",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,13 +138,19 @@ def parser_for(config_class: type, prog: str, description: str) -> argparse.Argu
         meta = dict(f.metadata)
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=meta["help"])  # fmt: skip
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=f.default, help=meta["help"]
+            )
             continue
         kind = {"int": int, "float": float, "str": str}[str(f.type)]
-        parser.add_argument(flag, type=kind, default=None if meta.get("required") else f.default,
-                            required=meta.get("required", False), choices=meta.get("choices"),
-                            help=meta["help"])  # fmt: skip
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=None if meta.get("required") else f.default,
+            required=meta.get("required", False),
+            choices=meta.get("choices"),
+            help=meta["help"],
+        )
     return parser
 
 

@@ -123,8 +123,9 @@ def _as_frames(f: _Found, role: str, layout: Layout, label: str) -> LabArray:
             raise _error(where, f"{n} frames; a stack holds 1 to {MAX_FRAMES}")
     if hw[0] * hw[1] * f.dtype.itemsize > MAX_FILE_BYTES:
         raise _error(where, f"one frame is over {MAX_FILE_BYTES} bytes")
-    return LabArray(f.key, role, f.shape, f.dtype.str, n_axis, transpose,
-                    f.dtype.kind == "c", f.offset, f.pages)  # fmt: skip
+    return LabArray(
+        f.key, role, f.shape, f.dtype.str, n_axis, transpose, f.dtype.kind == "c", f.offset, f.pages
+    )
 
 
 def _plausible(f: _Found, axes: str) -> bool:

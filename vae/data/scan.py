@@ -54,8 +54,12 @@ def dataset_files(root: Path, warn: Callable[[str], None]) -> list[str]:
 
 def _scan_checks() -> dict:
     """What a scan's verdict depends on: a record made under other limits is not reused."""
-    return {"full_decode_bytes": FULL_DECODE_BYTES, "min_side": MIN_SIDE,
-            "max_pixels": MAX_PIXELS, "max_file_bytes": MAX_FILE_BYTES}  # fmt: skip
+    return {
+        "full_decode_bytes": FULL_DECODE_BYTES,
+        "min_side": MIN_SIDE,
+        "max_pixels": MAX_PIXELS,
+        "max_file_bytes": MAX_FILE_BYTES,
+    }
 
 
 def _file_key(stat: os.stat_result) -> list[int]:
@@ -94,8 +98,12 @@ def _read_scan_record(path: str | Path | None, root: Path) -> dict[str, list]:
 def _write_scan_record(path: str | Path, root: Path, files: dict[str, list]) -> None:
     """Atomically, so a reader never sees half a record; a read-only or full disk only costs
     speed."""
-    doc = {"format": SCAN_RECORD_FORMAT, "root": str(root.resolve()), "checks": _scan_checks(),
-           "files": files}  # fmt: skip
+    doc = {
+        "format": SCAN_RECORD_FORMAT,
+        "root": str(root.resolve()),
+        "checks": _scan_checks(),
+        "files": files,
+    }
     try:
         atomic_write(path, json.dumps(doc, separators=(",", ":")))
     except OSError as e:
