@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vae.atomic import atomic_write
+from common.atomic import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from explorer import sources
 from explorer.atlas import build_atlas, build_projection
 from vae.checkpoint import load_checkpoint
-from vae.data import ImageFolder, Normalization
+from frames import ImageFolder, Normalization
 t_imports = time.perf_counter()
 # As the app opens it: the config and the weights' hash now, the model (and torch) on first use.
 ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL, lazy=True)
@@ -39,7 +39,7 @@ OURS = (
     + """
 data = sources.ensure_simulated()
 t_data = time.perf_counter()
-from explorer import cache
+from common import cache
 ds = ImageFolder(data, 64, norm, scan_record=cache.scan_record(data))  # as the app opens it
 t_scanned = time.perf_counter()
 atlas = build_atlas(ck, ds, defer_errors=True)  # as the app builds it: errors in the background

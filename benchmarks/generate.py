@@ -120,8 +120,8 @@ def plain_rate(data: Path, steps: int, batch: int, block: int) -> float:
 
 
 def ours_rate(data: Path, tmp: Path, steps: int, batch: int, block: int) -> float:
+    from common.run_log import read_metrics
     from diffusion.train import main as train_main
-    from vae.run_log import read_metrics
 
     run = tmp / "run"
     argv = [

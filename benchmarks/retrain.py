@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def plain_loop(data: Path, steps: int, batch: int) -> float:
+    from frames import ImageFolder, Normalization
     from vae.checkpoint import load_checkpoint
-    from vae.data import ImageFolder, Normalization
     from vae.loss import vae_loss
 
     t0 = time.perf_counter()
@@ -89,9 +89,9 @@ def slider_times(moves: int = 20) -> list[float]:
 
 def run(steps: int = 300, n: int = 512, repeats: int = 2) -> list[dict]:
     from explorer.jobs import JobManager, JobRequest
+    from frames import ImageFolder
     from speckle.io import write_dataset
     from speckle.mmf import simulate_mmf
-    from vae.data import ImageFolder
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -184,7 +184,7 @@ def _rename(rows: list[dict]) -> list[dict]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    from vae.atomic import atomic_write
+    from common.atomic import atomic_write
 
     atomic_write(path, text)
 

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vae.device import pick_device
+from common.device import pick_device
+from common.run_log import read_metrics
 from vae.loss import vae_loss
 from vae.model import PRESETS, VAE
 from vae.train import main as train_main
-from vae.train import read_metrics
 
 
 def make_data(root: Path, n: int, size: int) -> Path:

@@ -26,9 +26,9 @@ def run(n_atlas: int = 2000) -> list[dict]:
     from explorer.atlas import build_atlas
     from explorer.projection import Projection, fit_projection
     from explorer.uploads import analyse, load_upload
+    from frames import ImageFolder, Normalization
     from speckle.mmf import simulate_mmf
     from vae.checkpoint import load_checkpoint
-    from vae.data import ImageFolder, Normalization
 
     ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL)
     norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import summary
 from diffusion import checkpoint as gck
 from diffusion.data import read_patterns
 from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from diffusion.schedulers import SAMPLERS
+from frames import ImageError
 from vae import checkpoint as vck
-from vae.cli import summary
-from vae.data import ImageError
 
 EXIT_USAGE = 2
 PATTERN_HELP = (
@@ -146,8 +146,8 @@ def write(
     import pandas as pd
     from PIL import Image
 
+    from common.atomic import atomic_dir
     from diffusion.sampling import sample_latents
-    from vae.atomic import atomic_dir
     from vae.inference import decode
 
     s = sample_latents(

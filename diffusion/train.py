@@ -13,7 +13,6 @@ import copy
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from dataclasses import asdict
@@ -21,19 +20,28 @@ from pathlib import Path
 
 import torch
 
+from common.checkpoint_files import CheckpointError
+from common.device import autocast, pick_device
+from common.distributed import Dist, log, setup_distributed
+from common.run_log import METRICS, truncate_metrics
+from common.training import (
+    EXIT_INTERRUPTED,
+    EXIT_NONFINITE,
+    EXIT_USAGE,
+    Batches,
+    StopFlag,
+    command_line,
+    load_optimizer,
+    optimizer_tensors,
+    simulation_record,
+)
 from diffusion import checkpoint as gck
 from diffusion.data import load_pairs
 from diffusion.model import Denoiser
 from diffusion.schedulers import training_scheduler
 from diffusion.train_config import RESUME_MUST_MATCH, TrainConfig, parse_args
+from frames import ImageError, split_indices
 from vae import checkpoint as vck
-from vae.data import ImageError, split_indices
-from vae.device import autocast, pick_device
-from vae.distributed import Dist, log, setup_distributed
-from vae.run_log import METRICS, truncate_metrics
-from vae.train import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_USAGE, Batches, StopFlag
-from vae.train import load_optimizer as _load_optimizer
-from vae.train import optimizer_tensors as _optimizer_tensors
 
 MAX_VAL = 1024
 
@@ -65,12 +73,12 @@ def regressor_loss(net, x0, pattern) -> torch.Tensor:
 
 
 def _prefixed(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
-    tensors, info = _optimizer_tensors(opt)
+    tensors, info = optimizer_tensors(opt)
     return {prefix + k: v for k, v in tensors.items()}, info
 
 
 def _unprefixed(opt: torch.optim.Optimizer, tensors: dict, info: dict, prefix: str) -> None:
-    _load_optimizer(
+    load_optimizer(
         opt, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, info
     )
 
@@ -89,22 +97,13 @@ def validate(model, regressor, scheduler, x0, pattern, device) -> dict:
     return out
 
 
-def command_line(argv: list[str], dist: Dist) -> str:
-    prefix = (
-        f"torchrun --nproc_per_node={dist.world} -m diffusion.train"
-        if dist.enabled
-        else "python -m diffusion.train"
-    )
-    return f"{prefix} {shlex.join(argv)}"
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_args(argv)
     dist = setup_distributed(cfg.device)
     try:
-        return train(cfg, dist, command_line(argv, dist))
-    except (ImageError, vck.CheckpointError, ValueError, OSError) as e:
+        return train(cfg, dist, command_line("diffusion.train", argv, dist))
+    except (ImageError, CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     finally:
@@ -132,7 +131,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     pairs = load_pairs(vae, cfg.data, dcfg.pattern_size)
     train_idx, val_idx = split_indices(len(pairs.mu), cfg.val_fraction, cfg.seed)
     val_idx = val_idx[:MAX_VAL]
-    batches = Batches(len(train_idx), cfg, dist)
+    batches = Batches(len(train_idx), cfg.batch_size, cfg.seed, dist)
     mu = torch.from_numpy(pairs.mu)
     mean, std = mu[train_idx].mean(0), mu[train_idx].std(0)
 
@@ -191,7 +190,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     if cfg.compile:
         net = torch.compile(net)
 
-    simulation = _read_json(Path(cfg.data) / "simulation.json")
+    simulation = simulation_record(cfg.data)
 
     def meta(metrics: dict) -> dict:
         return {
@@ -376,13 +375,6 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
             dist, f"done: {step} steps, generator {run_ckpt}" + (f" ({summary})" if summary else "")
         )
     return code
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
 
 
 def _restore(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+from common.cli import parser_for
 from diffusion.config import ARCHS, PREDICTIONS, DenoiserConfig
-from vae.train_config import parser_for
 
 DESCRIPTION = (
     "Train the pattern-conditioned latent diffusion model (and its deterministic regressor) "

@@ -17,8 +17,8 @@ from diffusion import checkpoint as gck
 from diffusion.data import read_pattern
 from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from explorer import sources
+from frames import pattern_frames
 from vae.checkpoint import Checkpoint, CheckpointError
-from vae.data import pattern_frames
 
 GENERATORS_DIR = "generators"  # models/generators/NAME: shipped generators
 # A pattern is out of distribution below the 1st percentile of the training patterns' own

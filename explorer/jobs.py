@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vae.train import PARENT_ENV
+from common.training import PARENT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from explorer import cache
+from common import cache
+from common.cli import summary
 from explorer.projection import Projection
-from vae.cli import summary
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from explorer import cache
+from common import cache
 from explorer.latent_ops import NeighbourIndex, nearest
 
 METHODS = ("umap", "pca")

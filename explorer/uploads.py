@@ -2,7 +2,7 @@
 reconstruction and its metrics, placement on the map, nearest training samples and an
 out-of-distribution check against the atlas's own distribution. A stack (multi-page TIFF, HDF5,
 .mat, .npy/.npz) gives one upload per frame, up to MAX_UPLOAD_FRAMES. Speckle statistics are
-taken in the lit region (vae.lit_region): the dataset's when the sizes match, else the upload's
+taken in the lit region (speckle.lit_region): the dataset's when the sizes match, else the upload's
 own threshold."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from explorer.atlas import Atlas, neg_elbo
 from explorer.latent_ops import nearest
 from explorer.metrics import compare, percentile_of
 from explorer.projection import Projection
-from vae.data import (
+from frames import (
     MAX_UPLOAD_FRAMES,
     ImageError,
     Layout,
@@ -25,8 +25,8 @@ from vae.data import (
     preprocess,
     stack_frames,
 )
+from speckle.lit_region import LitRegion, dataset_region, upload_region
 from vae.inference import decode, kl_terms
-from vae.lit_region import LitRegion, dataset_region, upload_region
 
 PLACEMENT_K = 10
 OOD_PERCENTILE = 99.0  # beyond this percentile of the training set: the model never saw its like

@@ -1,4 +1,4 @@
-"""Generated image files for the vae.data tests: seeded speckle, file encoders, and a zoo of bad
+"""Generated image files for the frames tests: seeded speckle, file encoders, and a zoo of bad
 files with the words each one's error must contain."""
 
 from __future__ import annotations

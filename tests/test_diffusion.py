@@ -14,14 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
+from common.run_log import read_metrics
+from common.training import EXIT_NONFINITE
 from diffusion import checkpoint as gck
 from diffusion.config import DenoiserConfig
 from diffusion.model import Denoiser
 from diffusion.sampling import sample_latents, x0_estimate
 from diffusion.schedulers import SAMPLERS, sampler, training_scheduler
 from diffusion.train import main as train_main
-from vae.run_log import read_metrics
-from vae.train import EXIT_NONFINITE
 from vae.train import main as vae_main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explorer import cache, sources
+from common import cache
+from explorer import sources
 from explorer.atlas import build_atlas, build_projection
 from explorer.probes import dim_label_scores, label_columns, probe_scores
 from explorer.selection import selected_ids
+from frames import ImageFolder, Normalization
 from speckle.io import write_dataset
 from speckle.mmf import simulate_mmf
 from vae import checkpoint as ckpt
-from vae.data import ImageFolder, Normalization
 from vae.model import VAE, VAEConfig
 
 
@@ -309,9 +310,9 @@ def test_commands_cache_in_the_user_cache_folder_not_where_they_run(tmp_path, si
 
     run("-m", "explorer.encode", "--checkpoint", str(tmp_path / "m"), "--data", str(sim_folder))
     assert list((user / "speckle-vae" / "latents").glob("*.npz"))
-    numba = run("-c", "from explorer import cache; print(cache.numba_cache_dir())")
+    numba = run("-c", "from common import cache; print(cache.numba_cache_dir())")
     assert Path(numba.stdout.strip()) == user / "speckle-vae" / "numba"
-    root = "from explorer import cache; print(cache.cache_root())"
+    root = "from common import cache; print(cache.cache_root())"
     moved = run("-c", root, SPECKLE_VAE_CACHE=str(tmp_path / "mine"))
     assert Path(moved.stdout.strip()) == tmp_path / "mine"
     assert list(here.iterdir()) == []
@@ -331,7 +332,7 @@ def test_cached_atlas_opens_without_torch(tmp_path, cache_dir, sim_folder) -> No
 import sys, numpy as np
 from explorer.atlas import build_atlas, build_projection
 from vae.checkpoint import load_checkpoint
-from vae.data import ImageFolder, Normalization
+from frames import ImageFolder, Normalization
 ck = load_checkpoint(sys.argv[1], lazy=True)
 atlas = build_atlas(ck, ImageFolder(sys.argv[2], 32, Normalization()))
 proj, hit = build_projection(atlas, "pca")

@@ -16,21 +16,22 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import cache
+from common import cache
+from common.run_log import read_metrics
 from explorer.jobs import DONE, FAILED, JobManager
 from tests.test_jobs import _small_command, tiny, wait
 from tests.test_train import SMALL, make_folder
 from vae import checkpoint as ckpt
-from vae.train import main, read_metrics
+from vae.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def job_data(tmp_path_factory) -> tuple[str, tuple[str, ...]]:
+    from frames import ImageFolder
     from speckle.io import write_dataset
     from speckle.mmf import simulate_mmf
-    from vae.data import ImageFolder
 
     out = tmp_path_factory.mktemp("sim") / "mmf"
     write_dataset(simulate_mmf(64, seed=12, size=32), out)
@@ -122,7 +123,7 @@ def test_two_processes_build_the_same_cache_entry_once(tmp_path: Path) -> None:
     # reached the lock; then the second must reuse the first one's result, not build again.
     script = textwrap.dedent(f"""
         import sys, time, numpy as np
-        from explorer import cache
+        from common import cache
         from pathlib import Path
         role, tmp = sys.argv[1], Path({str(tmp_path)!r})
         def build():

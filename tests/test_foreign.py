@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae.bootstrap import bootstrap_mean
+from common.bootstrap import bootstrap_mean
 from vae.evaluate import main as evaluate_main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from frames import ImageError, read_image
 from vae import checkpoint as ckpt
-from vae.data import ImageError, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = [
@@ -182,7 +182,7 @@ def test_server_settings_are_safe_by_default() -> None:
     assert config["server"]["enableXsrfProtection"] is True
     assert config["server"]["address"] == "127.0.0.1"
     assert 0 < config["server"]["maxUploadSize"] <= 200
-    from vae.data import MAX_FILE_BYTES
+    from frames import MAX_FILE_BYTES
 
     assert config["server"]["maxUploadSize"] * 1024 * 1024 >= MAX_FILE_BYTES
 

@@ -17,10 +17,10 @@ from explorer.jobs import (
     JobManager,
     JobRequest,
 )
+from frames import ImageFolder
 from speckle.io import write_dataset
 from speckle.mmf import simulate_mmf
 from vae.checkpoint import load_checkpoint
-from vae.data import ImageFolder
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import scipy.io
 import tifffile
 from PIL import Image
 
+from frames import ImageError, ImageFolder, Layout, Normalization, pattern_frames, read_image
 from speckle import cli
 from speckle.io import write_dataset
 from speckle.mmf import simulate_mmf
 from tests.data_files import lab_stack, write_lab_files, write_mat73
-from vae.data import ImageError, ImageFolder, Layout, Normalization, pattern_frames, read_image
 
 FRAMES = lab_stack()  # (5, 12, 16) uint16
 

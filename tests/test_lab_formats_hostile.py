@@ -14,9 +14,9 @@ import pytest
 import scipy.io
 import tifffile
 
+from frames import ImageError, ImageFolder, stack_frames
 from speckle import cli
 from tests.data_files import lab_stack, write_lab_files
-from vae.data import ImageError, ImageFolder, stack_frames
 
 FRAMES = lab_stack(3, 12, 16)
 

@@ -1,4 +1,4 @@
-"""vae.probes and vae.lit_region against known answers: a label one feature encodes exactly, an
+"""vae.probes and speckle.lit_region against known answers: a label one feature encodes exactly, an
 unrelated feature, grouped splits, pattern read-out, PCA's explained variance, dataset masks."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from speckle.lit_region import dataset_region, upload_region
 from vae import probes
-from vae.lit_region import dataset_region, upload_region
 
 SEED = 0
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae.data import ImageFolder, datasets
+from frames import ImageFolder, datasets
 
 RNG = np.random.default_rng(0)
 

@@ -463,7 +463,7 @@ def test_cli_stats(tmp_path: Path) -> None:
 
 
 def test_cli_stats_refuses_hostile_files_one_line_each(tmp_path: Path, capsys) -> None:
-    """stats reads through vae.data's hardened reader: each bad file is one stderr line naming
+    """stats reads through the hardened reader in `frames`: each bad file is one stderr line naming
     it, nothing is unpickled or allocated from a header's word, and the good files still count."""
     from tests.data_files import npy_bytes, png_claiming
 

@@ -13,8 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
+from common.run_log import read_metrics
+from common.training import EXIT_INTERRUPTED, EXIT_NONFINITE, PARENT_ENV
 from vae import checkpoint as ckpt
-from vae.train import EXIT_INTERRUPTED, EXIT_NONFINITE, PARENT_ENV, main, read_metrics
+from vae.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 # A small model at 32×32 so a step costs milliseconds on 2 cores.

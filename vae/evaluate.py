@@ -18,15 +18,15 @@ import sys
 
 import numpy as np
 
+from common.cli import DATA_HELP, summary
+from common.device import pick_device
+from frames import ImageError, ImageFolder, Normalization
+from speckle.lit_region import dataset_region
 from speckle.stats import contrast_batch
 from vae.checkpoint import CheckpointError, load_checkpoint
-from vae.cli import DATA_HELP, summary
-from vae.data import ImageError, ImageFolder, Normalization
-from vae.device import pick_device
 from vae.foreign import foreign_report, per_frame_neg_elbo, reference, resize_notes
 from vae.inference import encode_dataset, kl_per_dim
 from vae.kl import ACTIVE_NATS
-from vae.lit_region import dataset_region
 from vae.metrics import pixel_metrics
 from vae.probes import (
     GROUP_COLUMN,

@@ -14,8 +14,8 @@ from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from diffusion.schedulers import SAMPLERS
 from explorer import generate, serving, sources
 from explorer.images import to_png
+from frames import SUFFIXES, ImageError
 from vae.checkpoint import CheckpointError
-from vae.data import SUFFIXES, ImageError
 from views import figures, state, widgets
 
 SOURCES = ("Dataset pattern", "Draw", "Upload")

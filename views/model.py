@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from common.run_log import read_metrics
 from explorer.probes import dim_label_scores, probe_table
 from vae.probes import (
     ROBUST_NATS,
@@ -19,7 +20,6 @@ from vae.probes import (
     pca_at_k,
     pca_ev_curve,
 )
-from vae.run_log import read_metrics
 from views import state
 
 checkpoint, dataset, atlas = state.current()

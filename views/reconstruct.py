@@ -17,8 +17,8 @@ from explorer.uploads import (
     load_uploads,
     posterior_samples,
 )
-from vae.data import MAX_FILE_BYTES, MAX_UPLOAD_FRAMES, Layout, Normalization
-from vae.data.layout import AXES_3D
+from frames import MAX_FILE_BYTES, MAX_UPLOAD_FRAMES, Layout, Normalization
+from frames.layout import AXES_3D
 from views import figures, state, widgets
 
 checkpoint, dataset, atlas = state.current()

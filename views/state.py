@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from explorer import cache, images, map_process, sources
+from common import cache
+from explorer import images, map_process, sources
 from explorer.atlas import Atlas, build_atlas, build_projection
 from explorer.projection import Projection
 from explorer.tasks import Task
+from frames import ImageFolder, Normalization
+from speckle.lit_region import LitRegion, dataset_region
 from vae.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from vae.data import ImageFolder, Normalization
-from vae.lit_region import LitRegion, dataset_region
 
 if TYPE_CHECKING:
     from explorer.generate import Served  # the diffusion modules load on the Generate page only

@@ -161,9 +161,9 @@ def test_cached_atlas_page_is_drawn_without_torch(app, app_env) -> None:
 
     from explorer import sources
     from explorer.atlas import build_atlas, build_projection
+    from frames import ImageFolder, Normalization
     from tests.app.conftest import ROOT
     from vae.checkpoint import load_checkpoint
-    from vae.data import ImageFolder, Normalization
 
     ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL)
     norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])

@@ -15,8 +15,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from vae.data.image import MAX_FILE_BYTES, _check_byte_size, _error
-from vae.data.lab import _Found
+from frames.image import MAX_FILE_BYTES, _check_byte_size, _error
+from frames.lab import _Found
 
 MAX_OBJECTS = 10_000  # groups and datasets walked in one HDF5 file
 MAX_DEPTH = 32

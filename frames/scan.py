@@ -9,8 +9,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from vae.atomic import atomic_write
-from vae.data.image import (
+from common.atomic import atomic_write
+from frames.image import (
     IMAGE_SUFFIXES,
     MAX_FILE_BYTES,
     MAX_PIXELS,
@@ -18,12 +18,12 @@ from vae.data.image import (
     SUFFIXES,
     _check_shape,
 )
-from vae.data.labels import read_labels
-from vae.data.reading import FULL_DECODE_BYTES
+from frames.labels import read_labels
+from frames.reading import FULL_DECODE_BYTES
 
 SCAN_RECORD_FORMAT = "speckle-vae-scan/2"
 _RECORD_FIELDS = 7  # byte size, mtime_ns, ctime_ns, inode, height, width, PIL mode
-logger = logging.getLogger("vae.data")
+logger = logging.getLogger("frames")
 
 
 def candidate_files(root: Path, skip_dirs: set[str], skip_files: set[str]) -> list[str]:
