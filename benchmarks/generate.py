@@ -83,8 +83,8 @@ def _pairs(tmp: Path, n: int) -> Path:
 def plain_rate(data: Path, steps: int, batch: int, block: int) -> float:
     """The loop with nothing but the step: same model, pairs, loss, optimizer, clipping and EMA."""
     from diffusion.data import load_pairs
+    from diffusion.loss import diffusion_loss
     from diffusion.schedulers import training_scheduler
-    from diffusion.train import diffusion_loss
     from diffusion.train_config import TrainConfig
     from vae.checkpoint import load_checkpoint
 

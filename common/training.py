@@ -57,23 +57,28 @@ def launcher_pid() -> int:
         return os.getppid()
 
 
-def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_tensors(
+    opt: torch.optim.Optimizer, prefix: str = ""
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state as (tensors named `{prefix}optim.{param}.{key}`, the JSON rest), for
+    a checkpoint's resume/; `prefix` tells two optimizers in one file apart."""
     sd = opt.state_dict()
     tensors, scalars = {}, {}
     for pid, state in sd["state"].items():
         for key, value in state.items():
             if torch.is_tensor(value):
-                tensors[f"optim.{pid}.{key}"] = value
+                tensors[f"{prefix}optim.{pid}.{key}"] = value
             else:
                 scalars[f"{pid}.{key}"] = value
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def load_optimizer(opt: torch.optim.Optimizer, tensors: dict, info: dict) -> None:
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict, info: dict, prefix: str = "") -> None:
+    """Restore what optimizer_tensors saved with the same `prefix`."""
     state: dict[int, dict] = {}
     for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, pid, key = name.split(".", 2)
+        if name.startswith(f"{prefix}optim."):
+            _, pid, key = name[len(prefix) :].split(".", 2)
             state.setdefault(int(pid), {})[key] = value
     for name, value in info.get("scalars", {}).items():
         pid, key = name.split(".", 1)

@@ -37,6 +37,7 @@ from common.training import (
 )
 from diffusion import checkpoint as gck
 from diffusion.data import load_pairs
+from diffusion.loss import diffusion_loss, regressor_loss
 from diffusion.model import Denoiser
 from diffusion.schedulers import training_scheduler
 from diffusion.train_config import RESUME_MUST_MATCH, TrainConfig, parse_args
@@ -50,37 +51,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup, then constant: the EMA does the averaging a decay would, and a run can be
     extended with --resume --max-steps without changing the steps it already took."""
     return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-
-
-def diffusion_loss(net, scheduler, x0, pattern, noise, t, keep) -> torch.Tensor:
-    """MSE between the network output and its target (ε, or v = √ᾱ ε − √(1−ᾱ) x₀)."""
-    xt = scheduler.add_noise(x0, noise, t)
-    target = (
-        noise
-        if scheduler.config.prediction_type == "epsilon"
-        else scheduler.get_velocity(x0, noise, t)
-    )
-    return torch.nn.functional.mse_loss(net(xt, t, pattern, keep).float(), target)
-
-
-def regressor_loss(net, x0, pattern) -> torch.Tensor:
-    """MSE of the regressor's standardized μ. Through net's forward (DDP hooks it), as
-    Denoiser.regress does: x = 0, t = 0, and keep=all so every parameter is in the graph."""
-    b = len(x0)
-    keep = torch.ones(b, dtype=torch.bool, device=x0.device)
-    out = net(torch.zeros_like(x0), torch.zeros(b, device=x0.device), pattern, keep)
-    return torch.nn.functional.mse_loss(out.float(), x0)
-
-
-def _prefixed(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
-    tensors, info = optimizer_tensors(opt)
-    return {prefix + k: v for k, v in tensors.items()}, info
-
-
-def _unprefixed(opt: torch.optim.Optimizer, tensors: dict, info: dict, prefix: str) -> None:
-    load_optimizer(
-        opt, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, info
-    )
 
 
 @torch.inference_mode()
@@ -222,7 +192,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         ema.copy_to(ema_model.parameters())
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         tensors |= {f"ema.{i}": p for i, p in enumerate(ema.shadow_params)}
-        o_t, o_info = _prefixed(optimizer, "opt.")
+        o_t, o_info = optimizer_tensors(optimizer, "opt.")
         tensors |= o_t
         state = {
             "step": step,
@@ -232,7 +202,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         }
         if regressor is not None:
             tensors |= {f"regressor.{k}": v for k, v in regressor.state_dict().items()}
-            r_t, r_info = _prefixed(r_opt, "ropt.")
+            r_t, r_info = optimizer_tensors(r_opt, "ropt.")
             tensors |= r_t | {f"rema.{i}": p for i, p in enumerate(r_ema.shadow_params)}
             state["regressor_optimizer"] = r_info
             state["regressor_ema_step"] = r_ema.optimization_step
@@ -405,7 +375,7 @@ def _restore(
             f"{path}: --resume with changed settings {changed}; they must match the run"
         )
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    _unprefixed(optimizer, tensors, state["optimizer"], "opt.")
+    load_optimizer(optimizer, tensors, state["optimizer"], "opt.")
     n = len(ema.shadow_params)
     ema.shadow_params = [
         tensors[f"ema.{i}"].to(p.device) for i, p in zip(range(n), model.parameters(), strict=True)
@@ -415,7 +385,7 @@ def _restore(
         regressor.load_state_dict(
             {k[10:]: v for k, v in tensors.items() if k.startswith("regressor.")}
         )
-        _unprefixed(r_opt, tensors, state["regressor_optimizer"], "ropt.")
+        load_optimizer(r_opt, tensors, state["regressor_optimizer"], "ropt.")
         if "regressor_ema_step" in state:
             params = list(regressor.parameters())
             r_ema.shadow_params = [tensors[f"rema.{i}"].to(p.device) for i, p in enumerate(params)]
