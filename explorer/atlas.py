@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,13 @@ from explorer.tasks import Task
 from vae.checkpoint import Checkpoint
 from vae.kl import ACTIVE_NATS, active_units, kl_per_dim
 from vae.kl import neg_elbo as kl_neg_elbo
-from vae.latents import Progress, dataset_latents, reconstruction_errors_of, store_latents
+from vae.latents import (
+    Progress,
+    dataset_latents,
+    latents_path,
+    reconstruction_errors_of,
+    store_latents,
+)
 
 
 @dataclass
@@ -110,12 +117,13 @@ def build_atlas(
     background task computes the reconstruction errors and then writes the cache entry: on a
     first start the decode would otherwise hold the first map back by two thirds of the encoding
     time."""
+    path = latents_path(checkpoint, dataset)
     arrays, hit = dataset_latents(checkpoint, dataset, progress, errors=not defer_errors)
     if "recon_error" not in arrays:
         # Deferred (Task.defer) until the caller's page is drawn, unless it is asked for sooner.
         arrays["recon_error"] = Task(
             "atlas-errors",
-            lambda: _finish(checkpoint, dataset, arrays),
+            lambda: _finish(checkpoint, dataset, path, arrays),
             nice=background_nice,
             defer=True,
         ).start()
@@ -130,9 +138,9 @@ def build_atlas(
     )
 
 
-def _finish(checkpoint: Checkpoint, dataset, arrays: dict) -> np.ndarray:
+def _finish(checkpoint: Checkpoint, dataset, path: Path, arrays: dict) -> np.ndarray:
     err = reconstruction_errors_of(checkpoint, dataset, arrays["mu"])
-    store_latents(checkpoint, dataset, arrays | {"recon_error": err})
+    store_latents(path, checkpoint, arrays | {"recon_error": err})
     return err
 
 

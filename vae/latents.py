@@ -108,7 +108,7 @@ def dataset_latents(
 
     With errors=False a miss without shards encodes μ, log σ² and KL only, stores nothing and
     returns no "recon_error": the caller computes the errors (reconstruction_errors_of) and then
-    stores the whole entry (store_latents)."""
+    stores the whole entry at latents_path (store_latents)."""
     path = latents_path(checkpoint, dataset)
     cached = cache.load(path)
     merged = None if cached is not None else merge_shards(path, len(dataset))
@@ -130,9 +130,8 @@ def dataset_latents(
     return arrays, hit
 
 
-def store_latents(checkpoint: Checkpoint, dataset, arrays: dict[str, np.ndarray]) -> None:
-    """Write a whole entry (μ, log σ², KL and reconstruction errors) to the cache."""
+def store_latents(path: Path, checkpoint: Checkpoint, arrays: dict[str, np.ndarray]) -> None:
+    """Write a whole entry (μ, log σ², KL and reconstruction errors) at `path` (latents_path,
+    taken when the encoding started: the cache folder may have changed since)."""
     full = {k: arrays[k] for k in ("mu", "logvar", "kl", "recon_error")}
-    cache.store(
-        latents_path(checkpoint, dataset), full, {"checkpoint": checkpoint.id, "from_shards": False}
-    )
+    cache.store(path, full, {"checkpoint": checkpoint.id, "from_shards": False})
