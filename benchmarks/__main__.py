@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vae.atomic import atomic_write
+from common.atomic import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -92,16 +92,25 @@ def main(argv: list[str] | None = None) -> int:
             r["seconds_to_run"] = round(time.perf_counter() - t, 1)
             results.append(r)
             print(json.dumps(r), flush=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "python": sys.version.split()[0], "platform": platform.platform()}  # fmt: skip
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
     try:
         import torch
 
         machine |= {"torch": torch.__version__, "cuda": torch.cuda.is_available()}
     except ImportError:
         pass
-    doc = {"quick": args.quick, "machine": machine, "date": time.strftime("%Y-%m-%d"),
-           "total_seconds": round(time.perf_counter() - t0, 1), "results": results}  # fmt: skip
+    doc = {
+        "quick": args.quick,
+        "machine": machine,
+        "date": time.strftime("%Y-%m-%d"),
+        "total_seconds": round(time.perf_counter() - t0, 1),
+        "results": results,
+    }
     atomic_write(args.out, json.dumps(doc, indent=2) + "\n")
     print(f"\n{'benchmark':<48} {'ratio':>8}")
     for r in results:

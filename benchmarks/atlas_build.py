@@ -27,7 +27,7 @@ from pathlib import Path
 from explorer import sources
 from explorer.atlas import build_atlas, build_projection
 from vae.checkpoint import load_checkpoint
-from vae.data import ImageFolder, Normalization
+from frames import ImageFolder, Normalization
 t_imports = time.perf_counter()
 # As the app opens it: the config and the weights' hash now, the model (and torch) on first use.
 ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL, lazy=True)
@@ -39,7 +39,7 @@ OURS = (
     + """
 data = sources.ensure_simulated()
 t_data = time.perf_counter()
-from explorer import cache
+from common import cache
 ds = ImageFolder(data, 64, norm, scan_record=cache.scan_record(data))  # as the app opens it
 t_scanned = time.perf_counter()
 atlas = build_atlas(ck, ds, defer_errors=True)  # as the app builds it: errors in the background
@@ -82,8 +82,14 @@ print(json.dumps({"umap": time.perf_counter() - t0}))
 
 
 def _run(code: str, env: dict, *args: str) -> dict:
-    res = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=1800)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if res.returncode:
         raise RuntimeError(res.stderr[-2000:])
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -112,18 +118,34 @@ def run(n: int = 4096) -> list[dict]:
         cached = _run(OURS, ours_env, str(tmp / "mu2.npy"))
         reference = enc["encode"] + plain["umap"]
         return [
-            {"benchmark": f"atlas_first_build[n={n}]", "ours_seconds": ours["total_after_data"],
-             "encode_seconds": enc["encode"], "plain_umap_seconds": plain["umap"],
-             "reference_seconds": reference, "ratio": ours["total_after_data"] / reference},
+            {
+                "benchmark": f"atlas_first_build[n={n}]",
+                "ours_seconds": ours["total_after_data"],
+                "encode_seconds": enc["encode"],
+                "plain_umap_seconds": plain["umap"],
+                "reference_seconds": reference,
+                "ratio": ours["total_after_data"] / reference,
+            },
             # Imports (torch, Streamlit's stack, umap-learn) are paid once per server, not per open.
-            {"benchmark": f"atlas_cached_open[n={n}]", "seconds": cached["to_umap"], "hits": cached["hits"],
-             "seconds_after_imports": cached["after_imports"], "scan_seconds": cached["scan"],
-             "torch_imported": cached["torch_imported"],
-             "first_scan_seconds": ours["scan"], "limit_seconds": 2.0, "ratio": cached["to_umap"] / 2.0,
-             "ratio_after_imports": cached["after_imports"] / 2.0},
-            {"benchmark": f"first_start[n={n}]", "first_map_seconds": ours["first_map"],
-             "umap_map_seconds": ours["to_umap"], "data_seconds": ours["data"]},
-        ]  # fmt: skip
+            {
+                "benchmark": f"atlas_cached_open[n={n}]",
+                "seconds": cached["to_umap"],
+                "hits": cached["hits"],
+                "seconds_after_imports": cached["after_imports"],
+                "scan_seconds": cached["scan"],
+                "torch_imported": cached["torch_imported"],
+                "first_scan_seconds": ours["scan"],
+                "limit_seconds": 2.0,
+                "ratio": cached["to_umap"] / 2.0,
+                "ratio_after_imports": cached["after_imports"] / 2.0,
+            },
+            {
+                "benchmark": f"first_start[n={n}]",
+                "first_map_seconds": ours["first_map"],
+                "umap_map_seconds": ours["to_umap"],
+                "data_seconds": ours["data"],
+            },
+        ]
 
 
 def main(argv: list[str] | None = None) -> int:

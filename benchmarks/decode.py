@@ -59,23 +59,34 @@ def run(repeats: int = 200) -> list[dict]:
     t = {k: sorted(v)[1] for k, v in times.items()}
     rate, rate_one = matmul_rate(), matmul_rate(threads=1)
     bound = flops / rate
-    return [{"benchmark": "decode_one_latent[demo,cpu]", "seconds": t["app"],
-             "seconds_calling_thread": t["caller"], "seconds_torch_eager": t["eager"],
-             "flops": flops, "matmul_flop_per_s": rate, "matmul_flop_per_s_one_thread": rate_one,
-             "flop_bound_seconds": bound, "ratio": t["app"] / bound,
-             "ratio_calling_thread": t["caller"] / bound,
-             "ratio_torch_eager": t["eager"] / bound}]  # fmt: skip
+    return [
+        {
+            "benchmark": "decode_one_latent[demo,cpu]",
+            "seconds": t["app"],
+            "seconds_calling_thread": t["caller"],
+            "seconds_torch_eager": t["eager"],
+            "flops": flops,
+            "matmul_flop_per_s": rate,
+            "matmul_flop_per_s_one_thread": rate_one,
+            "flop_bound_seconds": bound,
+            "ratio": t["app"] / bound,
+            "ratio_calling_thread": t["caller"] / bound,
+            "ratio_torch_eager": t["eager"] / bound,
+        }
+    ]
 
 
 def main() -> int:
     for r in run():
         print(json.dumps(r))
-        print(f"decode (interactive thread): {r['seconds'] * 1e3:.2f} ms for {r['flops'] / 1e6:.1f} MFLOP; "
-              f"at {r['matmul_flop_per_s'] / 1e9:.1f} GFLOP/s that is {r['flop_bound_seconds'] * 1e3:.2f} ms; "
-              f"ratio {r['ratio']:.2f} (target 3). In the calling thread "
-              f"{r['seconds_calling_thread'] * 1e3:.2f} ms ({r['ratio_calling_thread']:.2f}); "
-              f"torch eager {r['seconds_torch_eager'] * 1e3:.2f} ms ({r['ratio_torch_eager']:.2f}); "
-              f"one-thread matmul {r['matmul_flop_per_s_one_thread'] / 1e9:.1f} GFLOP/s")  # fmt: skip
+        print(
+            f"decode (interactive thread): {r['seconds'] * 1e3:.2f} ms for {r['flops'] / 1e6:.1f} MFLOP; "
+            f"at {r['matmul_flop_per_s'] / 1e9:.1f} GFLOP/s that is {r['flop_bound_seconds'] * 1e3:.2f} ms; "
+            f"ratio {r['ratio']:.2f} (target 3). In the calling thread "
+            f"{r['seconds_calling_thread'] * 1e3:.2f} ms ({r['ratio_calling_thread']:.2f}); "
+            f"torch eager {r['seconds_torch_eager'] * 1e3:.2f} ms ({r['ratio_torch_eager']:.2f}); "
+            f"one-thread matmul {r['matmul_flop_per_s_one_thread'] / 1e9:.1f} GFLOP/s"
+        )
     return 0
 
 

@@ -60,22 +60,31 @@ def sampling(repeats: int = 20) -> dict:
         decode(vae.model, x.numpy())
 
     ours, ref = median_time(click, repeats), median_time(bare, repeats)
-    return {"benchmark": f"generate_sampling[8 samples, {STEPS} {SAMPLER} steps, guidance {GUIDANCE:g}]",
-            "ours_ms": ours * 1e3, "reference_ms": ref * 1e3, "ratio": ours / ref, "limit": 1.5}  # fmt: skip
+    return {
+        "benchmark": f"generate_sampling[8 samples, {STEPS} {SAMPLER} steps, guidance {GUIDANCE:g}]",
+        "ours_ms": ours * 1e3,
+        "reference_ms": ref * 1e3,
+        "ratio": ours / ref,
+        "limit": 1.5,
+    }
 
 
 def _pairs(tmp: Path, n: int) -> Path:
     data = tmp / "pairs"
-    subprocess.run([sys.executable, "-m", "speckle", "mmf", "--n", str(n), "--seed", "0", "--out",
-                    str(data)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "speckle", "mmf", "--n", str(n), "--seed", "0", "--out", str(data)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return data
 
 
 def plain_rate(data: Path, steps: int, batch: int, block: int) -> float:
     """The loop with nothing but the step: same model, pairs, loss, optimizer, clipping and EMA."""
     from diffusion.data import load_pairs
+    from diffusion.loss import diffusion_loss
     from diffusion.schedulers import training_scheduler
-    from diffusion.train import diffusion_loss
     from diffusion.train_config import TrainConfig
     from vae.checkpoint import load_checkpoint
 
@@ -111,14 +120,30 @@ def plain_rate(data: Path, steps: int, batch: int, block: int) -> float:
 
 
 def ours_rate(data: Path, tmp: Path, steps: int, batch: int, block: int) -> float:
+    from common.run_log import read_metrics
     from diffusion.train import main as train_main
-    from vae.run_log import read_metrics
 
     run = tmp / "run"
-    argv = ["--vae", str(VAE), "--data", str(data), "--out", str(run), "--max-steps",
-            str(steps + block), "--batch-size", str(batch), "--log-every", str(block),
-            "--checkpoint-every", str(10**9), "--eval-every", str(10**9), "--no-regressor",
-            "--no-progress"]  # fmt: skip
+    argv = [
+        "--vae",
+        str(VAE),
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--max-steps",
+        str(steps + block),
+        "--batch-size",
+        str(batch),
+        "--log-every",
+        str(block),
+        "--checkpoint-every",
+        str(10**9),
+        "--eval-every",
+        str(10**9),
+        "--no-regressor",
+        "--no-progress",
+    ]
     assert train_main(argv) == 0
     rows = [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "train"]
     return statistics.median(r["samples_per_s"] for r in rows[1:])
@@ -131,8 +156,13 @@ def training(steps: int = 200, batch: int = 256, n: int = 2048) -> dict:
         block = 20
         ref = plain_rate(data, steps, batch, block)
         ours = ours_rate(data, Path(tmp), steps, batch, block)
-    return {"benchmark": f"generate_train_speed[batch {batch}, cpu]", "ours_samples_per_s": ours,
-            "reference_samples_per_s": ref, "ratio": ref / ours, "limit": 1.1}  # fmt: skip
+    return {
+        "benchmark": f"generate_train_speed[batch {batch}, cpu]",
+        "ours_samples_per_s": ours,
+        "reference_samples_per_s": ref,
+        "ratio": ref / ours,
+        "limit": 1.1,
+    }
 
 
 def run(quick: bool = False) -> list[dict]:

@@ -56,10 +56,17 @@ def run(clicks: int = 5, n: int = 400) -> list[dict]:
             proc.terminate()
             proc.wait(30)
     click, rerun = statistics.median(clicked), statistics.median(reruns)
-    return [{"benchmark": f"generate_click_browser[8 samples, {STEPS} {SAMPLER} steps, guidance {GUIDANCE:g}]",
-             "click_to_images_seconds": click, "clicks": clicked, "plain_rerun_seconds": rerun,
-             "ratio_to_rerun": click / rerun, "limit_seconds": LIMIT_SECONDS,
-             "ratio": click / LIMIT_SECONDS}]  # fmt: skip
+    return [
+        {
+            "benchmark": f"generate_click_browser[8 samples, {STEPS} {SAMPLER} steps, guidance {GUIDANCE:g}]",
+            "click_to_images_seconds": click,
+            "clicks": clicked,
+            "plain_rerun_seconds": rerun,
+            "ratio_to_rerun": click / rerun,
+            "limit_seconds": LIMIT_SECONDS,
+            "ratio": click / LIMIT_SECONDS,
+        }
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,7 @@ def _write(root: Path, frames: np.ndarray) -> dict[str, Path]:
 
 
 def run(frames: int = 10_000, reads: int = 3000, size: int = 64) -> dict:
-    from vae.data import ImageFolder
+    from frames import ImageFolder
 
     rng = np.random.default_rng(0)
     stack = (rng.exponential(1.0, (frames, size, size)) * 8000).clip(0, 65535).astype(np.uint16)

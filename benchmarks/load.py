@@ -30,8 +30,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
 # Inside the Traverse slider fragment's container (the reference page has one of the same key):
 # the Atlas page, which each session leaves for Traverse, has sliders and images of its own, and
 # a key press that comes before the page switch lands on its UMAP slider instead, and no
@@ -112,8 +119,9 @@ def rss_mb(pid: int) -> float:
 MAP = ".st-key-atlas_map .js-plotly-plot"
 
 
-def start_server(cache: Path, app_dir: Path = ROOT, n: int = 2000,
-                 env: dict | None = None) -> tuple[subprocess.Popen, str]:  # fmt: skip
+def start_server(
+    cache: Path, app_dir: Path = ROOT, n: int = 2000, env: dict | None = None
+) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -126,9 +134,23 @@ def start_server(cache: Path, app_dir: Path = ROOT, n: int = 2000,
         }
         | (env or {})
     )
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=app_dir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+        ],
+        cwd=app_dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -200,8 +222,16 @@ async def move_sliders(page, seconds: float, think: float, seed: int, out: dict)
         await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
 
 
-async def session(browser, url: str, seconds: float, think: float, ready: asyncio.Barrier,
-                  seed: int, out: dict, open_page=select_and_open_traverse) -> None:  # fmt: skip
+async def session(
+    browser,
+    url: str,
+    seconds: float,
+    think: float,
+    ready: asyncio.Barrier,
+    seed: int,
+    out: dict,
+    open_page=select_and_open_traverse,
+) -> None:
     ctx = None
     try:
         try:
@@ -240,8 +270,9 @@ async def wait_for_umap(url: str) -> None:
         await browser.close()
 
 
-async def level(url: str, k: int, seconds: float, think: float = 0.5,
-                open_page=select_and_open_traverse) -> dict:  # fmt: skip
+async def level(
+    url: str, k: int, seconds: float, think: float = 0.5, open_page=select_and_open_traverse
+) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -258,10 +289,16 @@ async def level(url: str, k: int, seconds: float, think: float = 0.5,
         await browser.close()
     times = sorted(t for o in outs for t in o["times"])
     pct = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else float("nan")  # noqa: E731
-    return {"sessions": k, "think_seconds": think, "moves": len(times), "errors": sum(o["errors"] for o in outs),
-            "p50_seconds": statistics.median(times) if times else float("nan"), "p95_seconds": pct(0.95),
-            "messages": [m for o in outs for m in o.get("messages", [])][:3],
-            "setup_seconds": min((o["started"] for o in outs if "started" in o), default=t0) - t0}  # fmt: skip
+    return {
+        "sessions": k,
+        "think_seconds": think,
+        "moves": len(times),
+        "errors": sum(o["errors"] for o in outs),
+        "p50_seconds": statistics.median(times) if times else float("nan"),
+        "p95_seconds": pct(0.95),
+        "messages": [m for o in outs for m in o.get("messages", [])][:3],
+        "setup_seconds": min((o["started"] for o in outs if "started" in o), default=t0) - t0,
+    }
 
 
 def run(
@@ -296,8 +333,15 @@ def run(
         for r in rows
     ]
     total_moves = sum(r["moves"] for r in rows)
-    out.append({"benchmark": f"load_memory[think={think:g}s]", "rss_mb_after_warmup": rss[0], "rss_mb_at_end": rss[-1],
-                "moves": total_moves, "mb_per_1000_moves": (rss[-1] - rss[0]) / max(total_moves, 1) * 1000})  # fmt: skip
+    out.append(
+        {
+            "benchmark": f"load_memory[think={think:g}s]",
+            "rss_mb_after_warmup": rss[0],
+            "rss_mb_at_end": rss[-1],
+            "moves": total_moves,
+            "mb_per_1000_moves": (rss[-1] - rss[0]) / max(total_moves, 1) * 1000,
+        }
+    )
     return out
 
 
@@ -321,8 +365,14 @@ def run_reference(
             server.terminate()
             server.wait(timeout=30)
     base = rows[0]["p95_seconds"]
-    return [{"benchmark": f"load_reference[K={r['sessions']},think={think:g}s]", **r,
-             "ratio": r["p95_seconds"] / base} for r in rows]  # fmt: skip
+    return [
+        {
+            "benchmark": f"load_reference[K={r['sessions']},think={think:g}s]",
+            **r,
+            "ratio": r["p95_seconds"] / base,
+        }
+        for r in rows
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,8 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--think", type=float, default=0.5, help="seconds between a response and the next move"
     )
-    p.add_argument("--reference", action="store_true",
-                   help="also run the levels against a bare Streamlit page with the same widgets")  # fmt: skip
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="also run the levels against a bare Streamlit page with the same widgets",
+    )
     args = p.parse_args(argv)
     rows = run(args.seconds, tuple(args.sessions), args.think)
     if args.reference:

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def plain_loop(data: Path, steps: int, batch: int) -> float:
+    from frames import ImageFolder, Normalization
     from vae.checkpoint import load_checkpoint
-    from vae.data import ImageFolder, Normalization
     from vae.loss import vae_loss
 
     t0 = time.perf_counter()
@@ -51,8 +51,18 @@ def job(data: Path, names: tuple[str, ...], steps: int, root: Path) -> float:
 
     m = JobManager(root)
     t0 = time.perf_counter()
-    j = m.submit("bench", JobRequest(str(data), names, (0.05,), steps=steps, lr=1e-3,
-                                     init_from=str(ROOT / "models" / "demo"), batch_size=32))  # fmt: skip
+    j = m.submit(
+        "bench",
+        JobRequest(
+            str(data),
+            names,
+            (0.05,),
+            steps=steps,
+            lr=1e-3,
+            init_from=str(ROOT / "models" / "demo"),
+            batch_size=32,
+        ),
+    )
     while j.state not in (DONE, "failed", "cancelled"):
         m.heartbeat("bench")  # as the page's polling fragment does: else a job over 2 min is reaped
         m.poll()
@@ -79,9 +89,9 @@ def slider_times(moves: int = 20) -> list[float]:
 
 def run(steps: int = 300, n: int = 512, repeats: int = 2) -> list[dict]:
     from explorer.jobs import JobManager, JobRequest
+    from frames import ImageFolder
     from speckle.io import write_dataset
     from speckle.mmf import simulate_mmf
-    from vae.data import ImageFolder
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -96,18 +106,38 @@ def run(steps: int = 300, n: int = 512, repeats: int = 2) -> list[dict]:
             t_job.append(job(tmp / "data", names, steps, tmp / f"jobs{r}"))
         idle = slider_times()
         m = JobManager(tmp / "jobs2")
-        busy_job = m.submit("bench", JobRequest(str(tmp / "data"), names, (0.05,), steps=100000, lr=1e-3,
-                                                init_from=str(ROOT / "models" / "demo"), batch_size=32))  # fmt: skip
+        busy_job = m.submit(
+            "bench",
+            JobRequest(
+                str(tmp / "data"),
+                names,
+                (0.05,),
+                steps=100000,
+                lr=1e-3,
+                init_from=str(ROOT / "models" / "demo"),
+                batch_size=32,
+            ),
+        )
         time.sleep(3)  # the job is training
         busy = slider_times()
         m.cancel(busy_job.id)
     return [
-        {"benchmark": f"retrain[demo,n={n},steps={steps}]", "job_seconds": statistics.median(t_job),
-         "plain_loop_seconds": statistics.median(t_plain), "job_runs": t_job, "plain_runs": t_plain,
-         "ratio": statistics.median(t_job) / statistics.median(t_plain), "limit_seconds": 30.0},
-        {"benchmark": "slider_rerun_during_job[traverse,apptest]", "busy_seconds": statistics.median(busy),
-         "idle_seconds": statistics.median(idle), "ratio": statistics.median(busy) / statistics.median(idle)},
-    ]  # fmt: skip
+        {
+            "benchmark": f"retrain[demo,n={n},steps={steps}]",
+            "job_seconds": statistics.median(t_job),
+            "plain_loop_seconds": statistics.median(t_plain),
+            "job_runs": t_job,
+            "plain_runs": t_plain,
+            "ratio": statistics.median(t_job) / statistics.median(t_plain),
+            "limit_seconds": 30.0,
+        },
+        {
+            "benchmark": "slider_rerun_during_job[traverse,apptest]",
+            "busy_seconds": statistics.median(busy),
+            "idle_seconds": statistics.median(idle),
+            "ratio": statistics.median(busy) / statistics.median(idle),
+        },
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

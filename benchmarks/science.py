@@ -68,8 +68,13 @@ def shipped_models() -> list[Path]:
 
 def _commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                             capture_output=True, timeout=10)  # fmt: skip
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            text=True,
+            capture_output=True,
+            timeout=10,
+        )
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"
@@ -99,8 +104,11 @@ def evaluate_all(models: list[Path], data: Path) -> list[dict]:
         r["model"] = m.relative_to(REPO).as_posix()
         r["steps"] = json.loads((m / "config.json").read_text()).get("step")
         r["seconds"] = round(time.perf_counter() - t, 1)
-        print(json.dumps({k: r[k] for k in ("model", "beta", "ev", "probe_accuracy", "seconds")}),
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            json.dumps({k: r[k] for k in ("model", "beta", "ev", "probe_accuracy", "seconds")}),
+            file=sys.stderr,
+            flush=True,
+        )
         rows.append(r)
     return rows
 
@@ -176,7 +184,7 @@ def _rename(rows: list[dict]) -> list[dict]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    from vae.atomic import atomic_write
+    from common.atomic import atomic_write
 
     atomic_write(path, text)
 
@@ -307,11 +315,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--model", action="append", type=Path, help="models to score (default: models/*)"
     )
-    p.add_argument("--no-generator", dest="generator", action="store_false",
-                   help="skip the shipped generator's section")  # fmt: skip
+    p.add_argument(
+        "--no-generator",
+        dest="generator",
+        action="store_false",
+        help="skip the shipped generator's section",
+    )
     p.add_argument("--rows", type=Path, default=ROWS, help="where the measured rows are kept")
-    p.add_argument("--render-only", action="store_true",
-                   help="re-render --rows (models renamed since are found by their weights' id)")  # fmt: skip
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="re-render --rows (models renamed since are found by their weights' id)",
+    )
     args = p.parse_args(argv)
     if args.render_only:
         saved = json.loads(args.rows.read_text())

@@ -24,8 +24,16 @@ def run(held_out: Path, n_patterns: int = N_PATTERNS) -> dict:
     folder, or simulated again from the whole record in its config (evaluate's own path)."""
     from diffusion.evaluate import build_parser, evaluate
 
-    argv = ["--checkpoint", str(GENERATOR), "--data", str(held_out),
-            "--vae", str(REPO / "models" / "demo"), "--n-patterns", str(n_patterns)]  # fmt: skip
+    argv = [
+        "--checkpoint",
+        str(GENERATOR),
+        "--data",
+        str(held_out),
+        "--vae",
+        str(REPO / "models" / "demo"),
+        "--n-patterns",
+        str(n_patterns),
+    ]
     result = evaluate(build_parser().parse_args(argv), log=lambda m: print(m, flush=True))
     result["generator_config"] = _config_of(str(GENERATOR))
     return result
@@ -60,10 +68,13 @@ def render(r: dict) -> str:
     den, train = cfg["denoiser"], cfg.get("train") or {}
     refs = r["references"]
     rows = [("generator, one sample", r), (f"generator, mean of {r['samples']}", r["mean_of_k"])]
-    names = {"vae_ceiling": "VAE reconstruction of the truth (ceiling)",
-             "regressor": "regressor pattern → μ (same network, no noise)",
-             "nearest": "nearest training pattern's speckle", "random": "random training speckle (floor)",
-             "tm_fit": "transmission matrix fitted to the training pairs"}  # fmt: skip
+    names = {
+        "vae_ceiling": "VAE reconstruction of the truth (ceiling)",
+        "regressor": "regressor pattern → μ (same network, no noise)",
+        "nearest": "nearest training pattern's speckle",
+        "random": "random training speckle (floor)",
+        "tm_fit": "transmission matrix fitted to the training pairs",
+    }
     rows += [(names[k], refs[k]) for k in names if k in refs]
     lines = [
         "## The demo generator against its references",
@@ -83,8 +94,10 @@ def render(r: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for name, m in rows:
-        lines.append(f"| {name} | {_ci(m)} | {_f(m['ssim'])} | {_f(m['contrast_ratio'])} | "
-                     f"{_f(m['grain_ratio'])} | {_f(m['histogram_distance'])} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {_ci(m)} | {_f(m['ssim'])} | {_f(m['contrast_ratio'])} | "
+            f"{_f(m['grain_ratio'])} | {_f(m['histogram_distance'])} |"
+        )
     lines += [
         "",
         f"Single samples' PCC by sample index: {', '.join(_f(v) for v in r['pcc_per_sample'])}. "
@@ -106,7 +119,7 @@ def render(r: dict) -> str:
                 "the VAE's ceiling included."
                 if better
                 else "."
-            )  # fmt: skip
+            )
         )
     sw = r.get("sweeps")
     if sw:

@@ -87,8 +87,11 @@ class FragmentMoves:
         with streamlit_private.forwarded_messages() as msgs:
             at.run()  # a whole-page run, to read which fragment holds the slider
         slider_id = at.slider(key=key).id
-        self.fragment_id = next(m.delta.fragment_id for m in msgs if m.HasField("delta")
-                                and m.delta.new_element.slider.id == slider_id)  # fmt: skip
+        self.fragment_id = next(
+            m.delta.fragment_id
+            for m in msgs
+            if m.HasField("delta") and m.delta.new_element.slider.id == slider_id
+        )
         assert self.fragment_id, f"slider {key} is not inside a fragment"
         self.page = streamlit_private.page_tree(at)  # the page whose widget states a move sends
 
@@ -139,19 +142,30 @@ def run(moves: int = 40) -> list[dict]:
         t_app.append(_move(app, key, i))
     a, b, c = statistics.median(t_app), statistics.median(t_bare), statistics.median(t_torch)
     f = statistics.median(t_frag)
-    return [{"benchmark": "slider_rerun[traverse,apptest]", "app_seconds": f, "bare_seconds": b,
-             "ratio": f / b, "whole_page_seconds": a, "whole_page_ratio": a / b,
-             "bare_torch_eager_seconds": c, "ratio_to_torch_eager_bare": f / c}]  # fmt: skip
+    return [
+        {
+            "benchmark": "slider_rerun[traverse,apptest]",
+            "app_seconds": f,
+            "bare_seconds": b,
+            "ratio": f / b,
+            "whole_page_seconds": a,
+            "whole_page_ratio": a / b,
+            "bare_torch_eager_seconds": c,
+            "ratio_to_torch_eager_bare": f / c,
+        }
+    ]
 
 
 def main() -> int:
     for r in run():
         print(json.dumps(r))
-        print(f"slider move (the slider fragment's rerun, as a browser's move asks): app "
-              f"{r['app_seconds'] * 1e3:.1f} ms, bare app {r['bare_seconds'] * 1e3:.1f} ms, "
-              f"ratio {r['ratio']:.2f} (limit 2); whole-page rerun {r['whole_page_seconds'] * 1e3:.1f} ms "
-              f"({r['whole_page_ratio']:.2f}); bare app decoding with torch eager "
-              f"{r['bare_torch_eager_seconds'] * 1e3:.1f} ms ({r['ratio_to_torch_eager_bare']:.2f})")  # fmt: skip
+        print(
+            f"slider move (the slider fragment's rerun, as a browser's move asks): app "
+            f"{r['app_seconds'] * 1e3:.1f} ms, bare app {r['bare_seconds'] * 1e3:.1f} ms, "
+            f"ratio {r['ratio']:.2f} (limit 2); whole-page rerun {r['whole_page_seconds'] * 1e3:.1f} ms "
+            f"({r['whole_page_ratio']:.2f}); bare app decoding with torch eager "
+            f"{r['bare_torch_eager_seconds'] * 1e3:.1f} ms ({r['ratio_to_torch_eager_bare']:.2f})"
+        )
     return 0
 
 

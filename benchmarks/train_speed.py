@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vae.device import pick_device
+from common.device import pick_device
+from common.run_log import read_metrics
 from vae.loss import vae_loss
 from vae.model import PRESETS, VAE
 from vae.train import main as train_main
-from vae.train import read_metrics
 
 
 def make_data(root: Path, n: int, size: int) -> Path:
@@ -65,10 +65,27 @@ def ours_rate(preset: str, steps: int, batch: int, device: torch.device, block: 
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp) / "data", 512, config.image_size)
         run = Path(tmp) / "run"
-        argv = ["--data", str(data), "--out", str(run), "--preset", preset, "--max-steps",
-                str(steps + block), "--batch-size", str(batch), "--log-every", str(block),
-                "--checkpoint-every", str(10**9), "--val-fraction", "0.1", "--no-progress",
-                "--device", device.type]  # fmt: skip
+        argv = [
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--preset",
+            preset,
+            "--max-steps",
+            str(steps + block),
+            "--batch-size",
+            str(batch),
+            "--log-every",
+            str(block),
+            "--checkpoint-every",
+            str(10**9),
+            "--val-fraction",
+            "0.1",
+            "--no-progress",
+            "--device",
+            device.type,
+        ]
         assert train_main(argv) == 0
         rows = [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "train"]
     return statistics.median(r["images_per_s"] for r in rows[1:])
@@ -82,8 +99,14 @@ def run(steps: int = 60, presets: list[str] | None = None, batch: int = 64) -> l
         block = 10
         ref = reference_rate(preset, steps, batch, device, block)
         ours = ours_rate(preset, steps, batch, device, block)
-        results.append({"benchmark": f"train_speed[{preset},{device.type}]", "ours_images_per_s": ours,
-                        "reference_images_per_s": ref, "ratio": ours / ref})  # fmt: skip
+        results.append(
+            {
+                "benchmark": f"train_speed[{preset},{device.type}]",
+                "ours_images_per_s": ours,
+                "reference_images_per_s": ref,
+                "ratio": ours / ref,
+            }
+        )
     return results
 
 
@@ -95,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     for r in run(args.steps, args.preset, args.batch_size):
         print(json.dumps(r))
-        print(f"{r['benchmark']}: ours {r['ours_images_per_s']:.0f} img/s, plain loop "
-              f"{r['reference_images_per_s']:.0f} img/s, ratio {r['ratio']:.2f}")  # fmt: skip
+        print(
+            f"{r['benchmark']}: ours {r['ours_images_per_s']:.0f} img/s, plain loop "
+            f"{r['reference_images_per_s']:.0f} img/s, ratio {r['ratio']:.2f}"
+        )
     return 0
 
 

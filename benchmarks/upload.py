@@ -26,9 +26,9 @@ def run(n_atlas: int = 2000) -> list[dict]:
     from explorer.atlas import build_atlas
     from explorer.projection import Projection, fit_projection
     from explorer.uploads import analyse, load_upload
+    from frames import ImageFolder, Normalization
     from speckle.mmf import simulate_mmf
     from vae.checkpoint import load_checkpoint
-    from vae.data import ImageFolder, Normalization
 
     ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL)
     norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])
@@ -54,16 +54,24 @@ def run(n_atlas: int = 2000) -> list[dict]:
     out = []
     for label, proj in (("umap_in_memory", umap_proj), ("map_from_cache", restored)):
         t = median_time(lambda p=proj: ours(p))
-        out.append({"benchmark": f"upload_to_result[{label}]", "seconds": t, "encode_decode_seconds": t_ref,
-                    "ratio": t / t_ref})  # fmt: skip
+        out.append(
+            {
+                "benchmark": f"upload_to_result[{label}]",
+                "seconds": t,
+                "encode_decode_seconds": t_ref,
+                "ratio": t / t_ref,
+            }
+        )
     return out
 
 
 def main() -> int:
     for r in run():
         print(json.dumps(r))
-        print(f"{r['benchmark']}: {r['seconds'] * 1e3:.1f} ms vs encode+decode {r['encode_decode_seconds'] * 1e3:.1f} ms, "
-              f"ratio {r['ratio']:.1f} (limit 3)")  # fmt: skip
+        print(
+            f"{r['benchmark']}: {r['seconds'] * 1e3:.1f} ms vs encode+decode {r['encode_decode_seconds'] * 1e3:.1f} ms, "
+            f"ratio {r['ratio']:.1f} (limit 3)"
+        )
     return 0
 
 

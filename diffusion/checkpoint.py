@@ -5,23 +5,21 @@
     model.safetensors       the EMA denoiser (with the latent standardization as buffers)
     regressor.safetensors   the deterministic regressor pattern → μ (same network, no noise)
     resume/                 raw weights, EMA, optimizers and RNG for an exact `--resume` (the
-                            VAE checkpoint's layout, read by vae.checkpoint.read_resume)
+                            VAE checkpoint's layout, read by common.checkpoint_files.read_resume)
 
-Written atomically like a VAE checkpoint (vae.atomic.atomic_dir); never a pickle. The sha256 of
+Written atomically like a VAE checkpoint (common.atomic.atomic_dir); never a pickle. The sha256 of
 model.safetensors is the generator's id.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diffusion.config import DenoiserConfig
-from vae import __version__
-from vae.atomic import atomic_dir
-from vae.checkpoint import (
+from common.atomic import atomic_dir
+from common.checkpoint_files import (
+    CONFIG,
     CheckpointError,
     file_sha256,
     read_json_config,
@@ -29,7 +27,11 @@ from vae.checkpoint import (
     read_weights,
     resolve,
     strip_prefixes,
+    write_json,
+    write_resume,
 )
+from diffusion.config import DenoiserConfig
+from vae import __version__
 
 if TYPE_CHECKING:
     import torch
@@ -40,8 +42,6 @@ FORMAT = "speckle-diffusion-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 REGRESSOR = "regressor.safetensors"
-CONFIG = "config.json"
-RESUME = "resume"
 
 
 class GeneratorError(CheckpointError):
@@ -99,24 +99,26 @@ def save_generator(
         save_file(
             _cast(_plain(model), weights_dtype), str(tmp / WEIGHTS), metadata={"format": FORMAT}
         )
-        config = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
-                  "version": __version__, "torch": torch.__version__,
-                  "weights_sha256": file_sha256(tmp / WEIGHTS)}  # fmt: skip
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            **meta,
+            "version": __version__,
+            "torch": torch.__version__,
+            "weights_sha256": file_sha256(tmp / WEIGHTS),
+        }
         if regressor is not None:
             save_file(_cast(_plain(regressor), weights_dtype), str(tmp / REGRESSOR))
             config["regressor_sha256"] = file_sha256(tmp / REGRESSOR)
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        write_json(tmp / CONFIG, config)
         if resume_tensors is not None:
-            (tmp / RESUME).mkdir()
-            tensors = {k: v.detach().cpu().contiguous() for k, v in resume_tensors.items()}
-            save_file(tensors, str(tmp / RESUME / "state.safetensors"))
-            state = {"weights_sha256": config["weights_sha256"], **(resume_state or {})}
-            (tmp / RESUME / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+            write_resume(tmp, resume_tensors, resume_state or {}, config["weights_sha256"])
     return config["weights_sha256"]
 
 
-def export_generator(src: str | Path, dst: str | Path, weights_dtype: str | None = None,
-                     extra: dict | None = None) -> str:  # fmt: skip
+def export_generator(
+    src: str | Path, dst: str | Path, weights_dtype: str | None = None, extra: dict | None = None
+) -> str:
     """Copy a generator's EMA model, regressor and config (not its resume state) to `dst`,
     optionally at lower precision and with `extra` config entries; return the new id."""
     gen = load_generator(src)
@@ -178,8 +180,9 @@ def _build(directory: Path, name: str, config: DenoiserConfig, expected: str | N
     return model.eval()
 
 
-def load_generator(path: str | Path, vae_id: str | None = None, vae_path: str | Path = "",
-                   regressor: bool = True) -> Generator:  # fmt: skip
+def load_generator(
+    path: str | Path, vae_id: str | None = None, vae_path: str | Path = "", regressor: bool = True
+) -> Generator:
     """Rebuild the EMA denoiser (and the regressor) from the directory alone. With `vae_id`, a
     generator made for another VAE is refused with a one-line GeneratorError."""
     directory = resolve(path)

@@ -39,8 +39,17 @@ class DenoiserConfig:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
-        ints = ("latent_dim", "pattern_size", "cond_dim", "width", "depth", "mlp_ratio",
-                "bottleneck", "heads", "train_timesteps")  # fmt: skip
+        ints = (
+            "latent_dim",
+            "pattern_size",
+            "cond_dim",
+            "width",
+            "depth",
+            "mlp_ratio",
+            "bottleneck",
+            "heads",
+            "train_timesteps",
+        )
         for name in ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

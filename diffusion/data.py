@@ -1,5 +1,5 @@
-"""Training pairs for the generator: the frozen VAE's μ of each speckle image (from the explorer's
-latent cache, shared with the app) and the input pattern labels.csv names for it."""
+"""Training pairs for the generator: the frozen VAE's μ of each speckle image (from the latent
+cache, vae.latents, shared with the app) and the input pattern labels.csv names for it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from explorer import cache
+from common import cache
+from frames import PATTERN_COLUMN, ImageFolder, pattern_frames
 from vae.checkpoint import Checkpoint
-from vae.data import PATTERN_COLUMN, ImageFolder, pattern_frames
 from vae.foreign import frame_from_counts, normalization_of
+from vae.latents import dataset_latents
 
 
 @dataclass
@@ -43,7 +44,7 @@ def read_pattern(
     source: str | Path | bytes, size: int, name: str | None = None, frame: str | None = None
 ) -> np.ndarray:
     """The one pattern a file or frame name stands for (a path such as "run.h5#/patterns#12", or
-    an upload's bytes, file name and frame part; see vae.data.pattern_frames), through the
+    an upload's bytes, file name and frame part; see frames.pattern_frames), through the
     hardened readers. A bad file, or a name standing for several frames, raises a one-line
     ImageError naming it."""
     _, frames = pattern_frames(source, name, frame, single=True)
@@ -76,8 +77,12 @@ def simulated_counts(intensity: np.ndarray, meta: dict) -> np.ndarray:
 
 
 def open_dataset(vae: Checkpoint, data: str | Path) -> ImageFolder:
-    return ImageFolder(data, vae.model_config.image_size, normalization_of(vae),
-                       scan_record=cache.scan_record(data))  # fmt: skip
+    return ImageFolder(
+        data,
+        vae.model_config.image_size,
+        normalization_of(vae),
+        scan_record=cache.scan_record(data),
+    )
 
 
 def _pattern_files(dataset: ImageFolder) -> str:
@@ -127,9 +132,7 @@ def dataset_patterns(dataset: ImageFolder, size: int) -> np.ndarray:
 
 
 def load_pairs(vae: Checkpoint, data: str | Path, pattern_size: int) -> Pairs:
-    from explorer.atlas import build_atlas
-
     dataset = open_dataset(vae, data)
     patterns = dataset_patterns(dataset, pattern_size)  # first: a dataset without them fails fast
-    atlas = build_atlas(vae, dataset)
-    return Pairs(np.asarray(atlas.mu, np.float32), patterns, dataset)
+    latents, _ = dataset_latents(vae, dataset)
+    return Pairs(np.asarray(latents["mu"], np.float32), patterns, dataset)

@@ -29,8 +29,16 @@ def true_outputs(meta: dict, patterns: np.ndarray, vae) -> np.ndarray:
     return np.stack([[recorded_frame(o[n], vae) for o in outs] for n in range(len(patterns))])
 
 
-def diversity(model, vae, held, idx: np.ndarray, patterns: np.ndarray, gen_imgs: np.ndarray,
-              mask: np.ndarray, max_patterns: int = 100) -> dict:  # fmt: skip
+def diversity(
+    model,
+    vae,
+    held,
+    idx: np.ndarray,
+    patterns: np.ndarray,
+    gen_imgs: np.ndarray,
+    mask: np.ndarray,
+    max_patterns: int = 100,
+) -> dict:
     """Sample-to-sample against state-to-state PCC, and std maps, on up to `max_patterns`."""
     import torch
 
@@ -52,10 +60,13 @@ def diversity(model, vae, held, idx: np.ndarray, patterns: np.ndarray, gen_imgs:
         "vae_state_state_pcc": float(np.nanmean([_pairwise_pcc(t, mask) for t in recon])),
         "vae_std_map_pcc": float(np.nanmean(pcc_batch(std_t, std_r, mask))),
         "mean_std_vae": float(std_r[:, mask].mean()),
-        "patterns": k, "states": int(meta["states"]), "bend": float(meta["bend"]),
+        "patterns": k,
+        "states": int(meta["states"]),
+        "bend": float(meta["bend"]),
         "expected_state_pcc": float(meta["bend"]) ** 4,
         "state_state_pcc": float(np.nanmean([_pairwise_pcc(t, mask) for t in truth])),
         "sample_sample_pcc": float(np.nanmean([_pairwise_pcc(g, mask) for g in gen])),
         "std_map_pcc": float(np.nanmean(pcc_batch(std_t, std_g, mask))),
-        "mean_std_true": float(std_t[:, mask].mean()), "mean_std_generated": float(std_g[:, mask].mean()),
-    }  # fmt: skip
+        "mean_std_true": float(std_t[:, mask].mean()),
+        "mean_std_generated": float(std_g[:, mask].mean()),
+    }

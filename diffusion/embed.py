@@ -29,9 +29,10 @@ class PatternEncoder(nn.Module):
         super().__init__()
         hidden = 2 * pattern_size**2
         self.mlp = nn.Sequential(
-            nn.Linear(pattern_size**2, hidden), nn.SiLU(),
+            nn.Linear(pattern_size**2, hidden),
+            nn.SiLU(),
             nn.Linear(hidden, cond_dim),
-        )  # fmt: skip
+        )
 
     def forward(self, pattern: torch.Tensor) -> torch.Tensor:
         return self.mlp(pattern.flatten(1))
@@ -49,8 +50,9 @@ class Conditioning(nn.Module):
         self.pattern = PatternEncoder(pattern_size, cond_dim)
         self.null = nn.Parameter(torch.zeros(cond_dim))
 
-    def forward(self, t: torch.Tensor, pattern: torch.Tensor,
-                keep: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, t: torch.Tensor, pattern: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         c = self.pattern(pattern)
         if keep is not None:
             c = torch.where(keep[:, None], c, self.null.to(c.dtype)[None])

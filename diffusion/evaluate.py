@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.bootstrap import N_BOOT, bootstrap_mean
 from diffusion import checkpoint as gck
 from diffusion.data import dataset_patterns, open_dataset, recorded_frame
 from diffusion.diversity import diversity
@@ -29,13 +30,12 @@ from diffusion.sampling import GUIDANCE, SAMPLER, STEPS, regress_latents, sample
 from diffusion.schedulers import SAMPLERS
 from diffusion.scoring import score, summary
 from diffusion.train_set import training_set
+from frames import ImageError, ImageFolder, Normalization
+from speckle.lit_region import dataset_region
 from vae import checkpoint as vck
-from vae.bootstrap import N_BOOT, bootstrap_mean
-from vae.data import ImageError, ImageFolder, Normalization
 from vae.foreign import foreign_report, per_frame_neg_elbo, resize_notes
 from vae.foreign import reference as vae_reference
 from vae.inference import decode, encode_dataset
-from vae.lit_region import dataset_region
 
 REFERENCES = ("vae_ceiling", "regressor", "nearest", "random", "tm_fit")
 STEP_SWEEP = (5, 10, 20, 50)
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {result['foreign_note']}", file=sys.stderr)
     text = json.dumps(result)  # one line: a JSON Lines stream when several runs are appended
     if args.out:
-        from vae.atomic import atomic_write
+        from common.atomic import atomic_write
 
         try:
             atomic_write(Path(args.out), text + "\n")

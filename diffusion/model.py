@@ -23,8 +23,13 @@ class Denoiser(nn.Module):
         self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
         self.register_buffer("latent_std", torch.ones(config.latent_dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, pattern: torch.Tensor,
-                keep: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        pattern: torch.Tensor,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """x (B, dz) standardized noisy latent, t (B,) timesteps, pattern (B, P, P) in [0, 1],
         keep (B,) bool (False: unconditional). Returns ε or v (B, dz), per config.prediction."""
         return self.trunk(x, self.cond(t, pattern, keep))

@@ -47,9 +47,15 @@ class TransmissionMatrix:
         return out
 
 
-def fit_transmission_matrix(patterns: np.ndarray, intensities: np.ndarray, mask: np.ndarray,
-                            steps: int = 1500, batch: int = 1024, lr: float = 0.02,
-                            seed: int = 0) -> TransmissionMatrix:  # fmt: skip
+def fit_transmission_matrix(
+    patterns: np.ndarray,
+    intensities: np.ndarray,
+    mask: np.ndarray,
+    steps: int = 1500,
+    batch: int = 1024,
+    lr: float = 0.02,
+    seed: int = 0,
+) -> TransmissionMatrix:
     """Gradient descent (Adam) on the mean of (I − |T x|²)² over the lit pixels, from a random
     complex Gaussian start scaled to the mean intensity. patterns (M, P, P) amplitudes,
     intensities (M, H, W) in the recording's linear units (not per-image normalized: the fit is
@@ -77,8 +83,13 @@ def fit_transmission_matrix(patterns: np.ndarray, intensities: np.ndarray, mask:
         loss.backward()
         opt.step()
         sched.step()
-    return TransmissionMatrix(re.detach().numpy(), im.detach().numpy(), mask, float(loss.detach()),
-                              time.perf_counter() - t0)  # fmt: skip
+    return TransmissionMatrix(
+        re.detach().numpy(),
+        im.detach().numpy(),
+        mask,
+        float(loss.detach()),
+        time.perf_counter() - t0,
+    )
 
 
 class DigitClassifier:
@@ -92,8 +103,9 @@ class DigitClassifier:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        self.pipe = make_pipeline(PCA(components, random_state=seed), StandardScaler(),
-                                  LogisticRegression(max_iter=2000))  # fmt: skip
+        self.pipe = make_pipeline(
+            PCA(components, random_state=seed), StandardScaler(), LogisticRegression(max_iter=2000)
+        )
 
     def fit(self, images: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> DigitClassifier:
         self.mask = mask

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import summary
 from diffusion import checkpoint as gck
 from diffusion.data import read_patterns
 from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from diffusion.schedulers import SAMPLERS
+from frames import ImageError
 from vae import checkpoint as vck
-from vae.cli import summary
-from vae.data import ImageError
 
 EXIT_USAGE = 2
 PATTERN_HELP = (
@@ -55,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed: the same seed, the same files")
     p.add_argument("--vae", default="", help="the VAE (default: the path the generator records)")
-    p.add_argument("--out", required=True, help="folder to write: new, empty, or an earlier "
-                   "sample output (replaced); anything else needs --overwrite")  # fmt: skip
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder to write: new, empty, or an earlier "
+        "sample output (replaced); anything else needs --overwrite",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     return p
 
@@ -132,13 +136,18 @@ def _out_refusal(out: Path, overwrite: bool) -> str:
     return f"{out}: not empty and not an earlier sample output; pass --overwrite to replace it"
 
 
-def write(gen: gck.Generator, vae: vck.Checkpoint, patterns: np.ndarray, names: list[str],
-          args: argparse.Namespace) -> None:  # fmt: skip
+def write(
+    gen: gck.Generator,
+    vae: vck.Checkpoint,
+    patterns: np.ndarray,
+    names: list[str],
+    args: argparse.Namespace,
+) -> None:
     import pandas as pd
     from PIL import Image
 
+    from common.atomic import atomic_dir
     from diffusion.sampling import sample_latents
-    from vae.atomic import atomic_dir
     from vae.inference import decode
 
     s = sample_latents(
@@ -153,9 +162,19 @@ def write(gen: gck.Generator, vae: vck.Checkpoint, patterns: np.ndarray, names: 
             file = f"images/{k:04d}_{j:03d}.png"
             png = np.round(np.clip(frame, 0, 1) * 65535).astype(np.uint16)
             Image.fromarray(png).save(tmp / file)
-            rows.append({"file": file, "pattern": _absolute(names[k]), "pattern_index": k,
-                         "sample": j, "sampler": args.sampler, "steps": args.steps,
-                         "guidance": args.guidance, "seed": args.seed, "generator": gen.id})  # fmt: skip
+            rows.append(
+                {
+                    "file": file,
+                    "pattern": _absolute(names[k]),
+                    "pattern_index": k,
+                    "sample": j,
+                    "sampler": args.sampler,
+                    "steps": args.steps,
+                    "guidance": args.guidance,
+                    "seed": args.seed,
+                    "generator": gen.id,
+                }
+            )
         pd.DataFrame(rows).to_csv(tmp / "labels.csv", index=False)
 
 

@@ -17,17 +17,22 @@ def score(truth: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> dict[str, np
     truth, pred = np.asarray(truth, np.float64), np.asarray(pred, np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         contrast = stats.contrast_batch(pred, mask) / stats.contrast_batch(truth, mask)
-        grain = (stats.grain_size_batch(pred, mask)["fwhm_r"]
-                 / stats.grain_size_batch(truth, mask)["fwhm_r"])  # fmt: skip
+        grain = (
+            stats.grain_size_batch(pred, mask)["fwhm_r"]
+            / stats.grain_size_batch(truth, mask)["fwhm_r"]
+        )
     hist = np.array(
         [stats.histogram_distance(t, p, mask) for t, p in zip(truth, pred, strict=True)]
     )
     # A flat prediction has no correlation (nan): it counts as 0, not as a missing image.
     pcc = np.nan_to_num(pcc_batch(truth, pred, mask), nan=0.0)
     return {
-        "pcc": pcc, "ssim": ssim_batch(truth, pred, 1.0, mask),
-        "contrast_ratio": contrast, "grain_ratio": grain, "histogram_distance": hist,
-    }  # fmt: skip
+        "pcc": pcc,
+        "ssim": ssim_batch(truth, pred, 1.0, mask),
+        "contrast_ratio": contrast,
+        "grain_ratio": grain,
+        "histogram_distance": hist,
+    }
 
 
 def summary(per_image: dict[str, np.ndarray]) -> dict[str, float]:

@@ -13,7 +13,6 @@ import copy
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from dataclasses import asdict
@@ -21,19 +20,29 @@ from pathlib import Path
 
 import torch
 
+from common.checkpoint_files import CheckpointError
+from common.device import autocast, pick_device
+from common.distributed import Dist, log, setup_distributed
+from common.run_log import METRICS, truncate_metrics
+from common.training import (
+    EXIT_INTERRUPTED,
+    EXIT_NONFINITE,
+    EXIT_USAGE,
+    Batches,
+    StopFlag,
+    command_line,
+    load_optimizer,
+    optimizer_tensors,
+    simulation_record,
+)
 from diffusion import checkpoint as gck
 from diffusion.data import load_pairs
+from diffusion.loss import diffusion_loss, regressor_loss
 from diffusion.model import Denoiser
 from diffusion.schedulers import training_scheduler
 from diffusion.train_config import RESUME_MUST_MATCH, TrainConfig, parse_args
+from frames import ImageError, split_indices
 from vae import checkpoint as vck
-from vae.data import ImageError, split_indices
-from vae.device import autocast, pick_device
-from vae.distributed import Dist, log, setup_distributed
-from vae.run_log import METRICS, truncate_metrics
-from vae.train import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_USAGE, Batches, StopFlag
-from vae.train import load_optimizer as _load_optimizer
-from vae.train import optimizer_tensors as _optimizer_tensors
 
 MAX_VAL = 1024
 
@@ -42,37 +51,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup, then constant: the EMA does the averaging a decay would, and a run can be
     extended with --resume --max-steps without changing the steps it already took."""
     return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-
-
-def diffusion_loss(net, scheduler, x0, pattern, noise, t, keep) -> torch.Tensor:
-    """MSE between the network output and its target (ε, or v = √ᾱ ε − √(1−ᾱ) x₀)."""
-    xt = scheduler.add_noise(x0, noise, t)
-    target = (
-        noise
-        if scheduler.config.prediction_type == "epsilon"
-        else scheduler.get_velocity(x0, noise, t)
-    )
-    return torch.nn.functional.mse_loss(net(xt, t, pattern, keep).float(), target)
-
-
-def regressor_loss(net, x0, pattern) -> torch.Tensor:
-    """MSE of the regressor's standardized μ. Through net's forward (DDP hooks it), as
-    Denoiser.regress does: x = 0, t = 0, and keep=all so every parameter is in the graph."""
-    b = len(x0)
-    keep = torch.ones(b, dtype=torch.bool, device=x0.device)
-    out = net(torch.zeros_like(x0), torch.zeros(b, device=x0.device), pattern, keep)
-    return torch.nn.functional.mse_loss(out.float(), x0)
-
-
-def _prefixed(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
-    tensors, info = _optimizer_tensors(opt)
-    return {prefix + k: v for k, v in tensors.items()}, info
-
-
-def _unprefixed(opt: torch.optim.Optimizer, tensors: dict, info: dict, prefix: str) -> None:
-    _load_optimizer(
-        opt, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, info
-    )
 
 
 @torch.inference_mode()
@@ -89,19 +67,13 @@ def validate(model, regressor, scheduler, x0, pattern, device) -> dict:
     return out
 
 
-def command_line(argv: list[str], dist: Dist) -> str:
-    prefix = (f"torchrun --nproc_per_node={dist.world} -m diffusion.train" if dist.enabled
-              else "python -m diffusion.train")  # fmt: skip
-    return f"{prefix} {shlex.join(argv)}"
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_args(argv)
     dist = setup_distributed(cfg.device)
     try:
-        return train(cfg, dist, command_line(argv, dist))
-    except (ImageError, vck.CheckpointError, ValueError, OSError) as e:
+        return train(cfg, dist, command_line("diffusion.train", argv, dist))
+    except (ImageError, CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     finally:
@@ -129,7 +101,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     pairs = load_pairs(vae, cfg.data, dcfg.pattern_size)
     train_idx, val_idx = split_indices(len(pairs.mu), cfg.val_fraction, cfg.seed)
     val_idx = val_idx[:MAX_VAL]
-    batches = Batches(len(train_idx), cfg, dist)
+    batches = Batches(len(train_idx), cfg.batch_size, cfg.seed, dist)
     mu = torch.from_numpy(pairs.mu)
     mean, std = mu[train_idx].mean(0), mu[train_idx].std(0)
 
@@ -161,8 +133,18 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     step = 0
 
     if cfg.resume and has_run:
-        step = _restore(run_ckpt if run_ckpt.exists() else out, cfg, model, regressor, ema,
-                        optimizer, r_opt, r_ema, noise_gen, pairs.dataset.fingerprint())  # fmt: skip
+        step = _restore(
+            run_ckpt if run_ckpt.exists() else out,
+            cfg,
+            model,
+            regressor,
+            ema,
+            optimizer,
+            r_opt,
+            r_ema,
+            noise_gen,
+            pairs.dataset.fingerprint(),
+        )
         log(dist, f"resumed {out} at step {step}")
         if dist.main:
             truncate_metrics(out / METRICS, step)
@@ -178,20 +160,29 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     if cfg.compile:
         net = torch.compile(net)
 
-    simulation = _read_json(Path(cfg.data) / "simulation.json")
+    simulation = simulation_record(cfg.data)
 
     def meta(metrics: dict) -> dict:
         return {
             "denoiser": dcfg.to_dict(),
             "vae": {"id": vae.id, "path": str(cfg.vae)},
             "preprocessing": vae.config.get("preprocessing"),
-            "train": asdict(cfg), "step": step, "command": command,
-            "dataset": {"path": str(cfg.data), "fingerprint": pairs.dataset.fingerprint(),
-                        "n_train": len(train_idx), "n_val": len(val_idx), "seed": cfg.seed,
-                        "simulation": simulation},
-            "metrics": metrics, "world_size": dist.world, "device": device.type,
+            "train": asdict(cfg),
+            "step": step,
+            "command": command,
+            "dataset": {
+                "path": str(cfg.data),
+                "fingerprint": pairs.dataset.fingerprint(),
+                "n_train": len(train_idx),
+                "n_val": len(val_idx),
+                "seed": cfg.seed,
+                "simulation": simulation,
+            },
+            "metrics": metrics,
+            "world_size": dist.world,
+            "device": device.type,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }  # fmt: skip
+        }
 
     last_val: dict = {}
 
@@ -201,13 +192,17 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         ema.copy_to(ema_model.parameters())
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         tensors |= {f"ema.{i}": p for i, p in enumerate(ema.shadow_params)}
-        o_t, o_info = _prefixed(optimizer, "opt.")
+        o_t, o_info = optimizer_tensors(optimizer, "opt.")
         tensors |= o_t
-        state = {"step": step, "train": asdict(cfg), "optimizer": o_info,
-                 "ema_step": ema.optimization_step}  # fmt: skip
+        state = {
+            "step": step,
+            "train": asdict(cfg),
+            "optimizer": o_info,
+            "ema_step": ema.optimization_step,
+        }
         if regressor is not None:
             tensors |= {f"regressor.{k}": v for k, v in regressor.state_dict().items()}
-            r_t, r_info = _prefixed(r_opt, "ropt.")
+            r_t, r_info = optimizer_tensors(r_opt, "ropt.")
             tensors |= r_t | {f"rema.{i}": p for i, p in enumerate(r_ema.shadow_params)}
             state["regressor_optimizer"] = r_info
             state["regressor_ema_step"] = r_ema.optimization_step
@@ -227,8 +222,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
 
         bar = tqdm(total=cfg.max_steps, initial=step, unit="step", dynamic_ncols=True)
     n_params = sum(p.numel() for p in model.parameters())
-    log(dist, f"training {dcfg.arch} ({n_params / 1e6:.2f} M parameters, {dcfg.prediction}) on "
-              f"{len(train_idx)} pairs ({len(val_idx)} held out), device {device}, world {dist.world}")  # fmt: skip
+    log(
+        dist,
+        f"training {dcfg.arch} ({n_params / 1e6:.2f} M parameters, {dcfg.prediction}) on "
+        f"{len(train_idx)} pairs ({len(val_idx)} held out), device {device}, world {dist.world}",
+    )
     model.train()
     T = dcfg.train_timesteps
     t_last, seen = time.perf_counter(), 0
@@ -272,9 +270,12 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 if dist.enabled:
                     torch.distributed.all_reduce(flags)
                 if flags[0] > 0:
-                    log(dist, f"error: non-finite loss at step {step} (loss={float(loss.detach()):.4g}, "
-                              f"regressor={float(r_loss.detach()):.4g}); stopped. Last good checkpoint: "
-                              f"{run_ckpt} (lower --lr, or check the data)")  # fmt: skip
+                    log(
+                        dist,
+                        f"error: non-finite loss at step {step} (loss={float(loss.detach()):.4g}, "
+                        f"regressor={float(r_loss.detach()):.4g}); stopped. Last good checkpoint: "
+                        f"{run_ckpt} (lower --lr, or check the data)",
+                    )
                     code = EXIT_NONFINITE
                     break
                 optimizer.step()
@@ -286,10 +287,17 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 seen += len(idx) * dist.world
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
                     now = time.perf_counter()
-                    rec = {"split": "train", "step": step, "epoch": epoch, "loss": float(loss.detach()),
-                           "reg_loss": float(r_loss.detach()) if regressor is not None else None,
-                           "grad_norm": float(gnorm), "lr": lr,
-                           "samples_per_s": seen / max(now - t_last, 1e-9), "time": time.time()}  # fmt: skip
+                    rec = {
+                        "split": "train",
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": float(loss.detach()),
+                        "reg_loss": float(r_loss.detach()) if regressor is not None else None,
+                        "grad_norm": float(gnorm),
+                        "lr": lr,
+                        "samples_per_s": seen / max(now - t_last, 1e-9),
+                        "time": time.time(),
+                    }
                     t_last, seen = now, 0
                     if metrics_file:
                         metrics_file.write(json.dumps(rec) + "\n")
@@ -318,8 +326,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                     if step % cfg.checkpoint_every and step != cfg.max_steps:
                         save()
                         barrier()
-                    log(dist, f"interrupted at step {step}; checkpoint saved in {run_ckpt}; "
-                              "continue with --resume")  # fmt: skip
+                    log(
+                        dist,
+                        f"interrupted at step {step}; checkpoint saved in {run_ckpt}; "
+                        "continue with --resume",
+                    )
                     code = EXIT_INTERRUPTED
                     break
             if code:
@@ -336,15 +347,18 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     return code
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
-def _restore(path: Path, cfg: TrainConfig, model, regressor, ema, optimizer, r_opt, r_ema,
-             noise_gen, fingerprint: str) -> int:  # fmt: skip
+def _restore(
+    path: Path,
+    cfg: TrainConfig,
+    model,
+    regressor,
+    ema,
+    optimizer,
+    r_opt,
+    r_ema,
+    noise_gen,
+    fingerprint: str,
+) -> int:
     tensors, state = gck.read_resume(path)
     config = gck.read_generator_config(path)
     if state.get("weights_sha256") != config.get("weights_sha256"):
@@ -361,7 +375,7 @@ def _restore(path: Path, cfg: TrainConfig, model, regressor, ema, optimizer, r_o
             f"{path}: --resume with changed settings {changed}; they must match the run"
         )
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    _unprefixed(optimizer, tensors, state["optimizer"], "opt.")
+    load_optimizer(optimizer, tensors, state["optimizer"], "opt.")
     n = len(ema.shadow_params)
     ema.shadow_params = [
         tensors[f"ema.{i}"].to(p.device) for i, p in zip(range(n), model.parameters(), strict=True)
@@ -371,7 +385,7 @@ def _restore(path: Path, cfg: TrainConfig, model, regressor, ema, optimizer, r_o
         regressor.load_state_dict(
             {k[10:]: v for k, v in tensors.items() if k.startswith("regressor.")}
         )
-        _unprefixed(r_opt, tensors, state["regressor_optimizer"], "ropt.")
+        load_optimizer(r_opt, tensors, state["regressor_optimizer"], "ropt.")
         if "regressor_ema_step" in state:
             params = list(regressor.parameters())
             r_ema.shadow_params = [tensors[f"rema.{i}"].to(p.device) for i, p in enumerate(params)]

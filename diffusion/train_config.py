@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+from common.cli import parser_for
 from diffusion.config import ARCHS, PREDICTIONS, DenoiserConfig
-from vae.train_config import parser_for
 
 DESCRIPTION = (
     "Train the pattern-conditioned latent diffusion model (and its deterministic regressor) "
@@ -46,8 +46,10 @@ class TrainConfig:
     warmup_steps: int = field(default=200, **_help("steps of linear learning-rate warmup"))
     grad_clip: float = field(default=1.0, **_help("gradient clipping max-norm (0 = off)"))
     ema_decay: float = field(default=0.999, **_help("EMA decay of the sampled weights"))
-    cfg_dropout: float = field(default=0.1, **_help("fraction of samples trained without "
-                                                    "their pattern (classifier-free guidance)"))  # fmt: skip
+    cfg_dropout: float = field(
+        default=0.1,
+        **_help("fraction of samples trained without their pattern (classifier-free guidance)"),
+    )
     regressor: bool = field(default=True, **_help("also train the deterministic regressor"))
     val_fraction: float = field(default=0.05, **_help("held-out fraction for validation loss"))
     seed: int = field(default=0, **_help("seed for init, split, data order and noise"))
@@ -82,18 +84,39 @@ class TrainConfig:
                 f"--channels: expected integers like 64,128,256, got {self.channels!r}"
             ) from None
         return DenoiserConfig(
-            arch=self.arch, latent_dim=latent_dim, pattern_size=pattern_size,
-            cond_dim=self.cond_dim, width=self.width, depth=self.depth, mlp_ratio=self.mlp_ratio,
-            channels=channels, bottleneck=self.bottleneck, prediction=self.prediction,
-        )  # fmt: skip
+            arch=self.arch,
+            latent_dim=latent_dim,
+            pattern_size=pattern_size,
+            cond_dim=self.cond_dim,
+            width=self.width,
+            depth=self.depth,
+            mlp_ratio=self.mlp_ratio,
+            channels=channels,
+            bottleneck=self.bottleneck,
+            prediction=self.prediction,
+        )
 
 
 # Changing these between a run and its --resume would silently break exactness.
 RESUME_MUST_MATCH = (
-    "arch", "prediction", "width", "depth", "mlp_ratio", "cond_dim", "channels",
-    "bottleneck", "batch_size", "lr", "warmup_steps", "grad_clip", "ema_decay", "cfg_dropout", "regressor",
-    "val_fraction", "seed",
-)  # fmt: skip
+    "arch",
+    "prediction",
+    "width",
+    "depth",
+    "mlp_ratio",
+    "cond_dim",
+    "channels",
+    "bottleneck",
+    "batch_size",
+    "lr",
+    "warmup_steps",
+    "grad_clip",
+    "ema_decay",
+    "cfg_dropout",
+    "regressor",
+    "val_fraction",
+    "seed",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from explorer import cache
+from common import cache
 from speckle.io import write_dataset
 from speckle.mmf import rebuildable, simulate_from_record
 

@@ -1,12 +1,9 @@
-"""The model bundle: a checkpoint plus a dataset, encoded once and cached on disk.
-
-The latents are keyed by the checkpoint id (sha256 of its weights) and the dataset fingerprint,
-so a second start does not encode again, and a new model or changed data never reuses them.
+"""The model bundle: a checkpoint plus a dataset, its latents encoded once and cached on disk
+(vae.latents), and the map of them (cached the same way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,21 +11,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from explorer import cache
+from common import cache
 from explorer.latent_ops import NeighbourIndex, rank_dims
 from explorer.projection import Projection, fit_projection
 from explorer.tasks import Task
 from vae.checkpoint import Checkpoint
-from vae.kl import ACTIVE_NATS, active_units, kl_per_dim, kl_terms
+from vae.kl import ACTIVE_NATS, active_units, kl_per_dim
 from vae.kl import neg_elbo as kl_neg_elbo
-
-Progress = Callable[[float, str], None]
+from vae.latents import (
+    Progress,
+    dataset_latents,
+    latents_path,
+    reconstruction_errors_of,
+    store_latents,
+)
 
 
 @dataclass
 class Atlas:
     checkpoint: Checkpoint
-    dataset: object  # vae.data.ImageFolder (or ArrayDataset): images, labels, fingerprint()
+    dataset: object  # frames.ImageFolder (or ArrayDataset): images, labels, fingerprint()
     mu: np.ndarray  # (N, dz)
     logvar: np.ndarray  # (N, dz)
     # (N,) per-image MSE of the z = μ reconstruction, or on a first build with defer_errors the
@@ -103,105 +105,42 @@ def neg_elbo(checkpoint: Checkpoint, mse: np.ndarray | float, kl: np.ndarray | f
     return kl_neg_elbo(checkpoint.recon, checkpoint.model_config.image_size, mse, kl)
 
 
-def encode_arrays(checkpoint: Checkpoint, dataset, progress: Progress | None = None, workers: int = 0,
-                  batch_size: int = 256, errors: bool = True) -> dict[str, np.ndarray]:  # fmt: skip
-    """μ, log σ² and KL of every sample, and unless errors=False its reconstruction error (MSE of
-    z = μ), computed in a second pass (reconstruction_errors) so that no pass holds the whole
-    dataset's images."""
-    from vae.inference import encode_dataset  # torch: not needed to open a cached atlas
-
-    share = 0.4 if errors else 1.0  # the decode of the second pass costs more than the encode
-
-    def report(done: int, total: int) -> None:
-        if progress:
-            progress(share * done / max(total, 1), f"encoding {done}/{total} images")
-
-    enc = encode_dataset(checkpoint.model, dataset, batch_size=batch_size, workers=workers,
-                         progress=report)  # fmt: skip
-    kl = kl_terms(enc.mu, enc.logvar).sum(1)
-    arrays = {"mu": enc.mu, "logvar": enc.logvar, "kl": kl.astype(np.float32)}
-    if errors:
-        arrays["recon_error"] = errors_of(checkpoint, dataset, enc.mu, progress, share, workers,
-                                          batch_size)  # fmt: skip
-    return arrays
-
-
-def errors_of(checkpoint: Checkpoint, dataset, mu: np.ndarray, progress: Progress | None = None,
-              start: float = 0.0, workers: int = 0, batch_size: int = 256) -> np.ndarray:  # fmt: skip
-    from vae.inference import reconstruction_errors
-
-    def report(done: int, total: int) -> None:
-        if progress:
-            progress(start + (1 - start) * done / max(total, 1),
-                     f"reconstructing {done}/{total} images")  # fmt: skip
-
-    return reconstruction_errors(checkpoint.model, dataset, mu, batch_size=batch_size,
-                                 workers=workers, progress=report)  # fmt: skip
-
-
-def latents_path(checkpoint: Checkpoint, dataset) -> Path:
-    return cache.cache_root() / "latents" / cache.key(checkpoint.id, dataset.fingerprint())
-
-
-def shard_path(path: Path, rank: int, world: int) -> Path:
-    return path.with_name(f"{path.name}_shard-{rank}-of-{world}")  # no dot: cache adds .npz
-
-
-def merge_shards(path: Path, n: int) -> dict[str, np.ndarray] | None:
-    """Merge the per-rank shards `python -m explorer.encode` wrote under torchrun, if all of
-    them are present and together cover every sample exactly once."""
-    shards = sorted(path.parent.glob(f"{path.name}_shard-*-of-*.npz"))
-    if not shards:
-        return None
-    world = int(shards[0].stem.rsplit("-of-", 1)[1])
-    parts = [cache.load(shard_path(path, r, world)) for r in range(world)]
-    if any(p is None for p in parts):
-        return None
-    index = np.concatenate([p[0]["index"] for p in parts])
-    if len(index) != n or not np.array_equal(np.sort(index), np.arange(n)):
-        return None
-    order = np.argsort(index)
-    keys = [k for k in parts[0][0] if k != "index"]
-    return {k: np.concatenate([p[0][k] for p in parts])[order] for k in keys}
-
-
-def build_atlas(checkpoint: Checkpoint, dataset, progress: Progress | None = None,
-                defer_errors: bool = False, background_nice: int = 0) -> Atlas:  # fmt: skip
-    """The dataset's latents, from the cache or encoded now. On a cache miss with defer_errors,
-    this returns as soon as μ and log σ² are there (a map can be drawn), and a background task
-    computes the reconstruction errors and then writes the cache entry: on a first start the
-    decode would otherwise hold the first map back by two thirds of the encoding time."""
+def build_atlas(
+    checkpoint: Checkpoint,
+    dataset,
+    progress: Progress | None = None,
+    defer_errors: bool = False,
+    background_nice: int = 0,
+) -> Atlas:
+    """The dataset's latents, from the cache or encoded now (vae.latents). On a cache miss with
+    defer_errors, this returns as soon as μ and log σ² are there (a map can be drawn), and a
+    background task computes the reconstruction errors and then writes the cache entry: on a
+    first start the decode would otherwise hold the first map back by two thirds of the encoding
+    time."""
     path = latents_path(checkpoint, dataset)
-
-    cached = cache.load(path)
-    merged = None if cached is not None else merge_shards(path, len(dataset))
-
-    def build():
-        arrays = merged if merged is not None else encode_arrays(checkpoint, dataset, progress)
-        return arrays, {"checkpoint": checkpoint.id, "from_shards": merged is not None}
-
-    if cached is not None:
-        arrays, hit = cached[0], True
-    elif defer_errors and merged is None:
-        # Not under the cache's lock: a second process building the same entry meanwhile
-        # duplicates the work, and the atomic writes keep either result whole.
-        arrays = encode_arrays(checkpoint, dataset, progress, errors=False)
+    arrays, hit = dataset_latents(checkpoint, dataset, progress, errors=not defer_errors)
+    if "recon_error" not in arrays:
         # Deferred (Task.defer) until the caller's page is drawn, unless it is asked for sooner.
-        arrays["recon_error"] = Task("atlas-errors", lambda: _finish(checkpoint, dataset, path, arrays),
-                                     nice=background_nice, defer=True).start()  # fmt: skip
-        hit = False
-    else:
-        arrays, _, hit = cache.get_or_build(path, build)
-    if len(arrays["mu"]) != len(dataset):
-        raise ValueError(f"{path}: cached latents do not match the dataset size")
-    return Atlas(checkpoint, dataset, arrays["mu"], arrays["logvar"], arrays["recon_error"],
-                 arrays["kl"], cache_hit=hit)  # fmt: skip
+        arrays["recon_error"] = Task(
+            "atlas-errors",
+            lambda: _finish(checkpoint, dataset, path, arrays),
+            nice=background_nice,
+            defer=True,
+        ).start()
+    return Atlas(
+        checkpoint,
+        dataset,
+        arrays["mu"],
+        arrays["logvar"],
+        arrays["recon_error"],
+        arrays["kl"],
+        cache_hit=hit,
+    )
 
 
 def _finish(checkpoint: Checkpoint, dataset, path: Path, arrays: dict) -> np.ndarray:
-    err = errors_of(checkpoint, dataset, arrays["mu"])
-    full = {k: arrays[k] for k in ("mu", "logvar", "kl")} | {"recon_error": err}
-    cache.store(path, full, {"checkpoint": checkpoint.id, "from_shards": False})
+    err = reconstruction_errors_of(checkpoint, dataset, arrays["mu"])
+    store_latents(path, checkpoint, arrays | {"recon_error": err})
     return err
 
 
@@ -239,8 +178,14 @@ def build_projection(
     ), hit
 
 
-def interpolation(atlas: Atlas, projection: Projection, za: np.ndarray, zb: np.ndarray, n: int,
-                  method: str = "slerp") -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def interpolation(
+    atlas: Atlas,
+    projection: Projection,
+    za: np.ndarray,
+    zb: np.ndarray,
+    n: int,
+    method: str = "slerp",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A decoded path between two latents: (latents (n, dz), frames (n, H, W), map positions
     (n, 2)). Positions go through the nearest latents, which is fast and stable for a path."""
     from explorer.latent_ops import interpolate

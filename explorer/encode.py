@@ -5,7 +5,7 @@ spot.
     torchrun --nproc_per_node=8 -m explorer.encode --checkpoint runs/paper --data /shared/big
 
 Under torchrun every rank encodes every world-th sample and writes its own shard file; the app
-merges the shards when it reads them (explorer.atlas.build_atlas).
+merges the shards when it reads them (vae.latents.dataset_latents).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import time
 import numpy as np
 import torch
 
-from explorer import atlas as atlas_mod
-from explorer import cache
+from common import cache
+from common.cli import DATA_HELP, summary
+from common.device import pick_device
+from frames import ImageError, ImageFolder, Normalization
 from vae.checkpoint import CheckpointError, load_checkpoint
-from vae.cli import DATA_HELP, summary
-from vae.data import ImageError, ImageFolder, Normalization
-from vae.device import pick_device
+from vae.latents import encode_latents, latents_path, shard_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,18 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     indices = np.arange(rank, len(dataset), world)
     subset = torch.utils.data.Subset(dataset, indices.tolist())
-    arrays = atlas_mod.encode_arrays(ck, subset, workers=args.workers, batch_size=args.batch_size)
-    path = atlas_mod.latents_path(ck, dataset)
+    arrays = encode_latents(ck, subset, workers=args.workers, batch_size=args.batch_size)
+    path = latents_path(ck, dataset)
     if world > 1:
         arrays["index"] = indices
-        cache.save(atlas_mod.shard_path(path, rank, world), arrays, {"rank": rank, "world": world})
+        cache.save(shard_path(path, rank, world), arrays, {"rank": rank, "world": world})
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     else:
         cache.save(path, arrays, {"checkpoint": ck.id})
     if rank == 0:
-        print(f"encoded {len(dataset)} images in {time.perf_counter() - t0:.1f} s on {world} "
-              f"process(es) into {path.with_suffix('.npz')}", file=sys.stderr)  # fmt: skip
+        print(
+            f"encoded {len(dataset)} images in {time.perf_counter() - t0:.1f} s on {world} "
+            f"process(es) into {path.with_suffix('.npz')}",
+            file=sys.stderr,
+        )
     return 0
 
 

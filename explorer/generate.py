@@ -17,8 +17,8 @@ from diffusion import checkpoint as gck
 from diffusion.data import read_pattern
 from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from explorer import sources
+from frames import pattern_frames
 from vae.checkpoint import Checkpoint, CheckpointError
-from vae.data import pattern_frames
 
 GENERATORS_DIR = "generators"  # models/generators/NAME: shipped generators
 # A pattern is out of distribution below the 1st percentile of the training patterns' own
@@ -32,8 +32,12 @@ def generator_dirs() -> list[Path]:
     roots = [sources.REPO / "models" / GENERATORS_DIR, sources.runs_root()]
     found = []
     for root in roots:
-        for pattern in ("*/config.json", "*/checkpoint/config.json", "*/*/config.json",
-                        "*/*/checkpoint/config.json"):  # fmt: skip
+        for pattern in (
+            "*/config.json",
+            "*/checkpoint/config.json",
+            "*/*/config.json",
+            "*/*/checkpoint/config.json",
+        ):
             for config in sorted(root.glob(pattern)) if root.is_dir() else []:
                 if gck.is_generator(config.parent) and config.parent not in found:
                     found.append(config.parent)
@@ -173,8 +177,10 @@ def fibre_note(served: Served, dataset_root: Path | None) -> str:
     differ = [k for k in FIBRE_KEYS if meta.get(k) != trained.get(k)]
     if not differ:
         return ""
-    return (f"This dataset's fibre is not the one the generator learned ({', '.join(differ)} "
-            "differ): its true speckle is another fibre's output.")  # fmt: skip
+    return (
+        f"This dataset's fibre is not the one the generator learned ({', '.join(differ)} "
+        "differ): its true speckle is another fibre's output."
+    )
 
 
 def true_speckle(
@@ -193,10 +199,21 @@ def true_speckle(
     return recorded_frame(simulated_counts(intensity, meta), vae)
 
 
-def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8, steps: int = STEPS,
-             sampler: str = SAMPLER, guidance: float = GUIDANCE, seed: int = 0,
-             dataset_root: Path | None = None, mask: np.ndarray | None = None,
-             filmstrip: int = 5, truth: np.ndarray | None = None) -> Generated:  # fmt: skip
+def generate(
+    served: Served,
+    vae: Checkpoint,
+    pattern: np.ndarray,
+    *,
+    n: int = 8,
+    steps: int = STEPS,
+    sampler: str = SAMPLER,
+    guidance: float = GUIDANCE,
+    seed: int = 0,
+    dataset_root: Path | None = None,
+    mask: np.ndarray | None = None,
+    filmstrip: int = 5,
+    truth: np.ndarray | None = None,
+) -> Generated:
     """One Generate click. `truth`: the recorded frame when the pattern is a dataset sample's;
     otherwise the simulator's output for the pattern when the dataset's fibre is known."""
     from diffusion.sampling import regress_latents, sample_latents
@@ -233,8 +250,23 @@ def generate(served: Served, vae: Checkpoint, pattern: np.ndarray, *, n: int = 8
     panels = {"truth": truth, "mean": mean, "recon": recon, "regressor": reg}
     panels |= {f"sample {j}": samples[j] for j in range(n)}
     metrics = {k: panel(truth, v, mask) for k, v in panels.items() if v is not None}
-    return Generated(pattern, samples, lat, mean, std, truth, recon, reg, strip, s.trajectory_steps,
-                     sim, ood, time.perf_counter() - t0, metrics, truth_mu)  # fmt: skip
+    return Generated(
+        pattern,
+        samples,
+        lat,
+        mean,
+        std,
+        truth,
+        recon,
+        reg,
+        strip,
+        s.trajectory_steps,
+        sim,
+        ood,
+        time.perf_counter() - t0,
+        metrics,
+        truth_mu,
+    )
 
 
 def dataset_pattern(dataset, i: int, size: int) -> np.ndarray | None:

@@ -40,8 +40,9 @@ def palette_png(indices: np.ndarray, palette: list[int]) -> bytes:
     return buf.getvalue()
 
 
-def traversal_grid(model: VAE, z0: np.ndarray, dims: tuple[int, ...], steps: int,
-                   scale: np.ndarray) -> bytes:  # fmt: skip
+def traversal_grid(
+    model: VAE, z0: np.ndarray, dims: tuple[int, ...], steps: int, scale: np.ndarray
+) -> bytes:
     """The dims × steps traversal grid from z0, each dim moved from −3σ to +3σ (σ = `scale`, the
     spread of μ per dim), as a PNG enlarged by a whole factor to about GRID_WIDTH pixels wide but
     never past GRID_HEIGHT tall (64 dims × 3 steps would otherwise make a 16k-pixel-tall image),

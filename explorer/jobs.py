@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vae.train import PARENT_ENV
+from common.training import PARENT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -110,13 +110,25 @@ class Job:
         eta = None
         if self.started and done:
             eta = (time.time() - self.started) / done * (total - done)
-        return {"done": done, "total": total, "fraction": done / total if total else 0.0, "eta_s": eta,
-                "rows": rows, "run": self.current}  # fmt: skip
+        return {
+            "done": done,
+            "total": total,
+            "fraction": done / total if total else 0.0,
+            "eta_s": eta,
+            "rows": rows,
+            "run": self.current,
+        }
 
 
 class JobManager:
-    def __init__(self, root: str | Path, max_running: int = 1, per_session: int = 1,
-                 stale_after: float = 120.0, python: str = sys.executable) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: str | Path,
+        max_running: int = 1,
+        per_session: int = 1,
+        stale_after: float = 120.0,
+        python: str = sys.executable,
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_running = max_running
@@ -219,12 +231,45 @@ class JobManager:
 
     def _command(self, job: Job, run: Run) -> list[str]:
         r = job.request
-        cmd = [self.python, "-m", "vae.train", "--data", r.data, "--subset", str(job.dir / "subset.txt"),
-               "--out", str(run.dir), "--beta", repr(run.beta), "--max-steps", str(r.steps), "--lr", repr(r.lr),
-               "--schedule", r.schedule, "--warmup-steps", str(max(1, r.steps // 3)), "--batch-size",
-               str(r.batch_size), "--recon", r.recon, "--preset", r.preset, "--normalization", r.normalization,
-               "--log-every", "5", "--eval-every", str(r.steps), "--checkpoint-every", str(r.steps),
-               "--val-fraction", "0.1", "--no-progress", "--exit-with-parent"]  # fmt: skip
+        cmd = [
+            self.python,
+            "-m",
+            "vae.train",
+            "--data",
+            r.data,
+            "--subset",
+            str(job.dir / "subset.txt"),
+            "--out",
+            str(run.dir),
+            "--beta",
+            repr(run.beta),
+            "--max-steps",
+            str(r.steps),
+            "--lr",
+            repr(r.lr),
+            "--schedule",
+            r.schedule,
+            "--warmup-steps",
+            str(max(1, r.steps // 3)),
+            "--batch-size",
+            str(r.batch_size),
+            "--recon",
+            r.recon,
+            "--preset",
+            r.preset,
+            "--normalization",
+            r.normalization,
+            "--log-every",
+            "5",
+            "--eval-every",
+            str(r.steps),
+            "--checkpoint-every",
+            str(r.steps),
+            "--val-fraction",
+            "0.1",
+            "--no-progress",
+            "--exit-with-parent",
+        ]
         if r.init_from:
             cmd += ["--init-from", r.init_from]
         return cmd
@@ -240,8 +285,14 @@ class JobManager:
             # still importing torch, the child's getppid() is already the reaper's.
             PARENT_ENV: str(os.getpid()),
         }
-        job.proc = subprocess.Popen(self._command(job, run), cwd=REPO, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        job.proc = subprocess.Popen(
+            self._command(job, run),
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
 
     def _advance(self, job: Job) -> None:

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from explorer import cache
+from common import cache
+from common.cli import summary
 from explorer.projection import Projection
-from vae.cli import summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,30 +50,67 @@ def _stop_children() -> None:
                 child.kill()
 
 
-def build_projection(atlas, method: str = "umap", n_neighbors: int = 15, min_dist: float = 0.1,
-                     metric: str = "euclidean", nice: int = 10) -> tuple[Projection, bool]:  # fmt: skip
+def build_projection(
+    atlas,
+    method: str = "umap",
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    nice: int = 10,
+) -> tuple[Projection, bool]:
     """explorer.atlas.build_projection(atlas, ...) run in a child process at `nice` above this
     one; the same (projection, cache hit), without the fitted reducer. A cached map is read
     here, without a child."""
     params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "seed": 0}
     # The key build_projection files the map under (its default seed, 0).
-    path = cache.cache_root() / "maps" / cache.key(atlas.checkpoint.id, atlas.dataset.fingerprint(),
-                                                   method, n_neighbors, min_dist, metric, 0)  # fmt: skip
+    path = (
+        cache.cache_root()
+        / "maps"
+        / cache.key(
+            atlas.checkpoint.id,
+            atlas.dataset.fingerprint(),
+            method,
+            n_neighbors,
+            min_dist,
+            metric,
+            0,
+        )
+    )
     hit = cache.load(path)
     if hit is not None and len(hit[0]["coords"]) == len(atlas.mu):
         arrays, meta = hit
-        return Projection(arrays["coords"], method, params, meta.get("note", ""),
-                          meta.get("seconds", 0.0)), True  # fmt: skip
+        return Projection(
+            arrays["coords"], method, params, meta.get("note", ""), meta.get("seconds", 0.0)
+        ), True
     with tempfile.TemporaryDirectory(prefix="speckle-map-") as tmp:
         latents, out = Path(tmp) / "mu.npy", Path(tmp) / "map.npz"
         np.save(latents, np.asarray(atlas.mu, np.float32))
-        args = [sys.executable, "-m", "explorer.map_process", "--latents", str(latents),
-                "--out", str(out), "--checkpoint-id", atlas.checkpoint.id,
-                "--dataset-fingerprint", atlas.dataset.fingerprint(), "--method", method,
-                "--n-neighbors", str(n_neighbors), "--min-dist", repr(float(min_dist)),
-                "--metric", metric, "--nice", str(nice)]  # fmt: skip
-        child = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                 text=True)  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "explorer.map_process",
+            "--latents",
+            str(latents),
+            "--out",
+            str(out),
+            "--checkpoint-id",
+            atlas.checkpoint.id,
+            "--dataset-fingerprint",
+            atlas.dataset.fingerprint(),
+            "--method",
+            method,
+            "--n-neighbors",
+            str(n_neighbors),
+            "--min-dist",
+            repr(float(min_dist)),
+            "--metric",
+            metric,
+            "--nice",
+            str(nice),
+        ]
+        child = subprocess.Popen(
+            args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         with _children_lock:
             _children.add(child)
         try:
@@ -134,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             os.nice(args.nice)
     from explorer.atlas import build_projection
 
-    latents = _Latents(_Checkpoint(args.checkpoint_id), _Dataset(args.dataset_fingerprint),
-                       np.load(args.latents))  # fmt: skip
-    proj, hit = build_projection(latents, args.method, args.n_neighbors, args.min_dist,
-                                 args.metric)  # fmt: skip
+    latents = _Latents(
+        _Checkpoint(args.checkpoint_id), _Dataset(args.dataset_fingerprint), np.load(args.latents)
+    )
+    proj, hit = build_projection(latents, args.method, args.n_neighbors, args.min_dist, args.metric)
     meta = {"note": proj.note, "seconds": proj.seconds, "hit": hit}
     np.savez(args.out, coords=proj.coords, meta=json.dumps(meta))
     return 0

@@ -35,10 +35,15 @@ def compare(
     lk_rec = stats.local_contrast(rec, window, mask)
     g_in, g_rec = stats.grain_size(x, mask).fwhm_r, stats.grain_size(rec, mask).fwhm_r
     return pm | {
-        "contrast_in": k_in, "contrast_rec": k_rec, "contrast_ratio": _ratio(k_rec, k_in),
-        "local_contrast_ratio": _ratio(lk_rec, lk_in), "hist_w1": stats.histogram_distance(x, rec, mask),
-        "grain_in": g_in, "grain_rec": g_rec, "grain_ratio": _ratio(g_rec, g_in),
-    }  # fmt: skip
+        "contrast_in": k_in,
+        "contrast_rec": k_rec,
+        "contrast_ratio": _ratio(k_rec, k_in),
+        "local_contrast_ratio": _ratio(lk_rec, lk_in),
+        "hist_w1": stats.histogram_distance(x, rec, mask),
+        "grain_in": g_in,
+        "grain_rec": g_rec,
+        "grain_ratio": _ratio(g_rec, g_in),
+    }
 
 
 def _ratio(a: float, b: float) -> float:

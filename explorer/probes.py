@@ -40,8 +40,15 @@ def probe_scores(mu: np.ndarray, labels: pd.DataFrame, seed: int = 0) -> pd.Data
     rows = []
     for c in label_columns(labels):
         res = probe(mu, labels[c].to_numpy(), split, seed)
-        rows.append({"label": c, "metric": res["kind"], "score": res["score"],
-                     "chance": res.get("chance", 0.0 if res["kind"] == "r2" else np.nan), "n": res["n"]})  # fmt: skip
+        rows.append(
+            {
+                "label": c,
+                "metric": res["kind"],
+                "score": res["score"],
+                "chance": res.get("chance", 0.0 if res["kind"] == "r2" else np.nan),
+                "n": res["n"],
+            }
+        )
     return pd.DataFrame(rows, columns=["label", "metric", "score", "chance", "n"])
 
 
@@ -65,9 +72,14 @@ READOUT_KEYS = (  # what the Model page shows of the pattern read-out
 )
 
 
-def probe_table(mu: np.ndarray, kl_per_dim: np.ndarray, images: np.ndarray,
-                labels: pd.DataFrame, patterns: np.ndarray | None = None,
-                seed: int = 0) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+def probe_table(
+    mu: np.ndarray,
+    kl_per_dim: np.ndarray,
+    images: np.ndarray,
+    labels: pd.DataFrame,
+    patterns: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict]:
     """The probes `python -m vae.evaluate --probe-label` reports, for every label column, with the
     same numbers, as the Model page prints them (`figure_text`: a baseline below chance reads
     "failed (s < chance c)"): one row per label, with the K its probes read, and the pattern
@@ -76,8 +88,9 @@ def probe_table(mu: np.ndarray, kl_per_dim: np.ndarray, images: np.ndarray,
     split = holdout_split(len(mu), groups, seed)
     rows, readout = [], {}
     for i, c in enumerate(label_columns(labels)):
-        res = code_probes(mu, kl_per_dim, images, labels[c].to_numpy(), patterns, split, seed,
-                          readout=i == 0)  # fmt: skip
+        res = code_probes(
+            mu, kl_per_dim, images, labels[c].to_numpy(), patterns, split, seed, readout=i == 0
+        )
         m = "accuracy" if "probe_accuracy" in res else "r2"
         row = {"label": c, "metric": m, "K / robust K": k_text(res)}
         row |= {name: figure_text(res, key.format(m=m)) for key, name in PROBE_COLUMNS.items()}

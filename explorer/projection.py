@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from explorer import cache
+from common import cache
 from explorer.latent_ops import NeighbourIndex, nearest
 
 METHODS = ("umap", "pca")
@@ -102,9 +102,12 @@ def fit_projection(
         import umap
 
         reducer = umap.UMAP(
-            n_neighbors=min(n_neighbors, len(x_fit) - 1), min_dist=min_dist, metric=metric,
-            random_state=seed, n_jobs=1 if seed is not None else -1,
-        ).fit(x_fit)  # fmt: skip
+            n_neighbors=min(n_neighbors, len(x_fit) - 1),
+            min_dist=min_dist,
+            metric=metric,
+            random_state=seed,
+            n_jobs=1 if seed is not None else -1,
+        ).fit(x_fit)
     if fit_idx is None:
         coords = reducer.embedding_ if method == "umap" else reducer.transform(x)
         note = ""
@@ -115,5 +118,6 @@ def fit_projection(
         for i in range(0, len(rest), 50_000):
             coords[rest[i : i + 50_000]] = reducer.transform(x[rest[i : i + 50_000]])
         note = f"fitted on {len(fit_idx)} of {len(x)} points; the rest placed with transform"
-    return Projection(np.asarray(coords, np.float32), method, params, note,
-                      time.perf_counter() - t0, reducer)  # fmt: skip
+    return Projection(
+        np.asarray(coords, np.float32), method, params, note, time.perf_counter() - t0, reducer
+    )

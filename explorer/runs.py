@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from common.atomic import atomic_dir
 from explorer import sources
-from vae.atomic import atomic_dir
 from vae.checkpoint import load_checkpoint
 
 

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from explorer import cache
+from common import cache
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = "models/demo"

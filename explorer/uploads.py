@@ -2,7 +2,7 @@
 reconstruction and its metrics, placement on the map, nearest training samples and an
 out-of-distribution check against the atlas's own distribution. A stack (multi-page TIFF, HDF5,
 .mat, .npy/.npz) gives one upload per frame, up to MAX_UPLOAD_FRAMES. Speckle statistics are
-taken in the lit region (vae.lit_region): the dataset's when the sizes match, else the upload's
+taken in the lit region (speckle.lit_region): the dataset's when the sizes match, else the upload's
 own threshold."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from explorer.atlas import Atlas, neg_elbo
 from explorer.latent_ops import nearest
 from explorer.metrics import compare, percentile_of
 from explorer.projection import Projection
-from vae.data import (
+from frames import (
     MAX_UPLOAD_FRAMES,
     ImageError,
     Layout,
@@ -25,8 +25,8 @@ from vae.data import (
     preprocess,
     stack_frames,
 )
+from speckle.lit_region import LitRegion, dataset_region, upload_region
 from vae.inference import decode, kl_terms
-from vae.lit_region import LitRegion, dataset_region, upload_region
 
 PLACEMENT_K = 10
 OOD_PERCENTILE = 99.0  # beyond this percentile of the training set: the model never saw its like
@@ -89,8 +89,12 @@ def load_uploads(
     except ImageError as e:
         return [Upload(name, error=str(e))]
     if total > limit:
-        out.append(Upload(f"{name} (frames {limit}–{total - 1})",
-                          error=f"{name}: frames {limit} to {total - 1} not read ({total} frames; an upload is capped at {limit})"))  # fmt: skip
+        out.append(
+            Upload(
+                f"{name} (frames {limit}–{total - 1})",
+                error=f"{name}: frames {limit} to {total - 1} not read ({total} frames; an upload is capped at {limit})",
+            )
+        )
     return out
 
 
@@ -111,8 +115,14 @@ def lit_region_of(dataset, size: int) -> LitRegion:
 
 
 @torch.inference_mode()
-def analyse(uploads: list[Upload], atlas: Atlas, projection: Projection | None, k: int = 5,
-            window: int = 7, region: LitRegion | None = None) -> None:  # fmt: skip
+def analyse(
+    uploads: list[Upload],
+    atlas: Atlas,
+    projection: Projection | None,
+    k: int = 5,
+    window: int = 7,
+    region: LitRegion | None = None,
+) -> None:
     """Fill in latents, reconstruction, metrics, map position, neighbours and OOD percentiles of
     every good upload, in one encode and one decode batch. The speckle metrics are taken in
     `region` (the dataset's lit region) when its size matches, else in each upload's own."""
@@ -143,8 +153,11 @@ def analyse(uploads: list[Upload], atlas: Atlas, projection: Projection | None, 
         kl = float(kls[i])
         elbo = float(neg_elbo(atlas.checkpoint, err, kl))
         u.metrics |= {"kl": kl, "neg_elbo": elbo}
-        u.ood = {"-ELBO": percentile_of(elbo, atlas.elbo),
-                 "reconstruction error": percentile_of(err, atlas.recon_error), "KL": percentile_of(kl, atlas.kl)}  # fmt: skip
+        u.ood = {
+            "-ELBO": percentile_of(elbo, atlas.elbo),
+            "reconstruction error": percentile_of(err, atlas.recon_error),
+            "KL": percentile_of(kl, atlas.kl),
+        }
         u.neighbours = idx[i, :k]
         u.position = positions[i] if positions is not None else None
 

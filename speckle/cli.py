@@ -25,7 +25,7 @@ def _own_patterns(folder: Path | None) -> dict[str, Any]:
     resampling, each scaled by its own maximum), read through the hardened image reader."""
     if folder is None:
         return {}
-    from vae.data import ImageError, read_image
+    from frames import ImageError, read_image
 
     if not folder.is_dir():
         raise ValueError(f"--patterns {folder}: not a directory")

@@ -1,6 +1,6 @@
 """Writing simulated data sets as files: 16-bit frames and 8-bit patterns (one PNG each, one
 multi-page TIFF stack each, or one HDF5 file), labels.csv and simulation.json. The TIFF and HDF5
-layouts are what lab acquisition writes, and read back through vae.data like lab data."""
+layouts are what lab acquisition writes, and read back through `frames` like lab data."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common.atomic import atomic_dir
 from speckle import __version__
 from speckle.simulated import SimulatedSet
-from vae.atomic import atomic_dir
 
 PNG_PERCENTILE = 99.99
 PNG_TARGET = 60000.0
@@ -146,7 +146,10 @@ def _write_h5(
             if values.dtype.kind in "biuf":
                 f.create_dataset(f"labels/{column}", data=values)
             else:  # text labels, stored for people; the readers take numeric ones
-                f.create_dataset(f"labels/{column}", data=values.astype(str).astype(object),
-                                 dtype=h5py.string_dtype())  # fmt: skip
+                f.create_dataset(
+                    f"labels/{column}",
+                    data=values.astype(str).astype(object),
+                    dtype=h5py.string_dtype(),
+                )
     (tmp / "dataset.toml").write_text(toml)
     return {"file": [f"data.h5#/speckle#{i}" for i in range(len(images))]}

@@ -201,8 +201,9 @@ def propagate(patterns: np.ndarray, tm: np.ndarray, chunk: int = 1024) -> np.nda
     return out.reshape(len(x), size, size)
 
 
-def _placements(n: int, seed: int, pool: np.ndarray, shift: float, rotation: float,
-                sc: tuple[float, float]) -> tuple[np.ndarray, ...]:  # fmt: skip
+def _placements(
+    n: int, seed: int, pool: np.ndarray, shift: float, rotation: float, sc: tuple[float, float]
+) -> tuple[np.ndarray, ...]:
     """Each sample's source pattern and its shift, rotation and scale."""
     # One row of uniforms per sample: sample i is the same whatever n is (prefix-stable sets).
     u = np.random.default_rng([_MMF_TAG, int(seed)]).random((n, 5))
@@ -221,8 +222,14 @@ def simulated_patterns(meta: dict) -> np.ndarray | None:
         return None
     base, _ = _digits()
     sc = _range(tuple(meta["scale"]), "scale")
-    placed = _placements(int(meta["n"]), int(meta["seed"]), digit_pool(meta["digits"]),
-                         float(meta["shift"]), float(meta["rotation"]), sc)  # fmt: skip
+    placed = _placements(
+        int(meta["n"]),
+        int(meta["seed"]),
+        digit_pool(meta["digits"]),
+        float(meta["shift"]),
+        float(meta["rotation"]),
+        sc,
+    )
     source, dx, dy, angle, factor = placed
     return transform_patterns(base[source], dx, dy, angle, factor)
 

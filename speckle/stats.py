@@ -10,7 +10,7 @@ that is the Airy pattern |2 J1(v)/v|^2 with FWHM ~= 1.03 N/D pixels.
 
 Every function takes one 2-D image (any real dtype; computed in float64) and returns plain floats;
 the `*_batch` variants take an (n, H, W) stack and return one value per image. Every statistic
-takes an optional `mask` of the lit region (`speckle.region.lit_mask`), the whole frame if None;
+takes an optional `mask` of the lit region (`frames.lit_mask`), the whole frame if None;
 the grain size lives in `speckle.grain` and is re-exported here.
 
 Degenerate input never raises (only a wrong number of dimensions does):
@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from frames.lit_mask import lit_mask  # noqa: F401  (one of the statistics' public names)
 from speckle.grain import (  # noqa: F401  (the statistics' public names, in one module)
     GrainSize,
     autocovariance,
@@ -35,7 +36,7 @@ from speckle.grain import (  # noqa: F401  (the statistics' public names, in one
     grain_size,
     grain_size_batch,
 )
-from speckle.region import _batch, _flat, _image, _lit, _mask, _means, lit_mask  # noqa: F401
+from speckle.region import _batch, _flat, _image, _lit, _mask, _means  # noqa: F401
 
 DEFAULT_WINDOW = 7
 LOCAL_DARK = 1e-6  # local means below this fraction of the image mean count as no light

@@ -1,11 +1,10 @@
 """`python -m speckle stats`: speckle statistics of image files and stacks, in the lit region.
 
-Files are read through vae.data's hardened readers, with the app's checks and limits. A folder
-gives the frames that training on it (`--data`) would: its image files and every frame of its
-stacks, never the input patterns that its labels.csv names (a simulated set's `patterns/`, its
-`patterns.tif`). `--mask`
-picks the lit region, where every statistic is taken (a fibre's dark cladding would otherwise
-raise the contrast from 1 to about 1.4):
+Files are read through the hardened readers in `frames`, with the app's checks and limits. A
+folder gives the frames that training on it (`--data`) would: its image files and every frame of
+its stacks, never the input patterns that its labels.csv names (a simulated set's `patterns/`,
+its `patterns.tif`). `--mask` picks the lit region, where every statistic is taken (a fibre's
+dark cladding would otherwise raise the contrast from 1 to about 1.4):
 - `auto` (default): `mask.png` in the file's folder or above it (up to the parent of the path
   given), else the core recorded in a simulator's `simulation.json` there, else the thresholded
   mean of the file's frames (of one frame, smoothed, for a single image);
@@ -31,14 +30,14 @@ MASK_FRAMES = 256  # frames of a stack that the automatic mask is estimated from
 
 
 def _read_for_stats(path: Path) -> Iterator[tuple[str, int | None, np.ndarray]]:
-    """The images in one file, through vae.data's readers (the app's checks and limits): (name
+    """The images in one file, through the readers in `frames` (the app's checks and limits): (name
     for the row, frame index or None, (H, W) float64). A stack (.npy/.npz, multi-page TIFF, HDF5,
     .mat) gives one per frame, read one at a time, its arrays named FILE#KEY; "FILE#KEY" picks one
     array. The folder's dataset.toml says which arrays are what. Raises ImageError, a one-line
     "<file>: <problem>"."""
     # Imported here: the simulators need neither PIL nor pandas.
-    from vae.data import Layout, read_layout, stack_frames
-    from vae.data.layout import split_name
+    from frames import Layout, read_layout, stack_frames
+    from frames.layout import split_name
 
     name = str(path)
     file, key = (path, None) if path.exists() else (Path(split_name(name)[0]), split_name(name)[1])
@@ -53,8 +52,8 @@ def _read_for_stats(path: Path) -> Iterator[tuple[str, int | None, np.ndarray]]:
 
 def _find_images(paths: Sequence[str]) -> list[tuple[Path, Path]]:
     """(file, the path argument it was found under): the mask search stops at the argument. A
-    folder gives the files a data set's samples come from (vae.data's dataset_files)."""
-    from vae.data import dataset_files
+    folder gives the files a data set's samples come from (`frames.dataset_files`)."""
+    from frames import dataset_files
 
     def warn(msg: str) -> None:
         print(f"speckle stats: {msg}", file=sys.stderr)
@@ -81,7 +80,7 @@ def _folders(file: Path, top: Path) -> list[Path]:
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    from vae.data import read_image
+    from frames import read_image
 
     mask = read_image(path).pixels > 0
     if not mask.any():
@@ -93,9 +92,9 @@ def choose_mask(
     mode: str, file: Path, top: Path, frames: list[np.ndarray]
 ) -> tuple[np.ndarray | None, str]:
     """The lit region for a file's frames (see the module docstring), and where it came from."""
+    from frames.lit_mask import lit_mask
+    from speckle.lit_region import simulated_core
     from speckle.mmf import core_mask
-    from speckle.region import lit_mask
-    from vae.lit_region import simulated_core
 
     shape = frames[0].shape
     if mode == "none":
@@ -126,8 +125,8 @@ def _jsonable(v: float) -> float | None:
 
 
 def stats_command(paths: Sequence[str], as_json: bool, window: int, mask: str = "auto") -> int:
+    from frames import ImageError
     from speckle.stats import STAT_KEYS, speckle_stats
-    from vae.data import ImageError
 
     files = _find_images(paths)
     if mask not in ("auto", "none") and not Path(mask).is_file():

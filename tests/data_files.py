@@ -1,4 +1,4 @@
-"""Generated image files for the vae.data tests: seeded speckle, file encoders, and a zoo of bad
+"""Generated image files for the frames tests: seeded speckle, file encoders, and a zoo of bad
 files with the words each one's error must contain."""
 
 from __future__ import annotations
@@ -151,14 +151,21 @@ def write_lab_files(root: Path, frames: np.ndarray) -> dict[str, str]:
     )
     tifffile.imwrite(root / "imagej.tif", frames, imagej=True)
     with h5py.File(root / "run.h5", "w") as f:
-        f.create_dataset("camera/frames", data=frames, chunks=(1, *frames.shape[1:]),
-                         compression="gzip")  # fmt: skip
+        f.create_dataset(
+            "camera/frames", data=frames, chunks=(1, *frames.shape[1:]), compression="gzip"
+        )
     hwn = np.ascontiguousarray(frames.transpose(1, 2, 0))  # MATLAB's (H, W, N)
     scipy.io.savemat(root / "v5.mat", {"speckle": hwn})
     write_mat73(root / "v73.mat", {"speckle": hwn})
     (root / "dataset.toml").write_text(
         '[files."v5.mat"]\naxes = "HWN"\n[files."v73.mat"]\naxes = "HWN"\n'
     )
-    return {"stack.tif": "stack.tif", "ome.ome.tif": "ome.ome.tif", "big.tif": "big.tif",
-            "imagej.tif": "imagej.tif", "run.h5": "run.h5#/camera/frames",
-            "v5.mat": "v5.mat#speckle", "v73.mat": "v73.mat#/speckle"}  # fmt: skip
+    return {
+        "stack.tif": "stack.tif",
+        "ome.ome.tif": "ome.ome.tif",
+        "big.tif": "big.tif",
+        "imagej.tif": "imagej.tif",
+        "run.h5": "run.h5#/camera/frames",
+        "v5.mat": "v5.mat#speckle",
+        "v73.mat": "v73.mat#/speckle",
+    }

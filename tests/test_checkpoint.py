@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from common import checkpoint_files
 from vae import checkpoint as ckpt
 from vae.model import VAE, VAEConfig
 
@@ -31,7 +32,7 @@ def test_round_trip_bit_for_bit(tmp_path: Path, tiny_config: VAEConfig) -> None:
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[key], value), key
     assert loaded.beta == 0.5 and loaded.recon == "sse"
-    assert loaded.id == ckpt.file_sha256(tmp_path / "c" / ckpt.WEIGHTS)
+    assert loaded.id == checkpoint_files.file_sha256(tmp_path / "c" / ckpt.WEIGHTS)
     assert loaded.config["version"] and loaded.config["torch"] == torch.__version__
 
 
@@ -45,13 +46,13 @@ def test_id_changes_with_weights(tmp_path: Path, tiny_config: VAEConfig) -> None
 
 def test_run_dir_resolves_to_its_checkpoint(tmp_path: Path, tiny_config: VAEConfig) -> None:
     _save(tmp_path / "run" / "checkpoint", tiny_config)
-    assert ckpt.resolve(tmp_path / "run") == tmp_path / "run" / "checkpoint"
+    assert checkpoint_files.resolve(tmp_path / "run") == tmp_path / "run" / "checkpoint"
 
 
 def test_compiled_and_ddp_prefixes_load(tmp_path: Path, tiny_config: VAEConfig) -> None:
     model = VAE(tiny_config)
     prefixed = {f"module._orig_mod.{k}": v for k, v in model.state_dict().items()}
-    assert ckpt.strip_prefixes(prefixed).keys() == model.state_dict().keys()
+    assert checkpoint_files.strip_prefixes(prefixed).keys() == model.state_dict().keys()
 
     class Wrapper(torch.nn.Module):  # stands in for DDP: exposes .module
         def __init__(self, m):
@@ -164,8 +165,10 @@ def test_lazy_checkpoint_builds_its_model_once_on_first_use(
     # Four readers at once: one builds, the others wait for it on the checkpoint's lock.
     got: list = []
     barrier = threading.Barrier(4)
-    threads = [threading.Thread(target=lambda: (barrier.wait(10), got.append(lazy.model)))
-               for _ in range(4)]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda: (barrier.wait(10), got.append(lazy.model)))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -232,7 +235,7 @@ def test_atomic_writes_follow_the_umask(tmp_path) -> None:
     """Temporary files and folders are private (0600, 0700); what they become is not."""
     import os
 
-    from vae.atomic import atomic_dir, atomic_write
+    from common.atomic import atomic_dir, atomic_write
 
     old = os.umask(0o022)
     try:
@@ -256,4 +259,4 @@ def test_safetensors_header_length_ending_in_0x80_is_not_a_pickle(tmp_path: Path
         if path.read_bytes()[0] == 0x80:
             break
     assert path.read_bytes()[0] == 0x80
-    assert torch.equal(ckpt.read_weights(path)["x"], torch.arange(3.0))
+    assert torch.equal(checkpoint_files.read_weights(path)["x"], torch.arange(3.0))

@@ -9,6 +9,7 @@ from dataclasses import fields
 
 import pytest
 
+from common.cli import summary
 from diffusion import evaluate as diffusion_evaluate
 from diffusion import sample as diffusion_sample
 from diffusion import train_config as diffusion_train
@@ -16,7 +17,6 @@ from explorer import encode, map_process
 from speckle import cli as speckle_cli
 from vae import evaluate as vae_evaluate
 from vae import train_config as vae_train
-from vae.cli import summary
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "speckle": speckle_cli.build_parser,

@@ -1,4 +1,4 @@
-"""vae.data.arrays: .npy/.npz headers checked before any pixel is read, single arrays read as
+"""frames.arrays: .npy/.npz headers checked before any pixel is read, single arrays read as
 images, and stacks read frame by frame (`read_frames`)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from frames import ImageError, read_frames, read_image
 from tests.data_files import npy_bytes, speckle, u16
-from vae.data import ImageError, read_frames, read_image
 
 
 def test_hostile_npy_header_does_not_allocate(tmp_path: Path) -> None:

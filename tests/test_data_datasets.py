@@ -1,4 +1,4 @@
-"""vae.data.datasets: ImageFolder's scan (bad files skipped once each), stacks, notes, DataLoader
+"""frames.datasets: ImageFolder's scan (bad files skipped once each), stacks, notes, DataLoader
 workers, fingerprints, the held-out split and ArrayDataset."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from frames import ArrayDataset, ImageError, ImageFolder, Normalization, split_indices
+from frames import reading as reading_module
 from tests.data_files import encode, save, speckle, u8, u16, write_bad_files
-from vae.data import ArrayDataset, ImageError, ImageFolder, Normalization, split_indices
-from vae.data import reading as reading_module
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -30,11 +30,11 @@ def test_folder_skips_each_bad_file_once_and_loads_the_rest(tmp_path: Path, capl
     bad = write_bad_files(tmp_path / "bad")
     for i in range(3):
         save(tmp_path / "good" / f"{i}.png", u16(seed=i))
-    with caplog.at_level(logging.WARNING, logger="vae.data"):
+    with caplog.at_level(logging.WARNING, logger="frames"):
         ds = ImageFolder(tmp_path, 32)
     assert len(ds) == 3 and [f for f, _ in ds.files] == [f"good/{i}.png" for i in range(3)]
     assert len(ds.skipped) == len(bad)
-    warned = [r.getMessage() for r in caplog.records if r.name == "vae.data"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "frames"]
     for name, words in bad.items():
         assert sum(m.startswith(f"bad/{name}: ") for m in ds.skipped) == 1, name
         assert sum(m.startswith(f"bad/{name}: ") and words in m for m in warned) == 1, name
@@ -100,13 +100,14 @@ def test_opening_a_folder_needs_no_torch(tmp_path: Path) -> None:
     save(tmp_path / "a.png", u16())
     np.save(tmp_path / "s.npy", u16(2 * 32, 32).reshape(2, 32, 32))
     code = (
-        "import sys; from vae.data import ImageFolder; "
+        "import sys; from frames import ImageFolder; "
         f"ds = ImageFolder({str(tmp_path)!r}, 16); ds.fingerprint(); ds.image(2); "
         "print(len(ds), 'torch' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env=env, timeout=120)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["3", "False"]
 

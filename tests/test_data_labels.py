@@ -1,4 +1,4 @@
-"""vae.data.labels: labels.csv matched to samples, its bad forms, and input patterns."""
+"""frames.labels: labels.csv matched to samples, its bad forms, and input patterns."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from frames import ImageFolder
 from tests.data_files import save, u8, u16
-from vae.data import ImageFolder
 
 
 def folder_with_labels(root: Path, csv: bytes, n: int = 4) -> Path:

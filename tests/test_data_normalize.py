@@ -1,4 +1,4 @@
-"""vae.data.normalize: crop, resize and the three normalizations, with their effect on K."""
+"""frames.normalize: crop, resize and the three normalizations, with their effect on K."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from frames import Normalization, RawImage, normalize, preprocess
 from tests.data_files import speckle, u16
-from vae.data import Normalization, RawImage, normalize, preprocess
 
 
 def test_crop_and_resize_with_notes() -> None:

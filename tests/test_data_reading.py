@@ -1,4 +1,4 @@
-"""vae.data.reading: every supported file type and bit depth, colour, the bad-file zoo, limits,
+"""frames.reading: every supported file type and bit depth, colour, the bad-file zoo, limits,
 fuzzing of read_image, and reads from many threads at once. Everything is generated."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
+from frames import MAX_PIXELS, ImageError, RawImage, read_image
+from frames import image as image_module
 from tests.data_files import (
     encode,
     npy_bytes,
@@ -24,8 +26,6 @@ from tests.data_files import (
     u16,
     write_bad_files,
 )
-from vae.data import MAX_PIXELS, ImageError, RawImage, read_image
-from vae.data import image as image_module
 
 # PIL's limit is ours, so it warns for sizes between MAX_PIXELS and twice that; our error follows.
 BOMB_WARNING = "ignore::PIL.Image.DecompressionBombWarning"

@@ -14,25 +14,44 @@ import pytest
 import torch
 from PIL import Image
 
+from common.run_log import read_metrics
+from common.training import EXIT_NONFINITE
 from diffusion import checkpoint as gck
 from diffusion.config import DenoiserConfig
 from diffusion.model import Denoiser
 from diffusion.sampling import sample_latents, x0_estimate
 from diffusion.schedulers import SAMPLERS, sampler, training_scheduler
 from diffusion.train import main as train_main
-from vae.run_log import read_metrics
-from vae.train import EXIT_NONFINITE
 from vae.train import main as vae_main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--width", "32", "--depth", "2", "--cond-dim", "16", "--batch-size", "32", "--warmup-steps", "5",
-        "--no-progress", "--threads", "1", "--log-every", "1", "--eval-every", "5",
-        "--checkpoint-every", "5"]  # fmt: skip
+TINY = [
+    "--width",
+    "32",
+    "--depth",
+    "2",
+    "--cond-dim",
+    "16",
+    "--batch-size",
+    "32",
+    "--warmup-steps",
+    "5",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--log-every",
+    "1",
+    "--eval-every",
+    "5",
+    "--checkpoint-every",
+    "5",
+]
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                       env=_env())  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, env=_env()
+    )
     if check and p.returncode != 0:
         raise AssertionError(p.stderr)
     return p
@@ -57,14 +76,46 @@ def world(tmp_path_factory) -> dict[str, Path]:
     os.environ["SPECKLE_VAE_CACHE"] = str(root / "cache")
     train, held = root / "train", root / "held"
     _run("speckle", "mmf", "--n", "96", "--size", "32", "--seed", "0", "--out", str(train))
-    _run("speckle", "mmf", "--n", "24", "--size", "32", "--seed", "1", "--digits", "test",
-         "--out", str(held))  # fmt: skip
+    _run(
+        "speckle",
+        "mmf",
+        "--n",
+        "24",
+        "--size",
+        "32",
+        "--seed",
+        "1",
+        "--digits",
+        "test",
+        "--out",
+        str(held),
+    )
     vaes = []
     for seed in (0, 1):
         run = root / f"vae{seed}"
-        argv = ["--data", str(train), "--out", str(run), "--preset", "demo", "--image-size", "32",
-                "--latent-dim", "16", "--batch-size", "16", "--max-steps", "4", "--seed", str(seed),
-                "--no-progress", "--threads", "1", "--beta", "0.01"]  # fmt: skip
+        argv = [
+            "--data",
+            str(train),
+            "--out",
+            str(run),
+            "--preset",
+            "demo",
+            "--image-size",
+            "32",
+            "--latent-dim",
+            "16",
+            "--batch-size",
+            "16",
+            "--max-steps",
+            "4",
+            "--seed",
+            str(seed),
+            "--no-progress",
+            "--threads",
+            "1",
+            "--beta",
+            "0.01",
+        ]
         assert vae_main(argv) == 0
         vaes.append(run)
     yield {"root": root, "train": train, "held": held, "vae": vaes[0], "other_vae": vaes[1]}
@@ -75,8 +126,18 @@ def world(tmp_path_factory) -> dict[str, Path]:
 
 
 def _train(world, out: Path, steps: int, extra: list[str] = ()) -> int:
-    argv = ["--vae", str(world["vae"]), "--data", str(world["train"]), "--out", str(out),
-            "--max-steps", str(steps), *TINY, *extra]  # fmt: skip
+    argv = [
+        "--vae",
+        str(world["vae"]),
+        "--data",
+        str(world["train"]),
+        "--out",
+        str(out),
+        "--max-steps",
+        str(steps),
+        *TINY,
+        *extra,
+    ]
     return train_main(argv)
 
 
@@ -138,8 +199,15 @@ def test_every_sampler_lands_on_the_data_point_of_an_exact_denoiser(
     ends at x*."""
     config = DenoiserConfig(latent_dim=6, prediction=prediction)
     target = torch.full((6,), 2.5)
-    out = sample_latents(Oracle(config, target), np.zeros((2, 16, 16)), n=3, steps=20, sampler=name,
-                         guidance=1.0, seed=0).latents  # fmt: skip
+    out = sample_latents(
+        Oracle(config, target),
+        np.zeros((2, 16, 16)),
+        n=3,
+        steps=20,
+        sampler=name,
+        guidance=1.0,
+        seed=0,
+    ).latents
     assert out.shape == (2, 3, 6)
     np.testing.assert_allclose(out, 2.5, atol=0.05)
 
@@ -162,8 +230,9 @@ def test_noise_is_drawn_per_pattern_and_sample_and_repeats_by_seed() -> None:
     a, b = rng.random((16, 16)), rng.random((16, 16))
 
     def draw(patterns, seed=0):
-        return sample_latents(blind, np.stack(patterns), n=3, steps=4, sampler="ddim",
-                              guidance=1.0, seed=seed).latents  # fmt: skip
+        return sample_latents(
+            blind, np.stack(patterns), n=3, steps=4, sampler="ddim", guidance=1.0, seed=seed
+        ).latents
 
     both = draw([a, b])
     assert not np.allclose(both[0], both[1])  # pattern a's sample j is not pattern b's
@@ -196,8 +265,16 @@ def test_sampler_settings_are_the_papers() -> None:
 
 @pytest.mark.parametrize("arch", ["mlp-adaln", "seed-unet1d"])
 def test_denoisers_map_latents_and_ignore_the_pattern_when_dropped(arch: str) -> None:
-    config = DenoiserConfig(arch=arch, latent_dim=32, width=16, depth=2, cond_dim=8,
-                            channels=(4, 8, 8), bottleneck=8, heads=2)  # fmt: skip
+    config = DenoiserConfig(
+        arch=arch,
+        latent_dim=32,
+        width=16,
+        depth=2,
+        cond_dim=8,
+        channels=(4, 8, 8),
+        bottleneck=8,
+        heads=2,
+    )
     model = Denoiser(config)
     for p in model.parameters():  # leave the zero initialization, so outputs depend on inputs
         torch.nn.init.normal_(p, std=0.2)
@@ -268,8 +345,18 @@ def test_a_run_refuses_another_vae_and_an_overwrite(world, tmp_path: Path, capsy
     assert _train(world, run, 5) == 0
     assert _train(world, run, 5) == 2
     assert "already holds a run" in capsys.readouterr().err
-    argv = ["--vae", str(world["other_vae"]), "--data", str(world["train"]), "--out", str(run),
-            "--max-steps", "10", "--resume", *TINY]  # fmt: skip
+    argv = [
+        "--vae",
+        str(world["other_vae"]),
+        "--data",
+        str(world["train"]),
+        "--out",
+        str(run),
+        "--max-steps",
+        "10",
+        "--resume",
+        *TINY,
+    ]
     assert train_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "belongs to the VAE" in err and len(err.splitlines()) == 1
@@ -287,8 +374,17 @@ def test_data_without_patterns_is_one_line_error(world, tmp_path: Path, capsys) 
     plain.mkdir()
     for i in range(20):
         Image.fromarray(np.full((32, 32), 1000 + i, np.uint16)).save(plain / f"{i}.png")
-    argv = ["--vae", str(world["vae"]), "--data", str(plain), "--out", str(tmp_path / "r2"),
-            "--max-steps", "5", *TINY]  # fmt: skip
+    argv = [
+        "--vae",
+        str(world["vae"]),
+        "--data",
+        str(plain),
+        "--out",
+        str(tmp_path / "r2"),
+        "--max-steps",
+        "5",
+        *TINY,
+    ]
     assert train_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "pattern" in err and str(plain) in err
@@ -313,8 +409,17 @@ def test_sample_is_deterministic_by_seed_and_skips_bad_patterns(
     def run(
         out: str, seed: str, *patterns: Path, check: bool = True
     ) -> subprocess.CompletedProcess:
-        return _run("diffusion.sample", *common, "--seed", seed, "--out", str(tmp_path / out),
-                    "--pattern", *map(str, patterns), check=check)  # fmt: skip
+        return _run(
+            "diffusion.sample",
+            *common,
+            "--seed",
+            seed,
+            "--out",
+            str(tmp_path / out),
+            "--pattern",
+            *map(str, patterns),
+            check=check,
+        )
 
     p = run("a", "7", good_a, bad, good_b, check=False)
     assert p.returncode == 1
@@ -392,8 +497,18 @@ def test_sample_reads_patterns_by_frame_name(world, generator: Path, tmp_path: P
 
 def test_sample_refuses_a_mismatched_vae(world, generator: Path, tmp_path: Path) -> None:
     good, _, _ = _patterns(world, tmp_path)
-    p = _run("diffusion.sample", "--checkpoint", str(generator), "--vae", str(world["other_vae"]),
-             "--pattern", str(good), "--out", str(tmp_path / "x"), check=False)  # fmt: skip
+    p = _run(
+        "diffusion.sample",
+        "--checkpoint",
+        str(generator),
+        "--vae",
+        str(world["other_vae"]),
+        "--pattern",
+        str(good),
+        "--out",
+        str(tmp_path / "x"),
+        check=False,
+    )
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and "belongs to the VAE" in p.stderr
     assert not (tmp_path / "x").exists()
@@ -406,13 +521,40 @@ def test_evaluate_scores_the_generator_beside_every_reference(
     world, generator: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "eval.json"
-    p = _run("diffusion.evaluate", "--checkpoint", str(generator), "--data", str(world["held"]),
-             "--n-patterns", "12", "--samples", "2", "--steps", "5", "--tm-steps", "30",
-             "--sweep-patterns", "4", "--json", "--out", str(out))  # fmt: skip
+    p = _run(
+        "diffusion.evaluate",
+        "--checkpoint",
+        str(generator),
+        "--data",
+        str(world["held"]),
+        "--n-patterns",
+        "12",
+        "--samples",
+        "2",
+        "--steps",
+        "5",
+        "--tm-steps",
+        "30",
+        "--sweep-patterns",
+        "4",
+        "--json",
+        "--out",
+        str(out),
+    )
     result = json.loads(p.stdout)
     assert result == json.loads(out.read_text())
-    for key in ("pcc", "ssim", "contrast_ratio", "grain_ratio", "classifier_accuracy_ratio",
-                "vae_ceiling_pcc", "regressor_pcc", "nearest_pcc", "random_pcc", "tm_fit_pcc"):  # fmt: skip
+    for key in (
+        "pcc",
+        "ssim",
+        "contrast_ratio",
+        "grain_ratio",
+        "classifier_accuracy_ratio",
+        "vae_ceiling_pcc",
+        "regressor_pcc",
+        "nearest_pcc",
+        "random_pcc",
+        "tm_fit_pcc",
+    ):
         assert np.isfinite(result[key]), key
     assert -1 <= result["pcc"] <= 1 and result["n_patterns"] == 12
     assert result["mask"].startswith("simulation.json core")
@@ -432,9 +574,24 @@ def test_evaluate_intervals_cover_patterns_and_noise_and_sweeps_use_every_draw(
 ) -> None:
     """Every headline PCC carries a bootstrap 95% interval around it, and a sweep point is the
     mean over every draw of every pattern, with its own interval."""
-    p = _run("diffusion.evaluate", "--checkpoint", str(generator), "--data", str(world["held"]),
-             "--n-patterns", "10", "--samples", "3", "--steps", "4", "--tm-steps", "20",
-             "--sweep-patterns", "6", "--json")  # fmt: skip
+    p = _run(
+        "diffusion.evaluate",
+        "--checkpoint",
+        str(generator),
+        "--data",
+        str(world["held"]),
+        "--n-patterns",
+        "10",
+        "--samples",
+        "3",
+        "--steps",
+        "4",
+        "--tm-steps",
+        "20",
+        "--sweep-patterns",
+        "6",
+        "--json",
+    )
     r = json.loads(p.stdout)
     rows = [(r["pcc"], r["pcc_ci95"]), (r["mean_of_k"]["pcc"], r["mean_of_k"]["pcc_ci95"])]
     rows += [(m["pcc"], m["pcc_ci95"]) for m in r["references"].values()]
@@ -467,15 +624,36 @@ def test_evaluate_rebuilds_a_missing_training_set_from_the_record(
     config = json.loads(config_file.read_text())
     config["dataset"]["path"] = str(tmp_path / "gone")
     config_file.write_text(json.dumps(config))
-    args = ["diffusion.evaluate", "--checkpoint", str(moved), "--data", str(world["held"]),
-            "--n-patterns", "6", "--samples", "2", "--steps", "3", "--tm-steps", "10",
-            "--no-sweeps", "--no-progress", "--json"]  # fmt: skip
+    args = [
+        "diffusion.evaluate",
+        "--checkpoint",
+        str(moved),
+        "--data",
+        str(world["held"]),
+        "--n-patterns",
+        "6",
+        "--samples",
+        "2",
+        "--steps",
+        "3",
+        "--tm-steps",
+        "10",
+        "--no-sweeps",
+        "--no-progress",
+        "--json",
+    ]
     first = _run(*args)
     r = json.loads(first.stdout)
     assert r["train_data_source"] == "simulated from the generator's record"
     assert "intensity_scale matched" in r["train_data_check"]
-    for key in ("vae_ceiling_pcc", "regressor_pcc", "nearest_pcc", "random_pcc", "tm_fit_pcc",
-                "classifier_accuracy_ratio"):  # fmt: skip
+    for key in (
+        "vae_ceiling_pcc",
+        "regressor_pcc",
+        "nearest_pcc",
+        "random_pcc",
+        "tm_fit_pcc",
+        "classifier_accuracy_ratio",
+    ):
         assert np.isfinite(r[key]), key
     assert "simulating it again" in first.stderr
     second = _run(*args)
@@ -500,11 +678,43 @@ def test_diversity_reports_the_truth_of_a_moving_fibre(
     world, generator: Path, tmp_path: Path
 ) -> None:
     states = tmp_path / "states"
-    _run("speckle", "mmf", "--n", "16", "--size", "32", "--seed", "2", "--digits", "test",
-         "--states", "4", "--bend", "0.8", "--out", str(states))  # fmt: skip
-    p = _run("diffusion.evaluate", "--checkpoint", str(generator), "--data", str(states),
-             "--train-data", str(world["train"]), "--n-patterns", "8", "--samples", "3",
-             "--steps", "5", "--tm-steps", "0", "--no-sweeps", "--json")  # fmt: skip
+    _run(
+        "speckle",
+        "mmf",
+        "--n",
+        "16",
+        "--size",
+        "32",
+        "--seed",
+        "2",
+        "--digits",
+        "test",
+        "--states",
+        "4",
+        "--bend",
+        "0.8",
+        "--out",
+        str(states),
+    )
+    p = _run(
+        "diffusion.evaluate",
+        "--checkpoint",
+        str(generator),
+        "--data",
+        str(states),
+        "--train-data",
+        str(world["train"]),
+        "--n-patterns",
+        "8",
+        "--samples",
+        "3",
+        "--steps",
+        "5",
+        "--tm-steps",
+        "0",
+        "--no-sweeps",
+        "--json",
+    )
     div = json.loads(p.stdout)["diversity"]
     assert div["states"] == 4 and div["expected_state_pcc"] == pytest.approx(0.8**4)
     # Two states' outputs of one pattern correlate about as μ⁴ predicts.
@@ -520,8 +730,18 @@ def test_torchrun_two_ranks_match_single_process(world, tmp_path: Path) -> None:
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     argv = ["--vae", str(world["vae"]), "--data", str(world["train"]), "--max-steps", "6", *TINY]
     assert train_main([*argv, "--out", str(single)]) == 0
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "diffusion.train", *argv, "--out", str(ddp)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "diffusion.train",
+        *argv,
+        "--out",
+        str(ddp),
+    ]
     res = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     a, b = gck.load_generator(single), gck.load_generator(ddp)
@@ -539,8 +759,17 @@ def test_sample_never_replaces_a_folder_it_did_not_write(
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    args = ["diffusion.sample", "--checkpoint", str(generator), "--pattern", str(good), "--n", "1",
-            "--steps", "2"]  # fmt: skip
+    args = [
+        "diffusion.sample",
+        "--checkpoint",
+        str(generator),
+        "--pattern",
+        str(good),
+        "--n",
+        "1",
+        "--steps",
+        "2",
+    ]
     p = _run(*args, "--out", str(precious), check=False)
     assert p.returncode == 2 and "--overwrite" in p.stderr and p.stderr.count("\n") == 1
     assert (precious / "notes.txt").read_text() == "keep me"

@@ -67,8 +67,17 @@ def test_the_documents_have_examples_to_run() -> None:
     found = {doc.name: runnable(doc) for doc in DOCS}
     assert len(found["README.md"]) >= 6, found["README.md"]
     every = " ".join(c for cmds in found.values() for c in cmds)
-    for module in ("speckle mmf", "speckle free", "speckle stats", "vae.train", "vae.evaluate",
-                   "explorer.encode", "diffusion.train", "diffusion.sample", "diffusion.evaluate"):  # fmt: skip
+    for module in (
+        "speckle mmf",
+        "speckle free",
+        "speckle stats",
+        "vae.train",
+        "vae.evaluate",
+        "explorer.encode",
+        "diffusion.train",
+        "diffusion.sample",
+        "diffusion.evaluate",
+    ):
         assert f"python -m {module}" in every, module
 
 
@@ -100,8 +109,14 @@ def test_examples_run(doc: Path, fixture_set: Path, tmp_path: Path) -> None:
             and (tmp_path / argv[argv.index("--out") + 1]).exists()
         ):
             argv.append("--overwrite")  # two examples in one document write the same folder
-        res = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        res = subprocess.run(
+            [sys.executable, *argv[1:]],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == 0, f"{doc.name}: {cmd}\n{res.stderr[-2000:]}"
         if "--out" in argv:
             out = tmp_path / argv[argv.index("--out") + 1]

@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explorer import cache, sources
+from common import cache
+from explorer import sources
 from explorer.atlas import build_atlas, build_projection
 from explorer.probes import dim_label_scores, label_columns, probe_scores
 from explorer.selection import selected_ids
+from frames import ImageFolder, Normalization
 from speckle.io import write_dataset
 from speckle.mmf import simulate_mmf
 from vae import checkpoint as ckpt
-from vae.data import ImageFolder, Normalization
 from vae.model import VAE, VAEConfig
 
 
@@ -39,8 +40,12 @@ def tiny_checkpoint(path: Path, seed: int = 0) -> ckpt.Checkpoint:
 
     torch.manual_seed(seed)
     config = VAEConfig(image_size=32, channels=(4, 8, 8, 8), latent_dim=8, norm_groups=2)
-    meta = {"model": config.to_dict(), "beta": 1.0, "recon": "sse",
-            "preprocessing": {"image_size": 32, "normalization": Normalization().to_dict()}}  # fmt: skip
+    meta = {
+        "model": config.to_dict(),
+        "beta": 1.0,
+        "recon": "sse",
+        "preprocessing": {"image_size": 32, "normalization": Normalization().to_dict()},
+    }
     ckpt.save_checkpoint(path, VAE(config), meta)
     return ckpt.load_checkpoint(path)
 
@@ -120,8 +125,11 @@ def test_failed_deferred_errors_are_reported_and_not_cached(
         raise OSError("disk went away")
 
     monkeypatch.setattr(inference_mod, "reconstruction_errors", broken)
-    atlas = build_atlas(tiny_checkpoint(tmp_path / "a"), ImageFolder(sim_folder, 32, Normalization()),
-                        defer_errors=True)  # fmt: skip
+    atlas = build_atlas(
+        tiny_checkpoint(tmp_path / "a"),
+        ImageFolder(sim_folder, 32, Normalization()),
+        defer_errors=True,
+    )
     atlas.errors.wait(30)
     with pytest.raises(RuntimeError, match="disk went away"):
         _ = atlas.recon_error
@@ -180,8 +188,17 @@ def test_projection_trustworthiness_on_simulated_set(tmp_path, cache_dir) -> Non
 
 
 def test_selection_maps_points_to_ids() -> None:
-    event = {"selection": {"points": [{"customdata": 4}, {"customdata": [7]}, {"x": 1.0},
-                                      {"customdata": 4}, {"customdata": 99}]}}  # fmt: skip
+    event = {
+        "selection": {
+            "points": [
+                {"customdata": 4},
+                {"customdata": [7]},
+                {"x": 1.0},
+                {"customdata": 4},
+                {"customdata": 99},
+            ]
+        }
+    }
     assert selected_ids(event, 10) == [4, 7]
     assert selected_ids(None, 10) == [] and selected_ids({"selection": {}}, 10) == []
 
@@ -233,8 +250,11 @@ def test_encode_cli_single_and_torchrun_shards_agree(tmp_path, cache_dir, sim_fo
     import sys
 
     model = tiny_checkpoint(tmp_path / "m")
-    env = os.environ | {cache.CACHE_ENV: str(cache_dir), "OMP_NUM_THREADS": "1",
-                        "PYTHONPATH": str(sources.REPO)}  # fmt: skip
+    env = os.environ | {
+        cache.CACHE_ENV: str(cache_dir),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(sources.REPO),
+    }
     args = ["-m", "explorer.encode", "--checkpoint", str(tmp_path / "m"), "--data", str(sim_folder)]
     cmd = [
         sys.executable,
@@ -251,8 +271,13 @@ def test_encode_cli_single_and_torchrun_shards_agree(tmp_path, cache_dir, sim_fo
     dataset = ImageFolder(sim_folder, 32, Normalization())
     merged = build_atlas(model, dataset)  # merges the shards, no encoding
     assert not merged.cache_hit
-    single = subprocess.run([sys.executable, *args], env=env | {cache.CACHE_ENV: str(tmp_path / "c2")},
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    single = subprocess.run(
+        [sys.executable, *args],
+        env=env | {cache.CACHE_ENV: str(tmp_path / "c2")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
     env2 = tmp_path / "c2"
     os.environ[cache.CACHE_ENV] = str(env2)
@@ -285,9 +310,9 @@ def test_commands_cache_in_the_user_cache_folder_not_where_they_run(tmp_path, si
 
     run("-m", "explorer.encode", "--checkpoint", str(tmp_path / "m"), "--data", str(sim_folder))
     assert list((user / "speckle-vae" / "latents").glob("*.npz"))
-    numba = run("-c", "from explorer import cache; print(cache.numba_cache_dir())")
+    numba = run("-c", "from common import cache; print(cache.numba_cache_dir())")
     assert Path(numba.stdout.strip()) == user / "speckle-vae" / "numba"
-    root = "from explorer import cache; print(cache.cache_root())"
+    root = "from common import cache; print(cache.cache_root())"
     moved = run("-c", root, SPECKLE_VAE_CACHE=str(tmp_path / "mine"))
     assert Path(moved.stdout.strip()) == tmp_path / "mine"
     assert list(here.iterdir()) == []
@@ -307,7 +332,7 @@ def test_cached_atlas_opens_without_torch(tmp_path, cache_dir, sim_folder) -> No
 import sys, numpy as np
 from explorer.atlas import build_atlas, build_projection
 from vae.checkpoint import load_checkpoint
-from vae.data import ImageFolder, Normalization
+from frames import ImageFolder, Normalization
 ck = load_checkpoint(sys.argv[1], lazy=True)
 atlas = build_atlas(ck, ImageFolder(sys.argv[2], 32, Normalization()))
 proj, hit = build_projection(atlas, "pca")
@@ -316,8 +341,13 @@ print(atlas.cache_hit, hit, atlas.active_units, "torch" in sys.modules)
 """
     env = os.environ | {cache.CACHE_ENV: str(cache_dir), "PYTHONPATH": str(sources.REPO)}
     out = tmp_path / "opened.npz"
-    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m"), str(sim_folder), str(out)],
-                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "m"), str(sim_folder), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split() == ["True", "True", str(built.active_units), "False"]
     opened = np.load(out)

@@ -16,21 +16,22 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import cache
+from common import cache
+from common.run_log import read_metrics
 from explorer.jobs import DONE, FAILED, JobManager
 from tests.test_jobs import _small_command, tiny, wait
 from tests.test_train import SMALL, make_folder
 from vae import checkpoint as ckpt
-from vae.train import main, read_metrics
+from vae.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def job_data(tmp_path_factory) -> tuple[str, tuple[str, ...]]:
+    from frames import ImageFolder
     from speckle.io import write_dataset
     from speckle.mmf import simulate_mmf
-    from vae.data import ImageFolder
 
     out = tmp_path_factory.mktemp("sim") / "mmf"
     write_dataset(simulate_mmf(64, seed=12, size=32), out)
@@ -80,8 +81,13 @@ def test_server_killed_while_a_job_runs_then_restarted(tmp_path: Path, job_data,
         while True:
             m.poll(); time.sleep(0.05)
     """)
-    server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              env=os.environ | {"PYTHONPATH": str(ROOT)})  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )
     pid, run_dir = server.stdout.readline().split()
     child = int(pid)
     if when == "training":
@@ -117,7 +123,7 @@ def test_two_processes_build_the_same_cache_entry_once(tmp_path: Path) -> None:
     # reached the lock; then the second must reuse the first one's result, not build again.
     script = textwrap.dedent(f"""
         import sys, time, numpy as np
-        from explorer import cache
+        from common import cache
         from pathlib import Path
         role, tmp = sys.argv[1], Path({str(tmp_path)!r})
         def build():
@@ -140,8 +146,13 @@ def test_two_processes_build_the_same_cache_entry_once(tmp_path: Path) -> None:
     env = os.environ | {"PYTHONPATH": str(ROOT)}
 
     def start(role: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", script, role], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-c", script, role],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def wait_for(marker: str) -> None:
         deadline = time.time() + 120
@@ -213,8 +224,21 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(
 def test_training_killed_at_five_points_resumes_to_identical_weights(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "data", n=48)
     steps = 24  # five kill points between steps 4 and 21, each resumed from its last checkpoint
-    base = [sys.executable, "-m", "vae.train", "--data", str(folder), "--max-steps", str(steps),
-            "--checkpoint-every", "3", "--log-every", "1", "--deterministic", *SMALL]  # fmt: skip
+    base = [
+        sys.executable,
+        "-m",
+        "vae.train",
+        "--data",
+        str(folder),
+        "--max-steps",
+        str(steps),
+        "--checkpoint-every",
+        "3",
+        "--log-every",
+        "1",
+        "--deterministic",
+        *SMALL,
+    ]
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     subprocess.run(
         [*base, "--out", str(tmp_path / "ref")], check=True, env=env, cwd=ROOT, capture_output=True

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae.bootstrap import bootstrap_mean
+from common.bootstrap import bootstrap_mean
 from vae.evaluate import main as evaluate_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,8 +19,21 @@ DEMO = ROOT / "models" / "demo"
 
 
 def _simulate(out: Path, *extra: str) -> Path:
-    cmd = [sys.executable, "-m", "speckle", "mmf", "--n", "48", "--seed", "5", "--digits", "test",
-           "--out", str(out), *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "speckle",
+        "mmf",
+        "--n",
+        "48",
+        "--seed",
+        "5",
+        "--digits",
+        "test",
+        "--out",
+        str(out),
+        *extra,
+    ]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     return out
 

@@ -14,12 +14,29 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from frames import ImageError, read_image
 from vae import checkpoint as ckpt
-from vae.data import ImageError, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F",
-         "I;16", "I;16B", "I;16L"]  # fmt: skip
+MODES = [
+    "1",
+    "L",
+    "LA",
+    "P",
+    "PA",
+    "RGB",
+    "RGBA",
+    "RGBX",
+    "CMYK",
+    "YCbCr",
+    "LAB",
+    "HSV",
+    "I",
+    "F",
+    "I;16",
+    "I;16B",
+    "I;16L",
+]
 FORMATS = {"PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "JPEG": ".jpg", "GIF": ".gif"}
 
 
@@ -85,11 +102,26 @@ def corpus(seed: int = 0) -> list[tuple[str, bytes]]:
             b"GIF89a",
             b"\x93NUMPY",
         ][i % 8]
-        cases.append((f"random{i}" + [".png", ".tif", ".bmp", ".jpg", ".gif", ".npy"][i % 6],
-                      head + rng.bytes(int(rng.integers(0, 3000)))))  # fmt: skip
-    for i, arr in enumerate([np.full((16, 16), np.nan), np.full((16, 16), np.inf), -np.full((16, 16), np.inf),
-                             np.zeros((0, 16)), np.zeros((16,)), np.zeros((2, 2, 2, 2)), np.zeros((16, 16), complex),
-                             np.array([[object()]]), np.zeros((16, 16), np.float16), np.ones((16, 16), bool)]):  # fmt: skip
+        cases.append(
+            (
+                f"random{i}" + [".png", ".tif", ".bmp", ".jpg", ".gif", ".npy"][i % 6],
+                head + rng.bytes(int(rng.integers(0, 3000))),
+            )
+        )
+    for i, arr in enumerate(
+        [
+            np.full((16, 16), np.nan),
+            np.full((16, 16), np.inf),
+            -np.full((16, 16), np.inf),
+            np.zeros((0, 16)),
+            np.zeros((16,)),
+            np.zeros((2, 2, 2, 2)),
+            np.zeros((16, 16), complex),
+            np.array([[object()]]),
+            np.zeros((16, 16), np.float16),
+            np.ones((16, 16), bool),
+        ]
+    ):
         buf = io.BytesIO()
         np.save(buf, arr, allow_pickle=True)
         cases.append((f"array{i}.npy", buf.getvalue()))
@@ -150,7 +182,7 @@ def test_server_settings_are_safe_by_default() -> None:
     assert config["server"]["enableXsrfProtection"] is True
     assert config["server"]["address"] == "127.0.0.1"
     assert 0 < config["server"]["maxUploadSize"] <= 200
-    from vae.data import MAX_FILE_BYTES
+    from frames import MAX_FILE_BYTES
 
     assert config["server"]["maxUploadSize"] * 1024 * 1024 >= MAX_FILE_BYTES
 

@@ -17,10 +17,10 @@ from explorer.jobs import (
     JobManager,
     JobRequest,
 )
+from frames import ImageFolder
 from speckle.io import write_dataset
 from speckle.mmf import simulate_mmf
 from vae.checkpoint import load_checkpoint
-from vae.data import ImageFolder
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +146,10 @@ def test_poll_is_not_blocked_while_a_cancel_waits_for_its_process(
 ) -> None:
     # A job whose process ignores SIGTERM, so cancel() has to wait for it (then SIGKILL it).
     ready = tmp_path / "ready"
-    script = ("import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-              "pathlib.Path(sys.argv[1]).touch(); time.sleep(600)")  # fmt: skip
+    script = (
+        "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "pathlib.Path(sys.argv[1]).touch(); time.sleep(600)"
+    )
     monkeypatch.setattr(
         JobManager, "_command", lambda self, job, run: [self.python, "-c", script, str(ready)]
     )

@@ -15,11 +15,11 @@ import scipy.io
 import tifffile
 from PIL import Image
 
+from frames import ImageError, ImageFolder, Layout, Normalization, pattern_frames, read_image
 from speckle import cli
 from speckle.io import write_dataset
 from speckle.mmf import simulate_mmf
 from tests.data_files import lab_stack, write_lab_files, write_mat73
-from vae.data import ImageError, ImageFolder, Layout, Normalization, pattern_frames, read_image
 
 FRAMES = lab_stack()  # (5, 12, 16) uint16
 
@@ -44,7 +44,9 @@ def test_every_format_is_a_dataset_with_one_sample_per_frame(lab_dir) -> None:
     assert ds[0].shape == (1, 12, 12)
 
 
-@pytest.mark.parametrize("name", ["stack.tif", "ome.ome.tif", "big.tif", "imagej.tif", "run.h5", "v5.mat", "v73.mat"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["stack.tif", "ome.ome.tif", "big.tif", "imagej.tif", "run.h5", "v5.mat", "v73.mat"]
+)
 def test_every_format_uploads_frame_by_frame(lab_dir, name: str) -> None:
     from explorer.uploads import load_uploads
 
@@ -52,8 +54,14 @@ def test_every_format_uploads_frame_by_frame(lab_dir, name: str) -> None:
     data = (root / name).read_bytes()
     layout = Layout(axes="HWN" if name.endswith(".mat") else "NHW")  # the page's axis-order box
     done = []
-    ups = load_uploads(name, data, 12, Normalization("fixed"), layout=layout,
-                       progress=lambda d, t: done.append((d, t)))  # fmt: skip
+    ups = load_uploads(
+        name,
+        data,
+        12,
+        Normalization("fixed"),
+        layout=layout,
+        progress=lambda d, t: done.append((d, t)),
+    )
     assert [u.error for u in ups] == [None] * len(FRAMES)
     assert [u.name for u in ups] == [f"{prefixes[name]}#{k}" for k in range(len(FRAMES))]
     assert done[-1] == (5, 5)

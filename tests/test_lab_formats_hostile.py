@@ -14,9 +14,9 @@ import pytest
 import scipy.io
 import tifffile
 
+from frames import ImageError, ImageFolder, stack_frames
 from speckle import cli
 from tests.data_files import lab_stack, write_lab_files
-from vae.data import ImageError, ImageFolder, stack_frames
 
 FRAMES = lab_stack(3, 12, 16)
 
@@ -49,8 +49,13 @@ def write_hostile(root: Path, outside: Path) -> dict[str, str]:
     with h5py.File(root / "toomany.h5", "w") as f:
         f.create_dataset("frames", shape=(2_000_000, 16, 16), dtype="u1", chunks=(1000, 16, 16))
     with h5py.File(root / "bomb.h5", "w") as f:  # one chunk unpacks to 2 GB
-        f.create_dataset("frames", shape=(8, 16384, 16384), dtype="u1", chunks=(8, 16384, 16384),
-                         compression="gzip")  # fmt: skip
+        f.create_dataset(
+            "frames",
+            shape=(8, 16384, 16384),
+            dtype="u1",
+            chunks=(8, 16384, 16384),
+            compression="gzip",
+        )
     return {
         "cut.tif": "truncated stack",
         "cutz.tif": "not a readable",  # its page list is cut: tifffile gives up, PIL says why

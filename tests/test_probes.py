@@ -1,4 +1,4 @@
-"""vae.probes and vae.lit_region against known answers: a label one feature encodes exactly, an
+"""vae.probes and speckle.lit_region against known answers: a label one feature encodes exactly, an
 unrelated feature, grouped splits, pattern read-out, PCA's explained variance, dataset masks."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from speckle.lit_region import dataset_region, upload_region
 from vae import probes
-from vae.lit_region import dataset_region, upload_region
 
 SEED = 0
 
@@ -126,8 +126,14 @@ def test_demo_model_probe_uses_active_dims(tmp_path: Path) -> None:
 
     write_dataset(simulate_mmf(240, 11, digits="test"), tmp_path / "ho")
     r = evaluate("models/demo", str(tmp_path / "ho"), probe_label="digit", pca="auto")
-    for key in ("probe_accuracy", "probe_accuracy_all_mu", "pca_probe_accuracy",
-                "probe_accuracy_robust", "pca_probe_accuracy_robust", "pattern_probe_accuracy"):  # fmt: skip
+    for key in (
+        "probe_accuracy",
+        "probe_accuracy_all_mu",
+        "pca_probe_accuracy",
+        "probe_accuracy_robust",
+        "pca_probe_accuracy_robust",
+        "pattern_probe_accuracy",
+    ):
         assert 0.0 <= r[key] <= 1.0, key
     assert r["pattern_readout_pcc"] > 0.8 and -1.0 <= r["pca_pattern_readout_pcc"] <= 1.0
     assert r["active_units_robust"] < r["active_units"] <= 512
@@ -152,8 +158,14 @@ def test_dim_label_scores_use_the_right_measure_and_an_unbiased_gap() -> None:
     order = rng.permutation(10)
     mu[:, 2] = order[digit] * 3 + 0.1 * rng.standard_normal(n)
     mu[:, 5] = frame / n + 0.01 * rng.standard_normal(n)
-    labels = pd.DataFrame({"file": [f"{i}.png" for i in range(n)], "digit": digit, "frame": frame,
-                           "source_index": np.arange(n)})  # fmt: skip
+    labels = pd.DataFrame(
+        {
+            "file": [f"{i}.png" for i in range(n)],
+            "digit": digit,
+            "frame": frame,
+            "source_index": np.arange(n),
+        }
+    )
     assert label_columns(labels) == ["digit", "frame"]
     s = dim_label_scores(mu, labels, np.arange(4), active=np.arange(8))
     assert s.measures == ["NMI (bias-corrected)", "|Spearman ρ|"] and s.gap_dims == 8

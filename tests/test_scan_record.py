@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae.data import ImageFolder, datasets
+from frames import ImageFolder, datasets
 
 RNG = np.random.default_rng(0)
 
@@ -76,7 +76,13 @@ def test_changed_files_are_checked_again(tmp_path: Path, probes: list[str]) -> N
     os.chmod(root / "f5.png", 0o444)
     folder = ImageFolder(root, 16, scan_record=record, log=lambda m: None)
     assert sorted(probes) == ["f1.png", "f2.png", "f4.png", "f5.png", "f9.png"]
-    assert [f for f, _ in folder.files if f.endswith(".png")] == ["f0.png", "f2.png", "f4.png", "f5.png", "f9.png"]  # fmt: skip
+    assert [f for f, _ in folder.files if f.endswith(".png")] == [
+        "f0.png",
+        "f2.png",
+        "f4.png",
+        "f5.png",
+        "f9.png",
+    ]
     assert any(m.startswith("f1.png:") for m in folder.skipped)
     kept = json.loads(record.read_text())["files"]
     assert "f1.png" not in kept and "f3.png" not in kept and kept["f2.png"][4:] == [20, 20, "L"]

@@ -69,8 +69,10 @@ def test_a_lazy_build_and_a_queued_decode_of_the_same_model_do_not_deadlock(
         return real(*args)
 
     monkeypatch.setattr(ckpt, "_build_model", slow_build)
-    calls = {"page": lambda: serving.model(lazy),
-             "worker": lambda: serving.on_interactive_thread(serving.model, lazy)}  # fmt: skip
+    calls = {
+        "page": lambda: serving.model(lazy),
+        "worker": lambda: serving.on_interactive_thread(serving.model, lazy),
+    }
     second = "worker" if first == "page" else "page"
     with ThreadPoolExecutor(2) as pool:
         a = pool.submit(calls[first])

@@ -422,8 +422,12 @@ def test_cli_usage_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--n" in err
-    assert cli.main(["free", "--n", "1", "--seed", "1", "--out", str(tmp_path / "x"),
-                         "--diameter", "100"]) == 1  # fmt: skip
+    assert (
+        cli.main(
+            ["free", "--n", "1", "--seed", "1", "--out", str(tmp_path / "x"), "--diameter", "100"]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "fit" in err
     with pytest.raises(SystemExit) as exc:
@@ -459,7 +463,7 @@ def test_cli_stats(tmp_path: Path) -> None:
 
 
 def test_cli_stats_refuses_hostile_files_one_line_each(tmp_path: Path, capsys) -> None:
-    """stats reads through vae.data's hardened reader: each bad file is one stderr line naming
+    """stats reads through the hardened reader in `frames`: each bad file is one stderr line naming
     it, nothing is unpickled or allocated from a header's word, and the good files still count."""
     from tests.data_files import npy_bytes, png_claiming
 
@@ -499,8 +503,14 @@ def test_bundled_digits_are_read_without_importing_scikit_learn() -> None:
         "import sys; from speckle import mmf as fibre; images, target = fibre._digits_8x8(); "
         "fibre.simulate_mmf(4, 1); print(images.shape, int(target.sum()), 'sklearn' in sys.modules)"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=120)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     from sklearn.datasets import load_digits
 
@@ -558,8 +568,23 @@ def test_cli_sends_own_patterns_through_the_fibre(tmp_path: Path) -> None:
         Image.fromarray(img).save(pats / f"bar{k}.png")
     (pats / "notes.png").write_text("not an image")
     out = tmp_path / "set"
-    res = run_cli("mmf", "--n", "12", "--seed", "4", "--patterns", str(pats), "--shift", "0",
-                  "--rotation", "0", "--scale", "1", "--out", str(out))  # fmt: skip
+    res = run_cli(
+        "mmf",
+        "--n",
+        "12",
+        "--seed",
+        "4",
+        "--patterns",
+        str(pats),
+        "--shift",
+        "0",
+        "--rotation",
+        "0",
+        "--scale",
+        "1",
+        "--out",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr
     assert "notes.png" in res.stderr  # the bad file is named and skipped
     labels = pd.read_csv(out / "labels.csv")

@@ -79,8 +79,9 @@ def test_exit_drops_unstarted_deferred_tasks_and_waits_for_running_ones(monkeypa
     held = Task("held", _logged(log, "held"), defer=True, owner="a").start()
     started = threading.Event()
     # Finishes only once the exit has begun, so the exit must wait for it.
-    running = Task("running", lambda: (started.set(), exiting.wait(10), log.append("running")),
-                   defer=False).start()  # fmt: skip
+    running = Task(
+        "running", lambda: (started.set(), exiting.wait(10), log.append("running")), defer=False
+    ).start()
     assert started.wait(10)
     tasks._at_exit()
     assert running.done and "running" in log

@@ -13,13 +13,26 @@ import pytest
 import torch
 from PIL import Image
 
+from common.run_log import read_metrics
+from common.training import EXIT_INTERRUPTED, EXIT_NONFINITE, PARENT_ENV
 from vae import checkpoint as ckpt
-from vae.train import EXIT_INTERRUPTED, EXIT_NONFINITE, PARENT_ENV, main, read_metrics
+from vae.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 # A small model at 32×32 so a step costs milliseconds on 2 cores.
-SMALL = ["--preset", "demo", "--image-size", "32", "--latent-dim", "16", "--batch-size", "8",
-         "--no-progress", "--threads", "1"]  # fmt: skip
+SMALL = [
+    "--preset",
+    "demo",
+    "--image-size",
+    "32",
+    "--latent-dim",
+    "16",
+    "--batch-size",
+    "8",
+    "--no-progress",
+    "--threads",
+    "1",
+]
 
 
 def make_folder(path: Path, n: int = 48, size: int = 32, seed: int = 0) -> Path:
@@ -42,8 +55,21 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_cli_smoke_writes_checkpoint_and_metrics(tmp_path: Path, data: Path) -> None:
     run = tmp_path / "run"
-    argv = ["--data", str(data), "--out", str(run), "--beta", "0.5", "--max-steps", "12",
-            "--log-every", "2", "--eval-every", "6", *SMALL]  # fmt: skip
+    argv = [
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--beta",
+        "0.5",
+        "--max-steps",
+        "12",
+        "--log-every",
+        "2",
+        "--eval-every",
+        "6",
+        *SMALL,
+    ]
     assert main(argv) == 0
     loaded = ckpt.load_checkpoint(run)
     config = loaded.config
@@ -105,8 +131,21 @@ def test_missing_data_is_one_line_error(tmp_path: Path, capsys) -> None:
 def test_nonfinite_loss_stops_and_keeps_last_checkpoint(tmp_path: Path, data: Path, capsys) -> None:
     run = tmp_path / "run"
     # A huge learning rate diverges within a few steps; checkpoint every step before that.
-    argv = ["--data", str(data), "--out", str(run), "--max-steps", "200", "--lr", "1e6",
-            "--grad-clip", "0", "--checkpoint-every", "1", *SMALL]  # fmt: skip
+    argv = [
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--max-steps",
+        "200",
+        "--lr",
+        "1e6",
+        "--grad-clip",
+        "0",
+        "--checkpoint-every",
+        "1",
+        *SMALL,
+    ]
     code = main(argv)
     err = capsys.readouterr().err
     assert code == EXIT_NONFINITE, err
@@ -119,8 +158,21 @@ def test_nonfinite_loss_stops_and_keeps_last_checkpoint(tmp_path: Path, data: Pa
 @pytest.mark.parametrize("schedule", ["warmup", "cyclical", "capacity"])
 def test_schedules_run(tmp_path: Path, data: Path, schedule: str) -> None:
     run = tmp_path / schedule
-    argv = ["--data", str(data), "--out", str(run), "--max-steps", "4", "--schedule", schedule,
-            "--warmup-steps", "4", "--log-every", "1", *SMALL]  # fmt: skip
+    argv = [
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--max-steps",
+        "4",
+        "--schedule",
+        schedule,
+        "--warmup-steps",
+        "4",
+        "--log-every",
+        "1",
+        *SMALL,
+    ]
     assert main(argv) == 0
     rows = [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "train"]
     if schedule == "warmup":
@@ -130,9 +182,24 @@ def test_schedules_run(tmp_path: Path, data: Path, schedule: str) -> None:
 
 
 def _cli(run: Path, data: Path, steps: int, extra: list[str] = ()) -> list[str]:
-    return [sys.executable, "-m", "vae.train", "--data", str(data), "--out", str(run),
-            "--max-steps", str(steps), "--checkpoint-every", "5", "--log-every", "1",
-            "--deterministic", *SMALL, *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "vae.train",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--max-steps",
+        str(steps),
+        "--checkpoint-every",
+        "5",
+        "--log-every",
+        "1",
+        "--deterministic",
+        *SMALL,
+        *extra,
+    ]
 
 
 def _env() -> dict:
@@ -146,8 +213,13 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, data: Path) -> No
     subprocess.run(_cli(ref, data, steps), check=True, env=_env(), cwd=ROOT, capture_output=True)
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(run, data, steps), env=_env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        _cli(run, data, steps),
+        env=_env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     # Kill it once a checkpoint exists and training has gone past it (mid-run, between saves).
     while time.time() < deadline:
@@ -162,8 +234,9 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, data: Path) -> No
     saved = ckpt.read_config(run)["step"]
     assert 5 <= saved <= killed_at
 
-    resumed = subprocess.run(_cli(run, data, steps, ["--resume"]), env=_env(), cwd=ROOT,
-                             capture_output=True, text=True)  # fmt: skip
+    resumed = subprocess.run(
+        _cli(run, data, steps, ["--resume"]), env=_env(), cwd=ROOT, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed {run} at step {saved}" in resumed.stderr
     a, b = weights(ref), weights(run)
@@ -176,8 +249,13 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, data: Path) -> No
 @pytest.mark.slow
 def test_sigint_saves_and_exits_cleanly(tmp_path: Path, data: Path) -> None:
     run = tmp_path / "run"
-    proc = subprocess.Popen(_cli(run, data, 100000, ["--checkpoint-every", "100000"]), env=_env(),
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        _cli(run, data, 100000, ["--checkpoint-every", "100000"]),
+        env=_env(),
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not read_metrics(run / "metrics.jsonl"):
         time.sleep(0.05)
@@ -187,8 +265,13 @@ def test_sigint_saves_and_exits_cleanly(tmp_path: Path, data: Path) -> None:
     assert "interrupted at step" in err and "Traceback" not in err
     step = ckpt.read_config(run)["step"]
     assert step >= 1
-    resumed = subprocess.run(_cli(run, data, step + 2, ["--checkpoint-every", "100000", "--resume"]),
-                             env=_env(), cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    resumed = subprocess.run(
+        _cli(run, data, step + 2, ["--checkpoint-every", "100000", "--resume"]),
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert ckpt.read_config(run)["step"] == step + 2
 
@@ -199,8 +282,16 @@ def test_torchrun_two_ranks_match_single_process(tmp_path: Path, data: Path) -> 
     single = tmp_path / "single"
     subprocess.run(_cli(single, data, steps), check=True, env=_env(), cwd=ROOT, capture_output=True)
     ddp = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "vae.train", *_cli(ddp, data, steps)[3:]]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "vae.train",
+        *_cli(ddp, data, steps)[3:],
+    ]
     res = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     config = ckpt.read_config(ddp)

@@ -17,17 +17,56 @@ from diffusion.train_set import check_rebuilt, training_set
 from speckle.mmf import simulate_from_record
 
 ROOT = Path(__file__).resolve().parents[1]
-PHYSICS = ("n", "seed", "size", "fibre_seed", "shift", "rotation", "scale", "grain", "core",
-           "digits", "bend", "bend_seed", "states", "intensity_scale")  # fmt: skip
+PHYSICS = (
+    "n",
+    "seed",
+    "size",
+    "fibre_seed",
+    "shift",
+    "rotation",
+    "scale",
+    "grain",
+    "core",
+    "digits",
+    "bend",
+    "bend_seed",
+    "states",
+    "intensity_scale",
+)
 
 
 @pytest.fixture
 def original(tmp_path: Path) -> Path:
     """A set simulated with non-default physics, as someone's generator was trained on."""
     out = tmp_path / "original"
-    cmd = [sys.executable, "-m", "speckle", "mmf", "--n", "24", "--seed", "3", "--size", "32",
-           "--fibre-seed", "77", "--grain", "3", "--core", "0.8", "--shift", "1",
-           "--rotation", "5", "--scale", "0.95,1.05", "--digits", "test", "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "speckle",
+        "mmf",
+        "--n",
+        "24",
+        "--seed",
+        "3",
+        "--size",
+        "32",
+        "--fibre-seed",
+        "77",
+        "--grain",
+        "3",
+        "--core",
+        "0.8",
+        "--shift",
+        "1",
+        "--rotation",
+        "5",
+        "--scale",
+        "0.95,1.05",
+        "--digits",
+        "test",
+        "--out",
+        str(out),
+    ]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     return out
 
@@ -60,8 +99,14 @@ def test_a_record_the_simulator_no_longer_makes_is_refused(original: Path) -> No
 
 
 def test_user_patterns_cannot_be_rebuilt(tmp_path: Path) -> None:
-    record = {"kind": "mmf", "n": 10, "seed": 0, "fibre_seed": 1, "digits": None,
-              "command": ["python", "-m", "speckle", "mmf", "--patterns", "mine/"]}  # fmt: skip
+    record = {
+        "kind": "mmf",
+        "n": 10,
+        "seed": 0,
+        "fibre_seed": 1,
+        "digits": None,
+        "command": ["python", "-m", "speckle", "mmf", "--patterns", "mine/"],
+    }
     config = {"dataset": {"path": str(tmp_path / "gone"), "simulation": record}}
     with pytest.raises(ValueError, match=r"--patterns mine/.*--train-data"):
         training_set(config, progress=False)

@@ -7,16 +7,17 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from explorer import cache, sources
+from common import cache
+from explorer import sources
 from explorer.atlas import build_atlas, build_projection
 from explorer.metrics import compare, percentile_of
 from explorer.uploads import OOD_PERCENTILE, analyse, load_upload, posterior_samples
+from frames import ImageFolder, Normalization
 from speckle.free import expected_autocovariance, free_intensity, pupil_mask
 from speckle.io import write_dataset
 from speckle.mmf import simulate_mmf
 from speckle.stats import contrast
 from vae.checkpoint import load_checkpoint
-from vae.data import ImageFolder, Normalization
 
 
 def _free_speckle(

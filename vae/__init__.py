@@ -1,3 +1,4 @@
-"""Speckle VAE core: model, loss, data, checkpoints and training. Knows nothing of Streamlit."""
+"""Speckle VAE core: model, loss, checkpoints, latents, training and evaluation. Knows nothing of
+Streamlit."""
 
 __version__ = "0.1.0"

@@ -18,15 +18,15 @@ import sys
 
 import numpy as np
 
+from common.cli import DATA_HELP, summary
+from common.device import pick_device
+from frames import ImageError, ImageFolder, Normalization
+from speckle.lit_region import dataset_region
 from speckle.stats import contrast_batch
 from vae.checkpoint import CheckpointError, load_checkpoint
-from vae.cli import DATA_HELP, summary
-from vae.data import ImageError, ImageFolder, Normalization
-from vae.device import pick_device
 from vae.foreign import foreign_report, per_frame_neg_elbo, reference, resize_notes
 from vae.inference import encode_dataset, kl_per_dim
 from vae.kl import ACTIVE_NATS
-from vae.lit_region import dataset_region
 from vae.metrics import pixel_metrics
 from vae.probes import (
     GROUP_COLUMN,
@@ -75,20 +75,32 @@ def evaluate(
     kld = kl_per_dim(enc.mu, enc.logvar)
     mean_image = x.mean(0)
     result = {
-        "checkpoint": str(ck.path), "checkpoint_id": ck.id, "data": str(data), "n": int(len(x)),
-        "beta": ck.beta, "recon": ck.recon,
+        "checkpoint": str(ck.path),
+        "checkpoint_id": ck.id,
+        "data": str(data),
+        "n": int(len(x)),
+        "beta": ck.beta,
+        "recon": ck.recon,
         "mse": float(np.mean(pm["mse"])),
-        "psnr": float(np.mean(pm["psnr"][np.isfinite(pm["psnr"])])) if np.isfinite(pm["psnr"]).any() else float("inf"),
-        "ssim": float(np.mean(pm["ssim"])), "pcc": float(np.nanmean(pm["pcc"])),
+        "psnr": float(np.mean(pm["psnr"][np.isfinite(pm["psnr"])]))
+        if np.isfinite(pm["psnr"]).any()
+        else float("inf"),
+        "ssim": float(np.mean(pm["ssim"])),
+        "pcc": float(np.nanmean(pm["pcc"])),
         "ev": explained_variance(x, x_hat, mean_image),
-        "mean_image_pcc": float(np.nanmean(pixel_metrics(x, np.broadcast_to(mean_image, x.shape), 1.0)["pcc"])),
+        "mean_image_pcc": float(
+            np.nanmean(pixel_metrics(x, np.broadcast_to(mean_image, x.shape), 1.0)["pcc"])
+        ),
         "kl": float(kld.sum()),
         "active_units": int((kld > ACTIVE_NATS).sum()),
         "active_units_robust": int((kld > ROBUST_NATS).sum()),
-        "mask": region.source, "lit_fraction": region.fraction,
+        "mask": region.source,
+        "lit_fraction": region.fraction,
         "contrast_ratio": contrast_ratio(x, x_hat, region.mask),
-        "mean_image_contrast_ratio": contrast_ratio(x, np.broadcast_to(mean_image, x.shape), region.mask),
-    }  # fmt: skip
+        "mean_image_contrast_ratio": contrast_ratio(
+            x, np.broadcast_to(mean_image, x.shape), region.mask
+        ),
+    }
     values = per_frame_neg_elbo(ck, x, enc.mu, enc.logvar, x_hat)
     result |= foreign_report(values, reference(ck), str(data))
     result["resized"] = resize_notes(dataset)
@@ -119,8 +131,11 @@ def evaluate(
             "ev_test": explained_variance(test, x_hat[split.test], fit_mean),
         }
         if pca == "curve":
-            ks = curve_ks(result["active_units"], result["active_units_robust"],
-                          top=min(256, len(split.train) - 1))  # fmt: skip
+            ks = curve_ks(
+                result["active_units"],
+                result["active_units_robust"],
+                top=min(256, len(split.train) - 1),
+            )
             result["pca_ev_curve"] = {str(kk): v for kk, v in pca_ev_curve(x, split, ks).items()}
     return result
 
@@ -146,8 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        result = evaluate(args.checkpoint, args.data, args.probe_label, args.pca,
-                          args.max_samples, args.device, args.seed)  # fmt: skip
+        result = evaluate(
+            args.checkpoint,
+            args.data,
+            args.probe_label,
+            args.pca,
+            args.max_samples,
+            args.device,
+            args.seed,
+        )
     except (CheckpointError, ImageError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from frames import ArrayDataset, ImageError, ImageFolder, Normalization, preprocess
 from speckle.mmf import rebuildable, simulate_from_record
 from vae.checkpoint import Checkpoint
-from vae.data import ArrayDataset, ImageError, ImageFolder, Normalization, preprocess
 from vae.inference import encode_dataset
 from vae.kl import kl_terms, neg_elbo
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vae.device import autocast
+from common.device import autocast
 from vae.kl import kl_per_dim, kl_terms  # noqa: F401 (public here)
 from vae.model import VAE
 

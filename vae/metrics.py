@@ -56,8 +56,9 @@ def psnr_batch(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndar
         return 10.0 * np.log10(r * r / m)
 
 
-def ssim_batch(a: np.ndarray, b: np.ndarray, data_range: float = 1.0,
-               mask: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def ssim_batch(
+    a: np.ndarray, b: np.ndarray, data_range: float = 1.0, mask: np.ndarray | None = None
+) -> np.ndarray:
     """Mean SSIM per image; with a (H, W) bool `mask`, the mean of the SSIM map over the mask's
     pixels (the lit region) instead of the frame without its border."""
     x, y = _pair(a, b, 3)

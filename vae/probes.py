@@ -107,12 +107,20 @@ def probe(features: np.ndarray, labels: np.ndarray, split: Split, seed: int = 0)
             return {"kind": "none", "score": float("nan"), "n": int(known.sum())}
         clf = _logistic(_choose_c(x_tr, y_tr, seed)).fit(x_tr, y_tr)
         _, counts = np.unique(y_te, return_counts=True)
-        return {"kind": "accuracy", "score": float(clf.score(x_te, y_te)), "c": clf[-1].C,
-                "chance": float(counts.max() / counts.sum()), "n": int(known.sum())}  # fmt: skip
+        return {
+            "kind": "accuracy",
+            "score": float(clf.score(x_te, y_te)),
+            "c": clf[-1].C,
+            "chance": float(counts.max() / counts.sum()),
+            "n": int(known.sum()),
+        }
     reg = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
     reg.fit(x_tr, y[tr].astype(float))
-    return {"kind": "r2", "score": float(reg.score(x_te, y[te].astype(float))),
-            "n": int(known.sum())}  # fmt: skip
+    return {
+        "kind": "r2",
+        "score": float(reg.score(x_te, y[te].astype(float))),
+        "n": int(known.sum()),
+    }
 
 
 def _logistic(c: float):
@@ -263,9 +271,16 @@ def k_text(result: dict) -> str:
     return " / ".join(parts)
 
 
-def code_probes(mu: np.ndarray, kl_per_dim: np.ndarray, x: np.ndarray, labels: np.ndarray,
-                patterns: np.ndarray | None, split: Split, seed: int = 0,
-                readout: bool = True) -> dict:  # fmt: skip
+def code_probes(
+    mu: np.ndarray,
+    kl_per_dim: np.ndarray,
+    x: np.ndarray,
+    labels: np.ndarray,
+    patterns: np.ndarray | None,
+    split: Split,
+    seed: int = 0,
+    readout: bool = True,
+) -> dict:
     """The code's probes beside their baselines, on one held-out split, as `vae.evaluate` and the
     Model page report them. Keys, with `accuracy` or `r2` by the label's kind:
 

@@ -8,13 +8,10 @@ and data position are all in the checkpoint, so a killed run ends bit-identical 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import shlex
-import signal
 import sys
 import time
 from dataclasses import asdict
@@ -22,15 +19,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
+from common.checkpoint_files import CheckpointError, read_resume
+from common.device import autocast, pick_device
+from common.distributed import Dist, log, setup_distributed
+from common.run_log import METRICS, truncate_metrics
+from common.training import (
+    EXIT_INTERRUPTED,
+    EXIT_NONFINITE,
+    EXIT_USAGE,
+    Batches,
+    StopFlag,
+    command_line,
+    launcher_pid,
+    load_optimizer,
+    optimizer_tensors,
+    simulation_record,
+)
+from frames import ImageError, ImageFolder, Normalization, split_indices
 from vae import checkpoint as ckpt
-from vae.data import ImageError, ImageFolder, Normalization, split_indices
-from vae.device import autocast, pick_device
-from vae.distributed import Dist, log, setup_distributed
 from vae.loss import active_units, vae_loss
 from vae.model import VAE
-from vae.run_log import METRICS, read_metrics, truncate_metrics  # noqa: F401  (read_metrics: vae.train's public name)
 from vae.train_config import (
     RESUME_MUST_MATCH,
     TrainConfig,
@@ -38,88 +48,14 @@ from vae.train_config import (
     parse_args,
 )
 
-EXIT_INTERRUPTED = 130
-EXIT_NONFINITE = 3
-EXIT_USAGE = 2
 MAX_VAL_SAMPLES = 2048  # validation cost stays bounded on big datasets
 PRELOAD_AUTO_BYTES = 2 << 30  # preload datasets up to 2 GiB of float32 pixels into RAM
 
 
-class StopFlag:
-    """SIGINT/SIGTERM ask the loop to save and exit at the next step boundary."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old = {}
-
-    def __enter__(self) -> StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            # Outside the main thread signal() raises: leave signals alone there.
-            with contextlib.suppress(ValueError):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, state in sd["state"].items():
-        for key, value in state.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{pid}.{key}"] = value
-            else:
-                scalars[f"{pid}.{key}"] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def load_optimizer(opt: torch.optim.Optimizer, tensors: dict, info: dict) -> None:
-    state: dict[int, dict] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value
-    for name, value in info.get("scalars", {}).items():
-        pid, key = name.split(".", 1)
-        state.setdefault(int(pid), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-
-
-class Batches:
-    """The per-rank index batches of each epoch, from a DistributedSampler (one replica when not
-    distributed). Epoch e's order depends only on (seed, e), so a resumed run skips straight to
-    its position without loading the skipped images."""
-
-    def __init__(self, n: int, cfg: TrainConfig, dist: Dist) -> None:
-        if cfg.batch_size % dist.world:
-            raise ValueError(f"--batch-size {cfg.batch_size} must divide by {dist.world} ranks")
-        self.per_rank = cfg.batch_size // dist.world
-        self.sampler = DistributedSampler(
-            range(n), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed,
-            drop_last=True,
-        )  # fmt: skip
-        self.steps_per_epoch = len(self.sampler) // self.per_rank
-        if self.steps_per_epoch < 1:
-            raise ValueError(
-                f"training split has {n} images, fewer than --batch-size {cfg.batch_size}"
-            )
-
-    def epoch(self, e: int, start: int = 0) -> list[list[int]]:
-        self.sampler.set_epoch(e)
-        order = list(self.sampler)
-        b = self.per_rank
-        return [order[i * b : (i + 1) * b] for i in range(start, self.steps_per_epoch)]
-
-
 def preload(dataset, indices: np.ndarray, workers: int) -> torch.Tensor:
-    loader = DataLoader(torch.utils.data.Subset(dataset, indices.tolist()), batch_size=256,
-                        num_workers=workers)  # fmt: skip
+    loader = DataLoader(
+        torch.utils.data.Subset(dataset, indices.tolist()), batch_size=256, num_workers=workers
+    )
     return torch.cat([b for b in loader]) if len(indices) else torch.empty(0)
 
 
@@ -141,31 +77,12 @@ def validate(model: VAE, x_val: torch.Tensor, cfg: TrainConfig, device: torch.de
     model.train()
     kl_per_dim = (kl_dims / n).cpu()
     return {
-        "recon": recon / n, "mse": sq / n, "kl": float(kl_per_dim.sum()),
-        "active_units": active_units(kl_per_dim), "kl_per_dim": [round(float(v), 5) for v in kl_per_dim],
-    }  # fmt: skip
-
-
-def command_line(argv: list[str], dist: Dist) -> str:
-    prefix = (
-        f"torchrun --nproc_per_node={dist.world} -m vae.train"
-        if dist.enabled
-        else "python -m vae.train"
-    )
-    return f"{prefix} {shlex.join(argv)}"
-
-
-PARENT_ENV = "SPECKLE_VAE_PARENT_PID"
-
-
-def launcher_pid() -> int:
-    """The process that --exit-with-parent watches: the one named by the launcher in PARENT_ENV,
-    else our parent now. The name matters when the launcher dies before training starts: by then
-    getppid() already returns the reaper's pid, and comparing against it would never fire."""
-    try:
-        return int(os.environ[PARENT_ENV])
-    except (KeyError, ValueError):
-        return os.getppid()
+        "recon": recon / n,
+        "mse": sq / n,
+        "kl": float(kl_per_dim.sum()),
+        "active_units": active_units(kl_per_dim),
+        "kl_per_dim": [round(float(v), 5) for v in kl_per_dim],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     dist = setup_distributed(cfg.device)
     try:
-        return train(cfg, dist, command_line(argv, dist))
-    except (ImageError, ckpt.CheckpointError, ValueError, OSError) as e:
+        return train(cfg, dist, command_line("vae.train", argv, dist))
+    except (ImageError, CheckpointError, ValueError, OSError) as e:
         # OSError: a read-only or full output directory; the last good checkpoint is intact.
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -212,7 +129,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         log(dist, f"note: {note}")
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
     val_idx = val_idx[:MAX_VAL_SAMPLES]
-    batches = Batches(len(train_idx), cfg, dist)
+    batches = Batches(len(train_idx), cfg.batch_size, cfg.seed, dist)
 
     pixel_bytes = len(dataset) * model_cfg.image_size**2 * 4
     in_ram = cfg.preload == "yes" or (cfg.preload == "auto" and pixel_bytes <= PRELOAD_AUTO_BYTES)
@@ -247,21 +164,32 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         net = torch.compile(net)  # after DDP, as PyTorch recommends, so DDP's hooks are traced
 
     # A simulated dataset records how it was made (seeds, options, command): keep it with the model.
-    simulation = _read_json(Path(cfg.data) / "simulation.json")
+    simulation = simulation_record(cfg.data)
 
     def meta(metrics: dict) -> dict:
         return {
             "model": model_cfg.to_dict(),
             "preprocessing": {"image_size": model_cfg.image_size, "normalization": norm.to_dict()},
-            "beta": cfg.beta, "recon": cfg.recon, "schedule": schedule.to_dict(),
-            "train": asdict(cfg), "step": step, "command": command,
-            "dataset": {"path": str(cfg.data), "fingerprint": dataset.fingerprint(),
-                        "n_train": len(train_idx), "n_val": len(val_idx), "seed": cfg.seed,
-                        "simulation": simulation},
-            "metrics": metrics, "world_size": dist.world, "device": device.type,
+            "beta": cfg.beta,
+            "recon": cfg.recon,
+            "schedule": schedule.to_dict(),
+            "train": asdict(cfg),
+            "step": step,
+            "command": command,
+            "dataset": {
+                "path": str(cfg.data),
+                "fingerprint": dataset.fingerprint(),
+                "n_train": len(train_idx),
+                "n_val": len(val_idx),
+                "seed": cfg.seed,
+                "simulation": simulation,
+            },
+            "metrics": metrics,
+            "world_size": dist.world,
+            "device": device.type,
             "base_checkpoint": base.id if base else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }  # fmt: skip
+        }
 
     last_val: dict = {}
 
@@ -272,8 +200,13 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         tensors["rng.noise"] = noise_gen.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
         summary = {k: v for k, v in last_val.items() if k != "kl_per_dim"}
-        ckpt.save_checkpoint(run_ckpt, model, meta(summary), tensors,
-                             {"step": step, "optimizer": info, "train": asdict(cfg)})  # fmt: skip
+        ckpt.save_checkpoint(
+            run_ckpt,
+            model,
+            meta(summary),
+            tensors,
+            {"step": step, "optimizer": info, "train": asdict(cfg)},
+        )
 
     def barrier() -> None:
         if dist.enabled:
@@ -286,8 +219,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=step, unit="step", dynamic_ncols=True)
-    log(dist, f"training {cfg.preset} on {len(train_idx)} images ({len(val_idx)} held out), "
-              f"device {device}, world {dist.world}, β={cfg.beta} ({cfg.recon}), {cfg.schedule}")  # fmt: skip
+    log(
+        dist,
+        f"training {cfg.preset} on {len(train_idx)} images ({len(val_idx)} held out), "
+        f"device {device}, world {dist.world}, β={cfg.beta} ({cfg.recon}), {cfg.schedule}",
+    )
     model.train()
     t_last, imgs_since = time.perf_counter(), 0
     code = 0
@@ -331,9 +267,12 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 if dist.enabled:
                     torch.distributed.all_reduce(flags)  # ranks agree on when to stop
                 if flags[0] > 0:
-                    log(dist, f"error: non-finite loss at step {step} (recon={float(terms.recon.detach()):.4g}, "
-                              f"kl={float(terms.kl.detach()):.4g}); stopped. Last good checkpoint: {run_ckpt} "
-                              "(lower --lr or --beta, or check the data)")  # fmt: skip
+                    log(
+                        dist,
+                        f"error: non-finite loss at step {step} (recon={float(terms.recon.detach()):.4g}, "
+                        f"kl={float(terms.kl.detach()):.4g}); stopped. Last good checkpoint: {run_ckpt} "
+                        "(lower --lr or --beta, or check the data)",
+                    )
                     code = EXIT_NONFINITE
                     break
                 optimizer.step()
@@ -341,19 +280,31 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                 imgs_since += len(idx) * dist.world
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
                     now = time.perf_counter()
-                    rec = {"split": "train", "step": step, "epoch": epoch,
-                           "loss": total, "recon": float(terms.recon.detach()),
-                           "kl": float(terms.kl.detach()), "beta": beta_t, "capacity": capacity_t,
-                           "active_units": active_units(terms.kl_per_dim.detach()),
-                           "grad_norm": float(gnorm), "lr": cfg.lr,
-                           "images_per_s": imgs_since / max(now - t_last, 1e-9), "time": time.time()}  # fmt: skip
+                    rec = {
+                        "split": "train",
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": total,
+                        "recon": float(terms.recon.detach()),
+                        "kl": float(terms.kl.detach()),
+                        "beta": beta_t,
+                        "capacity": capacity_t,
+                        "active_units": active_units(terms.kl_per_dim.detach()),
+                        "grad_norm": float(gnorm),
+                        "lr": cfg.lr,
+                        "images_per_s": imgs_since / max(now - t_last, 1e-9),
+                        "time": time.time(),
+                    }
                     t_last, imgs_since = now, 0
                     if metrics_file:
                         metrics_file.write(json.dumps(rec) + "\n")
                         metrics_file.flush()
                     if bar:
-                        bar.set_postfix(loss=f"{rec['loss']:.4g}", recon=f"{rec['recon']:.4g}",
-                                        kl=f"{rec['kl']:.4g}")  # fmt: skip
+                        bar.set_postfix(
+                            loss=f"{rec['loss']:.4g}",
+                            recon=f"{rec['recon']:.4g}",
+                            kl=f"{rec['kl']:.4g}",
+                        )
                 if bar:
                     bar.update(1)
                 if x_val is not None and (step % eval_every == 0 or step == cfg.max_steps):
@@ -368,8 +319,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
                     if step % cfg.checkpoint_every and step != cfg.max_steps:
                         save()
                         barrier()
-                    log(dist, f"interrupted at step {step}; checkpoint saved in {run_ckpt}; "
-                              "continue with --resume")  # fmt: skip
+                    log(
+                        dist,
+                        f"interrupted at step {step}; checkpoint saved in {run_ckpt}; "
+                        "continue with --resume",
+                    )
                     code = EXIT_INTERRUPTED
                     break
             if code:
@@ -396,18 +350,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     return code
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
 def _restore(path: Path, cfg: TrainConfig, model, optimizer, noise_gen) -> int:
     loaded = ckpt.load_checkpoint(path)
-    tensors, state = ckpt.read_resume(path)
+    tensors, state = read_resume(path)
     if state.get("weights_sha256") != loaded.id:
-        raise ckpt.CheckpointError(f"{path}: resume state does not belong to these weights")
+        raise CheckpointError(f"{path}: resume state does not belong to these weights")
     old = state.get("train", {})
     changed = [k for k in RESUME_MUST_MATCH if k in old and old[k] != getattr(cfg, k)]
     if changed:

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
-from vae.cli import DATA_HELP
-from vae.data import Normalization
+from common.cli import DATA_HELP, parser_for
+from frames import Normalization
 from vae.loss import RECON_CONVENTIONS
 from vae.model import PRESETS, VAEConfig
 from vae.schedule import SCHEDULES, BetaSchedule
@@ -85,10 +85,15 @@ class TrainConfig:
 
     def schedule_obj(self) -> BetaSchedule:
         return BetaSchedule(
-            kind=self.schedule, beta=self.beta, warmup_steps=self.warmup_steps,
-            cycles=self.cycles, cycle_ratio=self.cycle_ratio, capacity_max=self.capacity_max,
-            capacity_steps=self.capacity_steps, total_steps=self.max_steps,
-        )  # fmt: skip
+            kind=self.schedule,
+            beta=self.beta,
+            warmup_steps=self.warmup_steps,
+            cycles=self.cycles,
+            cycle_ratio=self.cycle_ratio,
+            capacity_max=self.capacity_max,
+            capacity_steps=self.capacity_steps,
+            total_steps=self.max_steps,
+        )
 
     def normalization_obj(self) -> Normalization:
         high = self.norm_high if self.norm_high > 0 else None
@@ -97,33 +102,32 @@ class TrainConfig:
 
 # Changing these between a run and its --resume would silently break exactness.
 RESUME_MUST_MATCH = (
-    "preset", "beta", "recon", "schedule", "warmup_steps", "cycles", "cycle_ratio",
-    "capacity_max", "capacity_steps", "batch_size", "lr", "grad_clip", "val_fraction", "seed",
-    "normalization", "norm_high", "image_size", "latent_dim", "init_from", "subset",
-)  # fmt: skip
+    "preset",
+    "beta",
+    "recon",
+    "schedule",
+    "warmup_steps",
+    "cycles",
+    "cycle_ratio",
+    "capacity_max",
+    "capacity_steps",
+    "batch_size",
+    "lr",
+    "grad_clip",
+    "val_fraction",
+    "seed",
+    "normalization",
+    "norm_high",
+    "image_size",
+    "latent_dim",
+    "init_from",
+    "subset",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI is generated from TrainConfig, so the two cannot drift apart."""
     return parser_for(TrainConfig, "python -m vae.train", DESCRIPTION)
-
-
-def parser_for(config_class: type, prog: str, description: str) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per field of a frozen config dataclass (help, choices
-    and `required` from each field's metadata)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    for f in fields(config_class):
-        meta = dict(f.metadata)
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=meta["help"])  # fmt: skip
-            continue
-        kind = {"int": int, "float": float, "str": str}[str(f.type)]
-        parser.add_argument(flag, type=kind, default=None if meta.get("required") else f.default,
-                            required=meta.get("required", False), choices=meta.get("choices"),
-                            help=meta["help"])  # fmt: skip
-    return parser
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:

@@ -30,8 +30,12 @@ color_by = c2.selectbox("Colour by", color_options, key="atlas_color")
 dim = None
 if color_by == "latent dim":
     ranked = [int(d) for d in atlas.dim_order[:64]]
-    dim = c3.selectbox("Dim (ranked by KL)", ranked, key="atlas_dim",
-                       format_func=lambda d: f"z{d} ({atlas.kl_per_dim[d]:.2f} nats)")  # fmt: skip
+    dim = c3.selectbox(
+        "Dim (ranked by KL)",
+        ranked,
+        key="atlas_dim",
+        format_func=lambda d: f"z{d} ({atlas.kl_per_dim[d]:.2f} nats)",
+    )
 with st.expander("UMAP settings"):
     u1, u2, u3 = st.columns(3)
     n_neighbors = u1.slider("n_neighbors", 2, 100, 15, key="atlas_nn")
@@ -78,10 +82,16 @@ fig = figures.map_figure(
 )
 ids_before = st.session_state.get("selection", [])
 if ids_before:
-    figures.add_points(fig, proj.coords[ids_before[:200]], "selected", symbol="circle-open", size=11,
-                      color="black")  # fmt: skip
-st.plotly_chart(fig, key="atlas_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                width="stretch")  # fmt: skip
+    figures.add_points(
+        fig, proj.coords[ids_before[:200]], "selected", symbol="circle-open", size=11, color="black"
+    )
+st.plotly_chart(
+    fig,
+    key="atlas_map",
+    on_select="rerun",
+    selection_mode=("points", "box", "lasso"),
+    width="stretch",
+)
 ids = selected_ids(st.session_state.get("atlas_map"), n)
 if ids and ids != ids_before:
     st.session_state["selection"] = ids
@@ -115,8 +125,13 @@ else:
     region = state.lit_region(dataset, checkpoint.model_config.image_size)
     m = compare(x, rec, mask=region.mask)
     row = {k: m[k] for k in ("mse", "psnr", "ssim", "pcc")}
-    row |= {"K_in": m["contrast_in"], "K_rec": m["contrast_rec"], "K_rec/K_in": m["contrast_ratio"],
-            "grain ratio": m["grain_ratio"], "KL (nats)": float(atlas.kl[i])}  # fmt: skip
+    row |= {
+        "K_in": m["contrast_in"],
+        "K_rec": m["contrast_rec"],
+        "K_rec/K_in": m["contrast_ratio"],
+        "grain ratio": m["grain_ratio"],
+        "KL (nats)": float(atlas.kl[i]),
+    }
     st.dataframe(pd.DataFrame([row]).round(4), hide_index=True)
     st.caption(f"Speckle statistics (K, grain) in the lit region: {region.source}.")
     st.dataframe(atlas.labels.iloc[ids[:500]], height=180)

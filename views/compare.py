@@ -23,8 +23,14 @@ st.caption(
 )
 models = sources.list_models()
 c1, c2, c3 = st.columns(3)
-name_a = c1.selectbox("Model A", models, index=models.index(st.session_state.get("model", models[0]))
-                      if st.session_state.get("model") in models else 0, key="cmp_a")  # fmt: skip
+name_a = c1.selectbox(
+    "Model A",
+    models,
+    index=models.index(st.session_state.get("model", models[0]))
+    if st.session_state.get("model") in models
+    else 0,
+    key="cmp_a",
+)
 name_b = c2.selectbox("Model B", models, index=min(1, len(models) - 1), key="cmp_b")
 k = int(c3.number_input("Top-K dims of each", 2, 64, 12, key="cmp_k"))
 if len(models) < 2:
@@ -43,8 +49,17 @@ m = match_dims(atlas_a.mu, atlas_b.mu, dims_a, dims_b)
 
 left, right = st.columns([3, 2])
 with left:
-    heat = go.Figure(go.Heatmap(z=m["corr"], x=[f"B z{d}" for d in m["dims_b"]], y=[f"A z{d}" for d in m["dims_a"]],
-                                colorscale="Viridis", zmin=0, zmax=1, colorbar={"title": {"text": "|ρ|"}}))  # fmt: skip
+    heat = go.Figure(
+        go.Heatmap(
+            z=m["corr"],
+            x=[f"B z{d}" for d in m["dims_b"]],
+            y=[f"A z{d}" for d in m["dims_a"]],
+            colorscale="Viridis",
+            zmin=0,
+            zmax=1,
+            colorbar={"title": {"text": "|ρ|"}},
+        )
+    )
     heat.update_layout(
         height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis={"autorange": "reversed"}
     )
@@ -61,8 +76,14 @@ with right:
 
 st.subheader("Synchronized traversal")
 s1, s2, s3 = st.columns(3)
-pair = s1.selectbox("Matched pair", range(len(m["pairs"])), key="cmp_pair",
-                    format_func=lambda i: f"A z{m['pairs'][i][0]} ↔ B z{m['pairs'][i][1]} (|ρ| {m['pairs'][i][2]:.2f})")  # fmt: skip
+pair = s1.selectbox(
+    "Matched pair",
+    range(len(m["pairs"])),
+    key="cmp_pair",
+    format_func=lambda i: (
+        f"A z{m['pairs'][i][0]} ↔ B z{m['pairs'][i][1]} (|ρ| {m['pairs'][i][2]:.2f})"
+    ),
+)
 sample = int(s2.number_input("Sample id", 0, len(atlas_a.mu) - 1, 0, key="cmp_sample"))
 value = s3.slider("Move (σ)", -3.0, 3.0, 0.0, 0.25, key="cmp_value")
 da, db, _ = m["pairs"][pair]
@@ -145,11 +166,23 @@ if st.session_state.get("cmp_rd_done"):
         points.append({"model": name, **state.rate_distortion_of(a, region)})
     bar.empty()
     points.sort(key=lambda p: p["rate_nats"])
-    rd = go.Figure(go.Scatter(x=[p["rate_nats"] for p in points], y=[p["distortion_mse"] for p in points],
-                              mode="lines+markers+text", text=[f"{p['model'].split('/')[-1]} (β {p['beta']:g})" for p in points],
-                              textposition="top center", hovertext=[p["model"] for p in points]))  # fmt: skip
-    rd.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_title="rate: KL per image (nats)",
-                     yaxis_title="distortion: MSE per pixel", yaxis_type="log")  # fmt: skip
+    rd = go.Figure(
+        go.Scatter(
+            x=[p["rate_nats"] for p in points],
+            y=[p["distortion_mse"] for p in points],
+            mode="lines+markers+text",
+            text=[f"{p['model'].split('/')[-1]} (β {p['beta']:g})" for p in points],
+            textposition="top center",
+            hovertext=[p["model"] for p in points],
+        )
+    )
+    rd.update_layout(
+        height=360,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis_title="rate: KL per image (nats)",
+        yaxis_title="distortion: MSE per pixel",
+        yaxis_type="log",
+    )
     st.plotly_chart(rd, key="cmp_rd_plot", width="stretch")
     st.dataframe(pd.DataFrame(points).round(5), hide_index=True)
     st.caption(f"Contrast ratio in the lit region: {region.source}.")

@@ -11,8 +11,13 @@ import plotly.graph_objects as go
 from explorer.atlas import Atlas
 
 
-def map_figure(coords: np.ndarray, color: np.ndarray | None, color_name: str, hover: list[str],
-               height: int = 520) -> go.Figure:  # fmt: skip
+def map_figure(
+    coords: np.ndarray,
+    color: np.ndarray | None,
+    color_name: str,
+    hover: list[str],
+    height: int = 520,
+) -> go.Figure:
     """A WebGL scatter, interactive at 50k points; customdata carries each sample's id."""
     categorical = color is not None and color.dtype.kind in "OUSb"
     fig = go.Figure()
@@ -20,21 +25,49 @@ def map_figure(coords: np.ndarray, color: np.ndarray | None, color_name: str, ho
     if categorical:
         for value in sorted(set(color.tolist()), key=str):
             m = color == value
-            fig.add_trace(go.Scattergl(x=coords[m, 0], y=coords[m, 1], mode="markers", name=str(value),
-                                       customdata=ids[m], text=np.asarray(hover, dtype=object)[m],
-                                       hovertemplate="%{text}<extra></extra>", marker={"size": 5}))  # fmt: skip
+            fig.add_trace(
+                go.Scattergl(
+                    x=coords[m, 0],
+                    y=coords[m, 1],
+                    mode="markers",
+                    name=str(value),
+                    customdata=ids[m],
+                    text=np.asarray(hover, dtype=object)[m],
+                    hovertemplate="%{text}<extra></extra>",
+                    marker={"size": 5},
+                )
+            )
     else:
         marker = {"size": 5}
         if color is not None:
-            marker |= {"color": color, "colorscale": "Viridis", "showscale": True,
-                       "colorbar": {"title": {"text": color_name}}}  # fmt: skip
-        fig.add_trace(go.Scattergl(x=coords[:, 0], y=coords[:, 1], mode="markers", name="samples",
-                                   customdata=ids, text=hover, hovertemplate="%{text}<extra></extra>",
-                                   marker=marker, showlegend=False))  # fmt: skip
+            marker |= {
+                "color": color,
+                "colorscale": "Viridis",
+                "showscale": True,
+                "colorbar": {"title": {"text": color_name}},
+            }
+        fig.add_trace(
+            go.Scattergl(
+                x=coords[:, 0],
+                y=coords[:, 1],
+                mode="markers",
+                name="samples",
+                customdata=ids,
+                text=hover,
+                hovertemplate="%{text}<extra></extra>",
+                marker=marker,
+                showlegend=False,
+            )
+        )
     # A top margin for the toolbar, which would otherwise cover the legend's title.
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, dragmode="select",
-                      legend={"title": {"text": color_name}}, xaxis={"showticklabels": False},
-                      yaxis={"showticklabels": False, "scaleanchor": "x"})  # fmt: skip
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        dragmode="select",
+        legend={"title": {"text": color_name}},
+        xaxis={"showticklabels": False},
+        yaxis={"showticklabels": False, "scaleanchor": "x"},
+    )
     return fig
 
 
@@ -88,10 +121,23 @@ def marker_map(coords: np.ndarray, where: np.ndarray, size: int = 256) -> np.nda
 def context_map(coords: np.ndarray, height: int = 260) -> go.Figure:
     """The map as a grey backdrop for markers and paths: no hover or ids, so it builds in a few
     milliseconds (a slider move redraws it)."""
-    fig = go.Figure(go.Scattergl(x=coords[:, 0], y=coords[:, 1], mode="markers", hoverinfo="skip",
-                                 marker={"size": 4, "color": "lightgrey"}, showlegend=False))  # fmt: skip
-    fig.update_layout(height=height, margin={"l": 5, "r": 5, "t": 5, "b": 5}, showlegend=False,
-                      xaxis={"showticklabels": False}, yaxis={"showticklabels": False, "scaleanchor": "x"})  # fmt: skip
+    fig = go.Figure(
+        go.Scattergl(
+            x=coords[:, 0],
+            y=coords[:, 1],
+            mode="markers",
+            hoverinfo="skip",
+            marker={"size": 4, "color": "lightgrey"},
+            showlegend=False,
+        )
+    )
+    fig.update_layout(
+        height=height,
+        margin={"l": 5, "r": 5, "t": 5, "b": 5},
+        showlegend=False,
+        xaxis={"showticklabels": False},
+        yaxis={"showticklabels": False, "scaleanchor": "x"},
+    )
     return fig
 
 
@@ -99,16 +145,38 @@ def hover_text(atlas: Atlas, max_cols: int = 6) -> list[str]:
     labels = atlas.labels
     cols = [c for c in labels.columns if c not in ("pattern",)][:max_cols]
     rows = labels[cols].astype(str).to_numpy()
-    return [f"id {i}<br>" + "<br>".join(f"{c}: {v}" for c, v in zip(cols, row, strict=True))
-            for i, row in enumerate(rows)]  # fmt: skip
+    return [
+        f"id {i}<br>" + "<br>".join(f"{c}: {v}" for c, v in zip(cols, row, strict=True))
+        for i, row in enumerate(rows)
+    ]
 
 
-def add_points(fig: go.Figure, xy: np.ndarray, name: str, symbol: str = "x", size: int = 14,
-               color: str = "red", text: list[str] | None = None, line: bool = False) -> None:  # fmt: skip
-    fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines+markers" if line else "markers",
-                             name=name, text=text, hovertemplate="%{text}<extra></extra>" if text else None,
-                             marker={"symbol": symbol, "size": size, "color": color,
-                                     "line": {"width": 1, "color": "black"}}))  # fmt: skip
+def add_points(
+    fig: go.Figure,
+    xy: np.ndarray,
+    name: str,
+    symbol: str = "x",
+    size: int = 14,
+    color: str = "red",
+    text: list[str] | None = None,
+    line: bool = False,
+) -> None:
+    fig.add_trace(
+        go.Scatter(
+            x=xy[:, 0],
+            y=xy[:, 1],
+            mode="lines+markers" if line else "markers",
+            name=name,
+            text=text,
+            hovertemplate="%{text}<extra></extra>" if text else None,
+            marker={
+                "symbol": symbol,
+                "size": size,
+                "color": color,
+                "line": {"width": 1, "color": "black"},
+            },
+        )
+    )
 
 
 def kl_bar_spec(atlas: Atlas, dims: tuple[int, ...]) -> dict:
@@ -120,13 +188,25 @@ def kl_bar_spec(atlas: Atlas, dims: tuple[int, ...]) -> dict:
     return {
         "height": 240,
         "layer": [
-            {"data": {"values": values}, "mark": "bar",
-             "encoding": {"x": {"field": "dim", "type": "nominal", "sort": None, "title": None},
-                          "y": {"field": "kl", "type": "quantitative", "title": "mean KL (nats)"},
-                          "color": {"field": "slider", "type": "nominal", "title": "slider",
-                                    "scale": {"domain": [True, False], "range": ["crimson", "steelblue"]}},
-                          "tooltip": [{"field": "dim"}, {"field": "kl", "format": ".3f"}]}},
-            {"data": {"values": [{"y": 0.01}]}, "mark": {"type": "rule", "strokeDash": [4, 4], "color": "grey"},
-             "encoding": {"y": {"field": "y", "type": "quantitative"}}},
+            {
+                "data": {"values": values},
+                "mark": "bar",
+                "encoding": {
+                    "x": {"field": "dim", "type": "nominal", "sort": None, "title": None},
+                    "y": {"field": "kl", "type": "quantitative", "title": "mean KL (nats)"},
+                    "color": {
+                        "field": "slider",
+                        "type": "nominal",
+                        "title": "slider",
+                        "scale": {"domain": [True, False], "range": ["crimson", "steelblue"]},
+                    },
+                    "tooltip": [{"field": "dim"}, {"field": "kl", "format": ".3f"}],
+                },
+            },
+            {
+                "data": {"values": [{"y": 0.01}]},
+                "mark": {"type": "rule", "strokeDash": [4, 4], "color": "grey"},
+                "encoding": {"y": {"field": "y", "type": "quantitative"}},
+            },
         ],
-    }  # fmt: skip
+    }

@@ -14,8 +14,8 @@ from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
 from diffusion.schedulers import SAMPLERS
 from explorer import generate, serving, sources
 from explorer.images import to_png
+from frames import SUFFIXES, ImageError
 from vae.checkpoint import CheckpointError
-from vae.data import SUFFIXES, ImageError
 from views import figures, state, widgets
 
 SOURCES = ("Dataset pattern", "Draw", "Upload")
@@ -49,8 +49,12 @@ def _grid(images: np.ndarray, captions: list[str], per_row: int) -> None:
     """Model-sized images in rows of equal columns, enlarged 2× as lossless PNGs (st.image of a
     list wraps wherever the width runs out)."""
     for start in range(0, len(images), per_row):
-        for col, img, cap in zip(st.columns(per_row), images[start : start + per_row],
-                                 captions[start : start + per_row], strict=False):  # fmt: skip
+        for col, img, cap in zip(
+            st.columns(per_row),
+            images[start : start + per_row],
+            captions[start : start + per_row],
+            strict=False,
+        ):
             col.image(to_png(img, scale=2), caption=cap, width="stretch", output_format="PNG")
 
 
@@ -66,15 +70,21 @@ st.caption(
 paths = state.generator_paths(checkpoint.id)
 path = None
 if len(paths) > 1:
-    path = st.selectbox("Generator", paths, format_func=_shown, key="gen_generator",
-                        help="Every generator trained for this model: shipped ones first, then "
-                        "runs, newest first")  # fmt: skip
+    path = st.selectbox(
+        "Generator",
+        paths,
+        format_func=_shown,
+        key="gen_generator",
+        help="Every generator trained for this model: shipped ones first, then runs, newest first",
+    )
 elif paths:
     path = paths[0]
 if path is None:
     data = getattr(dataset, "root", None)
-    command = (f"python -m diffusion.train --vae {_shown(checkpoint.path)} --data {_shown(data)} "
-               f"--out runs/gen-{Path(checkpoint.path).name}")  # fmt: skip
+    command = (
+        f"python -m diffusion.train --vae {_shown(checkpoint.path)} --data {_shown(data)} "
+        f"--out runs/gen-{Path(checkpoint.path).name}"
+    )
     needs = (
         ""
         if "pattern" in dataset.labels.columns
@@ -104,8 +114,11 @@ def dataset_input() -> tuple[np.ndarray | None, str]:
     i = int(st.number_input(f"Sample (0–{n - 1})", 0, n - 1, 0, key="gen_index"))
     pattern = generate.dataset_pattern(dataset, i, size)
     if pattern is None:
-        st.info("This dataset names no input patterns (labels.csv has no pattern column): "
-                "draw or upload one.", icon=":material/info:")  # fmt: skip
+        st.info(
+            "This dataset names no input patterns (labels.csv has no pattern column): "
+            "draw or upload one.",
+            icon=":material/info:",
+        )
         return None, ""
     labels = dataset.labels
     digit = labels["digit"].iloc[i] if "digit" in labels.columns else None
@@ -118,13 +131,23 @@ def draw_input() -> tuple[np.ndarray | None, str]:
     # Imported here: the component registers itself with the running app on import.
     from streamlit_drawable_canvas import st_canvas
 
-    drawn = st_canvas(stroke_width=STROKE, stroke_color="#ffffff", background_color="#000000",
-                      width=CANVAS, height=CANVAS, drawing_mode="freedraw",
-                      return_image_data=True, key="gen_canvas")  # fmt: skip
+    drawn = st_canvas(
+        stroke_width=STROKE,
+        stroke_color="#ffffff",
+        background_color="#000000",
+        width=CANVAS,
+        height=CANVAS,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key="gen_canvas",
+    )
     pattern = generate.canvas_pattern(None if drawn is None else drawn.image_data, size)
     if pattern is None:
-        st.info("Draw a pattern, white on black: a digit filling the square, say, like the "
-                "training patterns. Then press Generate.", icon=":material/draw:")  # fmt: skip
+        st.info(
+            "Draw a pattern, white on black: a digit filling the square, say, like the "
+            "training patterns. Then press Generate.",
+            icon=":material/draw:",
+        )
     return pattern, "drawn"
 
 
@@ -158,17 +181,32 @@ source = st.radio("Pattern", SOURCES, horizontal=True, key="gen_source")
 st.session_state.pop("gen_truth_of", None)
 left, right = st.columns([1, 2], gap="large")
 with left:
-    pattern, label = {SOURCES[0]: dataset_input, SOURCES[1]: draw_input,
-                      SOURCES[2]: upload_input}[source]()  # fmt: skip
+    pattern, label = {SOURCES[0]: dataset_input, SOURCES[1]: draw_input, SOURCES[2]: upload_input}[
+        source
+    ]()
 with right:
     c = st.columns(5)
-    sampler = c[0].selectbox("Sampler", SAMPLERS, SAMPLERS.index(SAMPLER), key="gen_sampler",
-                             help="The default scored best on a validation split; docs/generator.md compares them")  # fmt: skip
+    sampler = c[0].selectbox(
+        "Sampler",
+        SAMPLERS,
+        SAMPLERS.index(SAMPLER),
+        key="gen_sampler",
+        help="The default scored best on a validation split; docs/generator.md compares them",
+    )
     steps = int(c[1].number_input("Steps", 1, 200, STEPS, key="gen_steps"))
-    guidance = float(c[2].number_input("Guidance", 0.0, 10.0, GUIDANCE, 0.5, key="gen_guidance",
-                                       help="Classifier-free guidance w: 1 = none, 0 ignores the "
-                                       "pattern, above 1 follows it more closely at the cost of "
-                                       "variety"))  # fmt: skip
+    guidance = float(
+        c[2].number_input(
+            "Guidance",
+            0.0,
+            10.0,
+            GUIDANCE,
+            0.5,
+            key="gen_guidance",
+            help="Classifier-free guidance w: 1 = none, 0 ignores the "
+            "pattern, above 1 follows it more closely at the cost of "
+            "variety",
+        )
+    )
     seed = int(c[3].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed"))
     n = int(c[4].number_input("Samples", 1, 32, 8, key="gen_n"))
     preview, status = st.columns([1, 3])
@@ -177,8 +215,13 @@ with right:
             widgets.show_image(
                 pattern, f"what the generator sees: {label}, {size}×{size}", width=128
             )
-    run = status.button("Generate", key="gen_run", type="primary", icon=":material/auto_awesome:",
-                        disabled=pattern is None)  # fmt: skip
+    run = status.button(
+        "Generate",
+        key="gen_run",
+        type="primary",
+        icon=":material/auto_awesome:",
+        disabled=pattern is None,
+    )
 
 region = state.lit_region(dataset, checkpoint.model_config.image_size)
 # The result stands for this model, generator and dataset (the truth and the lit region are the
@@ -210,9 +253,15 @@ if pattern is not None and (run or (last is None and source == SOURCES[0])):
             truth=recorded,
         )
     truth_label = "recorded" if recorded is not None else "the fibre's model"
-    last = {"where": where, "request": request, "label": label, "settings": settings,
-            "result": result, "truth_label": truth_label,
-            "fibre_note": generate.fibre_note(served, getattr(dataset, "root", None))}  # fmt: skip
+    last = {
+        "where": where,
+        "request": request,
+        "label": label,
+        "settings": settings,
+        "result": result,
+        "truth_label": truth_label,
+        "fibre_note": generate.fibre_note(served, getattr(dataset, "root", None)),
+    }
     st.session_state["gen_last"] = last
 if last is None:
     st.stop()
@@ -225,8 +274,10 @@ with status:
         st.caption(f"Below: the result for the last pattern generated from ({last['label']}).")
     elif request != last["request"]:
         st.caption(":material/refresh: The pattern or the settings changed: press Generate.")
-    st.caption(f"{n_} samples in {res.seconds:.1f} s ({steps_} {sampler_} steps, guidance "
-               f"{guidance_:g}, seed {seed_}).")  # fmt: skip
+    st.caption(
+        f"{n_} samples in {res.seconds:.1f} s ({steps_} {sampler_} steps, guidance "
+        f"{guidance_:g}, seed {seed_})."
+    )
     if res.similarity is not None:
         st.caption(
             f"Cosine similarity to the nearest of the {len(served.train_patterns)} training "
@@ -249,8 +300,9 @@ with cols[0]:
     widgets.show_image(res.pattern, f"input pattern ({last['label']})")
 with cols[1]:
     if res.truth is not None:
-        widgets.show_image(res.truth, f"true speckle ({last['truth_label']}) · "
-                                      f"{_line(m.get('truth'), pcc=False)}")  # fmt: skip
+        widgets.show_image(
+            res.truth, f"true speckle ({last['truth_label']}) · {_line(m.get('truth'), pcc=False)}"
+        )
     else:
         st.caption("no true speckle: the dataset's fibre is unknown (not simulated)")
 with cols[2]:
@@ -278,8 +330,11 @@ st.caption(
 
 st.subheader("Samples")
 with st.container(key="gen_samples"):
-    _grid(res.samples, [f"sample {j} · {_line(m.get(f'sample {j}'))}" for j in range(len(res.samples))],
-          PER_ROW)  # fmt: skip
+    _grid(
+        res.samples,
+        [f"sample {j} · {_line(m.get(f'sample {j}'))}" for j in range(len(res.samples))],
+        PER_ROW,
+    )
 
 strip, where_col = st.columns([3, 2], gap="large")
 with strip:
@@ -290,12 +345,26 @@ with where_col:
     proj, map_status = state.projection(atlas, st.session_state.get("atlas_method", "umap"))
     fig = figures.context_map(proj.coords, height=320)
     xy = proj.place_nearest(atlas.active_index, res.latents[:, atlas.active])
-    figures.add_points(fig, xy, "samples", symbol="star", size=14, color="crimson",
-                       text=[f"sample {j}" for j in range(len(xy))])  # fmt: skip
+    figures.add_points(
+        fig,
+        xy,
+        "samples",
+        symbol="star",
+        size=14,
+        color="crimson",
+        text=[f"sample {j}" for j in range(len(xy))],
+    )
     if res.truth_latent is not None:
         t = proj.place_nearest(atlas.active_index, res.truth_latent[None, atlas.active])
-        figures.add_points(fig, t, "true speckle", symbol="diamond", size=14, color="gold",
-                           text=["true speckle (its μ)"])  # fmt: skip
+        figures.add_points(
+            fig,
+            t,
+            "true speckle",
+            symbol="diamond",
+            size=14,
+            color="gold",
+            text=["true speckle (its μ)"],
+        )
     st.plotly_chart(fig, key="gen_map", width="stretch")
     st.caption(
         "The samples (red stars) and the true speckle's latent (gold diamond) on the map, placed "

@@ -37,12 +37,21 @@ def endpoint(col, label: str, default_id: int, key: str) -> tuple[np.ndarray, st
     chosen = st.session_state.get(f"interp_upload_{key}")
     if uploads:
         kinds = ["sample", "upload"]
-        kind = col.radio(label, kinds, index=1 if chosen in uploads else 0, horizontal=True,
-                         key=f"interp_kind_{key}")  # fmt: skip
+        kind = col.radio(
+            label,
+            kinds,
+            index=1 if chosen in uploads else 0,
+            horizontal=True,
+            key=f"interp_kind_{key}",
+        )
         if kind == "upload":
             names = list(uploads)
-            name = col.selectbox("Upload", names, index=names.index(chosen) if chosen in names else 0,
-                                 key=f"interp_up_{key}")  # fmt: skip
+            name = col.selectbox(
+                "Upload",
+                names,
+                index=names.index(chosen) if chosen in names else 0,
+                key=f"interp_up_{key}",
+            )
             return np.asarray(uploads[name], np.float32), name, None
     i = int(col.number_input(f"{label} sample id", 0, n - 1, int(default_id), key=f"interp_{key}"))
     return atlas.mu[i], f"#{i}", i
@@ -59,8 +68,13 @@ if selection:
 proj, status = state.projection(atlas, st.session_state.get("atlas_method", "umap"))
 zs, frames, path = interpolation(atlas, proj, za, zb, steps, method)
 
-st.image([np.clip(f, 0, 1) for f in frames], width=96, caption=[f"{t:.2f}" for t in np.linspace(0, 1, steps)],
-         clamp=True, output_format="PNG")  # fmt: skip
+st.image(
+    [np.clip(f, 0, 1) for f in frames],
+    width=96,
+    caption=[f"{t:.2f}" for t in np.linspace(0, 1, steps)],
+    clamp=True,
+    output_format="PNG",
+)
 
 gif = io.BytesIO()
 pil = [
@@ -79,10 +93,25 @@ st.download_button(
 left, right = st.columns(2)
 with left:
     fig = figures.context_map(proj.coords, height=360)
-    figures.add_points(fig, path, "path", symbol="circle", size=8, color="orange", line=True,
-                      text=[f"frame {i}" for i in range(steps)])  # fmt: skip
-    figures.add_points(fig, path[[0, -1]], "ends", symbol="star", size=16, color="red",
-                      text=[f"from {name_a}", f"to {name_b}"])  # fmt: skip
+    figures.add_points(
+        fig,
+        path,
+        "path",
+        symbol="circle",
+        size=8,
+        color="orange",
+        line=True,
+        text=[f"frame {i}" for i in range(steps)],
+    )
+    figures.add_points(
+        fig,
+        path[[0, -1]],
+        "ends",
+        symbol="star",
+        size=16,
+        color="red",
+        text=[f"from {name_a}", f"to {name_b}"],
+    )
     st.plotly_chart(fig, key="interp_map", width="stretch")
     st.caption(
         "Path placed on the map through each frame's nearest latents."
@@ -94,8 +123,14 @@ with right:
     # The typical gap between real neighbours, for scale.
     sample = np.random.default_rng(0).choice(n, min(n, 500), replace=False)
     typical = float(np.median(nearest(atlas.mu, atlas.mu[sample], k=2)[1][:, 1]))
-    table = pd.DataFrame({"frame": np.arange(steps), "t": np.linspace(0, 1, steps),
-                          "contrast K": contrast_batch(frames, region.mask), "distance to nearest sample": dist[:, 0]})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "frame": np.arange(steps),
+            "t": np.linspace(0, 1, steps),
+            "contrast K": contrast_batch(frames, region.mask),
+            "distance to nearest sample": dist[:, 0],
+        }
+    )
     fig2 = go.Figure()
     fig2.add_trace(
         go.Scatter(
@@ -106,10 +141,14 @@ with right:
         go.Scatter(x=table["t"], y=table["contrast K"], name="speckle contrast K", yaxis="y2")
     )
     fig2.add_hline(y=typical, line_dash="dot", annotation_text="typical neighbour distance")
-    fig2.update_layout(height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="t",
-                       yaxis={"title": "latent distance"},
-                       yaxis2={"title": "K", "overlaying": "y", "side": "right"},
-                       legend={"orientation": "h", "y": 1.1})  # fmt: skip
+    fig2.update_layout(
+        height=360,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title="t",
+        yaxis={"title": "latent distance"},
+        yaxis2={"title": "K", "overlaying": "y", "side": "right"},
+        legend={"orientation": "h", "y": 1.1},
+    )
     st.plotly_chart(fig2, key="interp_stats", width="stretch")
     st.dataframe(table.round(4), hide_index=True, height=200)
     st.caption(f"Contrast K in the lit region: {region.source}.")

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from common.run_log import read_metrics
 from explorer.probes import dim_label_scores, probe_table
 from vae.probes import (
     ROBUST_NATS,
@@ -19,7 +20,6 @@ from vae.probes import (
     pca_at_k,
     pca_ev_curve,
 )
-from vae.run_log import read_metrics
 from views import state
 
 checkpoint, dataset, atlas = state.current()
@@ -56,8 +56,13 @@ with right:
     if not rows:
         st.caption("No metrics.jsonl beside this checkpoint.")
     else:
-        fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                            subplot_titles=("reconstruction", "KL (nats)", "active units (validation)"))  # fmt: skip
+        fig = make_subplots(
+            rows=3,
+            cols=1,
+            shared_xaxes=True,
+            vertical_spacing=0.06,
+            subplot_titles=("reconstruction", "KL (nats)", "active units (validation)"),
+        )
         fig.add_trace(
             go.Scatter(
                 x=[r["step"] for r in train], y=[r["recon"] for r in train], name="train recon"
@@ -110,8 +115,13 @@ kl = atlas.kl_per_dim
 order = atlas.dim_order
 fig = go.Figure(go.Bar(x=np.arange(len(kl)), y=kl[order], hovertext=[f"z{d}" for d in order]))
 fig.add_hline(y=0.01, line_dash="dot", annotation_text="0.01 nats")
-fig.update_layout(height=240, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_title="rank",
-                  yaxis_title="mean KL (nats)", yaxis_type="log")  # fmt: skip
+fig.update_layout(
+    height=240,
+    margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    xaxis_title="rank",
+    yaxis_title="mean KL (nats)",
+    yaxis_type="log",
+)
 st.plotly_chart(fig, key="model_kl", width="stretch")
 st.caption(
     f"{atlas.active_units} active units (mean KL > 0.01 nats) of {len(kl)}, total KL {kl.sum():.1f} nats, on this dataset."
@@ -182,9 +192,15 @@ else:
     h1, h2 = st.columns([1, 3])
     k = int(h1.number_input("Top-K dims", 2, 64, 16, key="model_k"))
     scores = _scores(checkpoint.id, dataset.fingerprint(), k)
-    heat = go.Figure(go.Heatmap(z=scores.score.T, x=[f"z{d}" for d in scores.dims],
-                                y=[f"{lab} ({m})" for lab, m in zip(scores.labels, scores.measures, strict=True)],
-                                colorscale="Viridis", zmin=0))  # fmt: skip
+    heat = go.Figure(
+        go.Heatmap(
+            z=scores.score.T,
+            x=[f"z{d}" for d in scores.dims],
+            y=[f"{lab} ({m})" for lab, m in zip(scores.labels, scores.measures, strict=True)],
+            colorscale="Viridis",
+            zmin=0,
+        )
+    )
     heat.update_layout(
         height=80 + 30 * len(scores.labels), margin={"l": 10, "r": 10, "t": 10, "b": 10}
     )
@@ -201,10 +217,22 @@ st.subheader("Explained variance at equal K")
 curve, vae_ev, robust = _ev_curve(checkpoint.id, dataset.fingerprint())
 ev = go.Figure(go.Scatter(x=list(curve), y=list(curve.values()), mode="lines+markers", name="PCA"))
 for kk, name in ((atlas.active_units, "active dims"), (robust, "robust dims")):
-    ev.add_trace(go.Scatter(x=[kk], y=[vae_ev], mode="markers", marker={"size": 12, "symbol": "star"},
-                            name=f"this VAE ({name}: {kk})"))  # fmt: skip
-ev.update_layout(height=300, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_type="log",
-                 xaxis_title="K (components or dims)", yaxis_title="held-out EV")  # fmt: skip
+    ev.add_trace(
+        go.Scatter(
+            x=[kk],
+            y=[vae_ev],
+            mode="markers",
+            marker={"size": 12, "symbol": "star"},
+            name=f"this VAE ({name}: {kk})",
+        )
+    )
+ev.update_layout(
+    height=300,
+    margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    xaxis_type="log",
+    xaxis_title="K (components or dims)",
+    yaxis_title="held-out EV",
+)
 st.plotly_chart(ev, key="model_ev", width="stretch")
 st.caption(
     f"This VAE's EV is {vae_ev:.3f} with {atlas.active_units} active dims ({robust} with KL > 0.1). "

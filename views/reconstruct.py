@@ -17,8 +17,8 @@ from explorer.uploads import (
     load_uploads,
     posterior_samples,
 )
-from vae.data import MAX_FILE_BYTES, MAX_UPLOAD_FRAMES, Layout, Normalization
-from vae.data.layout import AXES_3D
+from frames import MAX_FILE_BYTES, MAX_UPLOAD_FRAMES, Layout, Normalization
+from frames.layout import AXES_3D
 from views import figures, state, widgets
 
 checkpoint, dataset, atlas = state.current()
@@ -41,8 +41,12 @@ o1, o2, o3, o4 = st.columns(4)
 window = int(o1.number_input("Local-contrast window (px)", 3, 31, 7, 2, key="rec_window"))
 k = int(o2.number_input("Nearest training samples", 1, 12, 5, key="rec_k"))
 n_samples = int(o3.number_input("Posterior samples (0 = none)", 0, 8, 0, key="rec_samples"))
-axes = o4.selectbox("Stack axis order", AXES_3D, key="rec_axes",
-                    help="Of HDF5 and .mat stacks: NHW (frames first), or MATLAB's HWN")  # fmt: skip
+axes = o4.selectbox(
+    "Stack axis order",
+    AXES_3D,
+    key="rec_axes",
+    help="Of HDF5 and .mat stacks: NHW (frames first), or MATLAB's HWN",
+)
 
 if not files:
     st.info("Upload one or more images to start.", icon=":material/upload:")
@@ -109,8 +113,13 @@ for u in good:
     rows.append(row)
 table = pd.DataFrame(rows)
 st.dataframe(table.round(4), hide_index=True)
-st.download_button("Download metrics (CSV)", table.to_csv(index=False).encode(), "reconstruct_metrics.csv",
-                   "text/csv", key="rec_csv")  # fmt: skip
+st.download_button(
+    "Download metrics (CSV)",
+    table.to_csv(index=False).encode(),
+    "reconstruct_metrics.csv",
+    "text/csv",
+    key="rec_csv",
+)
 st.caption(
     "Pixelwise: MSE, PSNR (data range 1), SSIM, PCC. Speckle: contrast ratio K_rec/K_in (global, and "
     f"local in a {window}×{window} window), hist_w1 = Wasserstein-1 distance of the mean-normalized "
@@ -156,16 +165,22 @@ with right:
     # "Interpolatio…" twice.
     st.caption("Send this image to")
     b1, b2, b3 = st.columns(3)
-    if b1.button("Traverse", key="rec_to_traverse", help="Start the Traverse sliders from its μ",
-                 width="stretch"):  # fmt: skip
+    if b1.button(
+        "Traverse",
+        key="rec_to_traverse",
+        help="Start the Traverse sliders from its μ",
+        width="stretch",
+    ):
         st.session_state["traverse_start"] = ("upload", u.name, u.mu.tolist())
         st.switch_page("views/traverse.py")
-    if b2.button("Path start", key="rec_to_interp_a", help="First endpoint on Interpolate",
-                 width="stretch"):  # fmt: skip
+    if b2.button(
+        "Path start", key="rec_to_interp_a", help="First endpoint on Interpolate", width="stretch"
+    ):
         st.session_state["interp_upload_a"] = u.name
         st.switch_page("views/interpolate.py")
-    if b3.button("Path end", key="rec_to_interp_b", help="Last endpoint on Interpolate",
-                 width="stretch"):  # fmt: skip
+    if b3.button(
+        "Path end", key="rec_to_interp_b", help="Last endpoint on Interpolate", width="stretch"
+    ):
         st.session_state["interp_upload_b"] = u.name
         st.switch_page("views/interpolate.py")
 
@@ -181,18 +196,40 @@ with cols[3]:
     hist = go.Figure()
     for img, label in ((u.image, "input"), (u.recon, "reconstruction")):
         m = img.mean()
-        hist.add_trace(go.Histogram(x=(img / m).ravel() if m > 0 else img.ravel(), name=label, opacity=0.6,
-                                    histnorm="probability density", nbinsx=60))  # fmt: skip
+        hist.add_trace(
+            go.Histogram(
+                x=(img / m).ravel() if m > 0 else img.ravel(),
+                name=label,
+                opacity=0.6,
+                histnorm="probability density",
+                nbinsx=60,
+            )
+        )
     grid = np.linspace(0, 6, 100)
     hist.add_trace(go.Scatter(x=grid, y=np.exp(-grid), name="exp(−I)", line={"dash": "dot"}))
-    hist.update_layout(barmode="overlay", height=220, margin={"l": 5, "r": 5, "t": 5, "b": 5},
-                       xaxis_title="I / ⟨I⟩", legend={"orientation": "h", "y": -0.3})  # fmt: skip
+    hist.update_layout(
+        barmode="overlay",
+        height=220,
+        margin={"l": 5, "r": 5, "t": 5, "b": 5},
+        xaxis_title="I / ⟨I⟩",
+        legend={"orientation": "h", "y": -0.3},
+    )
     st.plotly_chart(hist, key="rec_hist", width="stretch")
 
 if n_samples:
     samples = posterior_samples(u, atlas, n_samples)
-    st.image([np.clip(s, 0, 1) for s in samples], width=110, caption=[f"z ~ q(z|x) #{i}" for i in range(n_samples)],
-             clamp=True, output_format="PNG")  # fmt: skip
+    st.image(
+        [np.clip(s, 0, 1) for s in samples],
+        width=110,
+        caption=[f"z ~ q(z|x) #{i}" for i in range(n_samples)],
+        clamp=True,
+        output_format="PNG",
+    )
 st.markdown(f"**{k} nearest training samples** (in latent space)")
-st.image([dataset.image(int(i)) for i in u.neighbours], width=110,
-         caption=[f"#{int(i)}" for i in u.neighbours], clamp=True, output_format="PNG")  # fmt: skip
+st.image(
+    [dataset.image(int(i)) for i in u.neighbours],
+    width=110,
+    caption=[f"#{int(i)}" for i in u.neighbours],
+    clamp=True,
+    output_format="PNG",
+)

@@ -36,8 +36,11 @@ PER_SESSION_ENV = "SPECKLE_VAE_JOBS_PER_SESSION"  # running or queued jobs per b
 @st.cache_resource
 def manager() -> JobManager:
     """One job manager per server process, shared by every session."""
-    m = JobManager(sources.jobs_root(), max_running=int(os.environ.get(MAX_JOBS_ENV, "1")),
-                   per_session=int(os.environ.get(PER_SESSION_ENV, "1")))  # fmt: skip
+    m = JobManager(
+        sources.jobs_root(),
+        max_running=int(os.environ.get(MAX_JOBS_ENV, "1")),
+        per_session=int(os.environ.get(PER_SESSION_ENV, "1")),
+    )
     m.start_watcher()
     return m
 
@@ -60,8 +63,17 @@ c1, c2 = st.columns([2, 1])
 selection = st.session_state.get("selection", [])
 modes = (["map selection"] if selection else []) + ["label filter", "random sample"]
 mode = c1.radio("Images", modes, horizontal=True, key="rt_mode")
-cap = int(c2.number_input("Cap", 16, 100_000, SUBSET_CAP, 64, key="rt_cap",
-                          help="Larger subsets take proportionally longer per epoch"))  # fmt: skip
+cap = int(
+    c2.number_input(
+        "Cap",
+        16,
+        100_000,
+        SUBSET_CAP,
+        64,
+        key="rt_cap",
+        help="Larger subsets take proportionally longer per epoch",
+    )
+)
 if mode == "map selection":
     ids = list(selection)
 elif mode == "label filter":
@@ -85,8 +97,12 @@ st.markdown(f"**{len(ids)} images** in the subset" + (f" (capped at {cap})" if c
 # --- settings
 st.subheader("Settings")
 s1, s2, s3, s4, s5 = st.columns(5)
-beta_text = s1.text_input("β (a list sweeps)", str(checkpoint.beta), key="rt_beta",
-                          help=f"In the {checkpoint.recon} convention, like the loaded model")  # fmt: skip
+beta_text = s1.text_input(
+    "β (a list sweeps)",
+    str(checkpoint.beta),
+    key="rt_beta",
+    help=f"In the {checkpoint.recon} convention, like the loaded model",
+)
 schedule = s2.selectbox("Schedule", SCHEDULES, key="rt_schedule")
 steps = int(s3.number_input("Steps", 10, 20000, 300, 50, key="rt_steps"))
 lr = float(
@@ -105,11 +121,18 @@ request = None
 if betas and len(ids) >= 4:
     try:
         request = JobRequest(
-            data=str(dataset.root), names=names, betas=betas, steps=steps, lr=lr, schedule=schedule,
-            init_from=str(checkpoint.path) if start == "loaded model" else None, preset=preset,
-            recon=checkpoint.recon, normalization=checkpoint.config["preprocessing"]["normalization"]["mode"],
+            data=str(dataset.root),
+            names=names,
+            betas=betas,
+            steps=steps,
+            lr=lr,
+            schedule=schedule,
+            init_from=str(checkpoint.path) if start == "loaded model" else None,
+            preset=preset,
+            recon=checkpoint.recon,
+            normalization=checkpoint.config["preprocessing"]["normalization"]["mode"],
             batch_size=min(32, max(4, len(ids) // 4)),
-        )  # fmt: skip
+        )
     except ValueError as e:
         st.error(str(e))
 if st.button("Start", type="primary", disabled=request is None, key="rt_start_btn"):
@@ -199,18 +222,43 @@ st.dataframe(table.round(5), hide_index=True)
 rd = go.Figure()
 for label, (_, m) in measured.items():
     base = label.startswith("base")
-    rd.add_trace(go.Scatter(x=[m["rate_nats"]], y=[m["distortion_mse"]], mode="markers+text", text=[label],
-                            textposition="top center", customdata=[label], name=label,
-                            marker={"size": 16 if base else 12, "symbol": "star" if base else "circle",
-                                    "color": "black" if base else "crimson"}))  # fmt: skip
+    rd.add_trace(
+        go.Scatter(
+            x=[m["rate_nats"]],
+            y=[m["distortion_mse"]],
+            mode="markers+text",
+            text=[label],
+            textposition="top center",
+            customdata=[label],
+            name=label,
+            marker={
+                "size": 16 if base else 12,
+                "symbol": "star" if base else "circle",
+                "color": "black" if base else "crimson",
+            },
+        )
+    )
 runs_only = [m for label, (_, m) in measured.items() if not label.startswith("base")]
 if len(runs_only) > 1:
     order = sorted(runs_only, key=lambda m: m["rate_nats"])
-    rd.add_trace(go.Scatter(x=[m["rate_nats"] for m in order], y=[m["distortion_mse"] for m in order],
-                            mode="lines", line={"dash": "dot", "color": "crimson"}, showlegend=False,
-                            hoverinfo="skip"))  # fmt: skip
-rd.update_layout(height=360, xaxis_title="rate: KL (nats per image)", yaxis_title="distortion: MSE per pixel",
-                 margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False, clickmode="event+select")  # fmt: skip
+    rd.add_trace(
+        go.Scatter(
+            x=[m["rate_nats"] for m in order],
+            y=[m["distortion_mse"] for m in order],
+            mode="lines",
+            line={"dash": "dot", "color": "crimson"},
+            showlegend=False,
+            hoverinfo="skip",
+        )
+    )
+rd.update_layout(
+    height=360,
+    xaxis_title="rate: KL (nats per image)",
+    yaxis_title="distortion: MSE per pixel",
+    margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    showlegend=False,
+    clickmode="event+select",
+)
 r1, r2 = st.columns([3, 2])
 with r1:
     st.plotly_chart(rd, key="rt_rd", on_select="rerun", selection_mode=("points",), width="stretch")
@@ -278,8 +326,13 @@ for label, a in (("base", base_atlas), (choice, run_atlas)):
         go.Scatter(y=np.sort(a.kl_per_dim)[::-1][:128], name=f"{label}: {a.active_units} active")
     )
 kl_fig.add_hline(y=0.01, line_dash="dot")
-kl_fig.update_layout(height=260, yaxis_type="log", xaxis_title="dim rank", yaxis_title="KL (nats)",
-                     margin={"l": 10, "r": 10, "t": 10, "b": 10})  # fmt: skip
+kl_fig.update_layout(
+    height=260,
+    yaxis_type="log",
+    xaxis_title="dim rank",
+    yaxis_title="KL (nats)",
+    margin={"l": 10, "r": 10, "t": 10, "b": 10},
+)
 st.plotly_chart(kl_fig, key="rt_kl", width="stretch")
 st.caption(
     f"Speckle contrast ratio K_rec/K_in in the lit region ({state.lit_region(dataset, checkpoint.model_config.image_size).source}): "

@@ -24,8 +24,10 @@ def pages(specs: list[tuple[str, str, str]]) -> list[st.Page]:
     sessions must not share."""
     key = tuple(specs)
     if key not in _pages:
-        _pages[key] = [st.Page(path, title=title, icon=icon, default=i == 0)
-                       for i, (path, title, icon) in enumerate(specs)]  # fmt: skip
+        _pages[key] = [
+            st.Page(path, title=title, icon=icon, default=i == 0)
+            for i, (path, title, icon) in enumerate(specs)
+        ]
     return [copy.copy(page) for page in _pages[key]]
 
 
@@ -37,11 +39,22 @@ def map_placeholder(page: st.Page):
     if served or not in_runtime() or page.title != "Atlas":
         return None
     fig = go.Figure()
-    fig.add_annotation(text="the map appears here once the model and the dataset's latents are loaded",
-                       showarrow=False, font={"color": "grey", "size": 15}, x=0.5, y=0.5,
-                       xref="paper", yref="paper")  # fmt: skip
-    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 10}, plot_bgcolor="#f4f4f6",
-                      xaxis={"visible": False}, yaxis={"visible": False})  # fmt: skip
+    fig.add_annotation(
+        text="the map appears here once the model and the dataset's latents are loaded",
+        showarrow=False,
+        font={"color": "grey", "size": 15},
+        x=0.5,
+        y=0.5,
+        xref="paper",
+        yref="paper",
+    )
+    fig.update_layout(
+        height=520,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        plot_bgcolor="#f4f4f6",
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+    )
     slot = st.empty()
     with slot.container():
         st.title("Atlas")

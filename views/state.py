@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from explorer import cache, images, map_process, sources
+from common import cache
+from explorer import images, map_process, sources
 from explorer.atlas import Atlas, build_atlas, build_projection
 from explorer.projection import Projection
 from explorer.tasks import Task
+from frames import ImageFolder, Normalization
+from speckle.lit_region import LitRegion, dataset_region
 from vae.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from vae.data import ImageFolder, Normalization
-from vae.lit_region import LitRegion, dataset_region
 
 if TYPE_CHECKING:
     from explorer.generate import Served  # the diffusion modules load on the Generate page only
@@ -74,8 +75,13 @@ def load_dataset(name: str, checkpoint: Checkpoint) -> ImageFolder:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _atlas(checkpoint_id: str, dataset_fp: str, _checkpoint: Checkpoint, _dataset) -> Atlas:
     bar = st.progress(0.0, "encoding the dataset")
-    atlas = build_atlas(_checkpoint, _dataset, progress=lambda f, msg: bar.progress(min(f, 1.0), msg),
-                        defer_errors=True, background_nice=BACKGROUND_NICE)  # fmt: skip
+    atlas = build_atlas(
+        _checkpoint,
+        _dataset,
+        progress=lambda f, msg: bar.progress(min(f, 1.0), msg),
+        defer_errors=True,
+        background_nice=BACKGROUND_NICE,
+    )
     bar.empty()
     return atlas
 
@@ -88,8 +94,13 @@ def _projection_task(checkpoint_id: str, dataset_fp: str, params: tuple, _atlas:
     method, n_neighbors, min_dist, metric = params
     if method == "pca":
         return Task("map-pca", lambda: build_projection(_atlas, "pca")).start()
-    return Task(f"map-{method}", lambda: map_process.build_projection(
-        _atlas, method, n_neighbors, min_dist, metric, nice=BACKGROUND_NICE), defer=True).start()  # fmt: skip
+    return Task(
+        f"map-{method}",
+        lambda: map_process.build_projection(
+            _atlas, method, n_neighbors, min_dist, metric, nice=BACKGROUND_NICE
+        ),
+        defer=True,
+    ).start()
 
 
 def recon_errors(atlas: Atlas) -> np.ndarray:
@@ -116,8 +127,10 @@ def current(refresh: bool = False) -> tuple[Checkpoint, ImageFolder, Atlas]:
     """The model, dataset and atlas chosen in the sidebar. app.py asks first in every run
     (refresh=True: checked against the model's files and the session's last answer); the
     page's question in the same run gets that answer."""
-    key = (st.session_state.get("model", sources.DEMO_MODEL),
-           st.session_state.get("dataset", sources.SIMULATED))  # fmt: skip
+    key = (
+        st.session_state.get("model", sources.DEMO_MODEL),
+        st.session_state.get("dataset", sources.SIMULATED),
+    )
     memo = getattr(_this_run, "current", None)
     if not refresh and memo is not None and memo[0] == key:
         return memo[1]
@@ -139,8 +152,13 @@ def current(refresh: bool = False) -> tuple[Checkpoint, ImageFolder, Atlas]:
     return result
 
 
-def projection(atlas: Atlas, method: str = "umap", n_neighbors: int = 15, min_dist: float = 0.1,
-               metric: str = "euclidean") -> tuple[Projection, str]:  # fmt: skip
+def projection(
+    atlas: Atlas,
+    method: str = "umap",
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+) -> tuple[Projection, str]:
     """The requested map if ready, else the PCA map, with a status line for the page."""
     method = method.lower()  # the Atlas page's radio says "UMAP"/"PCA"
     params = (method, n_neighbors, min_dist, metric)
@@ -168,16 +186,24 @@ def projection(atlas: Atlas, method: str = "umap", n_neighbors: int = 15, min_di
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _grid(checkpoint_id: str, dataset_fp: str, z0: bytes, dims: tuple[int, ...], steps: int,
-          _checkpoint: Checkpoint, _atlas: Atlas) -> bytes:  # fmt: skip
+def _grid(
+    checkpoint_id: str,
+    dataset_fp: str,
+    z0: bytes,
+    dims: tuple[int, ...],
+    steps: int,
+    _checkpoint: Checkpoint,
+    _atlas: Atlas,
+) -> bytes:
     from explorer import serving
 
     z = np.frombuffer(z0, np.float32)
     return images.traversal_grid(serving.model(_checkpoint), z, dims, steps, _atlas.scale)
 
 
-def traversal_grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...],
-                   steps: int) -> bytes:  # fmt: skip
+def traversal_grid(
+    checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int, ...], steps: int
+) -> bytes:
     """explorer.images.traversal_grid, cached per model, dataset, start, dims and steps. Show it
     with st.image's default width ("content": its own width, at most the column's, scaled by the
     browser): an int width smaller than the image makes Streamlit resize and re-encode it on

@@ -73,23 +73,32 @@ def _start(atlas: Atlas, n: int, dz: int) -> tuple[np.ndarray, str, int]:
 
 
 @st.fragment
-def _sliders(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: str,
-             dims: tuple[int, ...]) -> None:  # fmt: skip
+def _sliders(
+    checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: str, dims: tuple[int, ...]
+) -> None:
     """Only this fragment reruns on a slider move: decode one z, place it on the map."""
     with st.container(key="trav_live"):
         _slider_body(checkpoint, atlas, z0, start_name, dims)
 
 
-def _slider_body(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: str,
-                 dims: tuple[int, ...]) -> None:  # fmt: skip
+def _slider_body(
+    checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, start_name: str, dims: tuple[int, ...]
+) -> None:
     kl = atlas.kl_per_dim
     left, right = st.columns([3, 2])
     offsets = {}
     with left:
         grid = st.columns(2)
         for j, d in enumerate(dims):
-            offsets[d] = grid[j % 2].slider(f"z{d}  ·  KL {kl[d]:.2f} nats", -3.0, 3.0, 0.0, 0.1,
-                                            key=f"trav_{d}", format="%+.1f σ")  # fmt: skip
+            offsets[d] = grid[j % 2].slider(
+                f"z{d}  ·  KL {kl[d]:.2f} nats",
+                -3.0,
+                3.0,
+                0.0,
+                0.1,
+                key=f"trav_{d}",
+                format="%+.1f σ",
+            )
         # A callback, which runs before the sliders are drawn: once drawn, their values can no
         # longer be set in this run.
         st.button("Reset sliders", key="trav_reset", on_click=_reset, args=(dims,))
@@ -118,8 +127,9 @@ def _reset(dims: tuple[int, ...]) -> None:
         st.session_state[f"trav_{d}"] = 0.0
 
 
-def _decode_and_place(model, atlas: Atlas, proj: Projection,
-                      z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _decode_and_place(
+    model, atlas: Atlas, proj: Projection, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The decoded image of z and its place on the map: one trip to the interactive thread."""
     image = decode(model, z[None])[0]
     return image, proj.place_nearest(atlas.active_index, z[None, atlas.active])
@@ -130,11 +140,11 @@ def _grid(checkpoint: Checkpoint, atlas: Atlas, z0: np.ndarray, dims: tuple[int,
     g1, g2 = st.columns([1, 3])
     steps = int(g1.number_input("Steps", 3, 15, 7, key="trav_steps"))
     png = state.traversal_grid(checkpoint, atlas, z0, dims, steps)
-    g2.image(png, caption=f"rows: z{', z'.join(map(str, dims))}; columns: −3σ … +3σ",
-             output_format="PNG")  # fmt: skip
+    g2.image(
+        png, caption=f"rows: z{', z'.join(map(str, dims))}; columns: −3σ … +3σ", output_format="PNG"
+    )
     # Bytes, not a callable: Streamlit stores a callable's result unreferenced by any session, so
     # the orphan sweeps at the end of two reruns (slider moves) can delete it before the browser
     # fetches it, and the click silently downloads nothing (seen once in CI). Bytes are kept for
     # the session across fragment reruns. They are rehashed only on full reruns.
-    g1.download_button("Download grid (PNG)", png, "traversal.png", "image/png",
-                       key="trav_grid_dl")  # fmt: skip
+    g1.download_button("Download grid (PNG)", png, "traversal.png", "image/png", key="trav_grid_dl")

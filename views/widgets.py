@@ -19,8 +19,12 @@ def sidebar() -> None:
         st.session_state["model"] = st.session_state.pop("model_pending")
     models, datasets = state.choices()
     st.sidebar.selectbox("Model", models, key="model", help="Checkpoints under models/ and runs/")
-    st.sidebar.selectbox("Dataset", datasets, key="dataset",
-                         help=f"The simulated set, or a folder under {sources.data_root()}")  # fmt: skip
+    st.sidebar.selectbox(
+        "Dataset",
+        datasets,
+        key="dataset",
+        help=f"The simulated set, or a folder under {sources.data_root()}",
+    )
 
 
 def model_summary(checkpoint: Checkpoint, dataset, atlas: Atlas) -> None:

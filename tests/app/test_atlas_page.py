@@ -161,17 +161,22 @@ def test_cached_atlas_page_is_drawn_without_torch(app, app_env) -> None:
 
     from explorer import sources
     from explorer.atlas import build_atlas, build_projection
+    from frames import ImageFolder, Normalization
     from tests.app.conftest import ROOT
     from vae.checkpoint import load_checkpoint
-    from vae.data import ImageFolder, Normalization
 
     ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL)
     norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])
     atlas = build_atlas(ck, ImageFolder(sources.ensure_simulated(), 64, norm))
     build_projection(atlas, "pca")
-    res = subprocess.run([sys.executable, "-c", CACHED_OPEN, str(ROOT / "app.py")],
-                         env=os.environ | {"PYTHONPATH": str(ROOT)}, cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", CACHED_OPEN, str(ROOT / "app.py")],
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["exception"] == [] and out["title"] == "Atlas"

@@ -15,9 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300,
-                         env=os.environ | {"PYTHONPATH": str(ROOT)} | (env or {}))  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"PYTHONPATH": str(ROOT)} | (env or {}),
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return res
 

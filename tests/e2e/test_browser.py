@@ -26,8 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 # README screenshots: SCREENSHOT_DIR=docs/screenshots python -m pytest tests/e2e
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "tests" / "e2e" / "screenshots"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
 
 pytestmark = pytest.mark.e2e
 
@@ -58,12 +65,27 @@ def server(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     runs = tmp_path_factory.mktemp("runs")
     shutil.copytree(ROOT / "models" / "demo", runs / "demo-copy")  # a second model to compare
-    env = os.environ | {"SPECKLE_VAE_CACHE": str(cache), "SPECKLE_VAE_SIM_N": "400",
-                        "SPECKLE_VAE_RUNS_ROOT": str(runs),
-                        "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba")}  # fmt: skip
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true",
-           "--browser.gatherUsageStats", "false"]  # fmt: skip
+    env = os.environ | {
+        "SPECKLE_VAE_CACHE": str(cache),
+        "SPECKLE_VAE_SIM_N": "400",
+        "SPECKLE_VAE_RUNS_ROOT": str(runs),
+        "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     log = open(cache / "server.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from vae.data.image import _reason
+from frames.image import _reason
 
 if TYPE_CHECKING:
-    from vae.data.datasets import Sample
+    from frames.datasets import Sample
 
 LABEL_FILE = "labels.csv"
 FILE_COLUMNS = ("file", "filename", "name", "path")  # labels.csv filename column, by priority

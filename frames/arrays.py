@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from vae.data.image import (
+from frames.image import (
     MAX_FILE_BYTES,
     RawImage,
     _check_dtype,

@@ -15,15 +15,25 @@ from typing import BinaryIO
 
 import numpy as np
 
-from vae.data.image import MAX_FILE_BYTES, _check_byte_size, _error
-from vae.data.lab import _Found
+from frames.image import MAX_FILE_BYTES, _check_byte_size, _error
+from frames.lab import _Found
 
 MAX_OBJECTS = 10_000  # groups and datasets walked in one HDF5 file
 MAX_DEPTH = 32
 MAX_CHUNKS_CHECKED = 1_000_000
-MATLAB_NUMERIC = {"double": "f8", "single": "f4", "int8": "i1", "uint8": "u1", "int16": "i2",
-                  "uint16": "u2", "int32": "i4", "uint32": "u4", "int64": "i8", "uint64": "u8",
-                  "logical": "u1"}  # fmt: skip
+MATLAB_NUMERIC = {
+    "double": "f8",
+    "single": "f4",
+    "int8": "i1",
+    "uint8": "u1",
+    "int16": "i2",
+    "uint16": "u2",
+    "int32": "i4",
+    "uint32": "u4",
+    "int64": "i8",
+    "uint64": "u8",
+    "logical": "u1",
+}
 MATLAB_SKIPPED = ("char", "cell", "struct", "sparse")
 MATLAB_INTERNAL = ("#refs#", "#subsystem#")  # cell contents and object data of a v7.3 file
 
@@ -83,8 +93,9 @@ def inspect_hdf5(
     return found
 
 
-def _dataset(ds, where: str, size: int, label: str, here: Path | None,
-             root: Path | None) -> _Found | None:  # fmt: skip
+def _dataset(
+    ds, where: str, size: int, label: str, here: Path | None, root: Path | None
+) -> _Found | None:
     loc = f"{label}#{where}"
     cls = ds.attrs.get("MATLAB_class")
     cls = cls.decode() if isinstance(cls, bytes) else cls

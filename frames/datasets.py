@@ -1,5 +1,5 @@
 """Data sets: `ImageFolder` over a folder tree of files (`ArrayDataset`, over an in-memory
-array, is in vae/data/array_dataset.py and re-exported here).
+array, is in frames/array_dataset.py and re-exported here).
 
 `ImageFolder` scans a folder tree once (validating every file, skipping bad ones with one warning
 each) and reads pixels lazily; .npy/.npz stacks give one sample per frame and are memory-mapped
@@ -24,22 +24,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vae.data.array_dataset import ArrayDataset
-from vae.data.arrays import _array_infos, _ArrayInfo, _frame_layout, _load_array
-from vae.data.image import ARRAY_SUFFIXES, ImageError, RawImage, _error, _from_array, _reason
-from vae.data.lab import LabArray, LabReader, file_kind
-from vae.data.lab_samples import probe_lab, read_lab_frame
-from vae.data.labels import PATTERN_COLUMN, match_labels, merge_file_labels, read_labels
-from vae.data.layout import read_layout, same_key, split_name
-from vae.data.normalize import Normalization, preprocess
-from vae.data.reading import ALPHA_MODES, _probe_pil, read_image
-from vae.data.scan import _file_key, _read_scan_record, _write_scan_record, candidate_files
+from frames.array_dataset import ArrayDataset
+from frames.arrays import _array_infos, _ArrayInfo, _frame_layout, _load_array
+from frames.image import ARRAY_SUFFIXES, ImageError, RawImage, _error, _from_array, _reason
+from frames.lab import LabArray, LabReader, file_kind
+from frames.lab_samples import probe_lab, read_lab_frame
+from frames.labels import PATTERN_COLUMN, match_labels, merge_file_labels, read_labels
+from frames.layout import read_layout, same_key, split_name
+from frames.normalize import Normalization, preprocess
+from frames.reading import ALPHA_MODES, _probe_pil, read_image
+from frames.scan import _file_key, _read_scan_record, _write_scan_record, candidate_files
 
 if TYPE_CHECKING:
     import torch
 
 MAX_OPEN_ARRAYS = 32  # memory-mapped stacks kept open per process (each holds a file descriptor)
-logger = logging.getLogger("vae.data")
+logger = logging.getLogger("frames")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class ImageFolder:
     `dataset[i]` is a (1, size, size) float32 tensor. Attributes: `files` [(relative path, frame
     index or None)], `labels` (DataFrame: "file", then the labels.csv columns), `skipped` (one
     message per unusable file), `notes` (what preprocessing does to this data). Bad files are
-    skipped with one `log` call each (default: the "vae.data" logger's warning). Picklable, so
+    skipped with one `log` call each (default: the "frames" logger's warning). Picklable, so
     DataLoader workers work; memory maps are opened lazily in each process."""
 
     def __init__(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from vae.data.image import _reason
+from frames.image import _reason
 
 LAYOUT_FILE = "dataset.toml"
 AXES_3D = ("NHW", "NWH", "HWN", "WHN", "HNW", "WNH")

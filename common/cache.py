@@ -6,7 +6,7 @@ unless SPECKLE_VAE_CACHE names another folder: never in the folder a command is 
 an installed package.
 
 Each entry is `NAME.npz` plus `NAME.json` holding the npz's byte size and sha256: a truncated or
-altered file is detected on read and rebuilt, never used. Writes are atomic (`vae.atomic`) and
+altered file is detected on read and rebuilt, never used. Writes are atomic (`common.atomic`) and
 builders take a file lock (`filelock`, which works on POSIX and Windows alike), so two processes
 building the same entry do not corrupt it and the second one reuses the first one's result.
 """
@@ -25,13 +25,13 @@ import numpy as np
 from filelock import FileLock
 from platformdirs import user_cache_path
 
-from vae.atomic import atomic_path, atomic_write
-from vae.checkpoint import file_sha256
+from common.atomic import atomic_path, atomic_write
+from common.checkpoint_files import file_sha256
 
 CACHE_ENV = "SPECKLE_VAE_CACHE"
 APP_NAME = "speckle-vae"  # the cache's folder name under the platform's user cache folder
 NUMBA_ENV = "NUMBA_CACHE_DIR"
-log = logging.getLogger("explorer.cache")
+log = logging.getLogger("common.cache")
 
 
 def cache_root() -> Path:
@@ -58,7 +58,7 @@ def key(*parts: object) -> str:
 
 
 def scan_record(folder: str | Path) -> Path:
-    """Where ImageFolder keeps what its last scan of `folder` checked (vae.data's scan record),
+    """Where ImageFolder keeps what its last scan of `folder` checked (`frames.scan`'s record),
     so that a restarted app does not decode every unchanged image again."""
     return cache_root() / "scans" / f"{key(Path(folder).resolve())}.json"
 

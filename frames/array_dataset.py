@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from vae.data.image import RawImage
+from frames.image import RawImage
 
 if TYPE_CHECKING:
     import torch

@@ -2,7 +2,7 @@
 v7.3, which is HDF5), each frame one sample.
 
 `inspect_lab` finds a file's arrays from headers only and gives each a role: speckle frames,
-input patterns (a paired recording) or per-frame labels (see vae/data/layout.py for how
+input patterns (a paired recording) or per-frame labels (see frames/layout.py for how
 dataset.toml chooses). `LabReader` then reads one frame at a time: raw, contiguous data is
 memory-mapped, so a 20 GB stack is listed without being read. Anything wrong raises ImageError,
 a one-line "<file>: <problem>"; nothing is read with pickle.
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from vae.data.image import LAB_SUFFIXES, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, _check_shape, _error
-from vae.data.layout import Layout, same_key
+from frames.image import LAB_SUFFIXES, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, _check_shape, _error
+from frames.layout import Layout, same_key
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # Names that mark a paired recording's input patterns when dataset.toml names none.
@@ -116,15 +116,16 @@ def _as_frames(f: _Found, role: str, layout: Layout, label: str) -> LabArray:
     n_axis, transpose, hw = _layout_of(f, layout.axes)
     _check_shape(hw, where)
     if n_axis is not None:
-        from vae.data.arrays import MAX_FRAMES
+        from frames.arrays import MAX_FRAMES
 
         n = f.shape[n_axis]
         if not 0 < n <= MAX_FRAMES:
             raise _error(where, f"{n} frames; a stack holds 1 to {MAX_FRAMES}")
     if hw[0] * hw[1] * f.dtype.itemsize > MAX_FILE_BYTES:
         raise _error(where, f"one frame is over {MAX_FILE_BYTES} bytes")
-    return LabArray(f.key, role, f.shape, f.dtype.str, n_axis, transpose,
-                    f.dtype.kind == "c", f.offset, f.pages)  # fmt: skip
+    return LabArray(
+        f.key, role, f.shape, f.dtype.str, n_axis, transpose, f.dtype.kind == "c", f.offset, f.pages
+    )
 
 
 def _plausible(f: _Found, axes: str) -> bool:
@@ -189,16 +190,16 @@ def inspect_lab(
     f, size = _source(source)
     with f:
         if kind == "tiff":
-            from vae.data.tiff import inspect_tiff
+            from frames.tiff import inspect_tiff
 
             found = inspect_tiff(f, size, label)
         elif kind == "hdf5":
-            from vae.data.containers import inspect_hdf5
+            from frames.containers import inspect_hdf5
 
             where = None if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
             found = inspect_hdf5(f, size, label, where, root)
         else:
-            from vae.data.containers import inspect_mat5
+            from frames.containers import inspect_mat5
 
             found = inspect_mat5(f, size, label)
     return assign_roles(found, layout, label)
@@ -221,7 +222,7 @@ class LabReader:
 
             self._handle = tifffile.TiffFile(self._file, _multifile=False)
         else:
-            from vae.data.containers import load_mat5
+            from frames.containers import load_mat5
 
             self._handle = load_mat5(self._file)
 
@@ -281,7 +282,7 @@ def file_kind(path: Path, label: str) -> str | None:
     and array readers take. A .h5 or .mat that is neither is an error."""
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
-        from vae.data.tiff import is_stack
+        from frames.tiff import is_stack
 
         with open(path, "rb") as f:
             return "tiff" if is_stack(f) else None

@@ -18,20 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from vae.data.arrays import array_frames, array_layouts
-from vae.data.image import ImageError, RawImage, _error, _from_array, _reason, one_line_errors
-from vae.data.lab import LAB_SUFFIXES, LabArray, LabReader, inspect_lab, lab_kind
-from vae.data.labels import PATTERN_COLUMN
-from vae.data.layout import Layout, read_layout, same_key, split_name
-from vae.data.reading import read_image
-from vae.data.tiff import is_stack
+from frames.arrays import array_frames, array_layouts
+from frames.image import ImageError, RawImage, _error, _from_array, _reason, one_line_errors
+from frames.lab import LAB_SUFFIXES, LabArray, LabReader, inspect_lab, lab_kind
+from frames.labels import PATTERN_COLUMN
+from frames.layout import Layout, read_layout, same_key, split_name
+from frames.reading import read_image
+from frames.tiff import is_stack
 
 # Float stacks up to this size are checked for NaN/Inf when scanned (read in chunks); larger
 # ones are checked frame by frame as they are read, so listing them stays fast.
 NAN_SCAN_BYTES = 2 << 30
 # Arrays named in a one-line error that lists a file's frames.
 LISTED_ARRAYS = 8
-logger = logging.getLogger("vae.data")
+logger = logging.getLogger("frames")
 
 
 def sample_key(kind: str, a: LabArray) -> str | None:

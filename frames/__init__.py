@@ -18,9 +18,9 @@ Importing this package does not import torch; the datasets import it on their fi
 
 from __future__ import annotations
 
-from vae.data.arrays import MAX_FRAMES, array_frames, read_frames
-from vae.data.datasets import MAX_OPEN_ARRAYS, ArrayDataset, ImageFolder, Sample, split_indices
-from vae.data.image import (
+from frames.arrays import MAX_FRAMES, array_frames, read_frames
+from frames.datasets import MAX_OPEN_ARRAYS, ArrayDataset, ImageFolder, Sample, split_indices
+from frames.image import (
     ARRAY_SUFFIXES,
     IMAGE_SUFFIXES,
     LAB_SUFFIXES,
@@ -31,13 +31,13 @@ from vae.data.image import (
     ImageError,
     RawImage,
 )
-from vae.data.lab import MAX_UPLOAD_FRAMES, PATTERN_NAMES, LabArray, LabReader, inspect_lab
-from vae.data.lab_samples import pattern_frames, stack_frames
-from vae.data.labels import FILE_COLUMNS, LABEL_FILE, PATTERN_COLUMN
-from vae.data.layout import LAYOUT_FILE, FolderLayout, Layout, read_layout
-from vae.data.normalize import NORMALIZATIONS, Normalization, normalize, preprocess
-from vae.data.reading import ALPHA_MODES, FULL_DECODE_BYTES, PIL_FORMATS, read_image
-from vae.data.scan import SCAN_RECORD_FORMAT, dataset_files
+from frames.lab import MAX_UPLOAD_FRAMES, PATTERN_NAMES, LabArray, LabReader, inspect_lab
+from frames.lab_samples import pattern_frames, stack_frames
+from frames.labels import FILE_COLUMNS, LABEL_FILE, PATTERN_COLUMN
+from frames.layout import LAYOUT_FILE, FolderLayout, Layout, read_layout
+from frames.normalize import NORMALIZATIONS, Normalization, normalize, preprocess
+from frames.reading import ALPHA_MODES, FULL_DECODE_BYTES, PIL_FORMATS, read_image
+from frames.scan import SCAN_RECORD_FORMAT, dataset_files
 
 __all__ = [
     "ALPHA_MODES",

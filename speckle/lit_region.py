@@ -5,7 +5,7 @@ whole frame mix the two (contrast 1.4 instead of 1). The mask comes from the dat
 this order:
 1. `mask.png` at the folder's root (non-zero = lit), resized to the model's image size;
 2. the simulator's `simulation.json`, which records the core's diameter as a fraction of the frame;
-3. the thresholded mean image of the frames (`speckle.stats.lit_mask`), which is the whole frame
+3. the thresholded mean image of the frames (`frames.lit_mask`), which is the whole frame
    for speckle lit everywhere.
 A single upload uses its dataset's mask when the sizes match, otherwise a threshold of its own.
 """
@@ -33,7 +33,7 @@ class LitRegion:
 
 def dataset_region(root: str | Path | None, size: int, images: np.ndarray | None) -> LitRegion:
     """The lit region of the dataset at `root` at the model's `size` (see the module docstring)."""
-    from speckle.stats import lit_mask
+    from frames.lit_mask import lit_mask
 
     root = Path(root) if root is not None else None
     if root is not None and (root / MASK_FILE).is_file():
@@ -62,7 +62,7 @@ def simulated_core(folder: Path) -> float | None:
 
 def upload_region(image: np.ndarray, dataset: LitRegion | None) -> LitRegion:
     """A single frame's lit region: its dataset's when the sizes match, else its own threshold."""
-    from speckle.stats import lit_mask
+    from frames.lit_mask import lit_mask
 
     if dataset is not None and dataset.mask.shape == image.shape:
         return dataset
@@ -73,7 +73,7 @@ def upload_region(image: np.ndarray, dataset: LitRegion | None) -> LitRegion:
 def _read_mask(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
-    from vae.data import read_image
+    from frames import read_image
 
     pixels = read_image(path).pixels
     h, w = pixels.shape

@@ -3,7 +3,7 @@ hyperstacks, 8/16/32-bit or float, tiled or compressed. Every page of a series i
 (hyperstack axes T, Z, C flattened in file order). Uncompressed, contiguous series are
 memory-mapped; others are decoded one page at a time.
 
-Single-page classic TIFFs stay with PIL (vae/data/reading.py), which also turns colour into
+Single-page classic TIFFs stay with PIL (frames/reading.py), which also turns colour into
 grayscale."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import BinaryIO
 import numpy as np
 import tifffile
 
-from vae.data.image import _error
-from vae.data.lab import _Found
+from frames.image import _error
+from frames.lab import _Found
 
 BIGTIFF_MAGIC = (b"II+\x00", b"MM\x00+")
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*") + BIGTIFF_MAGIC

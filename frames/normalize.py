@@ -6,7 +6,7 @@ averaging when shrinking, like camera pixel binning; bilinear when enlarging), t
   each image, but a single hot pixel sets the scale: the mean brightness the network sees varies a
   lot between frames, and for fully developed speckle max(I) ≈ ⟨I⟩·ln(N) leaves most pixels dark.
 - ``mean`` (per-image mean of the lit region): x = I / (mean_scale·⟨I⟩_lit), clipped to 1, where
-  ⟨I⟩_lit is the mean over the frame's lit region (`speckle.stats.lit_mask` of the frame: a
+  ⟨I⟩_lit is the mean over the frame's lit region (`frames.lit_mask` of the frame: a
   fibre's core, or the whole frame for speckle lit everywhere). Every frame has the same mean in
   its lit region, so frames are comparable; K is kept except that pixels above
   mean_scale·⟨I⟩_lit are clipped (for exponential statistics P(I > 5⟨I⟩) = e⁻⁵ ≈ 0.7% of the lit
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from vae.data.image import RawImage, _from_array
+from frames.image import RawImage, _from_array
 
 NORMALIZATIONS = ("max", "mean", "fixed")
 
@@ -111,7 +111,8 @@ def normalize(img: np.ndarray, norm: Normalization, full_scale: float = 1.0) -> 
         m = float(img.max())
         out = img / m if m > 0 else np.zeros_like(img)
     elif norm.mode == "mean":
-        from speckle.stats import lit_mask
+        # Lazy: scipy.ndimage is 0.19 s of `import frames`, and only this mode needs it.
+        from frames.lit_mask import lit_mask
 
         m = float(img[lit_mask(img)].mean())
         out = img / (norm.mean_scale * m) if m > 0 else np.zeros_like(img)

@@ -19,8 +19,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile
 
-from vae.data.arrays import _read_npy_bytes, _read_npz_bytes
-from vae.data.image import (
+from frames.arrays import _read_npy_bytes, _read_npz_bytes
+from frames.image import (
     ARRAY_SUFFIXES,
     MAX_PIXELS,
     RawImage,

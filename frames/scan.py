@@ -9,8 +9,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from vae.atomic import atomic_write
-from vae.data.image import (
+from common.atomic import atomic_write
+from frames.image import (
     IMAGE_SUFFIXES,
     MAX_FILE_BYTES,
     MAX_PIXELS,
@@ -18,12 +18,12 @@ from vae.data.image import (
     SUFFIXES,
     _check_shape,
 )
-from vae.data.labels import read_labels
-from vae.data.reading import FULL_DECODE_BYTES
+from frames.labels import read_labels
+from frames.reading import FULL_DECODE_BYTES
 
 SCAN_RECORD_FORMAT = "speckle-vae-scan/2"
 _RECORD_FIELDS = 7  # byte size, mtime_ns, ctime_ns, inode, height, width, PIL mode
-logger = logging.getLogger("vae.data")
+logger = logging.getLogger("frames")
 
 
 def candidate_files(root: Path, skip_dirs: set[str], skip_files: set[str]) -> list[str]:
@@ -54,8 +54,12 @@ def dataset_files(root: Path, warn: Callable[[str], None]) -> list[str]:
 
 def _scan_checks() -> dict:
     """What a scan's verdict depends on: a record made under other limits is not reused."""
-    return {"full_decode_bytes": FULL_DECODE_BYTES, "min_side": MIN_SIDE,
-            "max_pixels": MAX_PIXELS, "max_file_bytes": MAX_FILE_BYTES}  # fmt: skip
+    return {
+        "full_decode_bytes": FULL_DECODE_BYTES,
+        "min_side": MIN_SIDE,
+        "max_pixels": MAX_PIXELS,
+        "max_file_bytes": MAX_FILE_BYTES,
+    }
 
 
 def _file_key(stat: os.stat_result) -> list[int]:
@@ -94,8 +98,12 @@ def _read_scan_record(path: str | Path | None, root: Path) -> dict[str, list]:
 def _write_scan_record(path: str | Path, root: Path, files: dict[str, list]) -> None:
     """Atomically, so a reader never sees half a record; a read-only or full disk only costs
     speed."""
-    doc = {"format": SCAN_RECORD_FORMAT, "root": str(root.resolve()), "checks": _scan_checks(),
-           "files": files}  # fmt: skip
+    doc = {
+        "format": SCAN_RECORD_FORMAT,
+        "root": str(root.resolve()),
+        "checks": _scan_checks(),
+        "files": files,
+    }
     try:
         atomic_write(path, json.dumps(doc, separators=(",", ":")))
     except OSError as e:

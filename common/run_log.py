@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vae.atomic import atomic_write
+from common.atomic import atomic_write
 
 METRICS = "metrics.jsonl"
 
