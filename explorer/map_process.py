@@ -37,6 +37,10 @@ from vae.cli import summary
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Benchmark switch (benchmarks/concurrency.py): "map_process" in it fits in the calling thread
+# at the same nice value, the plain variant the child process is measured against.
+PLAIN = "map_process" in os.environ.get("SPECKLE_VAE_BENCH_PLAIN", "").split(",")
+
 _children: set[subprocess.Popen] = set()
 _children_lock = threading.Lock()
 
@@ -64,6 +68,13 @@ def build_projection(atlas, method: str = "umap", n_neighbors: int = 15, min_dis
         arrays, meta = hit
         return Projection(arrays["coords"], method, params, meta.get("note", ""),
                           meta.get("seconds", 0.0)), True  # fmt: skip
+    if PLAIN:
+        from explorer.atlas import build_projection as fit_here
+        from explorer.tasks import lower_priority
+
+        lower_priority(nice)
+        proj, hit = fit_here(atlas, method, n_neighbors, min_dist, metric)
+        return Projection(proj.coords, method, params, proj.note, proj.seconds), hit
     with tempfile.TemporaryDirectory(prefix="speckle-map-") as tmp:
         latents, out = Path(tmp) / "mu.npy", Path(tmp) / "map.npz"
         np.save(latents, np.asarray(atlas.mu, np.float32))

@@ -40,6 +40,8 @@ class Task:
     _go: threading.Event | None = field(default=None, repr=False)
 
     def start(self) -> Task:
+        if PLAIN:
+            self.defer, self.nice = False, 0
         if self.owner is None:
             self.owner = _run_owner.get()
         if self.defer:
@@ -87,6 +89,9 @@ class Task:
 
 
 MAX_DEFER = 5.0
+# Benchmark switch (benchmarks/concurrency.py): "tasks" in it starts every task at once, at the
+# server's priority, the plain variant deferral and nice are measured against.
+PLAIN = "tasks" in os.environ.get("SPECKLE_VAE_BENCH_PLAIN", "").split(",")
 _deferred: weakref.WeakSet[Task] = weakref.WeakSet()
 _deferred_lock = threading.Lock()
 

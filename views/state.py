@@ -4,6 +4,7 @@ checkpoint id and dataset fingerprint."""
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from pathlib import Path
@@ -110,6 +111,8 @@ def atlas_for(checkpoint: Checkpoint, dataset_name: str) -> Atlas:
 # The answer of current() for the script run going on in this thread. A rerun may reuse the
 # thread, so app.py asks with refresh=True at the top of every run.
 _this_run = threading.local()
+# Benchmark switch (benchmarks/concurrency.py): "memo" in it drops the per-run memo.
+_PLAIN = "memo" in os.environ.get("SPECKLE_VAE_BENCH_PLAIN", "").split(",")
 
 
 def current(refresh: bool = False) -> tuple[Checkpoint, ImageFolder, Atlas]:
@@ -118,7 +121,7 @@ def current(refresh: bool = False) -> tuple[Checkpoint, ImageFolder, Atlas]:
     page's question in the same run gets that answer."""
     key = (st.session_state.get("model", sources.DEMO_MODEL),
            st.session_state.get("dataset", sources.SIMULATED))  # fmt: skip
-    memo = getattr(_this_run, "current", None)
+    memo = None if _PLAIN else getattr(_this_run, "current", None)
     if not refresh and memo is not None and memo[0] == key:
         return memo[1]
     # The session's last answer stands while the names and the model's files are the same and
