@@ -4,7 +4,7 @@ browser sessions (benchmarks.load's sessions in Chromium). Variants alternate ru
 reports the median over the repeats and the range.
 
 - slider: key press → changed image on Traverse, UMAP already fitted; with every mechanism, and
-  without the interactive thread ("serving") or the per-run memo of views.state ("memo");
+  without the interactive thread ("serving");
 - umap: the same moves while a cold UMAP fit runs (the map and numba caches emptied), with the
   fit in a child process and without ("map_process": fitted in a thread at the same nice value);
 - first_map: K sessions open the Atlas page of a server whose latents, maps and numba caches are
@@ -31,7 +31,7 @@ from pathlib import Path
 from benchmarks.load import ARGS, CHROMIUM, MAP, level, progress, start_server, wait_for_umap
 
 VARIANTS = {
-    "slider": ["", "serving", "memo"],
+    "slider": ["", "serving"],
     "umap": ["", "map_process"],
     "first_map": ["", "tasks"],
 }

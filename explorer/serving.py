@@ -7,6 +7,9 @@ cores libgomp stops spinning and every op waits on a futex. Measured for one lat
 model: 3.5 ms from a fresh thread, 1.4 ms here, 1.3 ms on a main thread with its warm team.
 Decodes from all sessions queue on this one thread instead of piling up threads on a few cores.
 
+Kept because it pays: key press → image p50 267 → 80 ms for one session, 214 → 121 ms for four,
+without → with it (benchmarks/concurrency.py, docs/architecture.md).
+
 Torch-free at import: a cached atlas is drawn before torch is loaded.
 """
 
