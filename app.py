@@ -39,7 +39,7 @@ serving.start()  # once per process: the interactive thread, at this thread's no
 with tasks.run_of(st.session_state.setdefault("session_id", uuid.uuid4().hex)):
     widgets.sidebar()
     try:
-        checkpoint, dataset, atlas = state.current(refresh=True)
+        checkpoint, dataset, atlas = state.current()
         start.atlas_served(slot)
         widgets.model_summary(checkpoint, dataset, atlas)
         page.run()

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from views import streamlit_private
+from benchmarks import streamlit_internals
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ class FragmentMoves:
 
     def __init__(self, at, key: str) -> None:
         self.at, self.key = at, key
-        with streamlit_private.forwarded_messages() as msgs:
+        with streamlit_internals.forwarded_messages() as msgs:
             at.run()  # a whole-page run, to read which fragment holds the slider
         slider_id = at.slider(key=key).id
         self.fragment_id = next(
@@ -93,13 +93,13 @@ class FragmentMoves:
             if m.HasField("delta") and m.delta.new_element.slider.id == slider_id
         )
         assert self.fragment_id, f"slider {key} is not inside a fragment"
-        self.page = streamlit_private.page_tree(at)  # the page whose widget states a move sends
+        self.page = streamlit_internals.page_tree(at)  # the page whose widget states a move sends
 
     def move(self, i: int) -> float:
         self.page.slider(key=self.key).set_value(_value(i))
         states = self.page.get_widget_states()
         t0 = time.perf_counter()
-        streamlit_private.rerun_fragment(self.at, self.fragment_id, states)
+        streamlit_internals.rerun_fragment(self.at, self.fragment_id, states)
         elapsed = time.perf_counter() - t0
         assert not self.at.exception, self.at.exception
         return elapsed

@@ -1,4 +1,6 @@
-"""UMAP maps fitted in a child process at a lower CPU priority, for the app.
+"""UMAP maps fitted in a child process at a lower CPU priority, for the app. Kept because it pays:
+key press → image while a cold fit runs, p50 92 → 81 ms for one session, 204 → 142 ms for four
+(benchmarks/concurrency.py, docs/architecture.md).
 
 A UMAP fit holds Python's GIL for most of its run: numba compiles in Python, and the compiled
 layout code does not release the GIL. Measured on 2 cores with a busy Python loop on another
@@ -36,6 +38,10 @@ from common.cli import summary
 from explorer.projection import Projection
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Benchmark switch (benchmarks/concurrency.py): "map_process" in it fits in the calling thread
+# at the same nice value, the plain variant the child process is measured against.
+PLAIN = "map_process" in os.environ.get("SPECKLE_VAE_BENCH_PLAIN", "").split(",")
 
 _children: set[subprocess.Popen] = set()
 _children_lock = threading.Lock()
@@ -82,6 +88,13 @@ def build_projection(
         return Projection(
             arrays["coords"], method, params, meta.get("note", ""), meta.get("seconds", 0.0)
         ), True
+    if PLAIN:
+        from explorer.atlas import build_projection as fit_here
+        from explorer.tasks import lower_priority
+
+        lower_priority(nice)
+        proj, hit = fit_here(atlas, method, n_neighbors, min_dist, metric)
+        return Projection(proj.coords, method, params, proj.note, proj.seconds), hit
     with tempfile.TemporaryDirectory(prefix="speckle-map-") as tmp:
         latents, out = Path(tmp) / "mu.npy", Path(tmp) / "map.npz"
         np.save(latents, np.asarray(atlas.mu, np.float32))

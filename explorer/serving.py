@@ -7,12 +7,16 @@ cores libgomp stops spinning and every op waits on a futex. Measured for one lat
 model: 3.5 ms from a fresh thread, 1.4 ms here, 1.3 ms on a main thread with its warm team.
 Decodes from all sessions queue on this one thread instead of piling up threads on a few cores.
 
+Kept because it pays: key press → image p50 267 → 80 ms for one session, 214 → 121 ms for four,
+without → with it (benchmarks/concurrency.py, docs/architecture.md).
+
 Torch-free at import: a cached atlas is drawn before torch is loaded.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +30,10 @@ if TYPE_CHECKING:
     from vae.model import VAE
 
 T = TypeVar("T")
+
+# Benchmark switch (benchmarks/concurrency.py): "serving" in it runs every computation on the
+# caller's thread with nothing frozen, the plain variant this module is measured against.
+PLAIN = "serving" in os.environ.get("SPECKLE_VAE_BENCH_PLAIN", "").split(",")
 
 _worker = threading.local()
 
@@ -51,6 +59,8 @@ def start() -> None:
     Python's full collections then skip; each would otherwise stall every session for
     140–200 ms (measured under load)."""
     global _started
+    if PLAIN:
+        return
     with _lock:
         if _started:
             return
@@ -98,6 +108,8 @@ def model(checkpoint: Checkpoint) -> VAE:
     waiting for this same model cannot block it. In the app (after start()), torch's objects are
     frozen once the first model is built."""
     global _frozen_with_torch
+    if PLAIN:
+        return checkpoint.model
     if not getattr(_worker, "active", False):
         with _lock:
             first = _queue_set_up()
@@ -114,7 +126,7 @@ def on_interactive_thread(fn: Callable[..., T], /, *args, **kwargs) -> T:
     """Run a small torch computation (one decode, one nearest-neighbour query) on the one
     long-lived, single-threaded worker. Big batches belong on the caller's thread, where torch
     uses every core. Called from the worker itself, it runs fn there (no deadlock)."""
-    if getattr(_worker, "active", False):
+    if PLAIN or getattr(_worker, "active", False):
         return fn(*args, **kwargs)
     return _submit(fn, *args, **kwargs).result()
 

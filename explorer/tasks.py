@@ -1,6 +1,7 @@
 """A background computation with pollable state, for work that must not block a page (the first
 UMAP fit, a first build's reconstruction errors). The worker thread never touches Streamlit; a
-page fragment polls `done`."""
+page fragment polls `done`. Deferral and nice are kept because they pay: first map on screen
+18.0 → 11.8 s for one session (benchmarks/concurrency.py, docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class Task:
     _go: threading.Event | None = field(default=None, repr=False)
 
     def start(self) -> Task:
+        if PLAIN:
+            self.defer, self.nice = False, 0
         if self.owner is None:
             self.owner = _run_owner.get()
         if self.defer:
@@ -87,6 +90,9 @@ class Task:
 
 
 MAX_DEFER = 5.0
+# Benchmark switch (benchmarks/concurrency.py): "tasks" in it starts every task at once, at the
+# server's priority, the plain variant deferral and nice are measured against.
+PLAIN = "tasks" in os.environ.get("SPECKLE_VAE_BENCH_PLAIN", "").split(",")
 _deferred: weakref.WeakSet[Task] = weakref.WeakSet()
 _deferred_lock = threading.Lock()
 

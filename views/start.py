@@ -9,8 +9,6 @@ import copy
 import plotly.graph_objects as go
 import streamlit as st
 
-from views.streamlit_private import in_runtime
-
 _pages: dict[tuple, list[st.Page]] = {}
 # Set once this process has served an atlas: later sessions and reruns get theirs from the
 # caches at once, and need no placeholder.
@@ -36,7 +34,9 @@ def map_placeholder(page: st.Page):
     will be, drawn before torch is even imported. The browser meanwhile fetches and compiles
     plotly.js (4.4 s of a first start's 20 s on 2 cores went to that after the map was sent).
     Returns the slot to clear once the atlas is there, or None."""
-    if served or not in_runtime() or page.title != "Atlas":
+    # st.runtime.exists(): False in bare mode (app.py run again by a "spawn" child), where st.*
+    # calls do nothing and st.navigation returns a page without a title.
+    if served or not st.runtime.exists() or page.title != "Atlas":
         return None
     fig = go.Figure()
     fig.add_annotation(

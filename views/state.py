@@ -4,7 +4,6 @@ checkpoint id and dataset fingerprint."""
 
 from __future__ import annotations
 
-import threading
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,22 +117,13 @@ def atlas_for(checkpoint: Checkpoint, dataset_name: str) -> Atlas:
     return _atlas(checkpoint.id, dataset.fingerprint(), checkpoint, dataset)
 
 
-# The answer of current() for the script run going on in this thread. A rerun may reuse the
-# thread, so app.py asks with refresh=True at the top of every run.
-_this_run = threading.local()
-
-
-def current(refresh: bool = False) -> tuple[Checkpoint, ImageFolder, Atlas]:
-    """The model, dataset and atlas chosen in the sidebar. app.py asks first in every run
-    (refresh=True: checked against the model's files and the session's last answer); the
-    page's question in the same run gets that answer."""
+def current() -> tuple[Checkpoint, ImageFolder, Atlas]:
+    """The model, dataset and atlas chosen in the sidebar, checked against the model's files and
+    the session's last answer (app.py asks first in every run, then the page)."""
     key = (
         st.session_state.get("model", sources.DEMO_MODEL),
         st.session_state.get("dataset", sources.SIMULATED),
     )
-    memo = getattr(_this_run, "current", None)
-    if not refresh and memo is not None and memo[0] == key:
-        return memo[1]
     # The session's last answer stands while the names and the model's files are the same and
     # Streamlit's caches still hold it: resolving it through them again costs a millisecond of
     # argument hashing on every rerun, slider moves included. Weak references, so that the
@@ -148,7 +138,6 @@ def current(refresh: bool = False) -> tuple[Checkpoint, ImageFolder, Atlas]:
         atlas = atlas_for(checkpoint, key[1])
         result = (checkpoint, atlas.dataset, atlas)
         st.session_state["_current"] = ((key, str(path), mtime), [weakref.ref(r) for r in result])
-    _this_run.current = (key, result)
     return result
 
 

@@ -1,10 +1,7 @@
-"""Every use of Streamlit's private modules and attributes, in one place, for what its public API
-does not offer. Checked against Streamlit 1.67.0: on an upgrade, check these first.
-
-- whether a script runs under a Streamlit runtime (a server or AppTest) or bare, as when a
-  process started with "spawn" runs app.py again as its __main__: `streamlit.runtime.exists`;
-- a fragment's rerun under AppTest, as a browser's slider move asks the server for it
-  (benchmarks/slider.py): AppTest's run() always reruns the whole script.
+"""The Streamlit internals benchmarks/slider.py needs, and nothing in the app uses: a fragment's
+rerun under AppTest, as a browser's slider move asks the server for it (AppTest's run() always
+reruns the whole script). Checked against Streamlit 1.67.0; a Streamlit upgrade that changes
+them breaks this benchmark only, never the app.
 """
 
 from __future__ import annotations
@@ -15,14 +12,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
-
-
-def in_runtime() -> bool:
-    """True under `streamlit run` or AppTest; False in bare mode, where st.* calls do nothing
-    and st.navigation returns a page without a title."""
-    from streamlit import runtime
-
-    return runtime.exists()
 
 
 @contextlib.contextmanager
