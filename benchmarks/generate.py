@@ -1,9 +1,8 @@
 """The generator's speed, as ratios against references measured in the same run:
 
-- sampling: one Generate click's work (8 samples, the default sampler and steps with guidance,
-  then one batched decode) against 2 × steps bare denoiser forward passes of 8 latents plus the
-  same decode
-  (target ≤ 1.5: the scheduler and guidance add little);
+- sampling: one Generate click's work (the default samples, sampler and steps with guidance,
+  then one batched decode) against 2 × steps bare denoiser forward passes of as many latents
+  plus the same decode (target ≤ 1.5: the scheduler and guidance add little);
 - training: `python -m diffusion.train`'s samples/s (without the regressor) against a plain loop
   of the same step on the same model and pairs: the loss, AdamW, gradient clipping and an EMA of
   the weights, and nothing else (target: time ratio ≤ 1.1).
@@ -37,7 +36,7 @@ GENERATOR = ROOT / "models" / "generators" / "demo"
 
 def sampling(repeats: int = 20) -> dict:
     from diffusion.checkpoint import load_generator
-    from diffusion.sampling import GUIDANCE, SAMPLER, STEPS, sample_latents
+    from diffusion.sampling import GUIDANCE, SAMPLER, SAMPLES, STEPS, sample_latents
     from vae.checkpoint import load_checkpoint
     from vae.inference import decode
 
@@ -46,12 +45,12 @@ def sampling(repeats: int = 20) -> dict:
     pattern = np.random.default_rng(0).random((1, 16, 16)).astype(np.float32)
 
     def click():
-        s = sample_latents(gen.model, pattern, 8, STEPS, SAMPLER, GUIDANCE, 0)
+        s = sample_latents(gen.model, pattern, SAMPLES, STEPS, SAMPLER, GUIDANCE, 0)
         decode(vae.model, s.latents[0])
 
-    x = torch.randn(8, gen.denoiser_config.latent_dim)
-    t = torch.full((8,), 500)
-    p = torch.from_numpy(pattern).repeat(8, 1, 1)
+    x = torch.randn(SAMPLES, gen.denoiser_config.latent_dim)
+    t = torch.full((SAMPLES,), 500)
+    p = torch.from_numpy(pattern).repeat(SAMPLES, 1, 1)
 
     @torch.inference_mode()
     def bare():
@@ -61,7 +60,7 @@ def sampling(repeats: int = 20) -> dict:
 
     ours, ref = median_time(click, repeats), median_time(bare, repeats)
     return {
-        "benchmark": f"generate_sampling[8 samples, {STEPS} {SAMPLER} steps, guidance {GUIDANCE:g}]",
+        "benchmark": f"generate_sampling[{SAMPLES} samples, {STEPS} {SAMPLER} steps, guidance {GUIDANCE:g}]",
         "ours_ms": ours * 1e3,
         "reference_ms": ref * 1e3,
         "ratio": ours / ref,

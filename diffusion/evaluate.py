@@ -26,7 +26,14 @@ from diffusion import checkpoint as gck
 from diffusion.data import dataset_patterns, open_dataset, recorded_frame
 from diffusion.diversity import diversity
 from diffusion.references import DigitClassifier, fit_transmission_matrix, nearest_patterns
-from diffusion.sampling import GUIDANCE, SAMPLER, STEPS, regress_latents, sample_latents
+from diffusion.sampling import (
+    GUIDANCE,
+    SAMPLER,
+    SAMPLES,
+    STEPS,
+    regress_latents,
+    sample_latents,
+)
 from diffusion.schedulers import SAMPLERS
 from diffusion.scoring import score, summary
 from diffusion.train_set import training_set
@@ -65,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "that folder is not here).",
     )
     p.add_argument("--n-patterns", type=int, default=500, help="How many held-out pairs to score.")
-    p.add_argument("--samples", type=int, default=8, help="Samples drawn per pattern.")
+    p.add_argument("--samples", type=int, default=SAMPLES, help="Samples drawn per pattern.")
     p.add_argument("--steps", type=int, default=STEPS, help="Sampler steps.")
     p.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS, help="The sampler.")
     p.add_argument("--guidance", type=float, default=GUIDANCE, help="Classifier-free guidance.")

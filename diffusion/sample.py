@@ -27,7 +27,7 @@ import numpy as np
 from common.cli import summary
 from diffusion import checkpoint as gck
 from diffusion.data import read_patterns
-from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
+from diffusion.sampling import GUIDANCE, SAMPLER, SAMPLES, STEPS
 from diffusion.schedulers import SAMPLERS
 from frames import ImageError
 from vae import checkpoint as vck
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", required=True, help="the generator: its folder, or the run that holds it"
     )
     p.add_argument("--pattern", required=True, nargs="+", help=PATTERN_HELP)
-    p.add_argument("--n", type=int, default=8, help="samples per pattern")
+    p.add_argument("--n", type=int, default=SAMPLES, help="samples per pattern")
     p.add_argument("--steps", type=int, default=STEPS, help="sampler steps")
     p.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS, help="the sampler")
     p.add_argument(

@@ -23,6 +23,7 @@ from diffusion.schedulers import sampler as make_sampler
 STEPS = 5
 SAMPLER = "ddpm"
 GUIDANCE = 1.5
+SAMPLES = 8  # samples per pattern: enough for a mean and a spread
 
 
 @dataclass
@@ -66,7 +67,7 @@ def x0_estimate(scheduler, x: torch.Tensor, out: torch.Tensor, t: torch.Tensor) 
 def sample_latents(
     model: Denoiser,
     patterns: np.ndarray | torch.Tensor,
-    n: int = 8,
+    n: int = SAMPLES,
     steps: int = STEPS,
     sampler: str = SAMPLER,
     guidance: float = GUIDANCE,

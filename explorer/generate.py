@@ -15,7 +15,7 @@ import numpy as np
 
 from diffusion import checkpoint as gck
 from diffusion.data import read_pattern
-from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
+from diffusion.sampling import GUIDANCE, SAMPLER, SAMPLES, STEPS
 from explorer import sources
 from frames import pattern_frames
 from vae.checkpoint import Checkpoint, CheckpointError
@@ -204,7 +204,7 @@ def generate(
     vae: Checkpoint,
     pattern: np.ndarray,
     *,
-    n: int = 8,
+    n: int = SAMPLES,
     steps: int = STEPS,
     sampler: str = SAMPLER,
     guidance: float = GUIDANCE,

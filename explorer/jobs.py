@@ -22,10 +22,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from common.training import PARENT_ENV
+from vae.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -39,17 +40,26 @@ class JobLimitError(RuntimeError):
 
 @dataclass(frozen=True)
 class JobRequest:
+    """One job: a subset, its β values, and the settings of each run. A field named like one of
+    `TrainConfig`'s reaches `vae.train` under that name, with that default unless the job's own
+    differs (a short run at a higher learning rate on a small subset)."""
+
     data: str  # dataset folder
     names: tuple[str, ...]  # sample names of the subset
     betas: tuple[float, ...]  # one β, or a sweep
-    steps: int = 300
+    steps: int = 300  # TrainConfig.max_steps of each run
     lr: float = 1e-3
-    schedule: str = "constant"
-    init_from: str | None = None  # fine-tune from this checkpoint; None = from scratch
-    preset: str = "demo"
-    recon: str = "sse"
+    schedule: str = TrainConfig.schedule
+    warmup_steps: int = TrainConfig.warmup_steps
+    cycles: int = TrainConfig.cycles
+    cycle_ratio: float = TrainConfig.cycle_ratio
+    capacity_max: float = TrainConfig.capacity_max
+    capacity_steps: int = TrainConfig.capacity_steps
+    init_from: str = TrainConfig.init_from  # fine-tune from this checkpoint; "" = from scratch
+    preset: str = TrainConfig.preset
+    recon: str = TrainConfig.recon
     batch_size: int = 32
-    normalization: str = "max"
+    normalization: str = TrainConfig.normalization
 
     def __post_init__(self) -> None:
         if not self.betas or any(b < 0 for b in self.betas):
@@ -58,6 +68,40 @@ class JobRequest:
             raise ValueError(f"a subset needs at least 4 images, got {len(self.names)}")
         if self.steps < 1:
             raise ValueError("steps must be ≥ 1")
+        self.train_config(self.betas[0], subset="", out="")  # TrainConfig's own checks, now
+
+    def train_config(self, beta: float, subset: str, out: str) -> TrainConfig:
+        """The `TrainConfig` of the run for `beta`, writing to `out`."""
+        shared = {f.name for f in fields(TrainConfig)}
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name in shared}
+        return TrainConfig(
+            **settings,
+            beta=beta,
+            subset=subset,
+            out=out,
+            max_steps=self.steps,
+            log_every=5,  # the page's live curves
+            eval_every=self.steps,  # validate and save once, at the end
+            checkpoint_every=self.steps,
+            progress=False,
+            exit_with_parent=True,
+        )
+
+
+def train_argv(config: TrainConfig) -> list[str]:
+    """The `python -m vae.train` arguments that give back `config`: a flag for each field that is
+    required or differs from its default (the CLI is generated from the same fields)."""
+    argv = []
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if value == f.default and f.default is not MISSING and not f.metadata.get("required"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return argv
 
 
 @dataclass
@@ -230,49 +274,10 @@ class JobManager:
         self._watcher.start()
 
     def _command(self, job: Job, run: Run) -> list[str]:
-        r = job.request
-        cmd = [
-            self.python,
-            "-m",
-            "vae.train",
-            "--data",
-            r.data,
-            "--subset",
-            str(job.dir / "subset.txt"),
-            "--out",
-            str(run.dir),
-            "--beta",
-            repr(run.beta),
-            "--max-steps",
-            str(r.steps),
-            "--lr",
-            repr(r.lr),
-            "--schedule",
-            r.schedule,
-            "--warmup-steps",
-            str(max(1, r.steps // 3)),
-            "--batch-size",
-            str(r.batch_size),
-            "--recon",
-            r.recon,
-            "--preset",
-            r.preset,
-            "--normalization",
-            r.normalization,
-            "--log-every",
-            "5",
-            "--eval-every",
-            str(r.steps),
-            "--checkpoint-every",
-            str(r.steps),
-            "--val-fraction",
-            "0.1",
-            "--no-progress",
-            "--exit-with-parent",
-        ]
-        if r.init_from:
-            cmd += ["--init-from", r.init_from]
-        return cmd
+        config = job.request.train_config(
+            run.beta, subset=str(job.dir / "subset.txt"), out=str(run.dir)
+        )
+        return [self.python, "-m", "vae.train", *train_argv(config)]
 
     def _start_run(self, job: Job, i: int) -> None:
         run = job.runs[i]

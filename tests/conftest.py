@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -24,6 +25,23 @@ def _cache_folder(tmp_path_factory) -> Iterator[None]:
     mp.setenv("SPECKLE_VAE_CACHE", str(tmp_path_factory.mktemp("cache")))
     yield
     mp.undo()
+
+
+def _wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
+    """Call `predicate` every `interval` seconds until it is true (True) or `timeout` seconds have
+    passed (False, after one last call). The caller asserts, so its message says what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+@pytest.fixture(scope="session")
+def wait_until() -> Callable[..., bool]:
+    """`wait_until(predicate, timeout, interval=0.05)`: poll a background process, job or server."""
+    return _wait_until
 
 
 @pytest.fixture

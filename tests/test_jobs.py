@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -16,11 +16,14 @@ from explorer.jobs import (
     JobLimitError,
     JobManager,
     JobRequest,
+    train_argv,
 )
 from frames import ImageFolder
 from speckle.io import write_dataset
 from speckle.mmf import simulate_mmf
 from vae.checkpoint import load_checkpoint
+from vae.schedule import BetaSchedule
+from vae.train_config import TrainConfig, parse_args
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +41,63 @@ def tiny(data, **kw) -> JobRequest:
     return JobRequest(root, names[:40], **kw)
 
 
-def wait(manager: JobManager, job, states, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while job.state not in states and time.time() < deadline:
-        manager.poll()
-        time.sleep(0.05)
-    assert job.state in states, (job.state, job.error)
+@pytest.fixture
+def wait(wait_until):
+    """`wait(manager, job, states)`: poll the manager until the job is in one of `states`."""
+
+    def wait_for(manager: JobManager, job, states, timeout: float = 120.0) -> None:
+        def settled() -> bool:
+            if job.state in states:
+                return True
+            manager.poll()
+            return False
+
+        wait_until(settled, timeout)
+        assert job.state in states, (job.state, job.error)
+
+    return wait_for
 
 
-def test_start_progress_finish_and_result_loads(tmp_path: Path, data, monkeypatch) -> None:
+def test_every_schedule_setting_reaches_the_command_by_name() -> None:
+    # BetaSchedule's settings (all but the kind, β and the run's length, which the job sets
+    # itself) are fields of the request, and the command line gives back the run's TrainConfig.
+    settings = {f.name for f in fields(BetaSchedule)} - {"kind", "beta", "total_steps"}
+    assert settings <= {f.name for f in fields(JobRequest)}
+    request = JobRequest(
+        "data",
+        ("a", "b", "c", "d"),
+        (2.0,),
+        steps=40,
+        schedule="capacity",
+        capacity_max=3.5,
+        capacity_steps=20,
+        warmup_steps=7,
+        cycles=3,
+        cycle_ratio=0.25,
+        init_from="models/demo",
+    )
+    config = request.train_config(2.0, subset="subset.txt", out="run")
+    assert parse_args(train_argv(config)) == config
+    assert config.schedule_obj().at(39) == (2.0, 3.5)
+    assert (config.warmup_steps, config.cycles, config.cycle_ratio) == (7, 3, 0.25)
+
+
+def test_request_defaults_are_train_configs_own() -> None:
+    request = JobRequest("data", ("a", "b", "c", "d"), (1.0,))
+    for name in ("schedule", "warmup_steps", "capacity_max", "capacity_steps", "preset", "recon"):
+        assert getattr(request, name) == getattr(TrainConfig, name), name
+    with pytest.raises(ValueError, match="--lr must be > 0"):
+        JobRequest("data", ("a", "b", "c", "d"), (1.0,), lr=0.0)
+
+
+def test_command_line_round_trips_every_kind_of_field() -> None:
+    config = TrainConfig(data="d", out="o", beta=0.1, lr=3e-4, progress=False, compile=True)
+    argv = train_argv(config)
+    assert "--no-progress" in argv and "--compile" in argv and "--seed" not in argv
+    assert parse_args(argv) == config
+
+
+def test_start_progress_finish_and_result_loads(tmp_path: Path, data, monkeypatch, wait) -> None:
     # The demo preset at 32×32 with a small latent keeps this fast; pass through extra CLI flags.
     monkeypatch.setattr(JobManager, "_command", _small_command)
     m = JobManager(tmp_path)
@@ -63,20 +114,20 @@ def test_start_progress_finish_and_result_loads(tmp_path: Path, data, monkeypatc
     )
 
 
-def test_cancel_stops_the_process_and_every_run(tmp_path: Path, data, monkeypatch) -> None:
+def test_cancel_stops_the_process_and_every_run(
+    tmp_path: Path, data, monkeypatch, wait_until
+) -> None:
     monkeypatch.setattr(JobManager, "_command", _small_command)
     m = JobManager(tmp_path)
     job = m.submit("s1", tiny(data, betas=(1.0, 2.0), steps=100000))
-    deadline = time.time() + 60
-    while not job.rows(job.runs[0]) and time.time() < deadline:  # training has started
-        time.sleep(0.05)
+    wait_until(lambda: job.rows(job.runs[0]), 60)  # training has started
     proc = job.proc
     m.cancel(job.id)
     assert proc.poll() is not None  # the process is gone when cancel() returns
     assert job.state == CANCELLED and [r.state for r in job.runs] == [CANCELLED, CANCELLED]
 
 
-def test_cap_and_queue_order(tmp_path: Path, data, monkeypatch) -> None:
+def test_cap_and_queue_order(tmp_path: Path, data, monkeypatch, wait) -> None:
     monkeypatch.setattr(JobManager, "_command", _small_command)
     m = JobManager(tmp_path, max_running=1, per_session=1)
     a = m.submit("s1", tiny(data, betas=(1.0,)))
@@ -93,7 +144,7 @@ def test_cap_and_queue_order(tmp_path: Path, data, monkeypatch) -> None:
     assert b.finished <= c.started
 
 
-def test_crashing_job_reports_its_error(tmp_path: Path, data) -> None:
+def test_crashing_job_reports_its_error(tmp_path: Path, data, wait) -> None:
     m = JobManager(tmp_path)
     root, names = data
     bad = JobRequest(root, names[:8], betas=(1.0,), steps=5, batch_size=64)  # batch > subset
@@ -117,7 +168,7 @@ def test_stale_session_is_stopped_and_cleaned(tmp_path: Path, data, monkeypatch)
     assert proc.poll() is not None
 
 
-def test_sweep_higher_beta_gives_lower_kl(tmp_path: Path, data, monkeypatch) -> None:
+def test_sweep_higher_beta_gives_lower_kl(tmp_path: Path, data, monkeypatch, wait) -> None:
     monkeypatch.setattr(JobManager, "_command", _small_command)
     m = JobManager(tmp_path)
     job = m.submit("s1", tiny(data, betas=(0.01, 30.0), steps=40))
@@ -127,7 +178,7 @@ def test_sweep_higher_beta_gives_lower_kl(tmp_path: Path, data, monkeypatch) -> 
     assert kl[1] < kl[0], kl
 
 
-def test_base_model_is_never_mutated(tmp_path: Path, data, monkeypatch) -> None:
+def test_base_model_is_never_mutated(tmp_path: Path, data, monkeypatch, wait) -> None:
     monkeypatch.setattr(JobManager, "_command", _small_command)
     m = JobManager(tmp_path)
     first = m.submit("s1", tiny(data, betas=(1.0,)))
@@ -142,7 +193,7 @@ def test_base_model_is_never_mutated(tmp_path: Path, data, monkeypatch) -> None:
 
 
 def test_poll_is_not_blocked_while_a_cancel_waits_for_its_process(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch, wait_until
 ) -> None:
     # A job whose process ignores SIGTERM, so cancel() has to wait for it (then SIGKILL it).
     ready = tmp_path / "ready"
@@ -156,9 +207,7 @@ def test_poll_is_not_blocked_while_a_cancel_waits_for_its_process(
     m = JobManager(tmp_path / "jobs")
     job = m.submit("s1", JobRequest("unused", ("a", "b", "c", "d"), betas=(1.0,)))
     proc = job.proc
-    deadline = time.time() + 60
-    while not ready.exists() and time.time() < deadline:  # SIGTERM is ignored from here on
-        time.sleep(0.02)
+    wait_until(ready.exists, 60, interval=0.02)  # SIGTERM is ignored from here on
     assert ready.exists()
 
     # Hold cancel() inside its wait for the process until another session has polled.

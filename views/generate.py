@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from diffusion.sampling import GUIDANCE, SAMPLER, STEPS
+from diffusion.sampling import GUIDANCE, SAMPLER, SAMPLES, STEPS
 from diffusion.schedulers import SAMPLERS
 from explorer import generate, serving, sources
 from explorer.images import to_png
@@ -208,7 +208,7 @@ with right:
         )
     )
     seed = int(c[3].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed"))
-    n = int(c[4].number_input("Samples", 1, 32, 8, key="gen_n"))
+    n = int(c[4].number_input("Samples", 1, 32, SAMPLES, key="gen_n"))
     preview, status = st.columns([1, 3])
     if pattern is not None:
         with preview:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import fields
 
 import numpy as np
 import pandas as pd
@@ -27,10 +28,12 @@ from explorer.jobs import (
 from explorer.runs import save_run
 from vae.inference import decode
 from vae.schedule import SCHEDULES
+from vae.train_config import TrainConfig
 from views import state
 
 MAX_JOBS_ENV = "SPECKLE_VAE_MAX_JOBS"  # concurrent jobs per server (default 1, for 2 cores)
 PER_SESSION_ENV = "SPECKLE_VAE_JOBS_PER_SESSION"  # running or queued jobs per browser session
+TRAIN_HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig)}  # vae.train's --help
 
 
 @st.cache_resource
@@ -103,12 +106,68 @@ beta_text = s1.text_input(
     key="rt_beta",
     help=f"In the {checkpoint.recon} convention, like the loaded model",
 )
-schedule = s2.selectbox("Schedule", SCHEDULES, key="rt_schedule")
-steps = int(s3.number_input("Steps", 10, 20000, 300, 50, key="rt_steps"))
+schedule = s2.selectbox("Schedule", SCHEDULES, key="rt_schedule", help=TRAIN_HELP["schedule"])
+steps = int(s3.number_input("Steps", 10, 20000, JobRequest.steps, 50, key="rt_steps"))
 lr = float(
-    s4.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3], 1e-3, key="rt_lr")
+    s4.select_slider(
+        "Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3], JobRequest.lr, key="rt_lr"
+    )
 )
 start = s5.radio("Start from", ["loaded model", "scratch"], key="rt_start")
+# The chosen schedule's own settings, under TrainConfig's field names. Step counts default to
+# fractions of this job's steps: TrainConfig's are for a full run, which a 300-step job never reaches.
+schedule_settings: dict = {}
+if schedule == "warmup":
+    schedule_settings["warmup_steps"] = int(
+        st.number_input(
+            "Warmup steps",
+            1,
+            20000,
+            max(1, steps // 3),
+            key="rt_warmup_steps",
+            help=TRAIN_HELP["warmup_steps"] + "; a third of the job's steps by default",
+        )
+    )
+elif schedule == "cyclical":
+    k1, k2 = st.columns(2)
+    schedule_settings["cycles"] = int(
+        k1.number_input(
+            "Cycles", 1, 100, TrainConfig.cycles, key="rt_cycles", help=TRAIN_HELP["cycles"]
+        )
+    )
+    schedule_settings["cycle_ratio"] = float(
+        k2.slider(
+            "Ramp fraction",
+            0.05,
+            1.0,
+            TrainConfig.cycle_ratio,
+            0.05,
+            key="rt_cycle_ratio",
+            help=TRAIN_HELP["cycle_ratio"],
+        )
+    )
+elif schedule == "capacity":
+    k1, k2 = st.columns(2)
+    schedule_settings["capacity_max"] = float(
+        k1.number_input(
+            "C max (nats)",
+            0.0,
+            1000.0,
+            TrainConfig.capacity_max,
+            key="rt_capacity_max",
+            help=TRAIN_HELP["capacity_max"] + "; β above is the weight γ of |KL − C|",
+        )
+    )
+    schedule_settings["capacity_steps"] = int(
+        k2.number_input(
+            "Steps to reach C max",
+            1,
+            20000,
+            steps,
+            key="rt_capacity_steps",
+            help=TRAIN_HELP["capacity_steps"] + "; the job's steps by default, so C rises all run",
+        )
+    )
 try:
     betas = tuple(float(b) for b in beta_text.replace(";", ",").split(",") if b.strip())
 except ValueError:
@@ -127,7 +186,8 @@ if betas and len(ids) >= 4:
             steps=steps,
             lr=lr,
             schedule=schedule,
-            init_from=str(checkpoint.path) if start == "loaded model" else None,
+            **schedule_settings,
+            init_from=str(checkpoint.path) if start == "loaded model" else "",
             preset=preset,
             recon=checkpoint.recon,
             normalization=checkpoint.config["preprocessing"]["normalization"]["mode"],

@@ -60,7 +60,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, wait_until):
     port = free_port()
     cache = tmp_path_factory.mktemp("cache")
     runs = tmp_path_factory.mktemp("runs")
@@ -89,14 +89,14 @@ def server(tmp_path_factory):
     log = open(cache / "server.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
+
+    def healthy() -> bool:
         try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
+            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok"
         except OSError:
-            time.sleep(0.3)
-    else:
+            return False
+
+    if not wait_until(healthy, 60, interval=0.3):
         proc.kill()
         pytest.fail(
             "streamlit did not answer /_stcore/health: "
