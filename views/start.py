@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import copy
 
+# numpy and pandas whole, under this module's import lock: plotly looks them up in sys.modules
+# without importing them, and on a fresh server several sessions' first runs would otherwise
+# meet one that another session's thread is still importing ("partially initialized module
+# 'numpy'" or 'pandas': 3 of 4 sessions opened at once got that error instead of a map).
+import numpy  # noqa: F401
+import pandas  # noqa: F401
 import plotly.graph_objects as go
 import streamlit as st
 

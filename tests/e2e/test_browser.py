@@ -59,17 +59,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, wait_until):
+def launch(cache: Path, wait_until, **env: str) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free loopback port with its cache in `cache` (log in
+    cache/server.log), once it answers /_stcore/health."""
     port = free_port()
-    cache = tmp_path_factory.mktemp("cache")
-    runs = tmp_path_factory.mktemp("runs")
-    shutil.copytree(ROOT / "models" / "demo", runs / "demo-copy")  # a second model to compare
     env = os.environ | {
         "SPECKLE_VAE_CACHE": str(cache),
         "SPECKLE_VAE_SIM_N": "400",
-        "SPECKLE_VAE_RUNS_ROOT": str(runs),
         "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba"),
+        **env,
     }
     cmd = [
         sys.executable,
@@ -86,8 +84,8 @@ def server(tmp_path_factory, wait_until):
         "--browser.gatherUsageStats",
         "false",
     ]
-    log = open(cache / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(cache / "server.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -102,10 +100,18 @@ def server(tmp_path_factory, wait_until):
             "streamlit did not answer /_stcore/health: "
             + (cache / "server.log").read_text()[-2000:]
         )
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, wait_until):
+    cache = tmp_path_factory.mktemp("cache")
+    runs = tmp_path_factory.mktemp("runs")
+    shutil.copytree(ROOT / "models" / "demo", runs / "demo-copy")  # a second model to compare
+    proc, url = launch(cache, wait_until, SPECKLE_VAE_RUNS_ROOT=str(runs))
     yield url
     proc.terminate()
     proc.wait(timeout=20)
-    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +147,29 @@ def wait_app(page) -> None:
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
     )
+
+
+def test_four_sessions_opening_a_fresh_server_at_once_each_get_the_map(
+    browser, tmp_path, wait_until
+) -> None:
+    """Four people open a just-started server together: every page shows the map, none an
+    exception (their first runs import numpy and pandas at the same time, which plotly must
+    never see half-imported)."""
+    proc, url = launch(tmp_path, wait_until)
+    contexts = [browser.new_context(viewport={"width": 1300, "height": 950}) for _ in range(4)]
+    try:
+        pages = [c.new_page() for c in contexts]
+        for pg in pages:
+            pg.goto(url, wait_until="commit")
+        for pg in pages:
+            pg.locator(MAP).first.wait_for(timeout=90_000)
+            assert pg.locator('[data-testid="stException"]').count() == 0
+        assert "Traceback" not in (tmp_path / "server.log").read_text()
+    finally:
+        for c in contexts:
+            c.close()
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def test_map_renders_and_box_select_shows_a_sample(server, page) -> None:
