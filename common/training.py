@@ -254,6 +254,7 @@ class StepResult:
 class Task:
     """What one model brings to `fit`: its step, its update, its validation and its save."""
 
+    banner: str  # the line that opens the run: what trains on what, where
     step: Callable[[int, list[int]], StepResult]  # (step, this rank's sample indices)
     update: Callable[[], None]  # optimizer step(s) and EMA, once every rank's loss is finite
     save: Callable[[int, dict], None]  # rank 0: the checkpoint at (step, last validation)
@@ -276,6 +277,7 @@ def fit(task: Task, cfg, dist: Dist, run: Run, batches: Batches, step: int) -> i
     bar = None
     if dist.main and cfg.progress:
         bar = tqdm(total=cfg.max_steps, initial=step, unit="step", dynamic_ncols=True)
+    log(dist, task.banner)
 
     def write(record: dict) -> None:
         if metrics:

@@ -21,7 +21,7 @@ import torch
 
 from common import training
 from common.device import autocast
-from common.distributed import Dist, log
+from common.distributed import Dist
 from diffusion import checkpoint as gck
 from diffusion.data import load_pairs
 from diffusion.loss import diffusion_loss, regressor_loss
@@ -218,7 +218,12 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     def parameters() -> list[torch.Tensor]:
         return [*model.parameters(), *(regressor.parameters() if regressor is not None else ())]
 
+    n_params = sum(p.numel() for p in model.parameters())
     task = training.Task(
+        banner=(
+            f"training {dcfg.arch} ({n_params / 1e6:.2f} M parameters, {dcfg.prediction}) on "
+            f"{len(train_idx)} pairs ({len(val_idx)} held out), device {device}, world {dist.world}"
+        ),
         step=step,
         update=update,
         save=save,
@@ -227,12 +232,6 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         eval_every=cfg.eval_every,
         saved_as="generator",
         advice="lower --lr, or check the data",
-    )
-    n_params = sum(p.numel() for p in model.parameters())
-    log(
-        dist,
-        f"training {dcfg.arch} ({n_params / 1e6:.2f} M parameters, {dcfg.prediction}) on "
-        f"{len(train_idx)} pairs ({len(val_idx)} held out), device {device}, world {dist.world}",
     )
     model.train()
     return training.fit(task, cfg, dist, run, batches, start)

@@ -190,6 +190,10 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         )
 
     task = training.Task(
+        banner=(
+            f"training {cfg.preset} on {len(train_idx)} images ({len(val_idx)} held out), "
+            f"device {device}, world {dist.world}, β={cfg.beta} ({cfg.recon}), {cfg.schedule}"
+        ),
         step=step,
         update=optimizer.step,
         save=save,
@@ -200,11 +204,6 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         rate="images_per_s",
         postfix=("loss", "recon", "kl"),
         advice="lower --lr or --beta, or check the data",
-    )
-    log(
-        dist,
-        f"training {cfg.preset} on {len(train_idx)} images ({len(val_idx)} held out), "
-        f"device {device}, world {dist.world}, β={cfg.beta} ({cfg.recon}), {cfg.schedule}",
     )
     model.train()
     return training.fit(task, cfg, dist, run, batches, start)
