@@ -59,8 +59,12 @@ class TrainConfig:
     log_every: int = field(default=50, **_help("steps between metric records"))
     eval_every: int = field(default=500, **_help("steps between validations"))
     resume: bool = field(default=False, **_help("continue the run in --out exactly"))
+    deterministic: bool = field(default=False, **_help("use torch's deterministic algorithms"))
     threads: int = field(default=0, **_help("CPU threads (0 = torch default)"))
     progress: bool = field(default=True, **_help("show a progress bar"))
+    exit_with_parent: bool = field(
+        default=False, **_help("save and stop if the launching process dies (the app's jobs)")
+    )
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "checkpoint_every", "log_every", "eval_every"):

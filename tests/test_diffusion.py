@@ -5,6 +5,8 @@ and evaluation with its references."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import torch
 from PIL import Image
 
 from common.run_log import read_metrics
-from common.training import EXIT_NONFINITE
+from common.training import EXIT_INTERRUPTED, EXIT_NONFINITE, PARENT_ENV
 from diffusion import checkpoint as gck
 from diffusion.config import DenoiserConfig
 from diffusion.model import Denoiser
@@ -58,8 +60,6 @@ def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def _env() -> dict:
-    import os
-
     return os.environ | {
         "SPECKLE_VAE_CACHE": os.environ["SPECKLE_VAE_CACHE"],
         "HF_HUB_OFFLINE": "1",
@@ -69,8 +69,6 @@ def _env() -> dict:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     """Simulated pairs at 32 px (train and held-out handwriting), and two tiny VAEs."""
-    import os
-
     root = tmp_path_factory.mktemp("gen")
     old = os.environ.get("SPECKLE_VAE_CACHE")
     os.environ["SPECKLE_VAE_CACHE"] = str(root / "cache")
@@ -367,6 +365,24 @@ def test_nonfinite_loss_stops_training(world, tmp_path: Path, capsys) -> None:
         _train(world, tmp_path / "nan", 30, ["--lr", "1e30", "--grad-clip", "0"]) == EXIT_NONFINITE
     )
     assert "non-finite loss" in capsys.readouterr().err
+
+
+def test_exit_with_parent_saves_and_stops_when_the_launcher_is_gone(
+    world, tmp_path: Path, monkeypatch
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    monkeypatch.setenv(PARENT_ENV, str(dead.pid))
+    run = tmp_path / "run"
+    try:
+        code = _train(world, run, 1000, ["--exit-with-parent", "--deterministic"])
+    finally:
+        torch.use_deterministic_algorithms(False)  # a process-wide switch: leave it as it was
+    assert code == EXIT_INTERRUPTED
+    assert gck.load_generator(run).config["step"] == 1  # saved after the first step, then stopped
+    monkeypatch.setenv(PARENT_ENV, str(os.getppid()))  # the launcher alive: training goes on
+    assert _train(world, run, 3, ["--resume", "--exit-with-parent"]) == 0
+    assert gck.load_generator(run).config["step"] == 3
 
 
 def test_data_without_patterns_is_one_line_error(world, tmp_path: Path, capsys) -> None:
@@ -747,6 +763,8 @@ def test_torchrun_two_ranks_match_single_process(world, tmp_path: Path) -> None:
     a, b = gck.load_generator(single), gck.load_generator(ddp)
     assert b.config["world_size"] == 2
     assert b.config["command"].startswith("torchrun --nproc_per_node=2 -m diffusion.train")
+    digests = re.findall(r"rank (\d): final weights (\w+)", res.stderr)
+    assert sorted(r for r, _ in digests) == ["0", "1"] and digests[0][1] == digests[1][1]
     for x, y in ((a.model, b.model), (a.regressor, b.regressor)):
         for key, value in x.state_dict().items():
             torch.testing.assert_close(y.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)

@@ -8,10 +8,7 @@ and data position are all in the checkpoint, so a killed run ends bit-identical 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -21,23 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from common import training
 from common.checkpoint_files import CheckpointError, read_resume
-from common.device import autocast, pick_device
-from common.distributed import Dist, log, setup_distributed
-from common.run_log import METRICS, truncate_metrics
-from common.training import (
-    EXIT_INTERRUPTED,
-    EXIT_NONFINITE,
-    EXIT_USAGE,
-    Batches,
-    StopFlag,
-    command_line,
-    launcher_pid,
-    load_optimizer,
-    optimizer_tensors,
-    simulation_record,
-)
-from frames import ImageError, ImageFolder, Normalization, split_indices
+from common.device import autocast
+from common.distributed import Dist, log
+from frames import ImageFolder, Normalization, split_indices
 from vae import checkpoint as ckpt
 from vae.loss import active_units, vae_loss
 from vae.model import VAE
@@ -86,32 +71,12 @@ def validate(model: VAE, x_val: torch.Tensor, cfg: TrainConfig, device: torch.de
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    cfg = parse_args(argv)
-    dist = setup_distributed(cfg.device)
-    try:
-        return train(cfg, dist, command_line("vae.train", argv, dist))
-    except (ImageError, CheckpointError, ValueError, OSError) as e:
-        # OSError: a read-only or full output directory; the last good checkpoint is intact.
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        if dist.enabled:
-            torch.distributed.destroy_process_group()
+    return training.run_cli("vae.train", argv, parse_args, train)
 
 
 def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-    device = pick_device(cfg.device, dist.local_rank)
-    out = Path(cfg.out)
-    run_ckpt = out / "checkpoint"
-    has_run = (run_ckpt / ckpt.CONFIG).is_file() or (out / ".checkpoint.old").is_dir()
-    if has_run and not cfg.resume:
-        raise ValueError(f"{out}: already holds a run; pass --resume or choose another --out")
-
+    run = training.open_run(cfg, dist)
+    device = run.device
     base = ckpt.load_checkpoint(cfg.init_from) if cfg.init_from else None
     model_cfg = base.model_config if base else model_config_for(cfg)
     norm = (
@@ -129,7 +94,7 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
         log(dist, f"note: {note}")
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
     val_idx = val_idx[:MAX_VAL_SAMPLES]
-    batches = Batches(len(train_idx), cfg.batch_size, cfg.seed, dist)
+    batches = training.Batches(len(train_idx), cfg.batch_size, cfg.seed, dist)
 
     pixel_bytes = len(dataset) * model_cfg.image_size**2 * 4
     in_ram = cfg.preload == "yes" or (cfg.preload == "auto" and pixel_bytes <= PRELOAD_AUTO_BYTES)
@@ -146,28 +111,21 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
     schedule = cfg.schedule_obj()
-    step = 0
+    start = 0
+    if cfg.resume and run.exists:
+        start = _restore(run.resume_from, cfg, model, optimizer, noise_gen)
+        training.resumed(dist, run, start)
 
-    if cfg.resume and has_run:
-        step = _restore(run_ckpt if run_ckpt.exists() else out, cfg, model, optimizer, noise_gen)
-        log(dist, f"resumed {out} at step {step}")
-        if dist.main:
-            truncate_metrics(out / METRICS, step)
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-
-    net: torch.nn.Module = model
-    if dist.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    net = training.data_parallel(model, run, dist)
     if cfg.compile:
         net = torch.compile(net)  # after DDP, as PyTorch recommends, so DDP's hooks are traced
 
-    # A simulated dataset records how it was made (seeds, options, command): keep it with the model.
-    simulation = simulation_record(cfg.data)
+    dataset_info = training.dataset_record(cfg, dataset.fingerprint(), len(train_idx), len(val_idx))
 
-    def meta(metrics: dict) -> dict:
-        return {
+    def save(step: int, last_val: dict) -> None:
+        tensors, info = training.optimizer_tensors(optimizer)
+        summary = {k: v for k, v in last_val.items() if k != "kl_per_dim"}
+        meta = {
             "model": model_cfg.to_dict(),
             "preprocessing": {"image_size": model_cfg.image_size, "normalization": norm.to_dict()},
             "beta": cfg.beta,
@@ -176,178 +134,79 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
             "train": asdict(cfg),
             "step": step,
             "command": command,
-            "dataset": {
-                "path": str(cfg.data),
-                "fingerprint": dataset.fingerprint(),
-                "n_train": len(train_idx),
-                "n_val": len(val_idx),
-                "seed": cfg.seed,
-                "simulation": simulation,
-            },
-            "metrics": metrics,
+            "dataset": dataset_info,
+            "metrics": summary,
             "world_size": dist.world,
             "device": device.type,
             "base_checkpoint": base.id if base else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-
-    last_val: dict = {}
-
-    def save() -> None:
-        if not dist.main:
-            return
-        tensors, info = optimizer_tensors(optimizer)
-        tensors["rng.noise"] = noise_gen.get_state()
-        tensors["rng.torch"] = torch.get_rng_state()
-        summary = {k: v for k, v in last_val.items() if k != "kl_per_dim"}
+        resume_state = {"step": step, "optimizer": info, "train": asdict(cfg)}
         ckpt.save_checkpoint(
-            run_ckpt,
-            model,
-            meta(summary),
-            tensors,
-            {"step": step, "optimizer": info, "train": asdict(cfg)},
+            run.checkpoint, model, meta, tensors | training.rng_tensors(noise_gen), resume_state
         )
 
-    def barrier() -> None:
-        if dist.enabled:
-            torch.distributed.barrier()
+    loader = None
 
-    eval_every = cfg.eval_every or batches.steps_per_epoch
-    metrics_file = open(out / METRICS, "a") if dist.main else None  # noqa: SIM115
-    bar = None
-    if dist.main and cfg.progress:
-        from tqdm import tqdm
+    def begin_epoch(epoch_batches: list[list[int]]) -> None:
+        nonlocal loader
+        if x_train is None:
+            subset = torch.utils.data.Subset(dataset, train_idx.tolist())
+            loader = iter(DataLoader(subset, batch_sampler=epoch_batches, num_workers=cfg.workers))
 
-        bar = tqdm(total=cfg.max_steps, initial=step, unit="step", dynamic_ncols=True)
-    log(
-        dist,
-        f"training {cfg.preset} on {len(train_idx)} images ({len(val_idx)} held out), "
-        f"device {device}, world {dist.world}, β={cfg.beta} ({cfg.recon}), {cfg.schedule}",
+    def step(i: int, idx: list[int]) -> training.StepResult:
+        x = x_train[idx] if x_train is not None else next(loader)
+        x = x.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        # ε for the whole global batch, then this rank's rows: every rank and a single process
+        # with the same global batch see the same draws.
+        eps = torch.randn(cfg.batch_size, model_cfg.latent_dim, generator=noise_gen)
+        eps = eps[dist.rank :: dist.world][: len(idx)].to(device)
+        beta_t, capacity_t = schedule.at(i)
+        with autocast(device):
+            x_hat, post = net(x, sample=True, noise=eps)
+        terms = vae_loss(x, x_hat, post, beta_t, cfg.recon, capacity_t)
+        total = float(terms.total.detach())
+        optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(
+            model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        )
+        recon, kl = terms.recon.detach(), terms.kl.detach()
+        return training.StepResult(
+            finite=math.isfinite(total) and bool(torch.isfinite(gnorm)),
+            record=lambda: {
+                "loss": total,
+                "recon": float(recon),
+                "kl": float(kl),
+                "beta": beta_t,
+                "capacity": capacity_t,
+                "active_units": active_units(terms.kl_per_dim.detach()),
+                "grad_norm": float(gnorm),
+                "lr": cfg.lr,
+            },
+            terms=lambda: f"recon={float(recon):.4g}, kl={float(kl):.4g}",
+        )
+
+    task = training.Task(
+        banner=(
+            f"training {cfg.preset} on {len(train_idx)} images ({len(val_idx)} held out), "
+            f"device {device}, world {dist.world}, β={cfg.beta} ({cfg.recon}), {cfg.schedule}"
+        ),
+        step=step,
+        update=optimizer.step,
+        save=save,
+        parameters=model.parameters,
+        validate=(lambda: validate(model, x_val, cfg, device)) if x_val is not None else None,
+        eval_every=cfg.eval_every or batches.steps_per_epoch,
+        begin_epoch=begin_epoch,
+        rate="images_per_s",
+        postfix=("loss", "recon", "kl"),
+        advice="lower --lr or --beta, or check the data",
     )
     model.train()
-    t_last, imgs_since = time.perf_counter(), 0
-    code = 0
-    parent = launcher_pid()
-    with StopFlag() as stop:
-        while step < cfg.max_steps:
-            epoch, pos = divmod(step, batches.steps_per_epoch)
-            epoch_batches = batches.epoch(epoch, pos)
-            loader = None
-            if x_train is None:
-                subset = torch.utils.data.Subset(dataset, train_idx.tolist())
-                loader = iter(
-                    DataLoader(subset, batch_sampler=epoch_batches, num_workers=cfg.workers)
-                )
-            for idx in epoch_batches:
-                if step >= cfg.max_steps:
-                    break
-                x = x_train[idx] if x_train is not None else next(loader)
-                x = x.to(device, non_blocking=True)
-                if device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                # ε for the whole global batch, then this rank's rows: every rank and a single
-                # process with the same global batch see the same draws.
-                eps = torch.randn(cfg.batch_size, model_cfg.latent_dim, generator=noise_gen)
-                eps = eps[dist.rank :: dist.world][: len(idx)].to(device)
-                beta_t, capacity_t = schedule.at(step)
-                with autocast(device):
-                    x_hat, post = net(x, sample=True, noise=eps)
-                terms = vae_loss(x, x_hat, post, beta_t, cfg.recon, capacity_t)
-                total = float(terms.total.detach())
-                optimizer.zero_grad(set_to_none=True)
-                terms.total.backward()
-                gnorm = torch.nn.utils.clip_grad_norm_(
-                    model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-                )
-                bad = not (math.isfinite(total) and torch.isfinite(gnorm))
-                if cfg.exit_with_parent and os.getppid() != parent:
-                    stop.requested = True  # orphaned: the server that started this job is gone
-                # On the device: NCCL reduces CUDA tensors only.
-                flags = torch.tensor([float(bad), float(stop.requested)], device=device)
-                if dist.enabled:
-                    torch.distributed.all_reduce(flags)  # ranks agree on when to stop
-                if flags[0] > 0:
-                    log(
-                        dist,
-                        f"error: non-finite loss at step {step} (recon={float(terms.recon.detach()):.4g}, "
-                        f"kl={float(terms.kl.detach()):.4g}); stopped. Last good checkpoint: {run_ckpt} "
-                        "(lower --lr or --beta, or check the data)",
-                    )
-                    code = EXIT_NONFINITE
-                    break
-                optimizer.step()
-                step += 1
-                imgs_since += len(idx) * dist.world
-                if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    now = time.perf_counter()
-                    rec = {
-                        "split": "train",
-                        "step": step,
-                        "epoch": epoch,
-                        "loss": total,
-                        "recon": float(terms.recon.detach()),
-                        "kl": float(terms.kl.detach()),
-                        "beta": beta_t,
-                        "capacity": capacity_t,
-                        "active_units": active_units(terms.kl_per_dim.detach()),
-                        "grad_norm": float(gnorm),
-                        "lr": cfg.lr,
-                        "images_per_s": imgs_since / max(now - t_last, 1e-9),
-                        "time": time.time(),
-                    }
-                    t_last, imgs_since = now, 0
-                    if metrics_file:
-                        metrics_file.write(json.dumps(rec) + "\n")
-                        metrics_file.flush()
-                    if bar:
-                        bar.set_postfix(
-                            loss=f"{rec['loss']:.4g}",
-                            recon=f"{rec['recon']:.4g}",
-                            kl=f"{rec['kl']:.4g}",
-                        )
-                if bar:
-                    bar.update(1)
-                if x_val is not None and (step % eval_every == 0 or step == cfg.max_steps):
-                    last_val = validate(model, x_val, cfg, device)
-                    rec = {"split": "val", "step": step, "epoch": epoch, **last_val}
-                    metrics_file.write(json.dumps(rec) + "\n")
-                    metrics_file.flush()
-                if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                    save()
-                    barrier()
-                if flags[1] > 0:
-                    if step % cfg.checkpoint_every and step != cfg.max_steps:
-                        save()
-                        barrier()
-                    log(
-                        dist,
-                        f"interrupted at step {step}; checkpoint saved in {run_ckpt}; "
-                        "continue with --resume",
-                    )
-                    code = EXIT_INTERRUPTED
-                    break
-            if code:
-                break
-    if bar:
-        bar.close()
-    if metrics_file:
-        metrics_file.close()
-    if dist.enabled:
-        # Every rank reports a digest of its weights, so users (and tests) can check they agree.
-        digest = hashlib.sha256(
-            b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())
-        )
-        # One write of the whole line: two ranks share stderr, and print() may write the text and
-        # its newline separately, letting the other rank's line in between.
-        sys.stderr.flush()
-        os.write(2, f"rank {dist.rank}: final weights {digest.hexdigest()[:16]}\n".encode())
-    if code == 0:
-        summary = ", ".join(f"{k}={v:.4g}" for k, v in last_val.items() if k != "kl_per_dim")
-        log(
-            dist,
-            f"done: {step} steps, checkpoint {run_ckpt}" + (f" ({summary})" if summary else ""),
-        )
-    return code
+    return training.fit(task, cfg, dist, run, batches, start)
 
 
 def _restore(path: Path, cfg: TrainConfig, model, optimizer, noise_gen) -> int:
@@ -355,16 +214,10 @@ def _restore(path: Path, cfg: TrainConfig, model, optimizer, noise_gen) -> int:
     tensors, state = read_resume(path)
     if state.get("weights_sha256") != loaded.id:
         raise CheckpointError(f"{path}: resume state does not belong to these weights")
-    old = state.get("train", {})
-    changed = [k for k in RESUME_MUST_MATCH if k in old and old[k] != getattr(cfg, k)]
-    if changed:
-        raise ValueError(
-            f"{path}: --resume with changed settings {changed}; they must match the run"
-        )
+    training.check_resume(path, cfg, state, RESUME_MUST_MATCH)
     model.load_state_dict(loaded.model.state_dict())
-    load_optimizer(optimizer, tensors, state["optimizer"])
-    noise_gen.set_state(tensors["rng.noise"])
-    torch.set_rng_state(tensors["rng.torch"])
+    training.load_optimizer(optimizer, tensors, state["optimizer"])
+    training.load_rng(tensors, noise_gen)
     return int(state["step"])
 
 

@@ -21,10 +21,13 @@ def _help(text: str, **kw) -> dict:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    # The β schedule's settings take their defaults from BetaSchedule, where they are defined.
     data: str = field(default="", **_help(DATA_HELP, required=True))
     out: str = field(default="", **_help("run directory to write", required=True))
     preset: str = field(default="demo", **_help("model size", choices=tuple(PRESETS)))
-    beta: float = field(default=1.0, **_help("KL weight β (γ for the capacity schedule)"))
+    beta: float = field(
+        default=BetaSchedule.beta, **_help("KL weight β (γ for the capacity schedule)")
+    )
     recon: str = field(
         default="sse",
         **_help(
@@ -32,12 +35,22 @@ class TrainConfig:
             choices=RECON_CONVENTIONS,
         ),
     )
-    schedule: str = field(default="constant", **_help("β schedule", choices=SCHEDULES))
-    warmup_steps: int = field(default=1000, **_help("warmup: steps to ramp β from 0"))
-    cycles: int = field(default=4, **_help("cyclical: number of cycles over max-steps"))
-    cycle_ratio: float = field(default=0.5, **_help("cyclical: fraction of a cycle spent ramping"))
-    capacity_max: float = field(default=25.0, **_help("capacity: final KL target C in nats"))
-    capacity_steps: int = field(default=10000, **_help("capacity: steps to reach C_max"))
+    schedule: str = field(default=BetaSchedule.kind, **_help("β schedule", choices=SCHEDULES))
+    warmup_steps: int = field(
+        default=BetaSchedule.warmup_steps, **_help("warmup: steps to ramp β from 0")
+    )
+    cycles: int = field(
+        default=BetaSchedule.cycles, **_help("cyclical: number of cycles over max-steps")
+    )
+    cycle_ratio: float = field(
+        default=BetaSchedule.cycle_ratio, **_help("cyclical: fraction of a cycle spent ramping")
+    )
+    capacity_max: float = field(
+        default=BetaSchedule.capacity_max, **_help("capacity: final KL target C in nats")
+    )
+    capacity_steps: int = field(
+        default=BetaSchedule.capacity_steps, **_help("capacity: steps to reach C_max")
+    )
     max_steps: int = field(default=10000, **_help("optimizer steps in total"))
     batch_size: int = field(default=64, **_help("global batch size, split across ranks"))
     lr: float = field(default=1e-4, **_help("Adam learning rate"))
