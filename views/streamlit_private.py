@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from streamlit import runtime
+
 if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
 
@@ -20,8 +22,6 @@ if TYPE_CHECKING:
 def in_runtime() -> bool:
     """True under `streamlit run` or AppTest; False in bare mode, where st.* calls do nothing
     and st.navigation returns a page without a title."""
-    from streamlit import runtime
-
     return runtime.exists()
 
 
@@ -29,6 +29,7 @@ def in_runtime() -> bool:
 def forwarded_messages() -> Iterator[list]:
     """The ForwardMsgs of the AppTest runs made inside the block (to find which fragment holds
     an element)."""
+    # Lazy: AppTest's harness (0.1 s of imports) serves benchmarks/slider.py; the app never loads it.
     from streamlit.testing.v1 import local_script_runner
 
     msgs: list = []
@@ -50,6 +51,7 @@ def page_tree(at: AppTest):
 def rerun_fragment(at: AppTest, fragment_id: str, widget_states) -> None:
     """Rerun one fragment of `at` with the given widget states, as the server does for a widget
     inside a fragment (RerunData.fragment_id_queue, as AppSession sets it)."""
+    # Lazy: AppTest's harness (0.1 s of imports) serves benchmarks/slider.py; the app never loads it.
     from streamlit.testing.v1 import local_script_runner
 
     real = local_script_runner.RerunData
