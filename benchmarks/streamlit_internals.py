@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 def forwarded_messages() -> Iterator[list]:
     """The ForwardMsgs of the AppTest runs made inside the block (to find which fragment holds
     an element)."""
+    # Lazy: AppTest's harness (0.1 s of imports) serves benchmarks/slider.py; the app never loads it.
     from streamlit.testing.v1 import local_script_runner
 
     msgs: list = []
@@ -39,6 +40,7 @@ def page_tree(at: AppTest):
 def rerun_fragment(at: AppTest, fragment_id: str, widget_states) -> None:
     """Rerun one fragment of `at` with the given widget states, as the server does for a widget
     inside a fragment (RerunData.fragment_id_queue, as AppSession sets it)."""
+    # Lazy: AppTest's harness (0.1 s of imports) serves benchmarks/slider.py; the app never loads it.
     from streamlit.testing.v1 import local_script_runner
 
     real = local_script_runner.RerunData

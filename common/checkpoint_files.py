@@ -133,6 +133,7 @@ def write_resume(
 ) -> None:
     """resume/ in a checkpoint being written: the tensors, and the state tied to the weights it
     belongs to (read_resume's caller checks that tie)."""
+    # Lazy: safetensors.torch imports torch, kept off the cached atlas open (docs/architecture.md).
     from safetensors.torch import save_file
 
     (directory / RESUME).mkdir()

@@ -34,6 +34,7 @@ from diffusion.config import DenoiserConfig
 from vae import __version__
 
 if TYPE_CHECKING:
+    # Lazy: listing generators needs no torch (cached open, docs/architecture.md).
     import torch
 
     from diffusion.model import Denoiser
@@ -63,6 +64,7 @@ class Generator:
 
 
 def _cast(state: dict, dtype: str | None) -> dict:
+    # Lazy: listing generators needs no torch (cached open, docs/architecture.md).
     import torch
 
     if dtype is None:
@@ -89,6 +91,7 @@ def save_generator(
     weights_dtype: str | None = None,
 ) -> str:
     """Atomically write a generator directory; return its id."""
+    # Lazy: listing generators needs no torch (cached open, docs/architecture.md).
     import torch
     from safetensors.torch import save_file
 
@@ -165,6 +168,7 @@ def check_vae(config: dict, path: Path, vae_id: str, vae_path: str | Path = "") 
 
 
 def _build(directory: Path, name: str, config: DenoiserConfig, expected: str | None) -> Denoiser:
+    # Lazy: listing generators needs no torch (cached open, docs/architecture.md).
     import torch
 
     from diffusion.model import Denoiser

@@ -3,10 +3,12 @@ cache, vae.latents, shared with the app) and the input pattern labels.csv names 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from common import cache
 from frames import PATTERN_COLUMN, ImageFolder, pattern_frames
@@ -26,8 +28,6 @@ def to_pattern(pixels: np.ndarray, full_scale: float, size: int) -> np.ndarray:
     """An image as an SLM amplitude pattern: (size, size) float32 in [0, 1], area-resampled
     (centre-cropped to a square first), scaled by the file's full scale as the dataset's own
     patterns are."""
-    from PIL import Image
-
     a = np.asarray(pixels, np.float32) / float(full_scale)
     h, w = a.shape
     s = min(h, w)
@@ -88,8 +88,6 @@ def open_dataset(vae: Checkpoint, data: str | Path) -> ImageFolder:
 def _pattern_files(dataset: ImageFolder) -> str:
     """What the patterns are read from, for the cache key: the images' fingerprint leaves the
     pattern column and the pattern files out (they are not samples)."""
-    import hashlib
-
     h = hashlib.sha256()
     for name in dataset.labels[PATTERN_COLUMN].astype(str):
         file = dataset.root / name.split("#", 1)[0]

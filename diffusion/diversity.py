@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 
+from diffusion.data import recorded_frame, simulated_counts
+from speckle.mmf import fibre_states, propagate
+from vae.inference import decode, encode_dataset
 from vae.metrics import pcc_batch
 
 
@@ -22,9 +26,6 @@ def _pairwise_pcc(stack: np.ndarray, mask: np.ndarray) -> float:
 
 def true_outputs(meta: dict, patterns: np.ndarray, vae) -> np.ndarray:
     """(N, M, H, W): each pattern through every fibre state, as the VAE sees a recorded frame."""
-    from diffusion.data import recorded_frame, simulated_counts
-    from speckle.mmf import fibre_states, propagate
-
     outs = [simulated_counts(propagate(patterns, tm), meta) for tm in fibre_states(meta)]
     return np.stack([[recorded_frame(o[n], vae) for o in outs] for n in range(len(patterns))])
 
@@ -40,10 +41,6 @@ def diversity(
     max_patterns: int = 100,
 ) -> dict:
     """Sample-to-sample against state-to-state PCC, and std maps, on up to `max_patterns`."""
-    import torch
-
-    from vae.inference import decode, encode_dataset
-
     meta = json.loads((held.root / "simulation.json").read_text())
     if not meta.get("states"):
         return {"note": "the set records no fibre states"}

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.atomic import atomic_write
 from common.bootstrap import N_BOOT, bootstrap_mean
 from diffusion import checkpoint as gck
 from diffusion.data import dataset_patterns, open_dataset, recorded_frame
@@ -287,8 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {result['foreign_note']}", file=sys.stderr)
     text = json.dumps(result)  # one line: a JSON Lines stream when several runs are appended
     if args.out:
-        from common.atomic import atomic_write
-
         try:
             atomic_write(Path(args.out), text + "\n")
         except OSError as e:

@@ -6,6 +6,7 @@ model)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,8 +61,6 @@ def fit_transmission_matrix(
     complex Gaussian start scaled to the mean intensity. patterns (M, P, P) amplitudes,
     intensities (M, H, W) in the recording's linear units (not per-image normalized: the fit is
     of the physics, whose output power follows the input's)."""
-    import time
-
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(patterns.reshape(len(patterns), -1).astype(np.float32))  # (M, n_in)
@@ -98,6 +97,8 @@ class DigitClassifier:
     input's class."""
 
     def __init__(self, components: int = 50, seed: int = 0) -> None:
+        # Lazy: scikit-learn's import (1.4 s) is for the evaluation's classifier only; the Generate
+        # page imports this module for nearest_patterns.
         from sklearn.decomposition import PCA
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline

@@ -27,6 +27,7 @@ def _common(config: DenoiserConfig) -> dict:
 
 
 def training_scheduler(config: DenoiserConfig):
+    # Lazy: diffusers loads with the first scheduler, not with the pages that list SAMPLERS.
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(**_common(config))
@@ -34,6 +35,7 @@ def training_scheduler(config: DenoiserConfig):
 
 def sampler(name: str, config: DenoiserConfig):
     """A fresh scheduler per sampling run: multistep solvers keep state between steps."""
+    # Lazy: as in training_scheduler.
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     common = _common(config)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from common import cache
 from speckle.io import write_dataset
 from speckle.mmf import rebuildable, simulate_from_record
@@ -109,8 +111,6 @@ def training_set(
 
 
 def _rebuild(record: dict, out: Path, progress: bool) -> None:
-    from tqdm import tqdm
-
     with tqdm(total=2, desc="training set", unit="stage", disable=not progress) as bar:
         bar.set_postfix_str(f"simulating {record['n']} frames")
         sim = simulate_from_record(record)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from common import cache
-from explorer.latent_ops import NeighbourIndex, rank_dims
+from explorer.latent_ops import NeighbourIndex, interpolate, rank_dims
 from explorer.projection import Projection, fit_projection
 from explorer.tasks import Task
 from vae.checkpoint import Checkpoint
@@ -188,7 +188,7 @@ def interpolation(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A decoded path between two latents: (latents (n, dz), frames (n, H, W), map positions
     (n, 2)). Positions go through the nearest latents, which is fast and stable for a path."""
-    from explorer.latent_ops import interpolate
+    # Lazy: a cached atlas opens without torch (docs/architecture.md).
     from vae.inference import decode
 
     zs = interpolate(za, zb, n, method)

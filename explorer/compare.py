@@ -8,14 +8,13 @@ from scipy.optimize import linear_sum_assignment
 
 from explorer.atlas import Atlas
 from vae.evaluate import contrast_ratio
+from vae.inference import decode
 
 
 def rate_distortion(atlas: Atlas, sample: int = 256, mask: np.ndarray | None = None) -> dict:
     """Rate = mean KL per image (nats); distortion = mean squared error per pixel of the z = μ
     reconstruction; plus active units and the speckle contrast ratio in the lit region `mask`
     on up to `sample` images."""
-    from vae.inference import decode
-
     idx = np.arange(min(sample, len(atlas.mu)))
     x = np.stack([atlas.dataset.image(int(i)) for i in idx])
     rec = decode(atlas.checkpoint.model, atlas.mu[idx])

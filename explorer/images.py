@@ -47,6 +47,7 @@ def traversal_grid(
     spread of μ per dim), as a PNG enlarged by a whole factor to about GRID_WIDTH pixels wide but
     never past GRID_HEIGHT tall (64 dims × 3 steps would otherwise make a 16k-pixel-tall image),
     and never below the model's size."""
+    # Lazy: a cached atlas opens without torch (docs/architecture.md).
     from vae.inference import decode
 
     values = np.linspace(-3, 3, steps)

@@ -44,7 +44,8 @@ def traverse(
         if mode == "sigma":
             out[rows, d] = z0[d] + values * float(scale[d])
         elif mode == "quantile":
-            from scipy.special import ndtri  # imported when first used: 0.2 s
+            # Lazy: scipy.special (0.2 s) loads at the first quantile traversal, not on the cached open.
+            from scipy.special import ndtri
 
             out[rows, d] = ndtri(values)
         else:
@@ -106,7 +107,8 @@ class NeighbourIndex:
     50k × 60 took 7.7 ms that way and takes 1.3 ms with them kept."""
 
     def __init__(self, latents: np.ndarray) -> None:
-        import torch  # here, not at the top: a cached atlas opens without torch
+        # Lazy: a cached atlas opens without torch (docs/architecture.md).
+        import torch
 
         # In torch, not numpy: numpy's BLAS threads and torch's OpenMP threads contend on a small
         # machine, which made the next model call after a numpy matmul 4× slower.
@@ -118,6 +120,7 @@ class NeighbourIndex:
         return len(self.data)
 
     def query(self, z: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        # Lazy: a cached atlas opens without torch (docs/architecture.md).
         import torch
 
         q_all = torch.as_tensor(np.atleast_2d(np.asarray(z, np.float64)))

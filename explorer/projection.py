@@ -99,6 +99,7 @@ def fit_projection(
         params = {"seed": seed}
     else:
         cache.numba_cache_dir()
+        # Lazy: umap-learn and numba load only where UMAP runs (docs/architecture.md: first map).
         import umap
 
         reducer = umap.UMAP(

@@ -135,6 +135,7 @@ def simulated_dir(n: int, seed: int) -> Path:
 
 def ensure_simulated(n: int | None = None, seed: int = SIMULATED_SEED, progress=None) -> Path:
     """Generate the default simulated set once, outside git; later starts reuse it."""
+    # Lazy: the simulators load only to write the default set, not on the cached open.
     from speckle.io import write_dataset
     from speckle.mmf import simulate_mmf
 

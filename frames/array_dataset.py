@@ -11,6 +11,7 @@ import pandas as pd
 from frames.image import RawImage
 
 if TYPE_CHECKING:
+    # Lazy: frames/ opens a cached atlas without torch (docs/architecture.md).
     import torch
 
 
@@ -62,6 +63,7 @@ class ArrayDataset:
         return len(self.images)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        # Lazy: frames/ opens a cached atlas without torch (docs/architecture.md).
         import torch
 
         return torch.from_numpy(self.images[int(i)].copy())[None]  # torch wants writable memory

@@ -20,10 +20,10 @@ import numpy as np
 from frames.image import (
     MAX_FILE_BYTES,
     RawImage,
-    _check_dtype,
-    _check_shape,
-    _error,
-    _from_array,
+    check_dtype,
+    check_shape,
+    image_error,
+    image_from_array,
     one_line_errors,
 )
 
@@ -31,7 +31,7 @@ MAX_FRAMES = 1_000_000  # per stack file
 
 
 @dataclass(frozen=True)
-class _ArrayInfo:
+class ArrayInfo:
     key: str | None  # member name inside an .npz (without ".npy"); None for an .npy
     shape: tuple[int, ...]
     dtype: np.dtype
@@ -48,17 +48,17 @@ def _npy_header(f: BinaryIO, available: int, label: str) -> tuple[tuple[int, ...
     elif version == (2, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
     else:
-        raise _error(label, f"unsupported .npy format version {version}")
-    _check_dtype(dtype, label)
+        raise image_error(label, f"unsupported .npy format version {version}")
+    check_dtype(dtype, label)
     if any(not isinstance(n, int) or n < 0 for n in shape):
-        raise _error(label, f"bad array shape {shape}")
+        raise image_error(label, f"bad array shape {shape}")
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if nbytes > available - (f.tell() - start):
-        raise _error(label, f"truncated array data (shape {shape}, {dtype})")
+        raise image_error(label, f"truncated array data (shape {shape}, {dtype})")
     return tuple(shape), dtype, bool(fortran)
 
 
-def _npz_infos(f: BinaryIO, label: str) -> list[_ArrayInfo]:
+def _npz_infos(f: BinaryIO, label: str) -> list[ArrayInfo]:
     infos = []
     with zipfile.ZipFile(f) as zf:
         for member in zf.infolist():
@@ -74,22 +74,22 @@ def _npz_infos(f: BinaryIO, label: str) -> list[_ArrayInfo]:
                 f.seek(member.header_offset)
                 local = f.read(30)
                 if local[:4] != b"PK\x03\x04":
-                    raise _error(label, "corrupt zip archive")
+                    raise image_error(label, "corrupt zip archive")
                 name_len, extra_len = struct.unpack("<HH", local[26:30])
                 offset = member.header_offset + 30 + name_len + extra_len + header_len
             elif member.file_size > MAX_FILE_BYTES:
-                raise _error(
+                raise image_error(
                     label,
                     f"compressed array {key!r} is {member.file_size} bytes unpacked, over the "
                     f"limit of {MAX_FILE_BYTES}; save it uncompressed (np.savez or np.save)",
                 )
-            infos.append(_ArrayInfo(key, shape, dtype, fortran, offset))
+            infos.append(ArrayInfo(key, shape, dtype, fortran, offset))
     if not infos:
-        raise _error(label, "no arrays inside the .npz")
+        raise image_error(label, "no arrays inside the .npz")
     return infos
 
 
-def _array_infos(path: Path, label: str) -> list[_ArrayInfo]:
+def array_infos(path: Path, label: str) -> list[ArrayInfo]:
     """The arrays a .npy/.npz file holds, from headers only."""
     with open(path, "rb") as f:
         head = f.read(6)
@@ -97,13 +97,13 @@ def _array_infos(path: Path, label: str) -> list[_ArrayInfo]:
         if head == b"\x93NUMPY":
             size = path.stat().st_size
             shape, dtype, fortran = _npy_header(f, size, label)
-            return [_ArrayInfo(None, shape, dtype, fortran, f.tell())]
+            return [ArrayInfo(None, shape, dtype, fortran, f.tell())]
         if head[:4] == b"PK\x03\x04":
             return _npz_infos(f, label)
-    raise _error(label, f"not a {path.suffix.lower()} file (the content is not a NumPy array)")
+    raise image_error(label, f"not a {path.suffix.lower()} file (the content is not a NumPy array)")
 
 
-def _frame_layout(info: _ArrayInfo, label: str) -> tuple[list[int | None], tuple[int, int]]:
+def frame_layout(info: ArrayInfo, label: str) -> tuple[list[int | None], tuple[int, int]]:
     """An array's frames ([None] for a 2-D image, else 0..N-1) and their (H, W), checked."""
     if len(info.shape) == 2:
         frames: list[int | None] = [None]
@@ -112,14 +112,14 @@ def _frame_layout(info: _ArrayInfo, label: str) -> tuple[list[int | None], tuple
         frames = list(range(info.shape[0]))
         shape = info.shape[1:]
     else:
-        raise _error(
+        raise image_error(
             label, f"expected a 2-D image or a 3-D (N, H, W) stack, got shape {info.shape}"
         )
-    _check_shape(shape, label)
+    check_shape(shape, label)
     return frames, (int(shape[0]), int(shape[1]))
 
 
-def _load_array(path: Path, info: _ArrayInfo) -> np.ndarray:
+def load_array(path: Path, info: ArrayInfo) -> np.ndarray:
     """The array: memory-mapped when stored raw, else decoded (a compressed .npz member, whose
     unpacked size _npz_infos has checked)."""
     if info.offset is not None:
@@ -140,33 +140,35 @@ def read_frames(
     label = label or str(path)
     with one_line_errors(label, "array"):
         if not path.is_file():
-            raise _error(label, "no such file")
-        infos = _array_infos(path, label)
+            raise image_error(label, "no such file")
+        infos = array_infos(path, label)
         named = len(infos) > 1  # a single array needs no key in the names
         for info in infos:
             where = f"{label}#{info.key}" if named else label
-            frames, _ = _frame_layout(info, where)
-            arr = _load_array(path, info)
+            frames, _ = frame_layout(info, where)
+            arr = load_array(path, info)
             source = f"{path.suffix[1:]} {info.dtype}"
             for k in frames:
                 name = where if k is None else f"{where}#{k}"
                 # A copy: a view would keep the map alive and hand out read-only memory.
                 frame = np.array(arr if k is None else arr[k])
-                yield (info.key if named else None), k, _from_array(frame, name, source)
+                yield (info.key if named else None), k, image_from_array(frame, name, source)
 
 
-def _read_npy_bytes(data: bytes, label: str) -> RawImage:
+def read_npy_bytes(data: bytes, label: str) -> RawImage:
     buf = io.BytesIO(data)
     _npy_header(buf, len(data), label)
     buf.seek(0)
     return _single_image(np.load(buf, allow_pickle=False), label, "npy")
 
 
-def _read_npz_bytes(data: bytes, label: str) -> RawImage:
+def read_npz_bytes(data: bytes, label: str) -> RawImage:
     buf = io.BytesIO(data)
     infos = _npz_infos(buf, label)
     if len(infos) != 1:
-        raise _error(label, f"an .npz with {len(infos)} arrays is a stack; load it as a folder")
+        raise image_error(
+            label, f"an .npz with {len(infos)} arrays is a stack; load it as a folder"
+        )
     buf.seek(0)
     with np.load(buf, allow_pickle=False) as z:
         return _single_image(z[z.files[0]], label, "npz")
@@ -176,18 +178,20 @@ def _single_image(arr: np.ndarray, label: str, kind: str) -> RawImage:
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 2:
-        raise _error(label, f"expected a 2-D array, got shape {arr.shape} (a stack needs a folder)")
-    return _from_array(arr, label, f"{kind} {arr.dtype}")
+        raise image_error(
+            label, f"expected a 2-D array, got shape {arr.shape} (a stack needs a folder)"
+        )
+    return image_from_array(arr, label, f"{kind} {arr.dtype}")
 
 
-def _source_infos(source: str | Path | bytes, label: str) -> list[_ArrayInfo]:
+def _source_infos(source: str | Path | bytes, label: str) -> list[ArrayInfo]:
     """The arrays of an .npy/.npz file or of its bytes, from headers."""
     if not isinstance(source, (bytes, bytearray, memoryview)):
-        return _array_infos(Path(source), label)
+        return array_infos(Path(source), label)
     data = bytes(source)
     if data[:6] == b"\x93NUMPY":
         shape, dtype, fortran = _npy_header(io.BytesIO(data), len(data), label)
-        return [_ArrayInfo(None, shape, dtype, fortran, None)]
+        return [ArrayInfo(None, shape, dtype, fortran, None)]
     return _npz_infos(io.BytesIO(data), label)
 
 
@@ -199,7 +203,7 @@ def array_layouts(source: str | Path | bytes, label: str) -> list[tuple[str | No
         named = len(infos) > 1
         out = []
         for info in infos:
-            frames, _ = _frame_layout(info, f"{label}#{info.key}" if named else label)
+            frames, _ = frame_layout(info, f"{label}#{info.key}" if named else label)
             out.append((info.key if named else None, None if frames == [None] else len(frames)))
         return out
 
@@ -214,11 +218,11 @@ def array_frames(
     with one_line_errors(label, "array"):
         infos = _source_infos(source, label)
         named = len(infos) > 1
-        layouts = [_frame_layout(i, f"{label}#{i.key}" if named else label)[0] for i in infos]
+        layouts = [frame_layout(i, f"{label}#{i.key}" if named else label)[0] for i in infos]
 
-    def load(info: _ArrayInfo) -> np.ndarray:
+    def load(info: ArrayInfo) -> np.ndarray:
         if data is None:
-            return _load_array(Path(source), info)
+            return load_array(Path(source), info)
         if info.key is None:
             return np.load(io.BytesIO(data), allow_pickle=False)
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
@@ -234,7 +238,7 @@ def array_frames(
                     return
                 name = where if k is None else f"{where}#{k}"
                 frame = np.array(arr if k is None else arr[k])
-                yield where, k, _from_array(frame, name, f"{info.dtype}")
+                yield where, k, image_from_array(frame, name, f"{info.dtype}")
                 n += 1
 
     return sum(len(x) for x in layouts), frames()

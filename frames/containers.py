@@ -13,10 +13,12 @@ import math
 from pathlib import Path
 from typing import BinaryIO
 
+import h5py
 import numpy as np
+import scipy.io
 
-from frames.image import MAX_FILE_BYTES, _check_byte_size, _error
-from frames.lab import _Found
+from frames.image import MAX_FILE_BYTES, check_byte_size, image_error
+from frames.lab import FoundArray
 
 MAX_OBJECTS = 10_000  # groups and datasets walked in one HDF5 file
 MAX_DEPTH = 32
@@ -50,29 +52,27 @@ def _inside(target: Path, root: Path | None) -> bool:
 
 def inspect_hdf5(
     f: BinaryIO, size: int, label: str, path: Path | None, root: Path | None
-) -> list[_Found]:
+) -> list[FoundArray]:
     """Every numeric dataset, walked link by link so that no external link is followed."""
-    import h5py
-
     here = path.parent if path is not None else None
-    found: list[_Found] = []
+    found: list[FoundArray] = []
     seen = 0
     with h5py.File(f, "r") as h5:
 
         def walk(group, depth: int) -> None:
             nonlocal seen
             if depth > MAX_DEPTH:
-                raise _error(label, f"groups nested over {MAX_DEPTH} deep")
+                raise image_error(label, f"groups nested over {MAX_DEPTH} deep")
             for name in group:
                 seen += 1
                 if seen > MAX_OBJECTS:
-                    raise _error(label, f"over {MAX_OBJECTS} groups and datasets")
+                    raise image_error(label, f"over {MAX_OBJECTS} groups and datasets")
                 link = group.get(name, getlink=True)
                 where = f"{group.name.rstrip('/')}/{name}"
                 if isinstance(link, h5py.ExternalLink):
                     target = (here or Path("/nonexistent")) / link.filename
                     if not _inside(target, root):
-                        raise _error(
+                        raise image_error(
                             label,
                             f"{where} is an external link to {link.filename}, outside the data folder",
                         )
@@ -95,7 +95,7 @@ def inspect_hdf5(
 
 def _dataset(
     ds, where: str, size: int, label: str, here: Path | None, root: Path | None
-) -> _Found | None:
+) -> FoundArray | None:
     loc = f"{label}#{where}"
     cls = ds.attrs.get("MATLAB_class")
     cls = cls.decode() if isinstance(cls, bytes) else cls
@@ -103,7 +103,7 @@ def _dataset(
     if matlab and cls not in MATLAB_NUMERIC:
         if cls in MATLAB_SKIPPED:
             return None
-        raise _error(loc, f"MATLAB {cls} object; only numeric arrays are read")
+        raise image_error(loc, f"MATLAB {cls} object; only numeric arrays are read")
     if "MATLAB_empty" in ds.attrs:
         return None
     dtype = ds.dtype
@@ -112,26 +112,30 @@ def _dataset(
     elif dtype.kind not in "uifbc" or dtype.fields is not None or dtype.subdtype is not None:
         return None  # strings, references, compounds: not images
     if ds.external:
-        raise _error(loc, f"stores its data in external file {ds.external[0][0]!r}; refused")
+        raise image_error(loc, f"stores its data in external file {ds.external[0][0]!r}; refused")
     if ds.is_virtual:
         for vs in ds.virtual_sources():
             source = vs.file_name
             if source != "." and not (here is not None and _inside(here / source, root)):
-                raise _error(loc, f"virtual dataset reading {source!r}, outside the data folder")
+                raise image_error(
+                    loc, f"virtual dataset reading {source!r}, outside the data folder"
+                )
     shape = tuple(int(n) for n in ds.shape)
     offset = None
     if ds.chunks is not None:
         chunk_bytes = math.prod(ds.chunks) * ds.dtype.itemsize
         if chunk_bytes > MAX_FILE_BYTES:
-            raise _error(loc, f"chunks of {chunk_bytes} bytes, over the limit of {MAX_FILE_BYTES}")
+            raise image_error(
+                loc, f"chunks of {chunk_bytes} bytes, over the limit of {MAX_FILE_BYTES}"
+            )
         if _chunks_end(ds) > size:
-            raise _error(loc, "truncated: a chunk ends past the file's end")
+            raise image_error(loc, "truncated: a chunk ends past the file's end")
     elif not ds.is_virtual and dtype == ds.dtype:
         offset = ds.id.get_offset()
         nbytes = math.prod(shape) * dtype.itemsize
         if offset is not None and offset + nbytes > size:
-            raise _error(loc, f"truncated ({size} bytes, {offset + nbytes} needed)")
-    return _Found(where, shape, np.dtype(dtype), reversed=matlab, offset=offset)
+            raise image_error(loc, f"truncated ({size} bytes, {offset + nbytes} needed)")
+    return FoundArray(where, shape, np.dtype(dtype), reversed=matlab, offset=offset)
 
 
 def _chunks_end(ds) -> int:
@@ -147,38 +151,36 @@ def _chunks_end(ds) -> int:
     return max(ends)
 
 
-def inspect_mat5(f: BinaryIO, size: int, label: str) -> list[_Found]:
+def inspect_mat5(f: BinaryIO, size: int, label: str) -> list[FoundArray]:
     """A MAT v4/v5 file's numeric variables, from their headers (nothing is decompressed)."""
-    import scipy.io
-
-    _check_byte_size(size, label)
+    check_byte_size(size, label)
     try:
         variables = scipy.io.whosmat(f)
     except NotImplementedError:  # scipy's word for v7.3: HDF5 without the signature we know
-        raise _error(label, "MAT v7.3 file without an HDF5 signature") from None
+        raise image_error(label, "MAT v7.3 file without an HDF5 signature") from None
     found = []
     for name, shape, cls in variables:
         if cls in MATLAB_SKIPPED:
             continue
         if cls not in MATLAB_NUMERIC:
-            raise _error(f"{label}#{name}", f"MATLAB {cls}; only numeric arrays are read")
+            raise image_error(f"{label}#{name}", f"MATLAB {cls}; only numeric arrays are read")
         dtype = np.dtype(MATLAB_NUMERIC[cls])
         if math.prod(shape) * dtype.itemsize > MAX_FILE_BYTES:
-            raise _error(f"{label}#{name}", f"declares shape {shape}, over {MAX_FILE_BYTES} bytes")
-        found.append(_Found(name, tuple(int(n) for n in shape), dtype))
+            raise image_error(
+                f"{label}#{name}", f"declares shape {shape}, over {MAX_FILE_BYTES} bytes"
+            )
+        found.append(FoundArray(name, tuple(int(n) for n in shape), dtype))
     if not found and variables:
         kinds = ", ".join(sorted({c for _, _, c in variables}))
-        raise _error(label, f"holds no numeric arrays ({kinds} are not read)")
+        raise image_error(label, f"holds no numeric arrays ({kinds} are not read)")
     if found:  # whosmat does not tell complex from real: the load does
         data = load_mat5(f)
-        found = [_Found(x.key, x.shape, data[x.key].dtype) for x in found]
+        found = [FoundArray(x.key, x.shape, data[x.key].dtype) for x in found]
     return found
 
 
 def load_mat5(f: BinaryIO) -> dict[str, np.ndarray]:
     """The numeric variables of a MAT v4/v5 file (cells, structs and objects are not loaded)."""
-    import scipy.io
-
     f.seek(0)
     names = [n for n, _, cls in scipy.io.whosmat(f) if cls in MATLAB_NUMERIC]
     f.seek(0)

@@ -25,17 +25,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from frames.array_dataset import ArrayDataset
-from frames.arrays import _array_infos, _ArrayInfo, _frame_layout, _load_array
-from frames.image import ARRAY_SUFFIXES, ImageError, RawImage, _error, _from_array, _reason
+from frames.arrays import ArrayInfo, array_infos, frame_layout, load_array
+from frames.image import (
+    ARRAY_SUFFIXES,
+    ImageError,
+    RawImage,
+    error_reason,
+    image_error,
+    image_from_array,
+)
 from frames.lab import LabArray, LabReader, file_kind
 from frames.lab_samples import probe_lab, read_lab_frame
 from frames.labels import PATTERN_COLUMN, match_labels, merge_file_labels, read_labels
 from frames.layout import read_layout, same_key, split_name
 from frames.normalize import Normalization, preprocess
-from frames.reading import ALPHA_MODES, _probe_pil, read_image
-from frames.scan import _file_key, _read_scan_record, _write_scan_record, candidate_files
+from frames.reading import ALPHA_MODES, probe_pil, read_image
+from frames.scan import candidate_files, file_key, read_scan_record, write_scan_record
 
 if TYPE_CHECKING:
+    # Lazy: frames/ opens a cached atlas without torch (docs/architecture.md).
     import torch
 
 MAX_OPEN_ARRAYS = 32  # memory-mapped stacks kept open per process (each holds a file descriptor)
@@ -91,7 +99,7 @@ class ImageFolder:
             raise ValueError(f"size must be ≥ 1, got {size}")
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such folder")
-        self._stacks: dict[str, list[_ArrayInfo]] = {}  # array headers, read once at scan
+        self._stacks: dict[str, list[ArrayInfo]] = {}  # array headers, read once at scan
         self._labs: dict[str, tuple[str, list[LabArray]]] = {}  # lab files: (kind, arrays)
         self._open: OrderedDict = OrderedDict()
         self._pid = os.getpid()
@@ -103,14 +111,14 @@ class ImageFolder:
         shapes: list[tuple[int, int]] = []
         modes: list[str] = []
         stats = []
-        known = _read_scan_record(scan_record, self.root)
+        known = read_scan_record(scan_record, self.root)
         seen: dict[str, list] = {}
         for rel in candidate_files(self.root, skip_dirs, skip_files):
             path = self.root / rel
             try:
                 stat = path.stat()
                 record = known.get(rel)
-                if record is not None and record[:4] == _file_key(stat):
+                if record is not None and record[:4] == file_key(stat):
                     # Checked at an earlier scan and unchanged since (same size, mtime, ctime
                     # and inode): its shape and mode are known without decoding it again.
                     self.samples.append(Sample(rel))
@@ -130,16 +138,16 @@ class ImageFolder:
                         shapes.append(shape)
                         modes.append("array")
                 else:
-                    shape, mode = _probe_pil(path, rel)
+                    shape, mode = probe_pil(path, rel)
                     self.samples.append(Sample(rel))
                     shapes.append(shape)
                     modes.append(mode)
-                    seen[rel] = _file_key(stat) + [int(shape[0]), int(shape[1]), mode]
+                    seen[rel] = file_key(stat) + [int(shape[0]), int(shape[1]), mode]
                 stats.append((rel, stat.st_size, stat.st_mtime_ns))
             except ImageError as e:
                 self._skip(str(e))
             except Exception as e:  # a scan must never stop on one file
-                self._skip(str(_error(rel, _reason(e))))
+                self._skip(str(image_error(rel, error_reason(e))))
         if not self.samples:
             raise ImageError(f"{self.root}: no usable images ({len(self.skipped)} files skipped)")
         self.files: list[tuple[str, int | None]] = [(s.path, s.index) for s in self.samples]
@@ -148,7 +156,7 @@ class ImageFolder:
         self._fingerprint = self._hash(stats)
         self._open.clear()  # the scan's maps and decoded arrays
         if scan_record is not None and seen != known:
-            _write_scan_record(scan_record, self.root, seen)
+            write_scan_record(scan_record, self.root, seen)
 
     # --- scanning
 
@@ -160,16 +168,16 @@ class ImageFolder:
         self._warn(msg)
 
     def _probe_stack(self, path: Path, rel: str) -> list[tuple[Sample, tuple[int, int]]]:
-        infos = self._stacks[rel] = _array_infos(path, rel)
+        infos = self._stacks[rel] = array_infos(path, rel)
         named = len(infos) > 1  # a single array needs no key in the sample names
         out = []
         for info in infos:
             label = f"{rel}#{info.key}" if named else rel
             key = info.key if named else None
-            frames, shape = _frame_layout(info, label)
+            frames, shape = frame_layout(info, label)
             bad = self._nonfinite_frames(path, info) if info.dtype.kind == "f" else set()
             if bad and frames == [None]:
-                raise _error(label, "contains NaN or Inf")
+                raise image_error(label, "contains NaN or Inf")
             if bad:
                 first = ", ".join(f"#{k}" for k in sorted(bad)[:5]) + ("…" if len(bad) > 5 else "")
                 self._skip(f"{label}: {len(bad)} frames contain NaN or Inf ({first}); skipped")
@@ -200,7 +208,7 @@ class ImageFolder:
         if rel not in self._labs:  # a pattern stack that is not itself a sample
             kind = file_kind(path, rel)
             if kind is None:
-                raise _error(name, "not a stack")
+                raise image_error(name, "not a stack")
             self._labs[rel] = (
                 kind,
                 probe_lab(path, rel, kind, self._layout.get(rel), self.root)[0],
@@ -212,10 +220,10 @@ class ImageFolder:
             if a.role != "label" and (a.key == key or same_key(a.key or "", key or ""))
         ]
         if not match:
-            raise _error(name, f"no array {key!r} in {rel}")
+            raise image_error(name, f"no array {key!r} in {rel}")
         return read_lab_frame(self._lab_reader(path, kind), match[0], index, name)
 
-    def _nonfinite_frames(self, path: Path, info: _ArrayInfo) -> set[int]:
+    def _nonfinite_frames(self, path: Path, info: ArrayInfo) -> set[int]:
         """Frames (or {0} for a 2-D array) holding NaN/Inf, read in chunks, not kept."""
         arr = self._array(path, info)
         if arr.ndim == 2:
@@ -250,7 +258,7 @@ class ImageFolder:
             self._open, self._pid = OrderedDict(), os.getpid()
         return self._open
 
-    def _array(self, path: Path, info: _ArrayInfo) -> np.ndarray:
+    def _array(self, path: Path, info: ArrayInfo) -> np.ndarray:
         """A stack's array: memory-mapped when stored raw, else decoded. Few are kept open: each
         map holds a file descriptor, and a decoded array costs its full size."""
         cache = self._cache()
@@ -261,7 +269,7 @@ class ImageFolder:
         if info.offset is None:
             for old in [k for k, v in cache.items() if not isinstance(v, np.memmap)]:
                 del cache[old]  # one decoded array at a time
-        arr = _load_array(path, info)
+        arr = load_array(path, info)
         cache[key] = arr
         while len(cache) > MAX_OPEN_ARRAYS:
             cache.popitem(last=False)
@@ -280,11 +288,11 @@ class ImageFolder:
             arr = self._array(path, info)
             frame = arr if s.index is None else arr[s.index]
             # A copy: a view would keep the map alive and hand out read-only memory.
-            return _from_array(np.array(frame), s.name, f"{path.suffix[1:]} {info.dtype}")
+            return image_from_array(np.array(frame), s.name, f"{path.suffix[1:]} {info.dtype}")
         except ImageError:
             raise
         except Exception as e:  # the file changed since the scan
-            raise _error(s.name, f"cannot be read any more ({_reason(e)})") from None
+            raise image_error(s.name, f"cannot be read any more ({error_reason(e)})") from None
 
     def image(self, i: int) -> np.ndarray:
         """Sample i preprocessed: (size, size) float32 in [0, 1]."""
@@ -294,6 +302,7 @@ class ImageFolder:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        # Lazy: frames/ opens a cached atlas without torch (docs/architecture.md).
         import torch
 
         return torch.from_numpy(self.image(int(i)))[None]

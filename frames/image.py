@@ -22,13 +22,13 @@ class ImageError(ValueError):
     """A file that cannot be used as an image. The message is one line: "<file>: <problem>"."""
 
 
-def _error(label: str, problem: str) -> ImageError:
+def image_error(label: str, problem: str) -> ImageError:
     # File names and library messages may hold newlines; the message must stay one line.
     text = f"{label}: {problem}"
     return ImageError(" ".join(text.split())[:500])
 
 
-def _reason(e: BaseException) -> str:
+def error_reason(e: BaseException) -> str:
     text = str(e).strip()
     return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
 
@@ -42,9 +42,9 @@ def one_line_errors(label: str, what: str) -> Iterator[None]:
     except ImageError:
         raise
     except MemoryError:
-        raise _error(label, "too large to decode") from None
+        raise image_error(label, "too large to decode") from None
     except Exception as e:
-        raise _error(label, f"not a readable {what} ({_reason(e)})") from None
+        raise image_error(label, f"not a readable {what} ({error_reason(e)})") from None
 
 
 @dataclass
@@ -65,29 +65,29 @@ class RawImage:
     source: str = ""
 
 
-def _check_byte_size(n: int, label: str) -> None:
+def check_byte_size(n: int, label: str) -> None:
     if n == 0:
-        raise _error(label, "empty file (0 bytes)")
+        raise image_error(label, "empty file (0 bytes)")
     if n > MAX_FILE_BYTES:
-        raise _error(label, f"{n} bytes is over the limit of {MAX_FILE_BYTES} bytes")
+        raise image_error(label, f"{n} bytes is over the limit of {MAX_FILE_BYTES} bytes")
 
 
-def _check_shape(shape: tuple[int, ...], label: str) -> None:
+def check_shape(shape: tuple[int, ...], label: str) -> None:
     if len(shape) != 2:
-        raise _error(label, f"expected a 2-D image, got shape {tuple(shape)}")
+        raise image_error(label, f"expected a 2-D image, got shape {tuple(shape)}")
     h, w = shape
     if min(h, w) < MIN_SIDE:
-        raise _error(label, f"image is {w}×{h} pixels, smaller than {MIN_SIDE}×{MIN_SIDE}")
+        raise image_error(label, f"image is {w}×{h} pixels, smaller than {MIN_SIDE}×{MIN_SIDE}")
     if h * w > MAX_PIXELS:
-        raise _error(label, f"{w}×{h} pixels is over the limit of {MAX_PIXELS} pixels")
+        raise image_error(label, f"{w}×{h} pixels is over the limit of {MAX_PIXELS} pixels")
 
 
-def _check_dtype(dtype: np.dtype, label: str) -> None:
+def check_dtype(dtype: np.dtype, label: str) -> None:
     if dtype.kind not in "uifb" or dtype.fields is not None or dtype.subdtype is not None:
-        raise _error(label, f"unsupported array dtype {dtype} (need integer, float or bool)")
+        raise image_error(label, f"unsupported array dtype {dtype} (need integer, float or bool)")
 
 
-def _full_scale(dtype: np.dtype, pixels: np.ndarray) -> float:
+def dtype_full_scale(dtype: np.dtype, pixels: np.ndarray) -> float:
     if dtype.kind == "b":
         return 1.0
     if dtype.kind == "u":
@@ -97,10 +97,10 @@ def _full_scale(dtype: np.dtype, pixels: np.ndarray) -> float:
     return peak if peak > 0 else 1.0
 
 
-def _from_array(arr: np.ndarray, label: str, source: str = "") -> RawImage:
-    _check_dtype(arr.dtype, label)
-    _check_shape(arr.shape, label)
+def image_from_array(arr: np.ndarray, label: str, source: str = "") -> RawImage:
+    check_dtype(arr.dtype, label)
+    check_shape(arr.shape, label)
     pixels = np.asarray(arr, dtype=np.float32)
     if not np.isfinite(pixels).all():
-        raise _error(label, "contains NaN or Inf")
-    return RawImage(pixels, _full_scale(arr.dtype, pixels), [], source or f"array {arr.dtype}")
+        raise image_error(label, "contains NaN or Inf")
+    return RawImage(pixels, dtype_full_scale(arr.dtype, pixels), [], source or f"array {arr.dtype}")

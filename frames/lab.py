@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from frames.image import LAB_SUFFIXES, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, _check_shape, _error
+from frames.arrays import MAX_FRAMES
+from frames.image import (
+    LAB_SUFFIXES,
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    MIN_SIDE,
+    check_shape,
+    image_error,
+)
 from frames.layout import Layout, same_key
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -29,7 +37,7 @@ MAX_UPLOAD_FRAMES = 256
 
 
 @dataclass(frozen=True)
-class _Found:
+class FoundArray:
     """An array as a format module finds it, before roles are given."""
 
     key: str | None  # name in the file; None for a TIFF's only series
@@ -81,7 +89,7 @@ def _numeric(dtype: np.dtype) -> bool:
     return dtype.kind in "uifbc" and dtype.fields is None and dtype.subdtype is None
 
 
-def _vector_len(f: _Found) -> int | None:
+def _vector_len(f: FoundArray) -> int | None:
     if not _numeric(f.dtype) or f.dtype.kind == "c":
         return None
     if len(f.shape) == 1:
@@ -91,7 +99,7 @@ def _vector_len(f: _Found) -> int | None:
     return None
 
 
-def _layout_of(f: _Found, axes: str) -> tuple[int | None, bool, tuple[int, int]]:
+def _layout_of(f: FoundArray, axes: str) -> tuple[int | None, bool, tuple[int, int]]:
     """(stored frame axis, transposed, (H, W)) of a 2-D or 3-D array read in `axes` order."""
     logical = f.shape[::-1] if f.reversed else f.shape
     order = "NHW" if f.fixed else axes
@@ -103,49 +111,47 @@ def _layout_of(f: _Found, axes: str) -> tuple[int | None, bool, tuple[int, int]]
     return n_axis, stored_axes.replace("N", "") == "WH", (dims["H"], dims["W"])
 
 
-def _as_frames(f: _Found, role: str, layout: Layout, label: str) -> LabArray:
+def _as_frames(f: FoundArray, role: str, layout: Layout, label: str) -> LabArray:
     where = f"{label}#{f.key}" if f.key else label
     if not _numeric(f.dtype):
-        raise _error(where, f"unsupported array dtype {f.dtype} (need integer, float or bool)")
+        raise image_error(where, f"unsupported array dtype {f.dtype} (need integer, float or bool)")
     if f.dtype.kind == "c" and not (layout.field and role == "speckle"):
-        raise _error(
+        raise image_error(
             where, "complex array; if it is the speckle field E, set field = true in dataset.toml"
         )
     if len(f.shape) not in (2, 3):
-        raise _error(where, f"expected a 2-D image or a 3-D stack, got shape {f.shape}")
+        raise image_error(where, f"expected a 2-D image or a 3-D stack, got shape {f.shape}")
     n_axis, transpose, hw = _layout_of(f, layout.axes)
-    _check_shape(hw, where)
+    check_shape(hw, where)
     if n_axis is not None:
-        from frames.arrays import MAX_FRAMES
-
         n = f.shape[n_axis]
         if not 0 < n <= MAX_FRAMES:
-            raise _error(where, f"{n} frames; a stack holds 1 to {MAX_FRAMES}")
+            raise image_error(where, f"{n} frames; a stack holds 1 to {MAX_FRAMES}")
     if hw[0] * hw[1] * f.dtype.itemsize > MAX_FILE_BYTES:
-        raise _error(where, f"one frame is over {MAX_FILE_BYTES} bytes")
+        raise image_error(where, f"one frame is over {MAX_FILE_BYTES} bytes")
     return LabArray(
         f.key, role, f.shape, f.dtype.str, n_axis, transpose, f.dtype.kind == "c", f.offset, f.pages
     )
 
 
-def _plausible(f: _Found, axes: str) -> bool:
+def _plausible(f: FoundArray, axes: str) -> bool:
     if not _numeric(f.dtype) or len(f.shape) not in (2, 3) or _vector_len(f) is not None:
         return False
     _, _, (h, w) = _layout_of(f, axes)
     return min(h, w) >= MIN_SIDE and h * w <= MAX_PIXELS
 
 
-def assign_roles(found: list[_Found], layout: Layout, label: str) -> list[LabArray]:
+def assign_roles(found: list[FoundArray], layout: Layout, label: str) -> list[LabArray]:
     """Speckle, pattern and label arrays among `found`, as dataset.toml says or by default: every
     image-sized array is speckle, one named like PATTERN_NAMES holds the patterns, and every
     numeric vector as long as a stack is a label column."""
     names = ", ".join(f"{f.key} {f.shape}" for f in found[:8]) or "none"
 
-    def pick(key: str, what: str) -> _Found:
+    def pick(key: str, what: str) -> FoundArray:
         for f in found:
             if f.key is not None and same_key(f.key, key):
                 return f
-        raise _error(label, f"no array {key!r} for the {what} (arrays: {names})")
+        raise image_error(label, f"no array {key!r} for the {what} (arrays: {names})")
 
     pattern = pick(layout.patterns, "patterns") if layout.patterns else None
     if pattern is None and len(found) > 1:
@@ -156,7 +162,7 @@ def assign_roles(found: list[_Found], layout: Layout, label: str) -> list[LabArr
     else:
         speckle = [f for f in found if f is not pattern and _plausible(f, layout.axes)]
     if not speckle:
-        raise _error(label, f"no image-sized 2-D or 3-D numeric array (arrays: {names})")
+        raise image_error(label, f"no image-sized 2-D or 3-D numeric array (arrays: {names})")
     out = [_as_frames(f, "speckle", layout, label) for f in speckle]
     counts = {a.frames for a in out if a.frames is not None}
     if pattern is not None:
@@ -164,14 +170,16 @@ def assign_roles(found: list[_Found], layout: Layout, label: str) -> list[LabArr
         if p.frames in counts:
             out.append(p)
         elif layout.patterns:
-            raise _error(label, f"{p.frames} patterns for stacks of {sorted(counts)} frames")
+            raise image_error(label, f"{p.frames} patterns for stacks of {sorted(counts)} frames")
     if layout.labels is not None:
         vectors = [pick(k, "labels") for k in layout.labels]
     else:
         vectors = [f for f in found if f not in speckle and _vector_len(f) in counts]
     for v in vectors:
         if _vector_len(v) not in counts:
-            raise _error(label, f"label array {v.key!r} is not a vector of {sorted(counts)} values")
+            raise image_error(
+                label, f"label array {v.key!r} is not a vector of {sorted(counts)} values"
+            )
         out.append(LabArray(v.key, "label", v.shape, v.dtype.str, None))
     return out
 
@@ -190,15 +198,19 @@ def inspect_lab(
     f, size = _source(source)
     with f:
         if kind == "tiff":
+            # Lazy: tifffile, h5py and scipy.io load with the first lab file of their
+            # kind, not with `import frames` (cached open, docs/architecture.md).
             from frames.tiff import inspect_tiff
 
             found = inspect_tiff(f, size, label)
         elif kind == "hdf5":
+            # Lazy: h5py with the first HDF5 file (see above).
             from frames.containers import inspect_hdf5
 
             where = None if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
             found = inspect_hdf5(f, size, label, where, root)
         else:
+            # Lazy: scipy.io with the first MAT file (see above).
             from frames.containers import inspect_mat5
 
             found = inspect_mat5(f, size, label)
@@ -214,14 +226,17 @@ class LabReader:
         self._handle: Any = None
         self._maps: dict[str | None, Any] = {}
         if kind == "hdf5":
+            # Lazy: h5py and tifffile load with the first lab file (cached open, as in inspect_lab).
             import h5py
 
             self._handle = h5py.File(self._file, "r")
         elif kind == "tiff":
+            # Lazy: as h5py above.
             import tifffile
 
             self._handle = tifffile.TiffFile(self._file, _multifile=False)
         else:
+            # Lazy: as h5py above.
             from frames.containers import load_mat5
 
             self._handle = load_mat5(self._file)
@@ -282,6 +297,7 @@ def file_kind(path: Path, label: str) -> str | None:
     and array readers take. A .h5 or .mat that is neither is an error."""
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
+        # Lazy: tifffile loads with the first lab file, not with `import frames` (cached open).
         from frames.tiff import is_stack
 
         with open(path, "rb") as f:
@@ -291,5 +307,5 @@ def file_kind(path: Path, label: str) -> str | None:
     with open(path, "rb") as f:
         kind = lab_kind(f.read(520), suffix)
     if kind is None:
-        raise _error(label, "not an HDF5 file (no HDF5 signature)")
+        raise image_error(label, "not an HDF5 file (no HDF5 signature)")
     return kind

@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from frames.arrays import array_frames, array_layouts
-from frames.image import ImageError, RawImage, _error, _from_array, _reason, one_line_errors
+from frames.image import (
+    ImageError,
+    RawImage,
+    error_reason,
+    image_error,
+    image_from_array,
+    one_line_errors,
+)
 from frames.lab import LAB_SUFFIXES, LabArray, LabReader, inspect_lab, lab_kind
 from frames.labels import PATTERN_COLUMN
 from frames.layout import Layout, read_layout, same_key, split_name
@@ -57,7 +64,7 @@ def probe_lab(
             where = f"{rel}#{key}" if key else rel
             frames = [None] if a.frames is None else list(range(a.frames))
             for k in {frames[0], frames[-1]}:
-                _from_array(reader.frame(a, k), where if k is None else f"{where}#{k}")
+                image_from_array(reader.frame(a, k), where if k is None else f"{where}#{k}")
             h, w = reader.frame(a, frames[0]).shape
             bad = _nonfinite(reader, a) if np.dtype(a.dtype).kind in "fc" else set()
             if bad:
@@ -95,8 +102,8 @@ def read_lab_frame(reader: LabReader, a: LabArray, index: int | None, name: str)
     except ImageError:
         raise
     except Exception as e:  # the file changed since the scan, or a damaged chunk
-        raise _error(name, f"cannot be read ({_reason(e)})") from None
-    return _from_array(frame, name, f"{reader.kind} {np.dtype(a.dtype)}")
+        raise image_error(name, f"cannot be read ({error_reason(e)})") from None
+    return image_from_array(frame, name, f"{reader.kind} {np.dtype(a.dtype)}")
 
 
 def file_format(source: str | Path | bytes, name: str) -> str:
@@ -106,7 +113,7 @@ def file_format(source: str | Path | bytes, name: str) -> str:
     neither HDF5 nor MATLAB."""
     is_bytes = isinstance(source, (bytes, bytearray, memoryview))
     if not is_bytes and not Path(source).is_file():
-        raise _error(name, "no such file")
+        raise image_error(name, "no such file")
     suffix = Path(name.partition("#")[0]).suffix.lower()
     with io.BytesIO(bytes(source)) if is_bytes else open(source, "rb") as f:
         head = f.read(520)
@@ -115,7 +122,7 @@ def file_format(source: str | Path | bytes, name: str) -> str:
         if kind == "tiff" and not is_stack(f):
             kind = None
     if kind is None and suffix in LAB_SUFFIXES:
-        raise _error(name, "not an HDF5 file (no HDF5 signature)")
+        raise image_error(name, "not an HDF5 file (no HDF5 signature)")
     if kind is None and (head[:6] == b"\x93NUMPY" or head[:4] == b"PK\x03\x04"):
         return "array"
     return kind or "image"
@@ -224,19 +231,19 @@ def _select(
     if array is not None:
         chosen = [a for a in arrays if a.key is not None and same_key(a.key, array)]
         if not chosen:
-            raise _error(label, f"no array {array!r} (frames: {_listing(arrays)})")
+            raise image_error(label, f"no array {array!r} (frames: {_listing(arrays)})")
     else:
         chosen = [a for a in arrays if a.role == "pattern"] or arrays
     if index is None:
         return [(a, k) for a in chosen for k in a.indices()]
     if len(chosen) > 1:
         which = ", ".join(f"{a.where}#{index}" for a in chosen[:LISTED_ARRAYS])
-        raise _error(label, f"frame #{index} of which array? Name one: {which}")
+        raise image_error(label, f"frame #{index} of which array? Name one: {which}")
     a = chosen[0]
     if a.frames is None:
-        raise _error(a.where, f"one 2-D image, not a stack: name it without #{index}")
+        raise image_error(a.where, f"one 2-D image, not a stack: name it without #{index}")
     if index >= a.frames:
-        raise _error(a.where, f"no frame #{index} ({a.frames} frames: #0 to #{a.frames - 1})")
+        raise image_error(a.where, f"no frame #{index} ({a.frames} frames: #0 to #{a.frames - 1})")
     return [(a, index)]
 
 
@@ -275,7 +282,7 @@ def pattern_frames(
     picked = _select(arrays, label, *split_frame(frame))
     names = [a.where if k is None else f"{a.where}#{k}" for a, k in picked]
     if single and len(names) > 1:
-        raise _error(label, f"holds {len(names)} patterns; name one: {names[0]} … {names[-1]}")
+        raise image_error(label, f"holds {len(names)} patterns; name one: {names[0]} … {names[-1]}")
 
     def frames() -> Iterator[tuple[str, RawImage]]:
         if kind == "image":

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from frames.image import _reason
+from frames.image import error_reason
 
 if TYPE_CHECKING:
     from frames.datasets import Sample
@@ -60,7 +60,7 @@ def _read_csv(path: Path, warn: Callable[[str], None]) -> pd.DataFrame | None:
         except UnicodeDecodeError:
             continue
         except Exception as e:  # a labels file must never stop the data from loading
-            warn(f"{LABEL_FILE}: unreadable ({_reason(e)}); no labels used")
+            warn(f"{LABEL_FILE}: unreadable ({error_reason(e)}); no labels used")
             return None
         if bad_lines:
             warn(f"{LABEL_FILE}: {len(bad_lines)} malformed rows ignored")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from frames.image import _reason
+from frames.image import error_reason
 
 LAYOUT_FILE = "dataset.toml"
 AXES_3D = ("NHW", "NWH", "HWN", "WHN", "HNW", "WNH")
@@ -98,7 +98,7 @@ def read_layout(root: Path, warn: Callable[[str], None]) -> FolderLayout:
         }
         return FolderLayout(default, per_file)
     except Exception as e:  # a layout file must never stop the data from loading
-        warn(f"{LAYOUT_FILE}: unusable ({_reason(e)}); the defaults are used")
+        warn(f"{LAYOUT_FILE}: unusable ({error_reason(e)}); the defaults are used")
         return FolderLayout()
 
 

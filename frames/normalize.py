@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from frames.image import RawImage, _from_array
+from frames.image import RawImage, image_from_array
 
 NORMALIZATIONS = ("max", "mean", "fixed")
 
@@ -79,7 +79,7 @@ def preprocess(
     """Centre-crop to a square, resize to size×size, normalize: ((size, size) float32 in [0, 1],
     notes). A bare array gets the full scale of its dtype, like a file would."""
     if not isinstance(raw, RawImage):
-        raw = _from_array(np.asarray(raw), "image")
+        raw = image_from_array(np.asarray(raw), "image")
     if int(size) < 1:
         raise ValueError(f"size must be ≥ 1, got {size}")
     size = int(size)

@@ -1,4 +1,4 @@
-"""Reading one image: `read_image`, and the scan-time check of an image file (`_probe_pil`).
+"""Reading one image: `read_image`, and the scan-time check of an image file (`probe_pil`).
 
 `read_image` turns one file (PNG, TIFF, JPEG, BMP, GIF, or a 2-D .npy/.npz) or the bytes of an
 upload into a `RawImage`: float32 intensities in the file's own units (0..255, 0..65535, or
@@ -19,15 +19,15 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile
 
-from frames.arrays import _read_npy_bytes, _read_npz_bytes
+from frames.arrays import read_npy_bytes, read_npz_bytes
 from frames.image import (
     ARRAY_SUFFIXES,
     MAX_PIXELS,
     RawImage,
-    _check_byte_size,
-    _check_shape,
-    _error,
-    _full_scale,
+    check_byte_size,
+    check_shape,
+    dtype_full_scale,
+    image_error,
     one_line_errors,
 )
 
@@ -42,7 +42,7 @@ ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 # PIL takes no pixel limit per call, only this process-wide one, so it is set here, once, from
 # ours: Image.open then raises DecompressionBombError for anything over 2 × MAX_PIXELS before it
 # parses further, and its DecompressionBombWarning (over MAX_PIXELS) only comes for sizes that
-# _check_shape refuses right after the header is read.
+# check_shape refuses right after the header is read.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
@@ -60,22 +60,22 @@ def read_image(source: str | Path | bytes, name: str | None = None) -> RawImage:
 def _read(source, label: str) -> RawImage:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        _check_byte_size(len(data), label)
+        check_byte_size(len(data), label)
         suffix = Path(label).suffix.lower()
     else:
         path = Path(source)
         if not path.is_file():
-            raise _error(label, "no such file")
-        _check_byte_size(path.stat().st_size, label)
+            raise image_error(label, "no such file")
+        check_byte_size(path.stat().st_size, label)
         data = path.read_bytes()
-        _check_byte_size(len(data), label)  # it may have changed since stat()
+        check_byte_size(len(data), label)  # it may have changed since stat()
         suffix = path.suffix.lower()
     if data[:6] == b"\x93NUMPY":
-        return _read_npy_bytes(data, label)
+        return read_npy_bytes(data, label)
     if data[:4] == b"PK\x03\x04":  # a zip archive: only .npz is supported
-        return _read_npz_bytes(data, label)
+        return read_npz_bytes(data, label)
     if suffix in ARRAY_SUFFIXES:
-        raise _error(label, f"not a {suffix} file (the content is not a NumPy array)")
+        raise image_error(label, f"not a {suffix} file (the content is not a NumPy array)")
     return _read_pil(data, label)
 
 
@@ -84,17 +84,21 @@ def _open_pil(f: BinaryIO, label: str) -> tuple[Image.Image, list[str]]:
     try:
         im = Image.open(f, formats=PIL_FORMATS)
     except Image.DecompressionBombError:
-        raise _error(label, f"over {MAX_PIXELS} pixels (a possible decompression bomb)") from None
+        raise image_error(
+            label, f"over {MAX_PIXELS} pixels (a possible decompression bomb)"
+        ) from None
     except Image.UnidentifiedImageError:
-        raise _error(label, "not a readable image (not PNG, TIFF, JPEG, BMP or GIF data)") from None
+        raise image_error(
+            label, "not a readable image (not PNG, TIFF, JPEG, BMP or GIF data)"
+        ) from None
     w, h = im.size
-    _check_shape((h, w), label)
+    check_shape((h, w), label)
     notes = []
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
         if im.format != "MPO":
             what = "animated" if im.format == "GIF" else "multi-page"
-            raise _error(
+            raise image_error(
                 label,
                 f"has {frames} frames ({what}); read it as a stack (a data folder or an upload)",
             )
@@ -113,7 +117,7 @@ def _read_pil(data: bytes, label: str) -> RawImage:
     whole = lenient and _looks_complete(im, io.BytesIO(data), len(data))
     im.load()  # full decode
     if lenient and not whole:
-        raise _error(
+        raise image_error(
             label,
             "not a readable image (truncated: it does not end where its header says, and PIL's "
             "LOAD_TRUNCATED_IMAGES is on)",
@@ -121,7 +125,7 @@ def _read_pil(data: bytes, label: str) -> RawImage:
     pixels, full, more = _gray(im, label)
     if wide_colour:
         more.append("16-bit colour was read as 8 bits per channel")
-    _check_shape(pixels.shape, label)
+    check_shape(pixels.shape, label)
     return RawImage(pixels, full, notes + more, f"{im.format} {im.mode}")
 
 
@@ -137,8 +141,8 @@ def _gray(im: Image.Image, label: str) -> tuple[np.ndarray, float, list[str]]:
     if mode == "F":
         arr = np.asarray(im, dtype=np.float32)
         if not np.isfinite(arr).all():
-            raise _error(label, "contains NaN or Inf")
-        return arr, _full_scale(arr.dtype, arr), []
+            raise image_error(label, "contains NaN or Inf")
+        return arr, dtype_full_scale(arr.dtype, arr), []
     if mode == "1":
         return np.asarray(im).astype(np.float32), 1.0, []
     if mode == "L":
@@ -155,11 +159,11 @@ def _gray(im: Image.Image, label: str) -> tuple[np.ndarray, float, list[str]]:
     return np.asarray(rgb.convert("L"), dtype=np.float32), 255.0, notes
 
 
-def _probe_pil(path: Path, rel: str) -> tuple[tuple[int, int], str]:
+def probe_pil(path: Path, rel: str) -> tuple[tuple[int, int], str]:
     """Scan-time check of an image file: (h, w) and PIL mode. Small files are fully decoded;
     large ones only when their end does not look complete (decoding costs ~5 ms per MB)."""
     size = path.stat().st_size
-    _check_byte_size(size, rel)
+    check_byte_size(size, rel)
     if size <= FULL_DECODE_BYTES:
         raw = read_image(path, rel)
         return raw.pixels.shape, raw.source.rpartition(" ")[2]

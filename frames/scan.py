@@ -16,7 +16,7 @@ from frames.image import (
     MAX_PIXELS,
     MIN_SIDE,
     SUFFIXES,
-    _check_shape,
+    check_shape,
 )
 from frames.labels import read_labels
 from frames.reading import FULL_DECODE_BYTES
@@ -62,15 +62,15 @@ def _scan_checks() -> dict:
     }
 
 
-def _file_key(stat: os.stat_result) -> list[int]:
+def file_key(stat: os.stat_result) -> list[int]:
     # ctime too: chmod, or a copy that keeps the mtime (cp -p, rsync -a, tar), changes it, and
     # utime cannot set it back; with the inode, a file replaced by another is always new.
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
-def _read_scan_record(path: str | Path | None, root: Path) -> dict[str, list]:
-    """{relative path: _file_key + [height, width, mode]} of the image files a scan of `root`
-    found usable, as written by _write_scan_record; {} when there is none or it does not parse,
+def read_scan_record(path: str | Path | None, root: Path) -> dict[str, list]:
+    """{relative path: file_key + [height, width, mode]} of the image files a scan of `root`
+    found usable, as written by write_scan_record; {} when there is none or it does not parse,
     belongs to another folder or other scan limits, or has an entry of the wrong form (then
     every file is checked again, which only costs time). Stacks are never recorded: their NaN
     check reads them whole."""
@@ -89,13 +89,13 @@ def _read_scan_record(path: str | Path | None, root: Path) -> dict[str, list]:
                 return {}
             if Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
                 return {}
-            _check_shape((rec[4], rec[5]), rel)
+            check_shape((rec[4], rec[5]), rel)
         return files
     except Exception:  # a missing, unreadable or hand-edited record: scan as if new
         return {}
 
 
-def _write_scan_record(path: str | Path, root: Path, files: dict[str, list]) -> None:
+def write_scan_record(path: str | Path, root: Path, files: dict[str, list]) -> None:
     """Atomically, so a reader never sees half a record; a read-only or full disk only costs
     speed."""
     doc = {

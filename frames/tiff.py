@@ -14,8 +14,8 @@ from typing import BinaryIO
 import numpy as np
 import tifffile
 
-from frames.image import _error
-from frames.lab import _Found
+from frames.image import image_error
+from frames.lab import FoundArray
 
 BIGTIFF_MAGIC = (b"II+\x00", b"MM\x00+")
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*") + BIGTIFF_MAGIC
@@ -43,7 +43,7 @@ def _gray(tif: tifffile.TiffFile) -> list:
     return [s for s in tif.series if "S" not in s.axes or s.shape[s.axes.index("S")] == 1]
 
 
-def inspect_tiff(f: BinaryIO, size: int, label: str) -> list[_Found]:
+def inspect_tiff(f: BinaryIO, size: int, label: str) -> list[FoundArray]:
     """Each series of the file as (N, H, W) frames, checked against the file's size so that a
     truncated stack is refused before a frame is read."""
     out = []
@@ -55,12 +55,12 @@ def inspect_tiff(f: BinaryIO, size: int, label: str) -> list[_Found]:
             axes, shape = s.axes, tuple(int(n) for n in s.shape)
             if "S" in axes:
                 if shape[axes.index("S")] > 1:
-                    raise _error(
+                    raise image_error(
                         where, f"colour TIFF stack ({axes} {shape}); save grayscale frames"
                     )
                 shape = shape[: axes.index("S")] + shape[axes.index("S") + 1 :]
             if len(shape) < 2:
-                raise _error(where, f"expected images, got TIFF axes {axes} {shape}")
+                raise image_error(where, f"expected images, got TIFF axes {axes} {shape}")
             n = math.prod(shape[:-2])
             stored = (n, *shape[-2:]) if len(shape) > 2 else shape
             dtype = np.dtype(s.dtype).newbyteorder(tif.byteorder)
@@ -68,19 +68,25 @@ def inspect_tiff(f: BinaryIO, size: int, label: str) -> list[_Found]:
             if offset is not None:
                 nbytes = math.prod(stored) * dtype.itemsize
                 if offset + nbytes > size:
-                    raise _error(
+                    raise image_error(
                         where,
                         f"truncated stack ({size} bytes, {offset + nbytes} needed for {n} frames)",
                     )
             else:
                 pages = s.pages
                 if len(pages) != n:
-                    raise _error(where, f"{len(pages)} pages for {n} frames; unsupported layout")
+                    raise image_error(
+                        where, f"{len(pages)} pages for {n} frames; unsupported layout"
+                    )
                 for k, page in enumerate(pages):
                     if page is None:
-                        raise _error(where, f"page {k} is missing")
+                        raise image_error(where, f"page {k} is missing")
                     ends = np.add(page.dataoffsets, page.databytecounts)
                     if len(ends) == 0 or ends.max() > size:
-                        raise _error(where, f"truncated stack: page {k} ends past the file's end")
-            out.append(_Found(key, stored, dtype, offset=offset, pages=offset is None, fixed=True))
+                        raise image_error(
+                            where, f"truncated stack: page {k} ends past the file's end"
+                        )
+            out.append(
+                FoundArray(key, stored, dtype, offset=offset, pages=offset is None, fixed=True)
+            )
     return out

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from frames import ImageError, read_image
 from speckle.free import PUPILS, simulate_free
 from speckle.io import FILE_FORMATS, write_dataset
 from speckle.mmf import DEFAULT_FIBRE_SEED, DIGIT_SPLITS, simulate_mmf
@@ -25,7 +27,6 @@ def _own_patterns(folder: Path | None) -> dict[str, Any]:
     resampling, each scaled by its own maximum), read through the hardened image reader."""
     if folder is None:
         return {}
-    from frames import ImageError, read_image
 
     if not folder.is_dir():
         raise ValueError(f"--patterns {folder}: not a directory")
@@ -44,8 +45,6 @@ def _own_patterns(folder: Path | None) -> dict[str, Any]:
 
 
 def _to_pattern(img: np.ndarray) -> np.ndarray:
-    from PIL import Image
-
     a = np.asarray(img, dtype=np.float32)
     small = np.asarray(
         Image.fromarray(a, mode="F").resize((PATTERN_SIZE, PATTERN_SIZE), Image.Resampling.BOX)

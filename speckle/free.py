@@ -21,7 +21,14 @@ import numpy as np
 import pandas as pd
 from scipy import fft as sfft
 
-from speckle.simulated import _FREE_TAG, Range, SimulatedSet, _integers, _range, _scaled
+from speckle.simulated import (
+    FREE_TAG,
+    Range,
+    SimulatedSet,
+    integers_between,
+    scaled_to,
+    value_range,
+)
 
 PUPILS = ("circle", "ellipse", "square", "annulus")
 
@@ -222,10 +229,10 @@ def simulate_free(
         raise ValueError(f"grid ({grid}) must be >= size ({size})")
     if oversample < 1:
         raise ValueError(f"oversample must be >= 1, got {oversample}")
-    d_rng = _range((grid / 8, grid / 3) if diameter is None else diameter, "diameter")
-    a_rng = _range(aspect, "aspect")
-    i_rng = _range(inner, "inner")
-    lk = _range(looks, "looks")
+    d_rng = value_range((grid / 8, grid / 3) if diameter is None else diameter, "diameter")
+    a_rng = value_range(aspect, "aspect")
+    i_rng = value_range(inner, "inner")
+    lk = value_range(looks, "looks")
     names = _parse_pupils(pupil)
     if d_rng[0] < 1:
         raise ValueError(f"diameter must be >= 1 px, got {diameter!r}")
@@ -247,19 +254,21 @@ def simulate_free(
     if bit_depth is not None and not 1 <= bit_depth <= 32:
         raise ValueError(f"bit depth must be in 1..32, got {bit_depth}")
 
-    factor_ss, screen_ss, shot_ss, read_ss = np.random.SeedSequence([_FREE_TAG, int(seed)]).spawn(4)
+    factor_ss, screen_ss, shot_ss, read_ss = np.random.SeedSequence([FREE_TAG, int(seed)]).spawn(4)
     # One row of uniforms per sample and separate streams for screens and camera noise: sample i
     # is the same whatever n is (prefix-stable sets).
     u = np.random.default_rng(factor_ss).random((n, 8))
-    shape_code = np.array([PUPILS.index(p) for p in names])[_integers(u[:, 0], 0, len(names) - 1)]
-    d = _scaled(u[:, 1], d_rng)
-    asp = np.where(shape_code == 1, _scaled(u[:, 2], a_rng), 1.0)
-    inn = np.where(shape_code == 3, _scaled(u[:, 3], i_rng), 0.0)
+    shape_code = np.array([PUPILS.index(p) for p in names])[
+        integers_between(u[:, 0], 0, len(names) - 1)
+    ]
+    d = scaled_to(u[:, 1], d_rng)
+    asp = np.where(shape_code == 1, scaled_to(u[:, 2], a_rng), 1.0)
+    inn = np.where(shape_code == 3, scaled_to(u[:, 3], i_rng), 0.0)
     m_max = int(lk[1])
-    m = _integers(u[:, 4], int(lk[0]), m_max)
-    tx = _integers(u[:, 5], -int(tilt), int(tilt))
-    ty = _integers(u[:, 6], -int(tilt), int(tilt))
-    w20 = _scaled(u[:, 7], (-defocus, defocus))
+    m = integers_between(u[:, 4], int(lk[0]), m_max)
+    tx = integers_between(u[:, 5], -int(tilt), int(tilt))
+    ty = integers_between(u[:, 6], -int(tilt), int(tilt))
+    w20 = scaled_to(u[:, 7], (-defocus, defocus))
 
     screen_rng = np.random.default_rng(screen_ss)
     fine = grid * oversample

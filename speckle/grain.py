@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
-from speckle.region import _batch, _flat, _image, _mask, _means
+from speckle.region import as_batch, as_image, as_mask, flat_images, lit_means
 
 HALF = 0.5
 MIN_OVERLAP = 0.05  # autocovariance lags whose pixel overlap is below this fraction are not used
@@ -36,10 +36,10 @@ class GrainSize:
 
 
 def autocovariance_batch(imgs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    a = _batch(imgs)
+    a = as_batch(imgs)
     n, h, w = a.shape
-    m = _mask(mask, a.shape).astype(np.float64)
-    means = np.nan_to_num(_means(a, mask))
+    m = as_mask(mask, a.shape).astype(np.float64)
+    means = np.nan_to_num(lit_means(a, mask))
     d = (a - means[:, None, None]) * m
     # Zero-padded to (2H, 2W), so that lags do not wrap around: a camera frame is not one period
     # of a pattern, and the circular estimate reads the grain low (8.00 px against 8.23 px for
@@ -52,7 +52,7 @@ def autocovariance_batch(imgs: np.ndarray, mask: np.ndarray | None = None) -> np
     rows = slice(h - h // 2, h - h // 2 + h)  # lags -H//2 .. H - H//2 - 1: zero lag at (H//2, W//2)
     cols = slice(w - w // 2, w - w // 2 + w)
     acf, pairs = acf[:, rows, cols], pairs[rows, cols]
-    var = np.where(_flat(a, mask), np.nan, (d * d).sum(axis=(-2, -1)) / m.sum())
+    var = np.where(flat_images(a, mask), np.nan, (d * d).sum(axis=(-2, -1)) / m.sum())
     with np.errstate(invalid="ignore", divide="ignore"):
         c = acf / np.where(pairs > MIN_OVERLAP * m.sum(), pairs, np.nan) / var[:, None, None]
     return c
@@ -63,7 +63,7 @@ def autocovariance(img: np.ndarray, mask: np.ndarray | None = None) -> np.ndarra
     sum over lit pixel pairs of (I - <I>)(I' - <I>), divided by the number of pairs and by the
     variance. Lags with too few lit pairs are nan. All nan for a constant image.
     """
-    return autocovariance_batch(_image(img)[None], mask)[0]
+    return autocovariance_batch(as_image(img)[None], mask)[0]
 
 
 def _half_max_crossing(profile: np.ndarray, radius: np.ndarray) -> np.ndarray:
@@ -120,14 +120,14 @@ def fwhm_from_autocovariance_batch(c: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def grain_size_batch(imgs: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    a = _batch(imgs)
+    a = as_batch(imgs)
     g = fwhm_from_autocovariance_batch(autocovariance_batch(a, mask))
-    invalid = np.isnan(_means(a, mask))
+    invalid = np.isnan(lit_means(a, mask))
     return {k: np.where(invalid, np.nan, v) for k, v in g.items()}
 
 
 def grain_size(img: np.ndarray, mask: np.ndarray | None = None) -> GrainSize:
     """Grain FWHM in pixels of the image as it is (no resizing), from `autocovariance` over the
     lit region."""
-    g = grain_size_batch(_image(img)[None], mask)
+    g = grain_size_batch(as_image(img)[None], mask)
     return GrainSize(**{k: float(v[0]) for k, v in g.items()})

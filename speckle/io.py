@@ -9,8 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
+import tifffile
+from PIL import Image
 
 from common.atomic import atomic_dir
 from speckle import __version__
@@ -39,8 +42,6 @@ WRITE_THREADS = 4
 
 
 def _save_png(arr: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
     # zlib level 1: measured on simulated 16-bit speckle, 1.21 -> 0.78 ms a frame for files 2%
     # larger (speckle barely compresses); a first start writes 2000 frames and patterns.
     Image.fromarray(arr).save(path, format="PNG", compress_level=1)
@@ -118,8 +119,6 @@ def _write_png(images: np.ndarray, patterns: np.ndarray | None, tmp: Path) -> di
 
 
 def _write_tiff(images: np.ndarray, patterns: np.ndarray | None, tmp: Path) -> dict[str, Any]:
-    import tifffile
-
     n = len(images)
     # Uncompressed and contiguous, as cameras write them: readers memory-map the stack.
     tifffile.imwrite(tmp / "images.tif", images, photometric="minisblack")
@@ -133,8 +132,6 @@ def _write_tiff(images: np.ndarray, patterns: np.ndarray | None, tmp: Path) -> d
 def _write_h5(
     images: np.ndarray, patterns: np.ndarray | None, labels: pd.DataFrame, tmp: Path
 ) -> dict[str, Any]:
-    import h5py
-
     with h5py.File(tmp / "data.h5", "w") as f:
         f.create_dataset("speckle", data=images)  # contiguous: readers memory-map it
         toml = 'speckle = "/speckle"\n'

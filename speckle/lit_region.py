@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from frames import read_image
 
 MASK_FILE = "mask.png"
 
@@ -33,6 +36,7 @@ class LitRegion:
 
 def dataset_region(root: str | Path | None, size: int, images: np.ndarray | None) -> LitRegion:
     """The lit region of the dataset at `root` at the model's `size` (see the module docstring)."""
+    # Lazy: scipy.ndimage stays off `import views.state` (cached open, docs/architecture.md).
     from frames.lit_mask import lit_mask
 
     root = Path(root) if root is not None else None
@@ -40,6 +44,7 @@ def dataset_region(root: str | Path | None, size: int, images: np.ndarray | None
         return LitRegion(_read_mask(root / MASK_FILE, size), MASK_FILE)
     core = simulated_core(root) if root is not None else None
     if core is not None:
+        # Lazy: the simulator (scipy.fft, scipy.ndimage) stays off the cached open.
         from speckle.mmf import core_mask
 
         return LitRegion(core_mask(size, core), f"simulation.json core ({core:g} of the width)")
@@ -62,6 +67,7 @@ def simulated_core(folder: Path) -> float | None:
 
 def upload_region(image: np.ndarray, dataset: LitRegion | None) -> LitRegion:
     """A single frame's lit region: its dataset's when the sizes match, else its own threshold."""
+    # Lazy: scipy.ndimage stays off `import views.state` (cached open, docs/architecture.md).
     from frames.lit_mask import lit_mask
 
     if dataset is not None and dataset.mask.shape == image.shape:
@@ -71,10 +77,6 @@ def upload_region(image: np.ndarray, dataset: LitRegion | None) -> LitRegion:
 
 
 def _read_mask(path: Path, size: int) -> np.ndarray:
-    from PIL import Image
-
-    from frames import read_image
-
     pixels = read_image(path).pixels
     h, w = pixels.shape
     side = min(h, w)  # centre-cropped to a square, as ImageFolder does with the frames

@@ -17,6 +17,8 @@ the intensity correlation mu^2 (Goodman ch. 4: intensity correlation is |field c
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -27,14 +29,14 @@ from scipy import fft as sfft
 from scipy import ndimage
 
 from speckle.simulated import (
-    _FIBRE_TAG,
-    _MMF_TAG,
     AIRY_FWHM,
+    FIBRE_TAG,
+    MMF_TAG,
     N_INPUT,
     PATTERN_SIZE,
     SimulatedSet,
-    _range,
-    _scaled,
+    scaled_to,
+    value_range,
 )
 
 DEFAULT_FIBRE_SEED = 1234
@@ -73,9 +75,6 @@ def _digits_8x8() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled digits (images 0..16, classes), read from its data file when it is
     where load_digits keeps it: importing scikit-learn costs 1.3 s, which a fresh clone's first
     map would wait for. Otherwise through load_digits itself."""
-    import gzip
-    import importlib.util
-
     spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
     for root in (spec.submodule_search_locations or []) if spec else []:
         path = Path(root) / "datasets" / "data" / "digits.csv.gz"
@@ -83,6 +82,7 @@ def _digits_8x8() -> tuple[np.ndarray, np.ndarray]:
             with gzip.open(path, "rt") as f:
                 data = np.loadtxt(f, delimiter=",", dtype=np.float64)
             return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    # Lazy: scikit-learn's import (1.3 s) stays off the first map (docs/architecture.md).
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -163,7 +163,7 @@ def transmission_matrix(
     pupil = (k[:, None] ** 2 + k[None, :] ** 2) <= (diameter / 2) ** 2
     n_k = int(pupil.sum())
     mask = core_mask(size, core)
-    rng = np.random.default_rng([_FIBRE_TAG, int(fibre_seed)])
+    rng = np.random.default_rng([FIBRE_TAG, int(fibre_seed)])
     coef = rng.standard_normal((N_INPUT, n_k, 2), dtype=np.float32)
     coef = (coef[..., 0] + 1j * coef[..., 1]) / np.sqrt(2 * n_k * int(mask.sum()))
     spectrum = np.zeros((N_INPUT, p, p), dtype=np.complex64)
@@ -206,12 +206,12 @@ def _placements(
 ) -> tuple[np.ndarray, ...]:
     """Each sample's source pattern and its shift, rotation and scale."""
     # One row of uniforms per sample: sample i is the same whatever n is (prefix-stable sets).
-    u = np.random.default_rng([_MMF_TAG, int(seed)]).random((n, 5))
+    u = np.random.default_rng([MMF_TAG, int(seed)]).random((n, 5))
     source = pool[np.minimum((u[:, 0] * len(pool)).astype(np.int64), len(pool) - 1)]
-    dx = _scaled(u[:, 1], (-shift, shift))
-    dy = _scaled(u[:, 2], (-shift, shift))
-    angle = _scaled(u[:, 3], (-rotation, rotation))
-    return source, dx, dy, angle, _scaled(u[:, 4], sc)
+    dx = scaled_to(u[:, 1], (-shift, shift))
+    dy = scaled_to(u[:, 2], (-shift, shift))
+    angle = scaled_to(u[:, 3], (-rotation, rotation))
+    return source, dx, dy, angle, scaled_to(u[:, 4], sc)
 
 
 def simulated_patterns(meta: dict) -> np.ndarray | None:
@@ -221,7 +221,7 @@ def simulated_patterns(meta: dict) -> np.ndarray | None:
     if meta.get("kind") != "mmf" or meta.get("digits") not in DIGIT_SPLITS:
         return None
     base, _ = _digits()
-    sc = _range(tuple(meta["scale"]), "scale")
+    sc = value_range(tuple(meta["scale"]), "scale")
     placed = _placements(
         int(meta["n"]),
         int(meta["seed"]),
@@ -308,7 +308,7 @@ def simulate_mmf(
         raise ValueError(f"n must be >= 0, got {n}")
     if shift < 0 or rotation < 0:
         raise ValueError("shift and rotation are half-widths and must be >= 0")
-    sc = _range(scale, "scale")
+    sc = value_range(scale, "scale")
     if sc[0] <= 0:
         raise ValueError(f"scale must be > 0, got {scale!r}")
     if bend is not None and not 0 <= bend <= 1:
@@ -337,7 +337,7 @@ def simulate_mmf(
     if states is not None:
         # Its own stream, so that the digits and their placement are those of the same seed
         # without states.
-        state = np.random.default_rng([_MMF_TAG, int(seed), 1]).integers(states, size=n)
+        state = np.random.default_rng([MMF_TAG, int(seed), 1]).integers(states, size=n)
     images = np.zeros((n, size, size), dtype=np.float32)
     for s in np.unique(state) if bend is not None else []:
         other = transmission_matrix(bend_seed + int(s), size=size, grain=grain, core=core)

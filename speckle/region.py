@@ -10,21 +10,21 @@ from __future__ import annotations
 import numpy as np
 
 
-def _image(img: np.ndarray) -> np.ndarray:
+def as_image(img: np.ndarray) -> np.ndarray:
     a = np.asarray(img, dtype=np.float64)
     if a.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {a.shape}")
     return a
 
 
-def _batch(imgs: np.ndarray) -> np.ndarray:
+def as_batch(imgs: np.ndarray) -> np.ndarray:
     a = np.asarray(imgs, dtype=np.float64)
     if a.ndim != 3:
         raise ValueError(f"expected an (n, H, W) stack, got shape {a.shape}")
     return a
 
 
-def _mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+def as_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     """The lit-region mask as a boolean (H, W) array; all True when None."""
     if mask is None:
         return np.ones(shape[-2:], dtype=bool)
@@ -34,20 +34,20 @@ def _mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     return m
 
 
-def _lit(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+def lit_pixels(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """The pixels of each image inside the mask, (n, P)."""
-    return a[:, _mask(mask, a.shape)]
+    return a[:, as_mask(mask, a.shape)]
 
 
-def _means(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def lit_means(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Per-image mean over the lit region, nan where it is not positive and finite (no intensity
     statistics there)."""
-    v = _lit(a, mask)
+    v = lit_pixels(a, mask)
     m = v.mean(axis=1) if v.shape[1] else np.full(len(a), np.nan)
     return np.where(np.isfinite(m) & (m > 0), m, np.nan)
 
 
-def _flat(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def flat_images(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Constant images, tested exactly: their std is not always exactly 0 in floating point."""
-    v = _lit(a, mask)
+    v = lit_pixels(a, mask)
     return np.ptp(v, axis=1) == 0 if v.shape[1] else np.ones(len(a), dtype=bool)

@@ -20,9 +20,9 @@ PATTERN_SIZE = 16
 N_INPUT = PATTERN_SIZE * PATTERN_SIZE
 AIRY_FWHM = 1.029  # FWHM of |2 J1(v)/v|^2 in units of N/D: v = 1.616 at half maximum
 # Distinct entropy tags so that sample seed s and fibre seed s never share a random stream.
-_FIBRE_TAG = 0xF1B
-_FREE_TAG = 0xF4EE
-_MMF_TAG = 0x3F
+FIBRE_TAG = 0xF1B
+FREE_TAG = 0xF4EE
+MMF_TAG = 0x3F
 
 Range = float | tuple[float, float]
 
@@ -39,7 +39,7 @@ class SimulatedSet:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _range(value: Range, name: str) -> tuple[float, float]:
+def value_range(value: Range, name: str) -> tuple[float, float]:
     """A fixed value or an inclusive (lo, hi) range."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -52,11 +52,11 @@ def _range(value: Range, name: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _scaled(u: np.ndarray, r: tuple[float, float]) -> np.ndarray:
+def scaled_to(u: np.ndarray, r: tuple[float, float]) -> np.ndarray:
     """Uniforms in [0, 1) mapped onto the range r."""
     return r[0] + (r[1] - r[0]) * u
 
 
-def _integers(u: np.ndarray, lo: int, hi: int) -> np.ndarray:
+def integers_between(u: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Uniforms in [0, 1) mapped onto the integers lo..hi inclusive."""
     return np.minimum(lo + np.floor(u * (hi - lo + 1)).astype(np.int64), hi)

@@ -9,7 +9,7 @@ pupil intensity (ch. 4); for a uniformly filled circular pupil of diameter D on 
 that is the Airy pattern |2 J1(v)/v|^2 with FWHM ~= 1.03 N/D pixels.
 
 Every function takes one 2-D image (any real dtype; computed in float64) and returns plain floats;
-the `*_batch` variants take an (n, H, W) stack and return one value per image. Every statistic
+the `*as_batch` variants take an (n, H, W) stack and return one value per image. Every statistic
 takes an optional `mask` of the lit region (`frames.lit_mask`), the whole frame if None;
 the grain size lives in `speckle.grain` and is re-exported here.
 
@@ -36,26 +36,26 @@ from speckle.grain import (  # noqa: F401  (the statistics' public names, in one
     grain_size,
     grain_size_batch,
 )
-from speckle.region import _batch, _flat, _image, _lit, _mask, _means  # noqa: F401
+from speckle.region import as_batch, as_image, as_mask, flat_images, lit_means, lit_pixels
 
 DEFAULT_WINDOW = 7
 LOCAL_DARK = 1e-6  # local means below this fraction of the image mean count as no light
 
 
 def contrast_batch(imgs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    a = _batch(imgs)
-    v = _lit(a, mask)
-    return np.where(_flat(a, mask), 0.0, v.std(axis=1)) / _means(a, mask)
+    a = as_batch(imgs)
+    v = lit_pixels(a, mask)
+    return np.where(flat_images(a, mask), 0.0, v.std(axis=1)) / lit_means(a, mask)
 
 
 def contrast(img: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Global speckle contrast K = sigma/mean over the lit region (1 for fully developed
     speckle)."""
-    return float(contrast_batch(_image(img)[None], mask)[0])
+    return float(contrast_batch(as_image(img)[None], mask)[0])
 
 
 def local_contrast_map_batch(imgs: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
-    a = _batch(imgs)
+    a = as_batch(imgs)
     if int(window) != window or window < 2:
         raise ValueError(f"window must be an integer >= 2, got {window}")
     size = (1, int(window), int(window))
@@ -63,7 +63,7 @@ def local_contrast_map_batch(imgs: np.ndarray, window: int = DEFAULT_WINDOW) -> 
     m2 = ndimage.uniform_filter(a * a, size=size, mode="reflect")
     # E[x^2] - E[x]^2 can round slightly below zero in flat regions.
     var = np.clip(m2 - m * m, 0.0, None)
-    var = np.where(_flat(a)[:, None, None], 0.0, var)
+    var = np.where(flat_images(a)[:, None, None], 0.0, var)
     # The running sums of uniform_filter leave ~1e-16 * max residues in dark regions (a fibre's
     # surround); a window that dark has no light to measure a contrast of.
     dark = m <= LOCAL_DARK * np.abs(a).mean(axis=(-2, -1), keepdims=True)
@@ -78,13 +78,13 @@ def local_contrast_map(img: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndar
     The window is always an argument, never derived from the image: local contrast depends on
     how many grains the window holds, so two images compare only with the same window.
     """
-    return local_contrast_map_batch(_image(img)[None], window)[0]
+    return local_contrast_map_batch(as_image(img)[None], window)[0]
 
 
 def _inside(mask: np.ndarray | None, shape: tuple[int, ...], window: int) -> np.ndarray:
     """Pixels whose whole window lies in the lit region (a window straddling the core's edge
     mixes speckle with dark cladding); the mask itself where no window fits."""
-    m = _mask(mask, shape)
+    m = as_mask(mask, shape)
     if mask is None:
         return m
     full = (
@@ -96,29 +96,29 @@ def _inside(mask: np.ndarray | None, shape: tuple[int, ...], window: int) -> np.
 def local_contrast_batch(
     imgs: np.ndarray, window: int = DEFAULT_WINDOW, mask: np.ndarray | None = None
 ) -> np.ndarray:
-    a = _batch(imgs)
+    a = as_batch(imgs)
     k = local_contrast_map_batch(a, window)
     valid = np.isfinite(k) & _inside(mask, a.shape, window)
     n_valid = valid.sum(axis=(-2, -1))
     total = np.where(valid, k, 0.0).sum(axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
         out = total / n_valid
-    return np.where(np.isnan(_means(a, mask)) | (n_valid == 0), np.nan, out)
+    return np.where(np.isnan(lit_means(a, mask)) | (n_valid == 0), np.nan, out)
 
 
 def local_contrast(
     img: np.ndarray, window: int = DEFAULT_WINDOW, mask: np.ndarray | None = None
 ) -> float:
     """Mean of the local contrast map over the windows that lie inside the lit region."""
-    return float(local_contrast_batch(_image(img)[None], window, mask)[0])
+    return float(local_contrast_batch(as_image(img)[None], window, mask)[0])
 
 
 def normalized_intensity(img: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """I/<I> of the lit pixels (a 1-D array when a mask is given, the image's shape otherwise);
     all nan when the mean is not positive."""
-    a = _image(img)
-    v = a if mask is None else a[_mask(mask, a.shape)]
-    return v / _means(a[None], mask)[0]
+    a = as_image(img)
+    v = a if mask is None else a[as_mask(mask, a.shape)]
+    return v / lit_means(a[None], mask)[0]
 
 
 def intensity_histogram(
@@ -172,11 +172,11 @@ def _exp_quantile_integral(u: np.ndarray) -> np.ndarray:
 
 
 def _sorted_normalized(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    return np.sort(_lit(a, mask) / _means(a, mask)[:, None], axis=1)
+    return np.sort(lit_pixels(a, mask) / lit_means(a, mask)[:, None], axis=1)
 
 
 def exp_distance_batch(imgs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    x = _sorted_normalized(_batch(imgs), mask)
+    x = _sorted_normalized(as_batch(imgs), mask)
     n = x.shape[1]
     # W1 = integral_0^1 |F_n^-1(u) - F^-1(u)| du, exactly: on [(i-1)/n, i/n] the empirical
     # quantile is the constant x_(i), and F^-1(u) = -ln(1-u) crosses it at u* = 1 - exp(-x).
@@ -192,11 +192,11 @@ def exp_distance_batch(imgs: np.ndarray, mask: np.ndarray | None = None) -> np.n
 def exp_distance(img: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Wasserstein-1 distance of I/<I> over the lit region to the Exp(1) law (0 for ideal fully
     developed speckle)."""
-    return float(exp_distance_batch(_image(img)[None], mask)[0])
+    return float(exp_distance_batch(as_image(img)[None], mask)[0])
 
 
 def ks_exp_batch(imgs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    x = _sorted_normalized(_batch(imgs), mask)
+    x = _sorted_normalized(as_batch(imgs), mask)
     n = x.shape[1]
     cdf = -np.expm1(-x)
     i = np.arange(1, n + 1)
@@ -210,7 +210,7 @@ def ks_exp(img: np.ndarray, mask: np.ndarray | None = None) -> float:
     Only the statistic: neighbouring pixels inside one grain are correlated, so a p-value computed
     from all pixels would be far too small. Subsample pixels farther apart than a grain for that.
     """
-    return float(ks_exp_batch(_image(img)[None], mask)[0])
+    return float(ks_exp_batch(as_image(img)[None], mask)[0])
 
 
 STAT_KEYS = (
@@ -230,10 +230,10 @@ def speckle_stats_batch(
     imgs: np.ndarray, window: int = DEFAULT_WINDOW, mask: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """Every statistic of `STAT_KEYS`, over the lit region `mask` (the whole frame if None)."""
-    a = _batch(imgs)
+    a = as_batch(imgs)
     g = grain_size_batch(a, mask)
     return {
-        "mean": _lit(a, mask).mean(axis=1),
+        "mean": lit_pixels(a, mask).mean(axis=1),
         "contrast": contrast_batch(a, mask),
         "local_contrast": local_contrast_batch(a, window, mask),
         "grain_fwhm_x": g["fwhm_x"],
@@ -249,5 +249,5 @@ def speckle_stats(
     img: np.ndarray, window: int = DEFAULT_WINDOW, mask: np.ndarray | None = None
 ) -> dict[str, float]:
     """All statistics of one image as plain floats, keys `STAT_KEYS`."""
-    s = speckle_stats_batch(_image(img)[None], window, mask)
+    s = speckle_stats_batch(as_image(img)[None], window, mask)
     return {k: float(s[k][0]) for k in STAT_KEYS}

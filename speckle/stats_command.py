@@ -25,6 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from frames import ImageError, Layout, dataset_files, read_image, read_layout, stack_frames
+from frames.layout import split_name
+from frames.lit_mask import lit_mask
+from speckle.lit_region import simulated_core
+from speckle.mmf import core_mask
+from speckle.stats import STAT_KEYS, speckle_stats
+
 MASK_HELP = "lit region: auto (mask.png, simulation.json's core, or thresholded frames), none, or a mask image"
 MASK_FRAMES = 256  # frames of a stack that the automatic mask is estimated from
 
@@ -35,10 +42,6 @@ def _read_for_stats(path: Path) -> Iterator[tuple[str, int | None, np.ndarray]]:
     .mat) gives one per frame, read one at a time, its arrays named FILE#KEY; "FILE#KEY" picks one
     array. The folder's dataset.toml says which arrays are what. Raises ImageError, a one-line
     "<file>: <problem>"."""
-    # Imported here: the simulators need neither PIL nor pandas.
-    from frames import Layout, read_layout, stack_frames
-    from frames.layout import split_name
-
     name = str(path)
     file, key = (path, None) if path.exists() else (Path(split_name(name)[0]), split_name(name)[1])
     layout = read_layout(file.parent, lambda msg: print(f"speckle stats: {msg}", file=sys.stderr))
@@ -53,7 +56,6 @@ def _read_for_stats(path: Path) -> Iterator[tuple[str, int | None, np.ndarray]]:
 def _find_images(paths: Sequence[str]) -> list[tuple[Path, Path]]:
     """(file, the path argument it was found under): the mask search stops at the argument. A
     folder gives the files a data set's samples come from (`frames.dataset_files`)."""
-    from frames import dataset_files
 
     def warn(msg: str) -> None:
         print(f"speckle stats: {msg}", file=sys.stderr)
@@ -80,8 +82,6 @@ def _folders(file: Path, top: Path) -> list[Path]:
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    from frames import read_image
-
     mask = read_image(path).pixels > 0
     if not mask.any():
         raise ValueError(f"{path}: the mask has no lit pixel")
@@ -92,10 +92,6 @@ def choose_mask(
     mode: str, file: Path, top: Path, frames: list[np.ndarray]
 ) -> tuple[np.ndarray | None, str]:
     """The lit region for a file's frames (see the module docstring), and where it came from."""
-    from frames.lit_mask import lit_mask
-    from speckle.lit_region import simulated_core
-    from speckle.mmf import core_mask
-
     shape = frames[0].shape
     if mode == "none":
         return None, "whole frame"
@@ -125,9 +121,6 @@ def _jsonable(v: float) -> float | None:
 
 
 def stats_command(paths: Sequence[str], as_json: bool, window: int, mask: str = "auto") -> int:
-    from frames import ImageError
-    from speckle.stats import STAT_KEYS, speckle_stats
-
     files = _find_images(paths)
     if mask not in ("auto", "none") and not Path(mask).is_file():
         print(f"speckle stats: error: --mask {mask}: no such file", file=sys.stderr)

@@ -9,6 +9,8 @@ must exit 0, write what `--out` names and print valid JSON where `--json` asks f
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import re
@@ -124,3 +126,127 @@ def test_examples_run(doc: Path, fixture_set: Path, tmp_path: Path) -> None:
         if "--json" in argv:
             rows = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
             assert rows and all(isinstance(r, dict) for r in rows), cmd
+
+
+# ----------------------------------------------------------------------------- names in the docs
+# What the documents name must exist: module paths (`vae/model.py`, `frames/`), dotted modules
+# (`vae.train`, `python -m diffusion.evaluate`), constants named beside their module ("`MIN_SIDE`
+# in `frames/image.py`", "`frames/lab.py` `MAX_UPLOAD_FRAMES`"), the environment variables the
+# Settings table lists, and the documents' relative links. Example folders such as `runs/b005`
+# or `data/mmf-test` are not the code's and are left alone.
+CODE_DIRS = ("common", "frames", "speckle", "vae", "diffusion", "explorer", "views")
+PATH_ROOTS = (*CODE_DIRS, "tests", "benchmarks", "docs", ".streamlit", "models")
+PATH = re.compile(r"^(?:\.?[A-Za-z_][\w.-]*/)+[\w.-]*$|^app\.py$")
+DOTTED = re.compile(r"^(?:python -m )?([a-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\(\))?(?: .*)?$")
+CONSTANT = r"[A-Z][A-Z0-9_]{2,}"
+MODULE = r"[\w./]+"
+NEXT_TO = [  # (constant, module) pairs, in either order
+    re.compile(rf"`(?P<const>{CONSTANT})` in `(?P<module>{MODULE})`"),
+    re.compile(rf"`(?P<module>{MODULE})` `(?P<const>{CONSTANT})`"),
+    re.compile(rf"`(?P<module>{MODULE}) (?P<const>{CONSTANT})`"),
+]
+
+
+def backticked(doc: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    return re.findall(r"`([^`\n]+)`", text)
+
+
+def module_file(name: str) -> Path | None:
+    """The file of a module given as `a/b.py`, `a/b` or `a.b`; None when there is none."""
+    parts = name.removesuffix(".py").replace("/", ".").split(".")
+    base = ROOT.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def defined_names(path: Path, imported: bool = True) -> set[str]:
+    """Top-level names a module defines, and those it imports (what `module.NAME` can reach)
+    unless `imported` is False."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif imported and isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def named_paths(doc: Path) -> list[str]:
+    """The code's paths that a document names; placeholders (NAME, RUN_DIR) and what commands
+    write and git ignores (`benchmarks/results.json`) left out."""
+    ignored = {line.strip("/") for line in (ROOT / ".gitignore").read_text().splitlines()}
+    found = [t for t in backticked(doc) if PATH.match(t) and t.split("/")[0] in PATH_ROOTS]
+    return [t for t in found if not re.search(r"[A-Z]{3,}", t) and t.strip("/") not in ignored]
+
+
+def named_modules(doc: Path) -> list[str]:
+    tokens = backticked(doc) + commands(doc)
+    found = [m.group(1) for t in tokens if (m := DOTTED.match(t))]
+    return [name for name in found if name.split(".")[0] in CODE_DIRS]
+
+
+def named_constants(doc: Path) -> list[tuple[str, str]]:
+    text = doc.read_text()
+    return [(m["const"], m["module"]) for rule in NEXT_TO for m in rule.finditer(text)]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
+def test_every_path_named_exists(doc: Path) -> None:
+    missing = [p for p in named_paths(doc) if not (ROOT / p).exists()]
+    assert missing == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
+def test_every_module_named_exists(doc: Path) -> None:
+    """`a.b` is a module, or `a.b.NAME` a name that module `a.b` defines; `python -m a.b` runs."""
+    missing = []
+    for name in named_modules(doc):
+        if importlib.util.find_spec(name.split(".")[0]) and module_file(name):
+            continue
+        owner, _, attr = name.rpartition(".")
+        path = module_file(owner)
+        if path is None or attr not in defined_names(path):
+            missing.append(name)
+    assert missing == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
+def test_every_constant_named_is_where_the_docs_say(doc: Path) -> None:
+    wrong = []
+    for const, module in named_constants(doc):
+        path = module_file(module)
+        if path is None or const not in defined_names(path, imported=False):
+            wrong.append(f"{const} in {module}")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
+def test_every_setting_named_is_read(doc: Path) -> None:
+    files = [ROOT / "app.py", *(p for d in CODE_DIRS for p in (ROOT / d).rglob("*.py"))]
+    code = "\n".join(p.read_text() for p in files)
+    assert {
+        v for v in re.findall(r"`(SPECKLE_VAE_\w+)`", doc.read_text()) if v not in code
+    } == set()
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
+def test_every_relative_link_resolves(doc: Path) -> None:
+    links = re.findall(r"\]\(([^)\s]+)\)", doc.read_text())
+    local = [link.split("#")[0] for link in links if not re.match(r"[a-z]+:|#", link)]
+    assert [link for link in local if not (doc.parent / link).exists()] == []
+
+
+def test_the_name_checks_find_names() -> None:
+    readme = ROOT / "README.md"
+    assert "tests/test_layers.py" in named_paths(readme)
+    assert "vae.train" in named_modules(readme)
+    assert ("MIN_SIDE", "frames/image.py") in named_constants(ROOT / "docs" / "data.md")
+    assert module_file("frames/image.py") and module_file("vae.train") and module_file("frames")
+    assert "MIN_SIDE" in defined_names(module_file("frames.image"), imported=False)
+    assert "MIN_SIDE" not in defined_names(module_file("frames.lab"), imported=False)

@@ -28,13 +28,13 @@ def _folder(root: Path, n: int = 6) -> Path:
 def probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files that a scan decodes to check them."""
     seen: list[str] = []
-    real = datasets._probe_pil
+    real = datasets.probe_pil
 
     def counting(path: Path, rel: str):
         seen.append(rel)
         return real(path, rel)
 
-    monkeypatch.setattr(datasets, "_probe_pil", counting)
+    monkeypatch.setattr(datasets, "probe_pil", counting)
     return seen
 
 

@@ -37,6 +37,7 @@ from vae import __version__
 from vae.config import VAEConfig
 
 if TYPE_CHECKING:
+    # Lazy: a lazy checkpoint opens a cached atlas without torch (docs/architecture.md).
     import torch
 
     from vae.model import VAE
@@ -99,6 +100,7 @@ def save_checkpoint(
 
     `weights_dtype` ("float16" or "bfloat16") stores the floating-point weights at that precision
     (half the file, for shipped models); loading casts them back to the module's float32."""
+    # Lazy: a lazy checkpoint opens a cached atlas without torch (docs/architecture.md).
     import torch
     from safetensors.torch import save_file
 
@@ -148,6 +150,7 @@ def read_config(directory: str | Path) -> dict:
 
 
 def _check_shapes(path: Path, config: VAEConfig, state: dict[str, torch.Tensor]) -> None:
+    # Lazy: a lazy checkpoint opens a cached atlas without torch (docs/architecture.md).
     import torch
 
     from vae.model import VAE
@@ -200,6 +203,7 @@ def _build_model(
     device,
     expected_sha256: str | None = None,
 ) -> VAE:
+    # Lazy: torch loads with the weights, not on the cached open (docs/architecture.md).
     from common.device import pick_device
     from vae.model import VAE
 

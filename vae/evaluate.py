@@ -17,6 +17,7 @@ import json
 import sys
 
 import numpy as np
+import torch
 
 from common.cli import DATA_HELP, summary
 from common.device import pick_device
@@ -62,8 +63,6 @@ def evaluate(
     dataset = ImageFolder(data, ck.model_config.image_size, norm)
     subset = dataset
     if max_samples and len(dataset) > max_samples:
-        import torch
-
         pick = np.sort(np.random.default_rng(seed).choice(len(dataset), max_samples, replace=False))
         subset = torch.utils.data.Subset(dataset, pick.tolist())
     else:

@@ -57,7 +57,8 @@ def encode_latents(
     """μ, log σ² and KL of every sample, and unless errors=False its reconstruction error (MSE of
     z = μ), computed in a second pass (reconstruction_errors_of) so that no pass holds the whole
     dataset's images."""
-    from vae.inference import encode_dataset  # torch: not needed to open a cached entry
+    # Lazy: torch is not needed to open a cached entry (cached open, docs/architecture.md).
+    from vae.inference import encode_dataset
 
     share = 0.4 if errors else 1.0  # the decode of the second pass costs more than the encode
 
@@ -87,7 +88,8 @@ def reconstruction_errors_of(
     batch_size: int = 256,
 ) -> np.ndarray:
     """(N,) per-sample MSE of the z = μ reconstruction; progress runs from `start` to 1."""
-    from vae.inference import reconstruction_errors  # torch, as in encode_latents
+    # Lazy: torch, as in encode_latents.
+    from vae.inference import reconstruction_errors
 
     def report(done: int, total: int) -> None:
         if progress:

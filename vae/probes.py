@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vae.kl import ACTIVE_NATS
+
 MAX_CLASSES = 20  # numeric labels with more distinct values are continuous
 ROBUST_NATS = 0.1  # an informative dim: above the noise floor of KL > 0.01 at high β
 TEST_FRACTION = 0.25
@@ -90,6 +92,7 @@ def holdout_split(n: int, groups: np.ndarray | None = None, seed: int = 0) -> Sp
 def probe(features: np.ndarray, labels: np.ndarray, split: Split, seed: int = 0) -> dict:
     """Held-out score of a linear model from `features` to `labels`: accuracy (classes) or R²
     (continuous), with standardization and regularization fitted on the training split."""
+    # Lazy: scikit-learn's import (1.4 s) stays off the first map (docs/architecture.md).
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -124,6 +127,7 @@ def probe(features: np.ndarray, labels: np.ndarray, split: Split, seed: int = 0)
 
 
 def _logistic(c: float):
+    # Lazy: scikit-learn's import (1.4 s) stays off the first map (docs/architecture.md).
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -147,6 +151,7 @@ def readout_pcc(features: np.ndarray, targets: np.ndarray, split: Split) -> floa
     """Ridge regression from features to images (the input patterns), fitted on the training
     split; the mean Pearson correlation of prediction and truth over the held-out samples. The
     fibre-imaging question: does the code hold the input?"""
+    # Lazy: scikit-learn's import (1.4 s) stays off the first map (docs/architecture.md).
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -299,8 +304,6 @@ def code_probes(
     - failed_baselines: each baseline that scored below its chance level (`mark_failed`); its
       key is None.
     """
-    from vae.kl import ACTIVE_NATS
-
     y = np.asarray(labels)
     k_max = max_probe_k(int((~missing(y[split.train])).sum()))
     k_asked, kr_asked = int((kl_per_dim > ACTIVE_NATS).sum()), int((kl_per_dim > ROBUST_NATS).sum())

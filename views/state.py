@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from common import cache
-from explorer import images, map_process, sources
+from explorer import images, map_process, serving, sources
 from explorer.atlas import Atlas, build_atlas, build_projection
 from explorer.projection import Projection
 from explorer.tasks import Task
@@ -184,8 +184,6 @@ def _grid(
     _checkpoint: Checkpoint,
     _atlas: Atlas,
 ) -> bytes:
-    from explorer import serving
-
     z = np.frombuffer(z0, np.float32)
     return images.traversal_grid(serving.model(_checkpoint), z, dims, steps, _atlas.scale)
 
@@ -259,6 +257,7 @@ def lit_region(dataset, size: int) -> LitRegion:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _rd(checkpoint_id: str, dataset_fp: str, mask_source: str, _atlas: Atlas, _mask) -> dict:
+    # Lazy: explorer.compare brings torch (vae.evaluate), kept off the cached open.
     from explorer.compare import rate_distortion
 
     return rate_distortion(_atlas, mask=_mask)
@@ -274,6 +273,7 @@ def generator_paths(vae_id: str) -> list[str]:
     """The generators made for this VAE (explorer.generate.matching_generators: shipped first),
     rescanned at most every 2 s like choices(): a generator trained meanwhile shows up within
     that."""
+    # Lazy: the diffusion modules load on the Generate page only (torch; cached open).
     from explorer.generate import matching_generators
 
     return [str(p) for p in matching_generators(vae_id)]
@@ -281,7 +281,7 @@ def generator_paths(vae_id: str) -> list[str]:
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _generator(path: str, mtime: float, vae_id: str, _vae: Checkpoint) -> Served:
-    from explorer import serving
+    # Lazy: as in generator_paths.
     from explorer.generate import load
 
     serving.model(_vae)  # built the app's way first (its worker's torch set-up; see serving)
