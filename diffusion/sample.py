@@ -23,14 +23,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from PIL import Image
 
+from common.atomic import atomic_dir
 from common.cli import summary
 from diffusion import checkpoint as gck
 from diffusion.data import read_patterns
-from diffusion.sampling import GUIDANCE, SAMPLER, SAMPLES, STEPS
+from diffusion.sampling import GUIDANCE, SAMPLER, SAMPLES, STEPS, sample_latents
 from diffusion.schedulers import SAMPLERS
 from frames import ImageError
 from vae import checkpoint as vck
+from vae.inference import decode
 
 EXIT_USAGE = 2
 PATTERN_HELP = (
@@ -143,13 +147,6 @@ def write(
     names: list[str],
     args: argparse.Namespace,
 ) -> None:
-    import pandas as pd
-    from PIL import Image
-
-    from common.atomic import atomic_dir
-    from diffusion.sampling import sample_latents
-    from vae.inference import decode
-
     s = sample_latents(
         gen.model, patterns, args.n, args.steps, args.sampler, args.guidance, args.seed
     )

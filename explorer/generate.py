@@ -12,13 +12,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from diffusion import checkpoint as gck
-from diffusion.data import read_pattern
-from diffusion.sampling import GUIDANCE, SAMPLER, SAMPLES, STEPS
+from diffusion.data import (
+    dataset_patterns,
+    open_dataset,
+    read_pattern,
+    recorded_frame,
+    simulated_counts,
+    to_pattern,
+)
+from diffusion.references import nearest_patterns
+from diffusion.sampling import GUIDANCE, SAMPLER, SAMPLES, STEPS, regress_latents, sample_latents
+from diffusion.schedulers import sampler
+from diffusion.scoring import panel
 from explorer import sources
 from frames import pattern_frames
+from speckle.mmf import fibre_states, propagate, simulated_patterns
 from vae.checkpoint import Checkpoint, CheckpointError
+from vae.inference import decode
 
 GENERATORS_DIR = "generators"  # models/generators/NAME: shipped generators
 # A pattern is out of distribution below the 1st percentile of the training patterns' own
@@ -87,8 +100,6 @@ class Served:
 def load(path: str | Path, vae: Checkpoint) -> Served:
     """Load the generator (refused if made for another VAE) and its training patterns, and warm
     the sampler (the first DPM-Solver++ scheduler costs seconds of imports)."""
-    from diffusion.schedulers import sampler
-
     gen = gck.load_generator(path, vae.id, vae.path)
     sampler("dpm++", gen.denoiser_config).set_timesteps(2)
     patterns, threshold, note = None, None, ""
@@ -103,9 +114,6 @@ def load(path: str | Path, vae: Checkpoint) -> Served:
 def training_patterns(gen: gck.Generator, vae: Checkpoint) -> np.ndarray:
     """The generator's training patterns: read from its training set when that folder is here,
     else drawn again from the set's simulation record (a fresh clone ships no data/)."""
-    from diffusion.data import dataset_patterns, open_dataset
-    from speckle.mmf import simulated_patterns
-
     dataset = gen.config.get("dataset", {})
     root = Path(dataset.get("path", ""))
     if not root.is_absolute():
@@ -123,8 +131,6 @@ def ood_threshold(patterns: np.ndarray, n: int = 500, seed: int = 0) -> float:
     """The OOD_PERCENTILE-th percentile of training patterns' cosine similarity to their nearest
     other training pattern: a drawn pattern below it is farther from the training set than
     almost every training pattern is from the rest."""
-    from diffusion.references import nearest_patterns
-
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(patterns), min(n, len(patterns) - 1), replace=False)
     rest = np.setdiff1d(np.arange(len(patterns)), pick)
@@ -189,9 +195,6 @@ def true_speckle(
     """The fibre's output for this pattern as the VAE sees a recorded frame, when the dataset was
     simulated (its simulation.json names the fibre); None otherwise. A set with fibre states has
     many true outputs: this is state 0's."""
-    from diffusion.data import recorded_frame, simulated_counts
-    from speckle.mmf import fibre_states, propagate
-
     meta = simulation_of(dataset_root)
     if meta is None or pattern.shape != (meta.get("pattern_size", 16),) * 2:
         return None
@@ -216,10 +219,6 @@ def generate(
 ) -> Generated:
     """One Generate click. `truth`: the recorded frame when the pattern is a dataset sample's;
     otherwise the simulator's output for the pattern when the dataset's fibre is known."""
-    from diffusion.sampling import regress_latents, sample_latents
-    from diffusion.scoring import panel
-    from vae.inference import decode
-
     t0 = time.perf_counter()
     gen = served.generator
     s = sample_latents(
@@ -236,8 +235,6 @@ def generate(
         truth = true_speckle(dataset_root, pattern, vae)
     recon = truth_mu = None
     if truth is not None:
-        import torch
-
         device = next(vae.model.parameters()).device  # the app loads the VAE with device="auto"
         with torch.inference_mode():
             x = torch.from_numpy(np.asarray(truth, np.float32))[None, None].to(device)
@@ -272,8 +269,6 @@ def generate(
 def dataset_pattern(dataset, i: int, size: int) -> np.ndarray | None:
     """Sample i's input pattern as the generator was trained on it (diffusion.data's
     dataset_patterns, for one sample), or None when the dataset names none."""
-    from diffusion.data import to_pattern
-
     p = dataset.pattern(i)
     return None if p is None else to_pattern(p, 1.0, size)
 
@@ -295,8 +290,6 @@ def upload_pattern(data: bytes, name: str, size: int, frame_name: str | None = N
 def canvas_pattern(rgba: np.ndarray | None, size: int) -> np.ndarray | None:
     """A drawing (RGBA, white strokes) as a pattern: grey over black, area-resampled to
     (size, size) in [0, 1]; None while nothing is drawn."""
-    from diffusion.data import to_pattern
-
     if rgba is None or np.ndim(rgba) != 3:
         return None
     a = np.asarray(rgba, np.float32) / 255.0

@@ -35,7 +35,9 @@ import numpy as np
 
 from common import cache
 from common.cli import summary
+from explorer.atlas import build_projection as fit_projection
 from explorer.projection import Projection
+from explorer.tasks import lower_priority
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,11 +91,8 @@ def build_projection(
             arrays["coords"], method, params, meta.get("note", ""), meta.get("seconds", 0.0)
         ), True
     if PLAIN:
-        from explorer.atlas import build_projection as fit_here
-        from explorer.tasks import lower_priority
-
         lower_priority(nice)
-        proj, hit = fit_here(atlas, method, n_neighbors, min_dist, metric)
+        proj, hit = fit_projection(atlas, method, n_neighbors, min_dist, metric)
         return Projection(proj.coords, method, params, proj.note, proj.seconds), hit
     with tempfile.TemporaryDirectory(prefix="speckle-map-") as tmp:
         latents, out = Path(tmp) / "mu.npy", Path(tmp) / "map.npz"
@@ -182,12 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.nice > 0:
         with contextlib.suppress(OSError):  # a sandbox that forbids it: normal priority
             os.nice(args.nice)
-    from explorer.atlas import build_projection
 
     latents = _Latents(
         _Checkpoint(args.checkpoint_id), _Dataset(args.dataset_fingerprint), np.load(args.latents)
     )
-    proj, hit = build_projection(latents, args.method, args.n_neighbors, args.min_dist, args.metric)
+    proj, hit = fit_projection(latents, args.method, args.n_neighbors, args.min_dist, args.metric)
     meta = {"note": proj.note, "seconds": proj.seconds, "hit": hit}
     np.savez(args.out, coords=proj.coords, meta=json.dumps(meta))
     return 0

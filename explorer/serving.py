@@ -74,7 +74,7 @@ def _one_intra_op_thread() -> None:
     torch.set_num_threads also sets the count that threads started later begin with, so that is
     put back from a throwaway thread, leaving every other thread as it was. A thread's own count
     exists with torch's OpenMP backend only; elsewhere the worker keeps the default."""
-    import torch
+    import torch  # this module is torch-free at import: the cached atlas opens without torch
 
     if "OpenMP" not in torch.__config__.parallel_info():
         return
@@ -134,6 +134,6 @@ def on_interactive_thread(fn: Callable[..., T], /, *args, **kwargs) -> T:
 def decode_interactive(model: VAE, z: np.ndarray | torch.Tensor) -> np.ndarray:
     """vae.inference.decode of a few latents (a slider move, a clicked sample) on the
     interactive thread."""
-    from vae.inference import decode
+    from vae.inference import decode  # torch: not imported on the cached atlas open
 
     return on_interactive_thread(decode, model, z)
