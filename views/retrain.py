@@ -163,9 +163,11 @@ elif schedule == "capacity":
             "Steps to reach C max",
             1,
             20000,
-            steps,
+            max(1, steps * 3 // 4),
             key="rt_capacity_steps",
-            help=TRAIN_HELP["capacity_steps"] + "; the job's steps by default, so C rises all run",
+            help=TRAIN_HELP["capacity_steps"]
+            + "; three quarters of the job's steps by default, so that its last quarter trains "
+            "at C max",
         )
     )
 try:
