@@ -45,6 +45,24 @@ def wait_until() -> Callable[..., bool]:
 
 
 @pytest.fixture
+def wait(wait_until):
+    """`wait(manager, job, states)`: poll a retraining job manager until the job is in one of
+    `states`."""
+
+    def wait_for(manager, job, states, timeout: float = 120.0) -> None:
+        def settled() -> bool:
+            if job.state in states:
+                return True
+            manager.poll()
+            return False
+
+        wait_until(settled, timeout)
+        assert job.state in states, (job.state, job.error)
+
+    return wait_for
+
+
+@pytest.fixture
 def tiny_config() -> VAEConfig:
     """A VAE small enough to train for a few steps in well under a second."""
     return VAEConfig(image_size=16, channels=(4, 8, 8, 8), latent_dim=8, norm_groups=2)

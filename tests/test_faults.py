@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from common import cache
 from common.run_log import read_metrics
 from explorer.jobs import DONE, FAILED, JobManager
-from tests.test_jobs import _small_command, tiny, wait
+from tests.test_jobs import _small_command, tiny
 from tests.test_train import SMALL, make_folder
 from vae import checkpoint as ckpt
 from vae.train import main
@@ -39,14 +38,12 @@ def job_data(tmp_path_factory) -> tuple[str, tuple[str, ...]]:
 
 
 def test_job_killed_mid_run_is_reported_and_the_next_starts(
-    tmp_path: Path, job_data, monkeypatch
+    tmp_path: Path, job_data, monkeypatch, wait_until, wait
 ) -> None:
     monkeypatch.setattr(JobManager, "_command", _small_command)
     m = JobManager(tmp_path)
     job = m.submit("s1", tiny(job_data, betas=(1.0,), steps=100000))
-    deadline = time.time() + 60
-    while not job.rows(job.runs[0]) and time.time() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: job.rows(job.runs[0]), 60)
     os.kill(job.proc.pid, signal.SIGKILL)
     wait(m, job, (FAILED,))
     assert "killed by signal 9" in job.error
@@ -63,7 +60,9 @@ def test_job_killed_mid_run_is_reported_and_the_next_starts(
 # "starting": the server dies while its child is still importing (the case that once left an
 # orphan); "training": once the child has logged training steps.
 @pytest.mark.parametrize("when", ["starting", "training"])
-def test_server_killed_while_a_job_runs_then_restarted(tmp_path: Path, job_data, when: str) -> None:
+def test_server_killed_while_a_job_runs_then_restarted(
+    tmp_path: Path, job_data, when: str, wait_until
+) -> None:
     root, names = job_data
     script = textwrap.dedent(f"""
         import sys, time
@@ -91,21 +90,21 @@ def test_server_killed_while_a_job_runs_then_restarted(tmp_path: Path, job_data,
     pid, run_dir = server.stdout.readline().split()
     child = int(pid)
     if when == "training":
-        deadline = time.time() + 120
-        while not read_metrics(Path(run_dir) / "metrics.jsonl") and time.time() < deadline:
-            time.sleep(0.05)
-        assert read_metrics(Path(run_dir) / "metrics.jsonl"), "the long job never logged a step"
+        assert wait_until(lambda: read_metrics(Path(run_dir) / "metrics.jsonl"), 120), (
+            "the long job never logged a step"
+        )
     server.kill()
     server.wait()
+
     # The training process notices its server is gone, saves and exits: no orphan.
-    deadline = time.time() + 30
-    while time.time() < deadline:
+    def gone() -> bool:
         try:
             os.kill(child, 0)
-            time.sleep(0.1)
         except ProcessLookupError:
-            break
-    else:
+            return True
+        return False
+
+    if not wait_until(gone, 30, interval=0.1):
         os.kill(child, signal.SIGKILL)
         pytest.fail("the training process outlived its server")
     restarted = JobManager(tmp_path)
@@ -118,7 +117,7 @@ def test_server_killed_while_a_job_runs_then_restarted(tmp_path: Path, job_data,
     assert not list(tmp_path.glob("*/*/.checkpoint.tmp-*"))
 
 
-def test_two_processes_build_the_same_cache_entry_once(tmp_path: Path) -> None:
+def test_two_processes_build_the_same_cache_entry_once(tmp_path: Path, wait_until) -> None:
     # The first process builds and holds the lock until the second has missed the entry and
     # reached the lock; then the second must reuse the first one's result, not build again.
     script = textwrap.dedent(f"""
@@ -155,10 +154,7 @@ def test_two_processes_build_the_same_cache_entry_once(tmp_path: Path) -> None:
         )
 
     def wait_for(marker: str) -> None:
-        deadline = time.time() + 120
-        while not (tmp_path / marker).exists() and time.time() < deadline:
-            time.sleep(0.02)
-        assert (tmp_path / marker).exists(), marker
+        assert wait_until((tmp_path / marker).exists, 120, interval=0.02), marker
 
     first = start("first")
     wait_for("building")
@@ -221,7 +217,9 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(
 
 
 @pytest.mark.slow
-def test_training_killed_at_five_points_resumes_to_identical_weights(tmp_path: Path) -> None:
+def test_training_killed_at_five_points_resumes_to_identical_weights(
+    tmp_path: Path, wait_until
+) -> None:
     folder = make_folder(tmp_path / "data", n=48)
     steps = 24  # five kill points between steps 4 and 21, each resumed from its last checkpoint
     base = [
@@ -251,12 +249,12 @@ def test_training_killed_at_five_points_resumes_to_identical_weights(tmp_path: P
         proc = subprocess.Popen(
             cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.time() + 120
-        while time.time() < deadline:
+
+        def reached(point: int = point) -> bool:
             rows = read_metrics(run / "metrics.jsonl")
-            if rows and rows[-1]["step"] >= point:
-                break
-            time.sleep(0.01)
+            return bool(rows) and rows[-1]["step"] >= point
+
+        wait_until(reached, 120, interval=0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     final = subprocess.run(

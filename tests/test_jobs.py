@@ -41,23 +41,6 @@ def tiny(data, **kw) -> JobRequest:
     return JobRequest(root, names[:40], **kw)
 
 
-@pytest.fixture
-def wait(wait_until):
-    """`wait(manager, job, states)`: poll the manager until the job is in one of `states`."""
-
-    def wait_for(manager: JobManager, job, states, timeout: float = 120.0) -> None:
-        def settled() -> bool:
-            if job.state in states:
-                return True
-            manager.poll()
-            return False
-
-        wait_until(settled, timeout)
-        assert job.state in states, (job.state, job.error)
-
-    return wait_for
-
-
 def test_every_schedule_setting_reaches_the_command_by_name() -> None:
     # BetaSchedule's settings (all but the kind, β and the run's length, which the job sets
     # itself) are fields of the request, and the command line gives back the run's TrainConfig.

@@ -5,7 +5,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -207,7 +206,7 @@ def _env() -> dict:
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, data: Path) -> None:
+def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, data: Path, wait_until) -> None:
     steps = 30
     ref = tmp_path / "ref"
     subprocess.run(_cli(ref, data, steps), check=True, env=_env(), cwd=ROOT, capture_output=True)
@@ -220,13 +219,13 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, data: Path) -> No
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 120
+
     # Kill it once a checkpoint exists and training has gone past it (mid-run, between saves).
-    while time.time() < deadline:
+    def past_step_12() -> bool:
         rows = read_metrics(run / "metrics.jsonl")
-        if rows and rows[-1]["step"] >= 12:
-            break
-        time.sleep(0.02)
+        return bool(rows) and rows[-1]["step"] >= 12
+
+    wait_until(past_step_12, 120, interval=0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = read_metrics(run / "metrics.jsonl")[-1]["step"]
@@ -247,7 +246,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path: Path, data: Path) -> No
 
 
 @pytest.mark.slow
-def test_sigint_saves_and_exits_cleanly(tmp_path: Path, data: Path) -> None:
+def test_sigint_saves_and_exits_cleanly(tmp_path: Path, data: Path, wait_until) -> None:
     run = tmp_path / "run"
     proc = subprocess.Popen(
         _cli(run, data, 100000, ["--checkpoint-every", "100000"]),
@@ -256,9 +255,7 @@ def test_sigint_saves_and_exits_cleanly(tmp_path: Path, data: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and not read_metrics(run / "metrics.jsonl"):
-        time.sleep(0.05)
+    wait_until(lambda: read_metrics(run / "metrics.jsonl"), 120)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_INTERRUPTED, err
