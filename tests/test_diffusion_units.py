@@ -15,7 +15,9 @@ from diffusers.training_utils import EMAModel
 
 from diffusion import checkpoint as gck
 from diffusion.config import DenoiserConfig
-from diffusion.data import to_pattern
+from diffusion.data import simulated_counts, to_pattern
+from diffusion.embed import timestep_embedding
+from diffusion.loss import diffusion_loss, regressor_loss
 from diffusion.model import Denoiser
 from diffusion.references import fit_transmission_matrix, nearest_patterns
 from diffusion.sampling import (
@@ -29,7 +31,7 @@ from diffusion.sampling import (
 from diffusion.schedulers import SAMPLERS, sampler, training_scheduler
 from diffusion.scoring import score, summary
 from diffusion.train_config import TrainConfig, parse_args
-from diffusion.train_set import CHECKED, check_rebuilt
+from diffusion.train_set import CHECKED, check_rebuilt, simulated_dir
 
 SMALL = DenoiserConfig(latent_dim=8, width=16, depth=2, cond_dim=8)
 VAE_ID = "0" * 64
@@ -390,3 +392,67 @@ def test_check_rebuilt_refuses_a_different_set(tmp_path: Path, meta, message: st
         (tmp_path / "simulation.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=message):
         check_rebuilt(tmp_path, _record())
+
+
+# ------------------------------------------------------------------ losses, embedding, data
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_diffusion_loss_is_zero_for_the_exact_target(prediction: str) -> None:
+    config = DenoiserConfig(latent_dim=6, prediction=prediction)
+    sched = training_scheduler(config)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
+    t = torch.tensor([0, 10, 500, 999])
+    target = noise if prediction == "epsilon" else sched.get_velocity(x0, noise, t)
+
+    def exact(xt, tt, pattern, keep):
+        return target
+
+    def wrong(xt, tt, pattern, keep):
+        return target + 1.0
+
+    pattern, keep = torch.zeros(4, 16, 16), torch.ones(4, dtype=torch.bool)
+    assert float(diffusion_loss(exact, sched, x0, pattern, noise, t, keep)) == 0.0
+    assert float(diffusion_loss(wrong, sched, x0, pattern, noise, t, keep)) == pytest.approx(1.0)
+
+
+def test_regressor_loss_reads_the_network_at_x_zero_and_t_zero() -> None:
+    x0 = torch.randn(3, 5)
+    seen = {}
+
+    def net(x, t, pattern, keep):
+        seen.update(x=x, t=t, keep=keep)
+        return x0
+
+    assert float(regressor_loss(net, x0, torch.zeros(3, 16, 16))) == 0.0
+    assert not seen["x"].any() and not seen["t"].any() and seen["keep"].all()
+
+
+def test_timestep_embedding_tells_timesteps_apart() -> None:
+    e = timestep_embedding(torch.tensor([0, 1, 500, 999]), 64)
+    assert e.shape == (4, 64) and e.abs().max() <= 1.0
+    d = torch.cdist(e, e)
+    assert (d + torch.eye(4) * 1e9).min() > 0.1  # no two timesteps share an embedding
+
+
+def test_an_unknown_sampler_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        sampler("euler", DenoiserConfig())
+
+
+def test_simulated_counts_follow_the_sets_intensity_scale() -> None:
+    intensity = np.array([[0.0, 0.5], [1.0, 2.0]])
+    np.testing.assert_allclose(
+        simulated_counts(intensity, {"intensity_scale": 100.0}), intensity * 100
+    )
+    # Without a recorded scale, the peak maps to 60,000 counts.
+    assert simulated_counts(intensity, {}).max() == pytest.approx(60000.0)
+
+
+def test_a_rebuilt_set_is_cached_under_its_whole_record(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SPECKLE_VAE_CACHE", str(tmp_path))
+    record = {"kind": "mmf", "n": 10, "seed": 0, "fibre_seed": 1234, "digits": "train"}
+    assert simulated_dir(record) == simulated_dir(dict(record))
+    assert simulated_dir(record) != simulated_dir(dict(record, fibre_seed=7))
+    assert simulated_dir(record).parent == tmp_path / "datasets"
