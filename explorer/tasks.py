@@ -1,7 +1,8 @@
 """A background computation with pollable state, for work that must not block a page (the first
 UMAP fit, a first build's reconstruction errors). The worker thread never touches Streamlit; a
-page fragment polls `done`. Deferral and nice are kept because they pay: first map on screen
-18.0 → 11.8 s for one session (benchmarks/concurrency.py, docs/architecture.md)."""
+page fragment polls `done`. Deferral and nice are on trial: first map on screen 18.0 → 11.8 s for
+one session in one measured pair, no gain in a second, and none for four sessions
+(benchmarks/concurrency.py, docs/architecture.md)."""
 
 from __future__ import annotations
 
