@@ -27,24 +27,19 @@ PAGES = [
 page = st.navigation(start.pages(PAGES))  # the first is the default
 slot = start.map_placeholder(page)
 # Imported once a first start's placeholder is on its way: torch and the explorer take seconds.
-import uuid  # noqa: E402
-
-from explorer import serving, tasks  # noqa: E402
+from explorer import serving  # noqa: E402
 from vae.checkpoint import CheckpointError  # noqa: E402
 from views import state, widgets  # noqa: E402
 
 serving.start()  # once per process: the interactive thread, at this thread's normal priority
-# The session's background work held back for its page (UMAP, a first build's reconstruction
-# errors) starts when the block ends, once the page is sent.
-with tasks.run_of(st.session_state.setdefault("session_id", uuid.uuid4().hex)):
-    widgets.sidebar()
-    try:
-        checkpoint, dataset, atlas = state.current()
-        start.atlas_served(slot)
-        widgets.model_summary(checkpoint, dataset, atlas)
-        page.run()
-    except CheckpointError as e:
-        # A checkpoint opens lazily: one whose weights do not fit its config is found when its
-        # model is first built, perhaps by this page. One line, and the sidebar stays to pick
-        # another.
-        st.error(f"This model cannot be used: {e}", icon=":material/error:")
+widgets.sidebar()
+try:
+    checkpoint, dataset, atlas = state.current()
+    start.atlas_served(slot)
+    widgets.model_summary(checkpoint, dataset, atlas)
+    page.run()
+except CheckpointError as e:
+    # A checkpoint opens lazily: one whose weights do not fit its config is found when its
+    # model is first built, perhaps by this page. One line, and the sidebar stays to pick
+    # another.
+    st.error(f"This model cannot be used: {e}", icon=":material/error:")

@@ -110,7 +110,6 @@ def build_atlas(
     dataset,
     progress: Progress | None = None,
     defer_errors: bool = False,
-    background_nice: int = 0,
 ) -> Atlas:
     """The dataset's latents, from the cache or encoded now (vae.latents). On a cache miss with
     defer_errors, this returns as soon as μ and log σ² are there (a map can be drawn), and a
@@ -120,12 +119,8 @@ def build_atlas(
     path = latents_path(checkpoint, dataset)
     arrays, hit = dataset_latents(checkpoint, dataset, progress, errors=not defer_errors)
     if "recon_error" not in arrays:
-        # Deferred (Task.defer) until the caller's page is drawn, unless it is asked for sooner.
         arrays["recon_error"] = Task(
-            "atlas-errors",
-            lambda: _finish(checkpoint, dataset, path, arrays),
-            nice=background_nice,
-            defer=True,
+            "atlas-errors", lambda: _finish(checkpoint, dataset, path, arrays)
         ).start()
     return Atlas(
         checkpoint,

@@ -53,7 +53,7 @@ _frozen_with_torch = False
 def start() -> None:
     """Once per process, from the app's start-up (a thread at normal priority); later calls do
     nothing. Creates the interactive thread without waiting and without torch: Linux threads
-    inherit their creator's nice value, so a thread first created by a background task at
+    inherit their creator's nice value, so a thread first created by a thread at
     nice +10 would serve every session's decodes at that priority for the life of the process.
     Then freezes what the app's imports made (plotly, pandas, the explorer: long-lived), which
     Python's full collections then skip; each would otherwise stall every session for

@@ -23,10 +23,8 @@ from vae.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 if TYPE_CHECKING:
     from explorer.generate import Served  # the diffusion modules load on the Generate page only
 
-# Background work (UMAP fits, a first build's reconstruction errors) runs at this nice value
-# above the server's, so that pages and the browser showing them come first on a small machine.
-# Torch releases the GIL in its kernels, so the nice value of the thread computing the errors
-# is enough; UMAP holds it, so it is fitted in a child process (explorer.map_process).
+# UMAP is fitted in a child process (its fit holds the GIL: explorer.map_process) at this nice
+# value above the server's, so that pages and the browser showing them come first.
 BACKGROUND_NICE = 10
 
 
@@ -79,7 +77,6 @@ def _atlas(checkpoint_id: str, dataset_fp: str, _checkpoint: Checkpoint, _datase
         _dataset,
         progress=lambda f, msg: bar.progress(min(f, 1.0), msg),
         defer_errors=True,
-        background_nice=BACKGROUND_NICE,
     )
     bar.empty()
     return atlas
@@ -98,7 +95,6 @@ def _projection_task(checkpoint_id: str, dataset_fp: str, params: tuple, _atlas:
         lambda: map_process.build_projection(
             _atlas, method, n_neighbors, min_dist, metric, nice=BACKGROUND_NICE
         ),
-        defer=True,
     ).start()
 
 

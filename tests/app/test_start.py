@@ -56,8 +56,8 @@ def test_importing_the_app_modules_starts_nothing() -> None:
     assert frozen and threads.count("speckle-decode_0") == 1
 
 
-# A cached start: the app starts serving, then a background task at nice +10 builds the model
-# and makes the process's first torch calls (its own intra-op team included), and only then do
+# A cached start: the app starts serving, then a thread at nice +10 builds the model and makes
+# the process's first torch calls (its own intra-op team included), and only then do
 # a slider decode and a batch decode on the page's thread arrive. Each thread's nice value is
 # read from /proc (field 19 of /proc/self/task/TID/stat).
 NICE_WORKER = """
@@ -65,7 +65,7 @@ import json, os, sys, threading
 import numpy as np
 import torch
 from explorer import serving
-from explorer.tasks import Task
+from explorer.map_process import lower_priority
 from vae.checkpoint import load_checkpoint
 from vae.inference import decode
 
@@ -83,20 +83,21 @@ z = np.zeros((64, ck.model_config.latent_dim), np.float32)
 built, hold = threading.Event(), threading.Event()
 
 def build():
+    lower_priority(10)  # a thread at +10, as the plain UMAP variant runs
     decode(ck.model, z)
     built.set()
     hold.wait(120)  # alive, with its +10 team, until the threads are counted
-    return True
 
-task = Task("build", build, nice=10).start()
-assert built.wait(120) and task.error is None, task.error
+task = threading.Thread(target=build, daemon=True)
+task.start()
+assert built.wait(120)
 before = threads()
 serving.decode_interactive(serving.model(ck), z[:1])
 decode(serving.model(ck), z)  # a batch on this thread: its own intra-op team
 worker = serving.on_interactive_thread(threading.get_native_id)
 after = threads()
 hold.set()
-assert task.wait(120) and task.error is None, task.error
+task.join(120)
 print(json.dumps({"worker": nice(worker), "main": nice(threading.get_native_id()),
                   "new": [n for tid, n in after.items() if tid not in before],
                   "background": sorted(set(before.values())),
@@ -105,13 +106,13 @@ print(json.dumps({"worker": nice(worker), "main": nice(threading.get_native_id()
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
-def test_interactive_thread_keeps_normal_priority_when_a_background_task_builds_the_model() -> None:
+def test_interactive_thread_keeps_normal_priority_when_a_reniced_thread_builds_the_model() -> None:
     """Linux threads inherit their creator's nice value: the interactive thread, which every
-    session's decodes run on, must not come from the background task at +10, and neither may
+    session's decodes run on, must not come from a thread at +10, and neither may
     the torch threads that serve the page's own work (libgomp keeps a team per thread)."""
     res = _python(NICE_WORKER, str(ROOT / "models" / "demo"))
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["worker"] == out["main"]  # not the background task's +10
+    assert out["worker"] == out["main"]  # not the +10 thread's
     assert all(n == out["main"] for n in out["new"])
     if out["openmp"]:  # the task's own team is at +10: the test did create such threads
         assert 10 + out["main"] in out["background"]
