@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from common.bootstrap import bootstrap_mean
+from vae import foreign
 from vae.evaluate import main as evaluate_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,24 +48,25 @@ def sets(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def _evaluate(data: Path, capsys) -> tuple[dict, str]:
+def _evaluate(data: Path, capsys, monkeypatch) -> tuple[dict, str]:
     import json
 
+    monkeypatch.setattr(foreign, "N_REFERENCE", 300)  # the rule, from fewer reference frames
     assert evaluate_main(["--checkpoint", str(DEMO), "--data", str(data), "--json"]) == 0
     out = capsys.readouterr()
     return json.loads(out.out), out.err
 
 
-def test_the_models_own_fibre_is_not_foreign(sets, capsys) -> None:
-    r, err = _evaluate(sets["own"], capsys)
+def test_the_models_own_fibre_is_not_foreign(sets, capsys, monkeypatch) -> None:
+    r, err = _evaluate(sets["own"], capsys, monkeypatch)
     assert r["foreign_share"] < 0.2
     assert "simulated again from its record" in r["foreign_reference"]
     assert "foreign_note" not in r and "note:" not in err
     assert r["resized"] == []
 
 
-def test_another_fibre_is_foreign_and_its_resize_is_said(sets, capsys) -> None:
-    r, err = _evaluate(sets["other"], capsys)
+def test_another_fibre_is_foreign_and_its_resize_is_said(sets, capsys, monkeypatch) -> None:
+    r, err = _evaluate(sets["other"], capsys, monkeypatch)
     assert r["foreign_share"] > 0.5
     notes = [line for line in err.splitlines() if line.startswith("note:")]
     assert len(notes) == 2
