@@ -38,7 +38,7 @@ from diffusion.sampling import (
 from diffusion.schedulers import SAMPLERS
 from diffusion.scoring import score, summary
 from diffusion.train_set import training_set
-from frames import ImageError, ImageFolder, Normalization
+from frames import ImageError, ImageFolder, Normalization, spaced_indices
 from speckle.lit_region import dataset_region
 from vae import checkpoint as vck
 from vae.foreign import foreign_report, per_frame_neg_elbo, resize_notes
@@ -106,12 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _spaced(n: int, k: int) -> np.ndarray:
-    return (
-        np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n else np.zeros(0, int)
-    )
-
-
 def _images(dataset: ImageFolder, idx: np.ndarray) -> np.ndarray:
     return np.stack([dataset.image(int(i)) for i in idx]) if len(idx) else np.zeros((0, 1, 1))
 
@@ -133,7 +127,7 @@ def evaluate(args: argparse.Namespace, log=print) -> dict:
     train_set = training_set(gconf, args.train_data, log=log, progress=args.progress)
 
     held = open_dataset(vae, args.data)
-    idx = _spaced(len(held), args.n_patterns)
+    idx = spaced_indices(len(held), args.n_patterns)
     patterns = dataset_patterns(held, size)[idx]
     truth = _images(held, idx)
     region = dataset_region(held.root, vae.model_config.image_size, truth)
@@ -206,7 +200,7 @@ def evaluate(args: argparse.Namespace, log=print) -> dict:
     if args.tm_steps > 0:
         # Fitted to the recorded intensities (fixed range), not to per-image normalized frames.
         raw = ImageFolder(train_set.path, vae.model_config.image_size, Normalization(mode="fixed"))
-        fit_idx = _spaced(len(raw), 8192)
+        fit_idx = spaced_indices(len(raw), 8192)
         tm = fit_transmission_matrix(
             train_patterns[fit_idx], _images(raw, fit_idx), mask, steps=args.tm_steps
         )
@@ -223,7 +217,7 @@ def evaluate(args: argparse.Namespace, log=print) -> dict:
 
     labels = held.labels
     if "digit" in labels.columns and "digit" in train.labels.columns:
-        fit_idx = _spaced(len(train), 4000)
+        fit_idx = spaced_indices(len(train), 4000)
         clf = DigitClassifier().fit(
             _images(train, fit_idx), train.labels["digit"].to_numpy()[fit_idx], mask
         )
@@ -247,7 +241,7 @@ def sweeps(args, model, vae, patterns, truth, mask, idx) -> dict:
     """Single-sample PCC against steps, guidance and sampler, one factor at a time around the
     chosen settings, on `sweep_patterns` of the pairs with every one of the `samples` draws;
     each value with its interval (`<factor>_ci95`)."""
-    sub = _spaced(len(idx), args.sweep_patterns)
+    sub = spaced_indices(len(idx), args.sweep_patterns)
     out: dict = {"patterns": int(len(sub)), "samples": args.samples}
 
     def single_pcc(steps: int, sampler: str, guidance: float) -> tuple[float, list[float]]:

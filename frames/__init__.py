@@ -11,7 +11,7 @@
   input patterns a frame name stands for ("run.h5#/patterns#12").
 - `scan`: a folder's candidate files (`dataset_files`: those its samples come from), and the
   record that spares unchanged files a new decode.
-- `datasets`: `ImageFolder`, `ArrayDataset`, `Sample`, `split_indices`.
+- `datasets`: `ImageFolder`, `ArrayDataset`, `Sample`, `split_indices`, `spaced_indices`.
 
 Importing this package does not import torch; the datasets import it on their first item.
 """
@@ -19,7 +19,14 @@ Importing this package does not import torch; the datasets import it on their fi
 from __future__ import annotations
 
 from frames.arrays import MAX_FRAMES, array_frames, read_frames
-from frames.datasets import MAX_OPEN_ARRAYS, ArrayDataset, ImageFolder, Sample, split_indices
+from frames.datasets import (
+    MAX_OPEN_ARRAYS,
+    ArrayDataset,
+    ImageFolder,
+    Sample,
+    spaced_indices,
+    split_indices,
+)
 from frames.image import (
     ARRAY_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -79,6 +86,7 @@ __all__ = [
     "read_frames",
     "read_image",
     "read_layout",
+    "spaced_indices",
     "split_indices",
     "stack_frames",
 ]

@@ -63,6 +63,14 @@ class Sample:
         return "#".join(parts + ([str(self.index)] if self.index is not None else []))
 
 
+def spaced_indices(n: int, k: int) -> np.ndarray:
+    """At most k indices of n, evenly spaced from the first to the last, sorted: a bounded,
+    deterministic sample of a big dataset."""
+    if n <= 0:
+        return np.zeros(0, int)
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int))
+
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A deterministic held-out split: (train, val) sorted index arrays. Training keeps at least
     one sample."""

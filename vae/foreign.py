@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from frames import ArrayDataset, ImageError, ImageFolder, Normalization, preprocess
+from frames import ArrayDataset, ImageError, ImageFolder, Normalization, preprocess, spaced_indices
 from speckle.mmf import rebuildable, simulate_from_record
 from vae.checkpoint import Checkpoint
 from vae.inference import encode_dataset
@@ -59,10 +59,6 @@ def per_frame_neg_elbo(
     return np.asarray(neg_elbo(checkpoint.recon, checkpoint.model_config.image_size, mse, kl))
 
 
-def _spaced(n: int, k: int) -> list[int]:
-    return sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, k))}) if n else []
-
-
 def reference_frames(checkpoint: Checkpoint) -> tuple[object, str] | None:
     """A dataset of the model's own training frames and where they came from, or None."""
     size, norm = checkpoint.model_config.image_size, normalization_of(checkpoint)
@@ -74,7 +70,7 @@ def reference_frames(checkpoint: Checkpoint) -> tuple[object, str] | None:
         except (ImageError, OSError, ValueError):
             folder = None
         if folder is not None and len(folder):
-            pick = _spaced(len(folder), N_REFERENCE)
+            pick = spaced_indices(len(folder), N_REFERENCE).tolist()
             return torch.utils.data.Subset(folder, pick), f"{len(pick)} frames of {path}"
     record = data.get("simulation")
     if rebuildable(record) and isinstance(record.get("intensity_scale"), int | float):

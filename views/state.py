@@ -16,7 +16,7 @@ from explorer import images, map_process, serving, sources
 from explorer.atlas import Atlas, build_atlas, build_projection
 from explorer.projection import Projection
 from explorer.tasks import Task
-from frames import ImageFolder, Normalization
+from frames import ImageFolder, Normalization, spaced_indices
 from speckle.lit_region import LitRegion, dataset_region
 from vae.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
@@ -224,7 +224,7 @@ def _arrays(
     dataset_fp: str, limit: int, _dataset
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     n = len(_dataset)
-    idx = np.linspace(0, n - 1, min(n, limit)).round().astype(int) if n > limit else np.arange(n)
+    idx = spaced_indices(n, limit)
     images = np.stack([_dataset.image(int(i)) for i in idx])
     patterns = [_dataset.pattern(int(i)) for i in idx]
     pats = np.stack(patterns) if patterns and all(p is not None for p in patterns) else None

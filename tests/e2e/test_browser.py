@@ -20,21 +20,15 @@ try:
 except ImportError:  # reported by _requirements, when these tests run
     expect = sync_playwright = None
 
-from benchmarks.load import MAP  # the map itself, not a first start's placeholder
+from benchmarks.load import ARGS as CHROMIUM_ARGS
+from benchmarks.load import (
+    CHROMIUM,
+    MAP,  # the map itself, not a first start's placeholder
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # README screenshots: SCREENSHOT_DIR=docs/screenshots python -m pytest tests/e2e
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "tests" / "e2e" / "screenshots"))
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
 
 pytestmark = pytest.mark.e2e
 
