@@ -7,6 +7,9 @@ reports the median over the repeats and the range.
   without the interactive thread ("serving");
 - umap: the same moves while a cold UMAP fit runs (the map and numba caches emptied), with the
   fit in a child process and without ("map_process": fitted in a thread at the same nice value);
+- job: the same moves while a Retrain job (another session's, started on the Retrain page and
+  kept open) fine-tunes the model, with the job in a `vae.train` subprocess and without ("jobs":
+  `vae.train` in a server thread);
 - first_map: K sessions open the Atlas page of a server whose latents, maps and numba caches are
   empty; seconds from the page request to the map on screen. (Deferring and renicing background
   tasks was measured here against starting them at once, moved it by less than 10%, and went.)
@@ -14,7 +17,7 @@ reports the median over the repeats and the range.
 The plain variants are chosen by SPECKLE_VAE_BENCH_PLAIN (comma-separated names), a benchmark
 switch only.
 
-    python -m benchmarks.concurrency [--repeats 2] [--seconds 12] [--only slider umap first_map]
+    python -m benchmarks.concurrency [--repeats 2] [--seconds 12] [--only slider umap job first_map]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import shutil
 import statistics
 import tempfile
@@ -33,6 +37,7 @@ from benchmarks.load import ARGS, CHROMIUM, MAP, level, progress, start_server, 
 VARIANTS = {
     "slider": ["", "serving"],
     "umap": ["", "map_process"],
+    "job": ["", "jobs"],
     "first_map": [""],
 }
 
@@ -99,6 +104,42 @@ async def _warm(url: str) -> None:
         await browser.close()
 
 
+async def _with_job(url: str, k: int, seconds: float) -> dict:
+    """Slider moves of K sessions while one more session's Retrain job trains: the job is started
+    on the Retrain page, which stays open (its heartbeat keeps the job alive), and is running
+    before the first timed move."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = await browser.new_page(viewport={"width": 1300, "height": 950})
+        await page.goto(url)
+        await page.locator(MAP).first.wait_for(timeout=120_000)
+        await page.locator('[data-testid="stSidebarNav"] a', has_text="Retrain").click()
+        steps = page.locator(".st-key-rt_steps input")
+        await steps.wait_for(timeout=120_000)
+        await steps.fill("20000")  # longer than the timed moves: the job trains throughout
+        await steps.press("Enter")
+        await page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached")
+        await page.locator(".st-key-rt_start_btn button").click()
+        # Training, not still starting: a first logged step.
+        done = re.compile(r"\b[1-9]\d* of \d+ steps over all runs")
+        await page.get_by_text(done).first.wait_for(timeout=300_000)
+        row = await level(url, k, seconds)
+        await browser.close()
+    return row
+
+
+def _job_steps(root: Path) -> int:
+    steps = [
+        json.loads(line).get("step", 0)
+        for path in root.glob("*/*/metrics.jsonl")
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    return max(steps, default=0)
+
+
 def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
@@ -106,9 +147,12 @@ def _pct(xs: list[float], q: float) -> float:
 def one_run(
     kind: str, plain: str, k: int, template: Path, root: Path, seconds: float, n: int
 ) -> dict:
-    drop = {"slider": (), "umap": ("maps", "numba"), "first_map": ("maps", "numba", "latents")}[
-        kind
-    ]
+    drop = {
+        "slider": (),
+        "job": (),
+        "umap": ("maps", "numba"),
+        "first_map": ("maps", "numba", "latents"),
+    }[kind]
     cache = _copy(template, root / f"run-{time.monotonic_ns()}", drop)
     env = {"SPECKLE_VAE_BENCH_PLAIN": plain, "NUMBA_CACHE_DIR": str(cache / "numba")}
     server, url = start_server(cache, n=n, env=env)
@@ -118,8 +162,13 @@ def one_run(
             row = {"p50": statistics.median(times), "p95": _pct(times, 0.95), "n": len(times)}
         else:
             asyncio.run(_warm(url))
-            r = asyncio.run(level(url, k, seconds))
+            if kind == "job":
+                r = asyncio.run(_with_job(url, k, seconds))
+            else:
+                r = asyncio.run(level(url, k, seconds))
             umap_done = (cache / "maps").is_dir() and any((cache / "maps").iterdir())
+            if kind == "job":  # the job trained during the moves: its last logged step
+                r["job_steps"] = _job_steps(cache / "jobs")
             row = {
                 "p50": r["p50_seconds"],
                 "p95": r["p95_seconds"],
@@ -127,7 +176,7 @@ def one_run(
                 "errors": r["errors"],
                 "umap_done_at_end": umap_done,
                 "messages": r["messages"],
-            }
+            } | ({"job_steps": r["job_steps"]} if "job_steps" in r else {})
     finally:
         _stop(server)
         shutil.rmtree(cache, ignore_errors=True)

@@ -31,6 +31,9 @@ from vae.train_config import TrainConfig
 REPO = Path(__file__).resolve().parents[1]
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 ACTIVE = (QUEUED, RUNNING)
+# Benchmark switch only (benchmarks/concurrency.py): run `vae.train` in a server thread instead of
+# a subprocess, to measure what the subprocess buys the sliders of every session.
+PLAIN = "jobs" in os.environ.get("SPECKLE_VAE_BENCH_PLAIN", "").split(",")
 SUBSET_CAP = 2048  # default cap on a retraining subset: minutes, not hours, on 2 cores
 
 
@@ -104,6 +107,29 @@ def train_argv(config: TrainConfig) -> list[str]:
     return argv
 
 
+class ThreadRun:
+    """The benchmark's plain variant of a job's process: `vae.train.main` in a daemon thread of
+    the server. It offers what the manager reads of a `Popen` (poll, returncode), and no way to
+    stop it: a cancel marks the job and leaves the thread to run out."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.returncode: int | None = None
+        self._thread = threading.Thread(target=self._run, args=(argv,), daemon=True)
+        self._thread.start()
+
+    def _run(self, argv: list[str]) -> None:
+        # Lazy: only the benchmark's plain variant trains inside the server.
+        from vae.train import main
+
+        try:
+            self.returncode = main(argv)
+        except BaseException:  # noqa: BLE001 (a failed run is a nonzero code, as a process's)
+            self.returncode = 1
+
+    def poll(self) -> int | None:
+        return None if self._thread.is_alive() else self.returncode
+
+
 @dataclass
 class Run:
     beta: float
@@ -125,7 +151,7 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
-    proc: subprocess.Popen | None = field(default=None, repr=False)
+    proc: subprocess.Popen | ThreadRun | None = field(default=None, repr=False)
     current: int = -1
 
     def rows(self, run: Run) -> list[dict]:
@@ -282,6 +308,9 @@ class JobManager:
     def _start_run(self, job: Job, i: int) -> None:
         run = job.runs[i]
         job.current, run.state = i, RUNNING
+        if PLAIN:
+            job.proc = ThreadRun(self._command(job, run)[3:])  # the arguments after `-m vae.train`
+            return
         log = open(job.dir / f"{run.dir.name}.log", "w")  # noqa: SIM115 (owned by the child)
         env = os.environ | {
             "PYTHONPATH": str(REPO),
@@ -339,7 +368,7 @@ class JobManager:
             if run.state in ACTIVE:
                 run.state = CANCELLED
         proc, job.proc = job.proc, None
-        if proc is None or proc.poll() is not None:
+        if not isinstance(proc, subprocess.Popen) or proc.poll() is not None:
             return None
         try:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -16,6 +16,7 @@ from explorer.jobs import (
     JobLimitError,
     JobManager,
     JobRequest,
+    ThreadRun,
     train_argv,
 )
 from frames import ImageFolder
@@ -95,6 +96,21 @@ def test_start_progress_finish_and_result_loads(tmp_path: Path, data, monkeypatc
         ck.config["beta"] == 0.5
         and ck.config["dataset"]["n_train"] + ck.config["dataset"]["n_val"] == 40
     )
+
+
+def test_benchmark_thread_variant_trains_the_same_run_in_process(
+    tmp_path: Path, data, monkeypatch, wait
+) -> None:
+    # benchmarks.concurrency's plain variant: the same command's arguments, run by vae.train's
+    # main() in a server thread, give a finished, loadable run.
+    monkeypatch.setattr(JobManager, "_command", _small_command)
+    monkeypatch.setattr("explorer.jobs.PLAIN", True)
+    m = JobManager(tmp_path)
+    job = m.submit("s1", tiny(data, betas=(0.5,)))
+    assert isinstance(job.proc, ThreadRun)
+    wait(m, job, (DONE, FAILED))
+    assert job.state == DONE, job.error
+    assert load_checkpoint(job.runs[0].dir).config["beta"] == 0.5
 
 
 def test_cancel_stops_the_process_and_every_run(
