@@ -26,6 +26,7 @@ def _suite(quick: bool) -> list[tuple[str, object]]:
     from benchmarks import (
         atlas_build,
         decode,
+        encode_stream,
         first_start,
         generate,
         generate_click,
@@ -44,6 +45,7 @@ def _suite(quick: bool) -> list[tuple[str, object]]:
         ("slider", lambda: slider.run(moves=10 if quick else 30)),
         ("upload", lambda: upload.run(n_atlas=400 if quick else 2000)),
         ("atlas_build", lambda: atlas_build.run(n=1024 if quick else 4096)),
+        ("encode_stream", lambda: encode_stream.run(n=4096 if quick else 16384)),
         # Quick stops at the first map: UMAP's first fit would take a sixth of its budget.
         ("first_start", lambda: first_start.run(n=1000 if quick else 2000, wait_umap=not quick)),
         (

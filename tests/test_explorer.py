@@ -19,6 +19,7 @@ from frames import ImageFolder, Normalization
 from speckle.io import write_dataset
 from speckle.mmf import simulate_mmf
 from vae import checkpoint as ckpt
+from vae.latent_store import open_store
 from vae.model import VAE, VAEConfig
 
 
@@ -244,7 +245,7 @@ def test_paths_cannot_leave_their_roots(tmp_path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_encode_cli_single_and_torchrun_shards_agree(tmp_path, cache_dir, sim_folder) -> None:
+def test_encode_cli_single_and_torchrun_stores_agree(tmp_path, cache_dir, sim_folder) -> None:
     import os
     import subprocess
     import sys
@@ -256,6 +257,7 @@ def test_encode_cli_single_and_torchrun_shards_agree(tmp_path, cache_dir, sim_fo
         "PYTHONPATH": str(sources.REPO),
     }
     args = ["-m", "explorer.encode", "--checkpoint", str(tmp_path / "m"), "--data", str(sim_folder)]
+    args += ["--chunk", "7", "--batch-size", "4"]  # several chunks for each of the two ranks
     cmd = [
         sys.executable,
         "-m",
@@ -266,27 +268,31 @@ def test_encode_cli_single_and_torchrun_shards_agree(tmp_path, cache_dir, sim_fo
     ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    shards = sorted((cache_dir / "latents").glob("*_shard-*-of-2.npz"))
-    assert len(shards) == 2
+    stores = sorted((cache_dir / "latents").glob("*.store"))
+    assert len(stores) == 1 and open_store(stores[0]).complete
     dataset = ImageFolder(sim_folder, 32, Normalization())
-    merged = build_atlas(model, dataset)  # merges the shards, no encoding
+    merged = build_atlas(model, dataset)  # read from the store, no encoding
     assert not merged.cache_hit
     single = subprocess.run(
-        [sys.executable, *args],
+        [sys.executable, *args, "--json"],
         env=env | {cache.CACHE_ENV: str(tmp_path / "c2")},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert single.returncode == 0, single.stderr
+    figures = json.loads(single.stdout.strip().splitlines()[-1])
+    assert figures["encoded_now"] == figures["frames"] == len(dataset) and figures["complete"]
+    assert figures["frames_per_second"] > 0
     env2 = tmp_path / "c2"
     os.environ[cache.CACHE_ENV] = str(env2)
     try:
         reference = build_atlas(model, dataset)
+        again = build_atlas(model, dataset)
     finally:
         os.environ[cache.CACHE_ENV] = str(cache_dir)
-    assert reference.cache_hit  # the CLI wrote the app's cache entry
-    np.testing.assert_allclose(merged.mu, reference.mu, rtol=1e-5, atol=1e-6)
+    assert again.cache_hit  # the store's arrays went into the app's cache entry
+    np.testing.assert_array_equal(merged.mu, reference.mu)  # float16 from either run
     np.testing.assert_allclose(merged.kl, reference.kl, rtol=1e-4, atol=1e-5)
 
 
@@ -309,7 +315,7 @@ def test_commands_cache_in_the_user_cache_folder_not_where_they_run(tmp_path, si
         return res
 
     run("-m", "explorer.encode", "--checkpoint", str(tmp_path / "m"), "--data", str(sim_folder))
-    assert list((user / "speckle-vae" / "latents").glob("*.npz"))
+    assert list((user / "speckle-vae" / "latents").glob("*.store/mu.npy"))
     numba = run("-c", "from common import cache; print(cache.numba_cache_dir())")
     assert Path(numba.stdout.strip()) == user / "speckle-vae" / "numba"
     root = "from common import cache; print(cache.cache_root())"

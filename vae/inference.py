@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +61,34 @@ def encode_dataset(
         recon=np.concatenate(recons) if reconstruct else None,
         images=np.concatenate(images) if keep_images else None,
     )
+
+
+def encode_batches(
+    model: VAE,
+    dataset: Dataset,
+    batches: list[list[int]],
+    errors: bool = True,
+    workers: int = 0,
+) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+    """For each batch of dataset indices, in order: the indices and float32 "mu", "logvar" and,
+    with errors, "recon_error" (MSE of the z = μ reconstruction, from the same images: a
+    streamed encode reads each frame once). Yields one batch at a time: nothing accumulates."""
+    device = _device_of(model)
+    model.eval()
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+    for ids, x in zip(batches, loader, strict=True):
+        with torch.inference_mode():
+            x = x.to(device)
+            with autocast(device):
+                post = model.encode(x)
+                recon = model.decode(post.mean).float() if errors else None
+            out = {
+                "mu": post.mean.float().cpu().numpy(),
+                "logvar": post.logvar.float().cpu().numpy(),
+            }
+            if recon is not None:
+                out["recon_error"] = (recon - x.float()).pow(2).flatten(1).mean(1).cpu().numpy()
+        yield ids, out
 
 
 @torch.inference_mode()

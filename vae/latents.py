@@ -8,6 +8,7 @@ cached entry does not import torch: encoding does, on a miss only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 from common import cache
 from vae.checkpoint import Checkpoint
 from vae.kl import kl_terms
+from vae.latent_store import LatentStore, open_store
 
 Progress = Callable[[float, str], None]
 
@@ -24,26 +26,66 @@ def latents_path(checkpoint: Checkpoint, dataset) -> Path:
     return cache.cache_root() / "latents" / cache.key(checkpoint.id, dataset.fingerprint())
 
 
-def shard_path(path: Path, rank: int, world: int) -> Path:
-    return path.with_name(f"{path.name}_shard-{rank}-of-{world}")  # no dot: cache adds .npz
+def store_path(checkpoint: Checkpoint, dataset) -> Path:
+    """Where `python -m explorer.encode` streams the data set's latents (vae.latent_store)."""
+    path = latents_path(checkpoint, dataset)
+    return path.with_name(path.name + ".store")
 
 
-def merge_shards(path: Path, n: int) -> dict[str, np.ndarray] | None:
-    """Merge the per-rank shards `python -m explorer.encode` wrote under torchrun, if all of
-    them are present and together cover every sample exactly once."""
-    shards = sorted(path.parent.glob(f"{path.name}_shard-*-of-*.npz"))
-    if not shards:
+def from_store(checkpoint: Checkpoint, dataset) -> dict[str, np.ndarray] | None:
+    """The arrays of a complete store that explorer.encode wrote for this model and data set."""
+    path = store_path(checkpoint, dataset)
+    store = open_store(path)
+    if store is None or not store.complete:
         return None
-    world = int(shards[0].stem.rsplit("-of-", 1)[1])
-    parts = [cache.load(shard_path(path, r, world)) for r in range(world)]
-    if any(p is None for p in parts):
+    if (store.meta["checkpoint"], store.meta["fingerprint"]) != (
+        checkpoint.id,
+        dataset.fingerprint(),
+    ):
         return None
-    index = np.concatenate([p[0]["index"] for p in parts])
-    if len(index) != n or not np.array_equal(np.sort(index), np.arange(n)):
-        return None
-    order = np.argsort(index)
-    keys = [k for k in parts[0][0] if k != "index"]
-    return {k: np.concatenate([p[0][k] for p in parts])[order] for k in keys}
+    return store.load()
+
+
+def encode_to_store(
+    checkpoint: Checkpoint,
+    dataset,
+    store: LatentStore,
+    rank: int = 0,
+    world: int = 1,
+    batch_size: int = 256,
+    workers: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Encode this rank's unfinished chunks (i % world == rank) into `store`, one batch at a
+    time, writing each chunk when its last batch is in; return the frames encoded. `progress`
+    gets the frames of each batch."""
+    # Lazy: torch, as in encode_latents.
+    from vae.inference import encode_batches
+
+    done = store.done()
+    todo = [i for i in range(store.n_chunks) if i % world == rank and not done[i]]
+    batches = []
+    for i in todo:
+        rows = store.chunk_rows(i)
+        ids = list(range(rows.start, rows.stop))
+        batches += [ids[j : j + batch_size] for j in range(0, len(ids), batch_size)]
+    names = ("mu", "logvar", "recon_error") if store.errors else ("mu", "logvar")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    encoded = 0
+    stream = encode_batches(checkpoint.model, dataset, batches, store.errors, workers)
+    for ids, out in stream:
+        for k in names:
+            parts[k].append(out[k])
+        encoded += len(ids)
+        if progress:
+            progress(len(ids))
+        chunk = ids[-1] // store.chunk
+        if ids[-1] + 1 == store.chunk_rows(chunk).stop:
+            arrays = {k: np.concatenate(v) for k, v in parts.items()}
+            arrays["kl"] = kl_terms(arrays["mu"], arrays["logvar"]).sum(1).astype(np.float32)
+            store.write_chunk(chunk, arrays)
+            parts = {k: [] for k in names}
+    return encoded
 
 
 def encode_latents(
@@ -62,9 +104,16 @@ def encode_latents(
 
     share = 0.4 if errors else 1.0  # the decode of the second pass costs more than the encode
 
+    t0 = time.perf_counter()
+
     def report(done: int, total: int) -> None:
         if progress:
-            progress(share * done / max(total, 1), f"encoding {done}/{total} images")
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            progress(
+                share * done / max(total, 1),
+                f"encoding {done}/{total} images, {rate:.0f} frames/s, "
+                f"about {(total - done) / rate:.0f} s left",
+            )
 
     enc = encode_dataset(
         checkpoint.model, dataset, batch_size=batch_size, workers=workers, progress=report
@@ -105,26 +154,34 @@ def reconstruction_errors_of(
 def dataset_latents(
     checkpoint: Checkpoint, dataset, progress: Progress | None = None, errors: bool = True
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """(arrays, cache hit): "mu", "logvar", "kl" and "recon_error" from the cache, else merged
-    from explorer.encode's shards, else encoded now, and stored.
+    """(arrays, cache hit): "mu", "logvar", "kl" and "recon_error" from the cache, else read
+    from a complete store that explorer.encode wrote (its errors computed now if it has none),
+    else encoded now, and stored.
 
-    With errors=False a miss without shards encodes μ, log σ² and KL only, stores nothing and
+    With errors=False a miss encodes (or reads) μ, log σ² and KL only, stores nothing and
     returns no "recon_error": the caller computes the errors (reconstruction_errors_of) and then
     stores the whole entry at latents_path (store_latents)."""
     path = latents_path(checkpoint, dataset)
     cached = cache.load(path)
-    merged = None if cached is not None else merge_shards(path, len(dataset))
+    streamed = None if cached is not None else from_store(checkpoint, dataset)
 
     def build():
-        arrays = merged if merged is not None else encode_latents(checkpoint, dataset, progress)
-        return arrays, {"checkpoint": checkpoint.id, "from_shards": merged is not None}
+        if streamed is None:
+            arrays = encode_latents(checkpoint, dataset, progress)
+        elif "recon_error" not in streamed:
+            err = reconstruction_errors_of(checkpoint, dataset, streamed["mu"], progress)
+            arrays = streamed | {"recon_error": err}
+        else:
+            arrays = streamed
+        return arrays, {"checkpoint": checkpoint.id, "from_store": streamed is not None}
 
     if cached is not None:
         arrays, hit = cached[0], True
-    elif not errors and merged is None:
+    elif not errors and (streamed is None or "recon_error" not in streamed):
         # Not under the cache's lock: a second process building the same entry meanwhile
         # duplicates the work, and the atomic writes keep either result whole.
-        arrays, hit = encode_latents(checkpoint, dataset, progress, errors=False), False
+        arrays = streamed or encode_latents(checkpoint, dataset, progress, errors=False)
+        hit = False
     else:
         arrays, _, hit = cache.get_or_build(path, build)
     if len(arrays["mu"]) != len(dataset):
@@ -136,4 +193,4 @@ def store_latents(path: Path, checkpoint: Checkpoint, arrays: dict[str, np.ndarr
     """Write a whole entry (μ, log σ², KL and reconstruction errors) at `path` (latents_path,
     taken when the encoding started: the cache folder may have changed since)."""
     full = {k: arrays[k] for k in ("mu", "logvar", "kl", "recon_error")}
-    cache.store(path, full, {"checkpoint": checkpoint.id, "from_shards": False})
+    cache.store(path, full, {"checkpoint": checkpoint.id, "from_store": False})
