@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import serving
+from explorer import drift, serving
 from explorer.metrics import compare
 from explorer.projection import METRICS
 from explorer.selection import selected_ids
@@ -25,7 +25,7 @@ st.caption(
 c1, c2, c3 = st.columns([1, 2, 1])
 method = c1.radio("Map", ["UMAP", "PCA"], horizontal=True, key="atlas_method").lower()
 label_cols = [c for c in atlas.labels.columns if c not in ("file", "pattern")]
-color_options = label_cols + ["reconstruction error", "KL", "−ELBO", "latent dim"]
+color_options = label_cols + ["reconstruction error", "KL", "−ELBO", "latent dim", "frame index"]
 color_by = c2.selectbox("Colour by", color_options, key="atlas_color")
 dim = None
 if color_by == "latent dim":
@@ -72,6 +72,8 @@ elif color_by == "−ELBO":
     color = atlas.elbo
 elif color_by == "latent dim":
     color = atlas.mu[:, dim]
+elif color_by == "frame index":
+    color = np.arange(n, dtype=float)  # acquisition order: a stack's or recording's frame index
 else:
     series = atlas.labels[color_by]
     many = series.nunique() > 20 and series.dtype.kind in "fi"
@@ -92,10 +94,56 @@ st.plotly_chart(
     selection_mode=("points", "box", "lasso"),
     width="stretch",
 )
-ids = selected_ids(st.session_state.get("atlas_map"), n)
-if ids and ids != ids_before:
-    st.session_state["selection"] = ids
-    st.rerun()
+
+
+def take_selection(chart: str) -> None:
+    """Make a chart's box or click the selection when it is new: each chart keeps its last event,
+    which must not take the selection back after the other chart (or a page) has moved it."""
+    ids = selected_ids(st.session_state.get(chart), n)
+    if ids and ids != st.session_state.get(f"{chart}_taken") and ids != ids_before:
+        st.session_state[f"{chart}_taken"] = ids
+        st.session_state["selection"] = ids
+        st.rerun()
+
+
+take_selection("atlas_map")
+
+# Drawn only when asked for: every rerun of the page would otherwise pay for it.
+if st.toggle("Drift over the recording", key="atlas_drift_on"):
+    st.caption(
+        "Each frame's distance in latent space from the mean of a reference window at the start "
+        "(the first minute when the frame rate is given, else the first 5% of the frames), "
+        "against frame index or time, in acquisition order. Select points to inspect frames."
+    )
+    fps = st.number_input(
+        "Frame rate (Hz; 0 if unknown)", 0.0, 1e6, 0.0, key="atlas_fps", help="camera frames/s"
+    )
+    reference = drift.reference_frames(n, fps or None)
+    distances = drift.drift(atlas.mu, reference)
+    noise = drift.noise_level(distances, reference)
+    smooth = drift.rolling_mean(distances, max(5, n // 100))
+    x_axis = np.arange(n) / fps if fps else np.arange(n)
+    st.plotly_chart(
+        figures.drift_figure(
+            x_axis,
+            distances,
+            smooth,
+            noise,
+            "time (s)" if fps else "frame index",
+            ids_before,
+        ),
+        key="atlas_drift",
+        on_select="rerun",
+        selection_mode=("points", "box"),
+        width="stretch",
+    )
+    late = float(np.median(distances[-reference:]))
+    st.caption(
+        f"Reference: the first {reference} frames. Median distance of the last {reference} "
+        f"frames: {late:.3f}, against {noise:.3f} for the reference window's own 95th "
+        f"percentile ({late / max(noise, 1e-12):.2f}×)."
+    )
+    take_selection("atlas_drift")
 ids = st.session_state.get("selection", [])
 
 if not ids:

@@ -1,5 +1,6 @@
 """Figures: the map of the latents (interactive, or as a small picture with a marker), the grey
-context map for paths and markers, and the KL bar chart."""
+context map for paths and markers, the drift of a recording against time, and the KL bar
+chart."""
 
 from __future__ import annotations
 
@@ -67,6 +68,53 @@ def map_figure(
         legend={"title": {"text": color_name}},
         xaxis={"showticklabels": False},
         yaxis={"showticklabels": False, "scaleanchor": "x"},
+    )
+    return fig
+
+
+def drift_figure(
+    x: np.ndarray,
+    distances: np.ndarray,
+    smooth: np.ndarray,
+    noise: float,
+    x_title: str,
+    selected: list[int],
+    height: int = 300,
+) -> go.Figure:
+    """Each frame's drift against time (selectable: customdata is the frame's id), its moving
+    average, and the reference window's noise level."""
+    ids = np.arange(len(distances))
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scattergl(
+            x=x,
+            y=distances,
+            mode="markers",
+            name="frames",
+            customdata=ids,
+            hovertemplate="frame %{customdata}: %{y:.3f}<extra></extra>",
+            marker={"size": 3, "color": "rgba(70, 110, 180, 0.45)"},
+        )
+    )
+    fig.add_trace(go.Scattergl(x=x, y=smooth, mode="lines", name="moving average"))
+    if selected:
+        sel = np.asarray(selected[:200])
+        fig.add_trace(
+            go.Scattergl(
+                x=x[sel],
+                y=distances[sel],
+                mode="markers",
+                name="selected",
+                marker={"size": 9, "symbol": "circle-open", "color": "black"},
+            )
+        )
+    fig.add_hline(y=noise, line_dash="dot", annotation_text="reference spread (95%)")
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        dragmode="select",
+        xaxis={"title": {"text": x_title}},
+        yaxis={"title": {"text": "‖μ − μ̄_ref‖"}},
     )
     return fig
 

@@ -210,3 +210,29 @@ def test_a_paired_hdf5_recording_shows_its_patterns(app, tmp_path, monkeypatch) 
     assert "input pattern (SLM)" in captions and "no input pattern" not in all_text(app)
     assert len(image_urls(app)) == 4  # input, pattern, reconstruction, |error|
     assert "input #12" in captions
+
+
+def test_frame_index_colour_and_drift_selection(app) -> None:
+    app.run()
+    app.selectbox(key="atlas_color").set_value("frame index").run()
+    assert not app.exception
+    colours = _marker_colours(app)
+    np.testing.assert_array_equal(colours, np.arange(len(colours)))
+    assert len(app.get("plotly_chart")) == 1  # the drift is drawn only when asked for
+    app.toggle(key="atlas_drift_on").set_value(True).run()
+    assert not app.exception and len(app.get("plotly_chart")) == 2
+    text = all_text(app)
+    assert "Reference: the first 15 frames" in text  # 5% of the demo set's 300
+    # A box on the drift chart selects those frames ...
+    app.session_state["atlas_drift"] = {
+        "selection": {"points": [{"customdata": 250}, {"customdata": 251}]}
+    }
+    app.run()
+    assert app.session_state["selection"] == [250, 251]
+    # ... and a later map selection is not taken back by the drift chart's old event.
+    app.session_state["atlas_map"] = {"selection": {"points": [{"customdata": 3}]}}
+    app.run()
+    assert not app.exception
+    assert app.session_state["selection"] == [3]
+    app.number_input(key="atlas_fps").set_value(1.0).run()  # 1 Hz: the first minute, 60 frames
+    assert "Reference: the first 60 frames" in all_text(app)
