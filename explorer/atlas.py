@@ -139,6 +139,23 @@ def _finish(checkpoint: Checkpoint, dataset, path: Path, arrays: dict) -> np.nda
     return err
 
 
+def map_path(
+    atlas: Atlas,
+    method: str,
+    n_neighbors: int,
+    min_dist: float,
+    metric: str,
+    seed: int | None = 0,
+) -> Path:
+    """Where the map of these latents with these settings is cached."""
+    params = (method, n_neighbors, min_dist, metric, seed)
+    return (
+        cache.cache_root()
+        / "maps"
+        / cache.key(atlas.checkpoint.id, atlas.dataset.fingerprint(), *params)
+    )
+
+
 def build_projection(
     atlas: Atlas,
     method: str = "umap",
@@ -146,19 +163,17 @@ def build_projection(
     min_dist: float = 0.1,
     metric: str = "euclidean",
     seed: int | None = 0,
+    progress: Progress | None = None,
 ) -> tuple[Projection, bool]:
     """The map, cached like the latents. Returns (projection, cache hit). A map from the cache
     has no reducer in memory; new points are then placed through their nearest latents."""
-    params = (method, n_neighbors, min_dist, metric, seed)
-    path = (
-        cache.cache_root()
-        / "maps"
-        / cache.key(atlas.checkpoint.id, atlas.dataset.fingerprint(), *params)
-    )
+    path = map_path(atlas, method, n_neighbors, min_dist, metric, seed)
     fitted: list[Projection] = []
 
     def build():
-        proj = fit_projection(atlas.mu, method, n_neighbors, min_dist, metric, seed)
+        proj = fit_projection(
+            atlas.mu, method, n_neighbors, min_dist, metric, seed, progress=progress
+        )
         fitted.append(proj)
         return {"coords": proj.coords}, {"note": proj.note, "seconds": proj.seconds}
 

@@ -34,8 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from common import cache
+from common.atomic import atomic_write
 from common.cli import summary
 from explorer.atlas import build_projection as fit_projection
+from explorer.atlas import map_path
 from explorer.projection import Projection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,19 +72,7 @@ def build_projection(
     here, without a child."""
     params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "seed": 0}
     # The key build_projection files the map under (its default seed, 0).
-    path = (
-        cache.cache_root()
-        / "maps"
-        / cache.key(
-            atlas.checkpoint.id,
-            atlas.dataset.fingerprint(),
-            method,
-            n_neighbors,
-            min_dist,
-            metric,
-            0,
-        )
-    )
+    path = map_path(atlas, method, n_neighbors, min_dist, metric)
     hit = cache.load(path)
     if hit is not None and len(hit[0]["coords"]) == len(atlas.mu):
         arrays, meta = hit
@@ -118,6 +108,8 @@ def build_projection(
             metric,
             "--nice",
             str(nice),
+            "--progress",
+            str(progress_path(path)),
         ]
         child = subprocess.Popen(
             args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -129,6 +121,7 @@ def build_projection(
         finally:
             with _children_lock:
                 _children.discard(child)
+            progress_path(path).unlink(missing_ok=True)
         if child.returncode != 0:
             last = (err or "").strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
             raise RuntimeError(f"the {method} fit failed: {last[0]}")
@@ -172,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-dist", type=float, default=0.1, help="UMAP's min_dist")
     p.add_argument("--metric", default="euclidean", help="UMAP's distance metric")
     p.add_argument("--nice", type=int, default=10, help="added to this process's nice value")
+    p.add_argument("--progress", help="JSON file to keep the fit's progress in, for the page")
     return p
 
 
@@ -184,10 +178,33 @@ def main(argv: list[str] | None = None) -> int:
     latents = _Latents(
         _Checkpoint(args.checkpoint_id), _Dataset(args.dataset_fingerprint), np.load(args.latents)
     )
-    proj, hit = fit_projection(latents, args.method, args.n_neighbors, args.min_dist, args.metric)
+
+    def report(fraction: float, text: str) -> None:
+        if args.progress:
+            atomic_write(args.progress, json.dumps({"fraction": fraction, "text": text}))
+
+    proj, hit = fit_projection(
+        latents, args.method, args.n_neighbors, args.min_dist, args.metric, progress=report
+    )
     meta = {"note": proj.note, "seconds": proj.seconds, "hit": hit}
     np.savez(args.out, coords=proj.coords, meta=json.dumps(meta))
     return 0
+
+
+def progress_path(path: Path) -> Path:
+    return path.with_name(path.name + ".progress.json")
+
+
+def fit_progress(
+    atlas, method: str, n_neighbors: int, min_dist: float, metric: str
+) -> tuple[float, str] | None:
+    """(fraction, text) of the child's fit of this map, while it runs; None otherwise."""
+    path = progress_path(map_path(atlas, method, n_neighbors, min_dist, metric))
+    try:
+        state = json.loads(path.read_text())
+        return float(state["fraction"]), str(state["text"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def lower_priority(nice: int) -> None:

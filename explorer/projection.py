@@ -9,6 +9,7 @@ disk places new points by inverse-distance weighting of their nearest latents' c
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,7 @@ from explorer.latent_ops import NeighbourIndex, nearest
 METHODS = ("umap", "pca")
 METRICS = ("euclidean", "cosine", "correlation", "manhattan")
 MAX_FIT = 20_000
+TRANSFORM_ROWS = 50_000  # points per UMAP transform call, and per progress step
 
 
 @dataclass
@@ -56,20 +58,36 @@ class PCA:
     """The top two principal axes, in numpy: importing scikit-learn's PCA costs 1.4 s on 2 cores,
     which a first start would pay before its first map. Eigenvectors of the covariance (dz × dz,
     small next to N × dz), each with its largest loading made positive so the map's orientation
-    is stable from run to run."""
+    is stable from run to run.
+
+    The mean and the covariance are accumulated ROWS rows at a time (exact, not an
+    approximation), so a memory-mapped float16 store of a million latents is fitted and
+    projected without a float64 copy of it all (4 GB at dz = 512)."""
+
+    ROWS = 65_536
 
     def __init__(self, x: np.ndarray, n_components: int = 2) -> None:
-        x = np.asarray(x, np.float64)
-        self.mean_ = x.mean(0)
-        centred = x - self.mean_
-        values, vectors = np.linalg.eigh(centred.T @ centred / max(len(x) - 1, 1))
+        n, dz = x.shape
+        total = np.zeros(dz)
+        for i in range(0, n, self.ROWS):
+            total += np.asarray(x[i : i + self.ROWS], np.float64).sum(0)
+        self.mean_ = total / n
+        scatter = np.zeros((dz, dz))
+        for i in range(0, n, self.ROWS):
+            centred = np.asarray(x[i : i + self.ROWS], np.float64) - self.mean_
+            scatter += centred.T @ centred
+        values, vectors = np.linalg.eigh(scatter / max(n - 1, 1))
         top = vectors[:, ::-1][:, :n_components].T  # eigh sorts ascending
         signs = np.sign(top[np.arange(len(top)), np.abs(top).argmax(1)])
         self.components_ = top * np.where(signs == 0, 1.0, signs)[:, None]
         self.explained_variance_ = values[::-1][:n_components]
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return ((np.asarray(x, np.float64) - self.mean_) @ self.components_.T).astype(np.float32)
+        out = np.empty((len(x), len(self.components_)), np.float32)
+        for i in range(0, len(x), self.ROWS):
+            centred = np.asarray(x[i : i + self.ROWS], np.float64) - self.mean_
+            out[i : i + self.ROWS] = centred @ self.components_.T
+        return out
 
 
 def fit_projection(
@@ -80,44 +98,56 @@ def fit_projection(
     metric: str = "euclidean",
     seed: int | None = 0,
     max_fit: int = MAX_FIT,
+    progress: Callable[[float, str], None] | None = None,
 ) -> Projection:
-    """Fit a 2-D map. `seed=None` lets UMAP use every core (a fixed seed forces one thread)."""
+    """Fit a 2-D map. `seed=None` lets UMAP use every core (a fixed seed forces one thread).
+
+    PCA is fitted on every point, streamed (a memory-mapped float16 store is never copied
+    whole). UMAP is fitted on at most `max_fit` points drawn at random, and the rest are placed
+    with its `transform`, TRANSFORM_ROWS at a time, each step reported to `progress`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    x = np.asarray(latents, np.float32)
-    if len(x) < 3:
-        raise ValueError(f"need at least 3 points to project, got {len(x)}")
+    x = latents if isinstance(latents, np.ndarray) else np.asarray(latents, np.float32)
+    if x.ndim != 2 or len(x) < 3:
+        raise ValueError(f"need at least 3 points (N, dz) to project, got shape {x.shape}")
+    report = progress or (lambda fraction, text: None)
     t0 = time.perf_counter()
+    if method == "pca":
+        reducer = PCA(x)
+        coords = reducer.transform(x)
+        return Projection(coords, method, {"seed": seed}, "", time.perf_counter() - t0, reducer)
     rng = np.random.default_rng(0 if seed is None else seed)
     fit_idx = np.sort(rng.choice(len(x), max_fit, replace=False)) if len(x) > max_fit else None
-    x_fit = x if fit_idx is None else x[fit_idx]
+    x_fit = np.asarray(x if fit_idx is None else x[fit_idx], np.float32)
     params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "seed": seed}
-    if method == "pca":
-        reducer = PCA(x_fit)
-        params = {"seed": seed}
-    else:
-        cache.numba_cache_dir()
-        # Lazy: umap-learn and numba load only where UMAP runs (docs/architecture.md: first map).
-        import umap
+    report(0.0, f"fitting UMAP on {len(x_fit)} of {len(x)} points")
+    cache.numba_cache_dir()
+    # Lazy: umap-learn and numba load only where UMAP runs (docs/architecture.md: first map).
+    import umap
 
-        reducer = umap.UMAP(
-            n_neighbors=min(n_neighbors, len(x_fit) - 1),
-            min_dist=min_dist,
-            metric=metric,
-            random_state=seed,
-            n_jobs=1 if seed is not None else -1,
-        ).fit(x_fit)
+    reducer = umap.UMAP(
+        n_neighbors=min(n_neighbors, len(x_fit) - 1),
+        min_dist=min_dist,
+        metric=metric,
+        random_state=seed,
+        n_jobs=1 if seed is not None else -1,
+    ).fit(x_fit)
     if fit_idx is None:
-        coords = reducer.embedding_ if method == "umap" else reducer.transform(x)
-        note = ""
+        coords, note = reducer.embedding_, ""
     else:
         coords = np.empty((len(x), 2), np.float32)
         rest = np.setdiff1d(np.arange(len(x)), fit_idx)
-        coords[fit_idx] = reducer.embedding_ if method == "umap" else reducer.transform(x_fit)
-        for i in range(0, len(rest), 50_000):
-            coords[rest[i : i + 50_000]] = reducer.transform(x[rest[i : i + 50_000]])
+        coords[fit_idx] = reducer.embedding_
+        share = len(fit_idx) / len(x)  # the fit's share of the work, roughly
+        for i in range(0, len(rest), TRANSFORM_ROWS):
+            report(
+                share + (1 - share) * i / len(rest),
+                f"placing the other points with UMAP's transform: {i} of {len(rest)}",
+            )
+            ids = rest[i : i + TRANSFORM_ROWS]
+            coords[ids] = reducer.transform(np.asarray(x[ids], np.float32))
         note = f"fitted on {len(fit_idx)} of {len(x)} points; the rest placed with transform"
     return Projection(
         np.asarray(coords, np.float32), method, params, note, time.perf_counter() - t0, reducer

@@ -14,6 +14,7 @@ from common import cache
 from explorer import sources
 from explorer.atlas import build_atlas, build_projection
 from explorer.probes import dim_label_scores, label_columns, probe_scores
+from explorer.projection import PCA, fit_projection
 from explorer.selection import selected_ids
 from frames import ImageFolder, Normalization
 from speckle.io import write_dataset
@@ -162,6 +163,30 @@ def test_cache_survives_read_only_directory(tmp_path, monkeypatch) -> None:
     finally:
         ro.chmod(0o700)
     assert not hit and list(arrays["a"]) == [0, 1, 2]
+
+
+def test_pca_streams_a_float16_store_in_slices_with_the_same_axes(monkeypatch) -> None:
+    x = np.random.default_rng(2).normal(size=(1000, 6)) * np.arange(1, 7)
+    whole = PCA(x.astype(np.float16))
+    monkeypatch.setattr(PCA, "ROWS", 64)  # 16 slices
+    sliced = PCA(x.astype(np.float16))
+    np.testing.assert_allclose(sliced.components_, whole.components_, atol=1e-10)
+    np.testing.assert_allclose(
+        sliced.transform(x.astype(np.float16)), whole.transform(x.astype(np.float16)), atol=1e-5
+    )
+
+
+def test_umap_on_a_sample_places_the_rest_and_reports_each_step() -> None:
+    x = np.random.default_rng(3).normal(size=(300, 5)).astype(np.float32)
+    steps = []
+    proj = fit_projection(
+        x, "umap", n_neighbors=10, max_fit=120, progress=lambda f, t: steps.append((f, t))
+    )
+    assert proj.coords.shape == (300, 2) and np.isfinite(proj.coords).all()
+    assert "fitted on 120 of 300 points" in proj.note
+    assert steps[0] == (0.0, "fitting UMAP on 120 of 300 points")
+    assert steps[1][1] == "placing the other points with UMAP's transform: 0 of 180"
+    assert 0 < steps[1][0] < 1
 
 
 def test_projection_trustworthiness_on_simulated_set(tmp_path, cache_dir) -> None:

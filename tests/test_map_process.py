@@ -55,3 +55,23 @@ def test_a_failed_child_fit_raises_its_last_line(tmp_path, monkeypatch) -> None:
     atlas = _Atlas(np.zeros((2, 4), np.float32), _Checkpoint(), _Dataset())  # too few points
     with pytest.raises(RuntimeError, match="need at least 3 points"):
         map_process.build_projection(atlas, "pca")
+
+
+def test_the_childs_progress_is_readable_while_it_runs_and_gone_after(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("SPECKLE_VAE_CACHE", str(tmp_path))
+    mu = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
+    atlas = _Atlas(mu, _Checkpoint(), _Dataset())
+    settings = ("pca", 15, 0.1, "euclidean")
+    assert map_process.fit_progress(atlas, *settings) is None
+    path = map_process.progress_path(map_process.map_path(atlas, *settings))
+    path.parent.mkdir(parents=True)
+    # What the child writes on each step (main's report).
+    path.write_text('{"fraction": 0.4, "text": "placing the other points: 0 of 30000"}')
+    assert map_process.fit_progress(atlas, *settings) == (
+        0.4,
+        "placing the other points: 0 of 30000",
+    )
+    map_process.build_projection(atlas, "pca", nice=0)
+    assert not path.exists()  # removed once the child is done

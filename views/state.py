@@ -164,9 +164,12 @@ def projection(
     pca_proj, _ = pca.wait()
     if task.error:
         return pca_proj, f"{method.upper()} failed ({task.error}); showing PCA"
+    step = map_process.fit_progress(atlas, *params)
+    doing = f": {step[1]} ({step[0]:.0%})" if step else ""
     return (
         pca_proj,
-        f"{method.upper()} is being computed in the background ({task.elapsed:.0f} s so far); showing PCA meanwhile",
+        f"{method.upper()} is being computed in the background ({task.elapsed:.0f} s so far"
+        f"{doing}); showing PCA meanwhile",
     )
 
 
