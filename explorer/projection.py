@@ -90,6 +90,24 @@ class PCA:
         return out
 
 
+def umap_backend() -> tuple[str, type]:
+    """("cuml", cuML's UMAP) on a machine where cuML is installed and finds a CUDA GPU (a fit of
+    a million points in minutes instead of hours), else ("umap-learn", umap.UMAP). cuML is not
+    in the requirements: GPU users install it themselves (docs/architecture.md)."""
+    try:
+        # Lazy: cuML is optional, and importable only where its CUDA runtime is.
+        from cuml.manifold import UMAP as CumlUMAP  # noqa: N811
+    except Exception:  # noqa: BLE001 (absent, or present without a usable GPU: umap-learn)
+        CumlUMAP = None  # noqa: N806
+    if CumlUMAP is not None:
+        return "cuml", CumlUMAP
+    cache.numba_cache_dir()
+    # Lazy: umap-learn and numba load only where UMAP runs (docs/architecture.md: first map).
+    import umap
+
+    return "umap-learn", umap.UMAP
+
+
 def fit_projection(
     latents: np.ndarray,
     method: str = "umap",
@@ -123,17 +141,13 @@ def fit_projection(
     x_fit = np.asarray(x if fit_idx is None else x[fit_idx], np.float32)
     params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "seed": seed}
     report(0.0, f"fitting UMAP on {len(x_fit)} of {len(x)} points")
-    cache.numba_cache_dir()
-    # Lazy: umap-learn and numba load only where UMAP runs (docs/architecture.md: first map).
-    import umap
-
-    reducer = umap.UMAP(
-        n_neighbors=min(n_neighbors, len(x_fit) - 1),
-        min_dist=min_dist,
-        metric=metric,
-        random_state=seed,
-        n_jobs=1 if seed is not None else -1,
-    ).fit(x_fit)
+    backend, umap_class = umap_backend()
+    settings = {"n_neighbors": min(n_neighbors, len(x_fit) - 1), "min_dist": min_dist}
+    settings |= {"metric": metric, "random_state": seed}
+    if backend == "umap-learn":
+        settings["n_jobs"] = 1 if seed is not None else -1
+    reducer = umap_class(**settings).fit(x_fit)
+    params["backend"] = backend
     if fit_idx is None:
         coords, note = reducer.embedding_, ""
     else:

@@ -385,3 +385,36 @@ print(atlas.cache_hit, hit, atlas.active_units, "torch" in sys.modules)
     np.testing.assert_array_equal(opened["mu"], built.mu)
     np.testing.assert_array_equal(opened["err"], built.recon_error)
     np.testing.assert_array_equal(opened["coords"], pca.coords)
+
+
+def test_cuml_is_used_for_umap_where_it_is_installed(monkeypatch) -> None:
+    """The optional GPU path, as far as a CPU allows: with a module named cuml.manifold that
+    offers UMAP (cuML's API: fit, embedding_, transform), the map is fitted by it; without,
+    by umap-learn. Both record which."""
+    import sys
+    import types
+
+    calls = []
+
+    class FakeCumlUMAP:
+        def __init__(self, **settings) -> None:
+            calls.append(settings)
+
+        def fit(self, x):
+            self.embedding_ = np.asarray(x[:, :2], np.float32)
+            return self
+
+        def transform(self, x):
+            return np.asarray(x[:, :2], np.float32)
+
+    manifold = types.ModuleType("cuml.manifold")
+    manifold.UMAP = FakeCumlUMAP
+    monkeypatch.setitem(sys.modules, "cuml", types.ModuleType("cuml"))
+    monkeypatch.setitem(sys.modules, "cuml.manifold", manifold)
+    x = np.random.default_rng(4).normal(size=(50, 4)).astype(np.float32)
+    proj = fit_projection(x, "umap", n_neighbors=10, max_fit=30)
+    assert proj.params["backend"] == "cuml" and "n_jobs" not in calls[0]
+    np.testing.assert_array_equal(proj.coords, x[:, :2])
+    monkeypatch.delitem(sys.modules, "cuml.manifold")
+    monkeypatch.setitem(sys.modules, "cuml", None)  # not installed: import raises
+    assert fit_projection(x, "umap", n_neighbors=10).params["backend"] == "umap-learn"
