@@ -94,7 +94,8 @@ class Checkpoint:
 
     @property
     def beta(self) -> float:
-        return float(self.config.get("beta", float("nan")))
+        beta = self.config.get("beta")  # null for an imported model trained with β unknown
+        return float("nan") if beta is None else float(beta)
 
     @property
     def recon(self) -> str:

@@ -219,11 +219,12 @@ def _check_tree(path: Path, spec: object) -> None:
 
 
 def _check_program(path: Path, program: dict, outputs: int) -> None:
-    if program.get("guards_code"):
-        raise _refuse(path, "program carries guard code")
     gm = program.get("graph_module")
     if not isinstance(gm, dict) or not isinstance(gm.get("graph"), dict):
         raise _refuse(path, "no graph in the program")
+    _check_signature(path, gm.get("signature") or {}, outputs)
+    if program.get("guards_code"):
+        raise _refuse(path, "program carries guard code")
     if gm.get("treespec_namedtuple_fields"):
         raise _refuse(path, "named-tuple inputs or outputs (expected plain tensors)")
     for expr in program.get("range_constraints") or {}:
@@ -242,7 +243,10 @@ def _check_program(path: Path, program: dict, outputs: int) -> None:
                 raise _refuse(path, f"argument name {str(name)[:60]!r} is not an identifier")
         _check_tree(path, sig.get("in_spec"))
         _check_tree(path, sig.get("out_spec"))
-    signature = gm.get("signature") or {}
+
+
+def _check_signature(path: Path, signature: dict, outputs: int) -> None:
+    """One tensor input beside the weights; `outputs` tensor outputs."""
     kinds = [next(iter(s), None) for s in signature.get("input_specs", []) if isinstance(s, dict)]
     if kinds.count("user_input") != 1 or set(kinds) - {
         "user_input",
