@@ -307,3 +307,13 @@ def test_export_checkpoint_refuses_the_exported_kind(mlp, tmp_path: Path) -> Non
     with pytest.raises(CheckpointError, match="copied as a folder"):
         export_checkpoint(mlp["ck"], tmp_path / "copy")
     assert os.path.isdir(mlp["ck"])
+
+
+def test_vae_train_refuses_to_fine_tune_it_in_one_line(mlp, pairs: Path, tmp_path, capsys) -> None:
+    # Lazy: the training command is needed by this test only.
+    from vae.train import main as vae_main
+
+    argv = ["--data", str(pairs), "--out", str(tmp_path / "ft"), "--init-from", str(mlp["ck"])]
+    assert vae_main([*argv, "--max-steps", "1", "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any("cannot be fine-tuned here" in line and "mlp" in line for line in err), err

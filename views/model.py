@@ -30,11 +30,11 @@ left, right = st.columns([1, 1])
 with left:
     st.subheader("Checkpoint")
     st.markdown(
-        f"- **β = {c.get('beta')}**, reconstruction term **{c.get('recon')}** "
+        f"- **β = {c.get('beta') if c.get('beta') is not None else 'unknown'}**, "
+        f"reconstruction term **{c.get('recon')}** "
         f"({'sum of squared errors per image' if c.get('recon') == 'sse' else 'mean squared error per pixel'})\n"
         f"- schedule: `{c.get('schedule', {}).get('kind', '?')}`\n"
-        f"- architecture: {checkpoint.model_config.image_size}² px, channels "
-        f"{list(checkpoint.model_config.channels)}, dz {checkpoint.model_config.latent_dim}\n"
+        f"- architecture: {checkpoint.model_config.describe()}\n"
         f"- normalization: `{json.dumps(c['preprocessing']['normalization'])}`\n"
         f"- trained for {c.get('step', '?')} steps on {c.get('dataset', {}).get('n_train', '?')} images "
         f"(dataset fingerprint `{str(c.get('dataset', {}).get('fingerprint', ''))[:12]}`)\n"
