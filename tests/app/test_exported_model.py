@@ -53,6 +53,7 @@ def test_the_model_card_says_what_it_is(on_exported) -> None:
     on_exported.switch_page("views/model.py").run()
     text = all_text(on_exported)
     assert "exported program (torch.export)" in text and "β = unknown" in text
+    assert "imported (torch.export) from `encoder.pt2` (sha256 `" in text
     assert any("python -m vae.import_exported" in c.value for c in on_exported.code)
 
 
