@@ -317,3 +317,23 @@ def test_vae_train_refuses_to_fine_tune_it_in_one_line(mlp, pairs: Path, tmp_pat
     assert vae_main([*argv, "--max-steps", "1", "--no-progress"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert any("cannot be fine-tuned here" in line and "mlp" in line for line in err), err
+
+
+def test_a_config_that_does_not_fit_the_programs_is_refused_at_load(mlp, tmp_path: Path) -> None:
+    """The hashes still match, the sizes do not: the traced shapes say so, in one line naming
+    the program, without running it (lazily, at the first read of .model, as the app opens it)."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in mlp["ck"].iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    config = json.loads((bad / "config.json").read_text())
+    config["model"]["latent_dim"] = MLP_DZ + 1
+    (bad / "config.json").write_text(json.dumps(config))
+    ck = load_checkpoint(bad, lazy=True)
+    with pytest.raises(CheckpointError) as e:
+        _ = ck.model
+    msg = str(e.value)
+    assert msg.startswith(f"{bad / ENCODER}: traced with shapes (s") and "\n" not in msg
+    assert (
+        f"expected a dynamic batch B and (B, 1, {MLP_SIZE}, {MLP_SIZE}), (B, {MLP_DZ + 1})" in msg
+    )

@@ -71,18 +71,26 @@ class ExportedConfig:
         return cls(**d)
 
 
-def build(directory: Path, config: dict, model_config: ExportedConfig, device) -> ExportedVAE:
-    """The model of an exported checkpoint, from its vetted programs, checked on dummy batches."""
-    # Lazy: the programs need torch, which a cached open never imports (docs/architecture.md).
-    from vae.exported_model import ExportedVAE, check_shapes, read_program
+def traced(c: ExportedConfig) -> list[tuple[tuple, list[tuple]]]:
+    """(input shape, output shapes) of the encoder and the decoder without the batch dim."""
+    image = (c.in_channels, c.image_size, c.image_size)
+    return [(image, [(c.latent_dim,)] * 2), ((c.latent_dim,), [image])]
 
-    files = config.get("programs") or {}
-    enc, dec = (
-        read_program(directory / name, PROGRAMS[name], files.get(name)) for name in PROGRAMS
-    )
-    model = ExportedVAE(model_config, enc, dec)
-    check_shapes(model, directory / ENCODER, directory / DECODER)
-    return model.to(device)
+
+def build(directory: Path, config: dict, model_config: ExportedConfig, device) -> ExportedVAE:
+    """The model of an exported checkpoint, from its vetted programs, their traced shapes checked
+    against the config (running them on dummy batches, as the import did, would take seconds for
+    a paper-size model)."""
+    # Lazy: the programs need torch, which a cached open never imports (docs/architecture.md).
+    from vae.exported_model import ExportedVAE, read_program, traced_shapes
+
+    files = recorded_hashes(directory, config)
+    modules = []
+    for name, shapes in zip(PROGRAMS, traced(model_config), strict=True):
+        program = read_program(directory / name, PROGRAMS[name], files[name])
+        traced_shapes(program, directory / name, *shapes)
+        modules.append(program.module())
+    return ExportedVAE(model_config, *modules).to(device)
 
 
 def program_hashes(directory: Path) -> dict[str, str]:
@@ -94,12 +102,20 @@ def checkpoint_id(hashes: dict[str, str]) -> str:
     return hashlib.sha256("\n".join(hashes[n] for n in PROGRAMS).encode()).hexdigest()
 
 
-def check_files(directory: Path, config: dict) -> str:
-    """The torch-free checks of a lazy open: both programs present with the hashes config.json
-    gives; returns the checkpoint's id."""
+def recorded_hashes(directory: Path, config: dict) -> dict[str, str]:
+    """The programs' sha256 as config.json records them."""
     files = config.get("programs")
     if not isinstance(files, dict) or set(files) != set(PROGRAMS):
         raise CheckpointError(f"{directory / CONFIG}: 'programs' must give {sorted(PROGRAMS)}")
+    if not all(isinstance(v, str) for v in files.values()):
+        raise CheckpointError(f"{directory / CONFIG}: 'programs' must give sha256 strings")
+    return files
+
+
+def check_files(directory: Path, config: dict) -> str:
+    """The torch-free checks of a lazy open: both programs present with the hashes config.json
+    gives; returns the checkpoint's id."""
+    files = recorded_hashes(directory, config)
     for name in PROGRAMS:
         if not (directory / name).is_file():
             raise CheckpointError(f"{directory / name}: missing")

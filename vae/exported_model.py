@@ -61,8 +61,10 @@ class ExportedVAE(nn.Module):
         return self.decode(z), posterior
 
 
-def read_program(path: Path, outputs: int, expected_sha256: str | None = None):
-    """A vetted exported program's module (ExportedProgram.module()) from `path`, read once."""
+def read_program(
+    path: Path, outputs: int, expected_sha256: str | None = None
+) -> torch.export.ExportedProgram:
+    """A vetted exported program from `path`, read once (what is hashed is what is loaded)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
     if path.stat().st_size > MAX_PROGRAM_BYTES:
@@ -74,10 +76,35 @@ def read_program(path: Path, outputs: int, expected_sha256: str | None = None):
         )
     clean = sanitize(path, data, outputs)
     try:
-        return torch.export.load(io.BytesIO(clean)).module()
+        return torch.export.load(io.BytesIO(clean))
     except Exception as e:  # noqa: BLE001 (the loader raises many kinds; one line for all)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{path}: not a loadable exported program ({first[:160]})") from None
+
+
+def traced_shapes(
+    program: torch.export.ExportedProgram, path: Path, inputs: tuple, outputs: list[tuple]
+) -> None:
+    """The shapes the program was traced with, read from its graph without running it: one input
+    of shape (B, *inputs) and outputs of shapes (B, *each), B the same symbol throughout (a
+    dynamic batch). The check at every load; check_shapes runs the programs at import."""
+    nodes = {n.name: n for n in program.graph.nodes}
+    out_node = next(n for n in program.graph.nodes if n.op == "output")
+    got_in = [nodes[n].meta.get("val") for n in program.graph_signature.user_inputs]
+    got_out = [a.meta.get("val") for a in out_node.args[0] if hasattr(a, "meta")]
+
+    def shape(v) -> tuple:
+        return tuple(v.shape) if isinstance(v, torch.Tensor) else ()
+
+    batch = shape(got_in[0])[:1] if got_in else ()
+    want = [(*batch, *inputs)] + [(*batch, *o) for o in outputs]
+    have = [shape(v) for v in got_in + got_out]
+    if not batch or isinstance(batch[0], int) or [str(s) for s in have] != [str(w) for w in want]:
+        fmt = ", ".join(str(tuple(str(d) for d in h)) for h in have).replace("'", "")
+        raise CheckpointError(
+            f"{path}: traced with shapes {fmt}; expected a dynamic batch B and "
+            + ", ".join(str(("B", *w[1:])).replace("'", "") for w in want)
+        )
 
 
 def check_shapes(model: ExportedVAE, encoder: Path, decoder: Path) -> None:

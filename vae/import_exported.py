@@ -18,8 +18,8 @@ from pathlib import Path
 from common.checkpoint_files import CheckpointError
 from common.cli import summary
 from vae.checkpoint import FORMAT, FORMAT_VERSION
-from vae.exported import DECODER, ENCODER, PROGRAMS, ExportedConfig, save_exported
-from vae.exported_model import ExportedVAE, check_shapes, read_program
+from vae.exported import DECODER, ENCODER, PROGRAMS, ExportedConfig, save_exported, traced
+from vae.exported_model import ExportedVAE, check_shapes, read_program, traced_shapes
 from vae.imports import add_training_options, source_record, training_meta
 
 
@@ -40,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         config = ExportedConfig(args.image_size, args.latent_dim, args.in_channels)
         encoder = read_program(args.encoder, PROGRAMS[ENCODER])
         decoder = read_program(args.decoder, PROGRAMS[DECODER])
-        check_shapes(ExportedVAE(config, encoder, decoder), args.encoder, args.decoder)
+        model = ExportedVAE(config, encoder.module(), decoder.module())
+        check_shapes(model, args.encoder, args.decoder)  # runs them: batches of 1 and 3
+        for program, path, (inputs, outputs) in zip(
+            (encoder, decoder), (args.encoder, args.decoder), traced(config), strict=True
+        ):
+            traced_shapes(program, path, inputs, outputs)  # what every load will check
         meta = training_meta(args, config.image_size, "vae.import_exported", argv)
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
