@@ -337,3 +337,18 @@ def test_a_config_that_does_not_fit_the_programs_is_refused_at_load(mlp, tmp_pat
     assert (
         f"expected a dynamic batch B and (B, 1, {MLP_SIZE}, {MLP_SIZE}), (B, {MLP_DZ + 1})" in msg
     )
+
+
+def test_an_uploaded_program_is_never_loaded(mlp, tmp_path: Path) -> None:
+    """Programs load from the command line and the model roots only: a .pt2 given to the
+    pages' upload reader (which a crafted one would exploit through torch.export.load) is an
+    unreadable upload, and its payload does not run."""
+    # Lazy: the upload reader is needed by this test only.
+    from explorer.uploads import load_uploads
+    from frames import Normalization
+
+    marker = tmp_path / "ran"
+    evil = _rewrite(mlp["src"] / ENCODER, tmp_path / "model.pt2", _pickled_weight(marker))
+    (upload,) = load_uploads("model.pt2", evil.read_bytes(), MLP_SIZE, Normalization())
+    assert upload.error and "model.pt2" in upload.error and upload.image is None
+    assert not marker.exists()
