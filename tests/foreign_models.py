@@ -2,8 +2,9 @@
 module classes that import nothing of ours, run in a separate, isolated Python (`-I`, from a
 temporary folder), and helpers that import what they write.
 
-- NOTEBOOK_SCRIPT: the demo preset's architecture written again under other names (what a
-  notebook holds), trained a few steps, saved with torch.save(model.state_dict()) beside a check
+- NOTEBOOK_SCRIPT: the demo (or, given "paper", the paper) preset's architecture written again
+  under other names (what a notebook holds), trained a few steps (the paper one left as
+  initialised), saved with torch.save(model.state_dict()) beside a check
   batch (inputs.npy; outputs.npz with mu and recon from its own forward pass).
 - MLP_SCRIPT: a plain MLP VAE, trained a few steps, exported encoder and decoder with
   torch.export (dynamic batch) and torch.export.save.
@@ -24,7 +25,8 @@ import torch
 from torch import nn
 
 torch.manual_seed(0)
-CH, SIZE, DZ = (16, 32, 64, 64), 64, 512
+PRESET = sys.argv[2] if len(sys.argv) > 2 else "demo"
+CH, SIZE, DZ = {"demo": ((16, 32, 64, 64), 64, 512), "paper": ((64, 128, 256, 512), 96, 512)}[PRESET]
 
 
 def gn(c):
@@ -71,7 +73,7 @@ class NotebookVAE(nn.Module):
 model = NotebookVAE()
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 x = torch.rand(8, 1, SIZE, SIZE)
-for _ in range(2):
+for _ in range(2 if PRESET == "demo" else 0):  # the paper model: as initialised
     mu, logvar = model.encode(x)
     z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
     loss = ((model.decode(z) - x) ** 2).sum() - 0.5 * (1 + logvar - mu**2 - logvar.exp()).sum()
@@ -147,14 +149,17 @@ torch.export.save(dec, sys.argv[1] + "/decoder.pt2")
 """
 
 
-def run_outside(script: str, folder: Path) -> None:
+def run_outside(script: str, folder: Path, *args: str) -> None:
     """Run `script` in an isolated Python from `folder` (nothing of this repository importable),
     writing its files there."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "train_elsewhere.py"
     path.write_text(script)
     p = subprocess.run(
-        [sys.executable, "-I", str(path), str(folder)], cwd=folder, capture_output=True, text=True
+        [sys.executable, "-I", str(path), str(folder), *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
     )
     assert p.returncode == 0, p.stderr[-2000:]
 

@@ -167,3 +167,21 @@ def test_a_key_map_file_and_a_wrong_preset(notebook: Path, tmp_path: Path, capsy
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "notebook.pt" in err
+
+
+@pytest.mark.slow
+def test_a_paper_size_notebook_state_dict_gives_the_same_mu(tmp_path: Path, capsys) -> None:
+    """The paper preset (96 px, 44 M parameters) once for real: its notebook twin's state_dict,
+    torch.save'd, mapped by order and checked on a batch of its own outputs."""
+    run_outside(NOTEBOOK_SCRIPT, tmp_path, "paper")
+    out = tmp_path / "paper-import"
+    argv = ["--state-dict", str(tmp_path / "notebook.pt"), "--preset", "paper", "--out", str(out)]
+    argv += ["--check-batch", str(tmp_path / "inputs.npy"), str(tmp_path / "outputs.npz")]
+    assert main(argv) == 0
+    with torch.device("meta"):
+        keys = len(VAE(PRESETS["paper"]).state_dict())
+    assert capsys.readouterr().out.count("order)") == keys
+    ck = load_checkpoint(out)
+    with torch.inference_mode():
+        mu = ck.model.encode(torch.from_numpy(np.load(tmp_path / "inputs.npy"))).mean.numpy()
+    assert np.abs(mu - np.load(tmp_path / "outputs.npz")["mu"]).max() <= 1e-6
