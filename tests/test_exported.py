@@ -6,6 +6,7 @@ diffusion.train work on it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -168,7 +169,15 @@ def _guards(marker: Path):
     return _json_edit("models/model.json", change)
 
 
+def _file_reader(marker: Path):
+    def change(obj: dict) -> None:
+        obj["graph_module"]["graph"]["nodes"][0]["target"] = "torch.ops.aten.from_file.default"
+
+    return _json_edit("models/model.json", change)
+
+
 CRAFTED = {
+    "a call that reads files": (_file_reader, "graph calls 'torch.ops.aten.from_file.default'"),
     "pickled weight": (_pickled_weight, "is a pickle"),
     "pickled sample inputs": (_pickled_sample_inputs, "sample inputs hold more than tensors"),
     "code in a shape expression": (_expr_code, "holds code"),
@@ -177,13 +186,15 @@ CRAFTED = {
 }
 
 
-def test_torch_export_load_runs_a_crafted_payload(mlp, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["pickled weight", "pickled sample inputs", "guard code"])
+def test_torch_export_load_runs_a_crafted_payload(mlp, tmp_path: Path, kind: str) -> None:
     """Why programs are vetted and loaded only from the command line and the model roots: the
-    plain loader unpickles a weight marked use_pickle and runs what it says."""
+    plain loader unpickles a weight marked use_pickle, falls back to a full unpickle of sample
+    inputs the safe unpickler refuses, and runs a program's guard code at its first call."""
     marker = tmp_path / "ran"
-    evil = _rewrite(mlp["src"] / ENCODER, tmp_path / "evil.pt2", _pickled_weight(marker))
-    with pytest.raises(Exception):  # noqa: B017 (it fails after running the payload)
-        torch.export.load(evil)
+    evil = _rewrite(mlp["src"] / ENCODER, tmp_path / "evil.pt2", CRAFTED[kind][0](marker))
+    with contextlib.suppress(Exception):  # each fails, after running its payload
+        torch.export.load(evil).module()(torch.rand(1, 1, MLP_SIZE, MLP_SIZE))
     assert marker.exists()
 
 

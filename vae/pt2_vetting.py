@@ -53,6 +53,7 @@ PAYLOAD = {"data/weights/": re.compile(r"weight_\d+"), "data/constants/": re.com
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ATEN_TARGET = re.compile(r"torch\.ops\.aten\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+")
 OTHER_TARGETS = {"_operator.getitem"}
+DENIED_ATEN = {"from_file"}  # reads any file on the server into a tensor
 STATE_NAME = re.compile(r"[A-Za-z0-9_.]+")
 # What a shape expression may name besides its symbols (s0, u3, ...): the functions the
 # deserializer offers it (torch.utils._sympy.functions) and sympy's infinities. Python builtins,
@@ -232,7 +233,8 @@ def _check_program(path: Path, program: dict, outputs: int) -> None:
     for node in gm["graph"].get("nodes", []):
         target = node.get("target") if isinstance(node, dict) else None
         if not isinstance(target, str) or not (
-            ATEN_TARGET.fullmatch(target) or target in OTHER_TARGETS
+            (ATEN_TARGET.fullmatch(target) and target.split(".")[3] not in DENIED_ATEN)
+            or target in OTHER_TARGETS
         ):
             raise _refuse(path, f"graph calls {str(target)[:60]!r} (only ATen operators load)")
     _walk(path, {k: v for k, v in gm.items() if k != "metadata"})
