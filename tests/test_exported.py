@@ -363,3 +363,25 @@ def test_an_uploaded_program_is_never_loaded(mlp, tmp_path: Path) -> None:
     (upload,) = load_uploads("model.pt2", evil.read_bytes(), MLP_SIZE, Normalization())
     assert upload.error and "model.pt2" in upload.error and upload.image is None
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(kind="onnx"), "unknown checkpoint kind 'onnx'"),
+        (lambda c: c.pop("programs"), "'programs' must give"),
+        (lambda c: c["model"].update(image_size=0), "bad model config (image_size must be"),
+    ],
+)
+def test_a_bad_exported_config_is_one_line(mlp, tmp_path: Path, change, message: str) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in mlp["ck"].iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    config = json.loads((bad / "config.json").read_text())
+    change(config)
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(bad, lazy=True)
+    assert str(e.value).startswith(str(bad)) and message in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
