@@ -385,3 +385,10 @@ def test_a_bad_exported_config_is_one_line(mlp, tmp_path: Path, change, message:
         load_checkpoint(bad, lazy=True)
     assert str(e.value).startswith(str(bad)) and message in str(e.value), str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_it_loads_on_the_device_auto_picks(mlp) -> None:
+    ck = load_checkpoint(mlp["ck"], device="auto")
+    assert next(ck.model.parameters()).device.type in ("cpu", "cuda", "mps")
+    lazy = load_checkpoint(mlp["ck"], device="auto", lazy=True)
+    assert next(lazy.model.parameters()).device == next(ck.model.parameters()).device

@@ -58,10 +58,9 @@ class Checkpoint:
     path: Path
     config: dict  # the whole config.json
     model_config: VAEConfig | ExportedConfig
-    loaded: (
-        VAE | ExportedVAE | None
-    )  # None until `model` is first read (load_checkpoint(lazy=True))
-    id: str  # sha256 of model.safetensors
+    # None until `model` is first read (load_checkpoint(lazy=True))
+    loaded: VAE | ExportedVAE | None
+    id: str  # sha256 of model.safetensors (of the two programs' hashes for the exported kind)
     device: str = "cpu"  # or "auto": common.device.pick_device's choice when the model is built
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     # A lazy build's failure, raised again on every later read without reading the file again.
@@ -209,7 +208,7 @@ def load_checkpoint(
     if is_exported:
         # A build checks each program's hash on the bytes it loads; a lazy open checks them now.
         digest = exported.check_files(directory, config) if lazy else None
-        model = None if lazy else exported.build(directory, config, model_config, device)
+        model = None if lazy else _build_model(directory, config, model_config, device)
         digest = digest or exported.checkpoint_id(exported.recorded_hashes(directory, config))
         return Checkpoint(directory, config, model_config, model, digest, str(device))
     weights_path = directory / WEIGHTS

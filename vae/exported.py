@@ -34,7 +34,7 @@ KIND = "exported"
 ENCODER = "encoder.pt2"
 DECODER = "decoder.pt2"
 PROGRAMS = {ENCODER: 2, DECODER: 1}  # file → number of tensors it returns
-CHECK_BATCHES = (1, 3)  # batch sizes run through both programs at import and at load
+CHECK_BATCHES = (1, 3)  # batch sizes run through both programs at import
 
 
 @dataclass(frozen=True)
