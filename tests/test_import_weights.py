@@ -105,6 +105,15 @@ def test_a_pickle_payload_is_refused_in_one_line_and_never_run(
     assert not marker.exists() and not out.exists()
 
 
+def test_a_pickle_named_safetensors_is_refused_unread(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    evil = tmp_path / "weights.safetensors"
+    evil.write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(CheckpointError, match=r"weights.safetensors: is a pickle"):
+        read_state_dict(evil)
+    assert not marker.exists()
+
+
 def test_prefixes_are_dropped_and_names_matched(tmp_path: Path) -> None:
     model = VAE(PRESETS["demo"])
     state = {f"_orig_mod.module.{k}": v for k, v in model.state_dict().items()}

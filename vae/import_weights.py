@@ -22,7 +22,6 @@ import torch
 
 from common.checkpoint_files import (
     CheckpointError,
-    is_pickle,
     read_json_config,
     read_weights,
     strip_prefixes,
@@ -42,8 +41,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     a dict nesting them under one of STATE_KEYS is unwrapped."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
-    if path.suffix == ".safetensors" and not is_pickle(path):
-        return read_weights(path)
+    if path.suffix == ".safetensors":
+        return read_weights(path)  # refuses a pickle under this name unread
     if path.suffix not in (".pt", ".pth", ".bin", ".ckpt"):
         raise CheckpointError(f"{path}: expected .safetensors, .pt, .pth, .bin or .ckpt")
     try:

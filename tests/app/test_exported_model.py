@@ -5,6 +5,7 @@ generator trained on it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,14 @@ PAGES = [
 
 @pytest.fixture(scope="module")
 def exported(app_env, tmp_path_factory) -> Path:
+    """The model in the session's runs root, removed afterwards with the generator made for it:
+    the other page tests see the model list they expect."""
     out = sources.runs_root() / "mlp-exported"
     if not out.exists():
         exported_mlp(tmp_path_factory.mktemp("elsewhere"), out)
-    return out
+    yield out
+    for name in ("mlp-exported", "gen-mlp"):
+        shutil.rmtree(sources.runs_root() / name, ignore_errors=True)
 
 
 @pytest.fixture
