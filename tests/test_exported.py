@@ -176,7 +176,15 @@ def _file_reader(marker: Path):
     return _json_edit("models/model.json", change)
 
 
+def _malformed(marker: Path):
+    def change(obj: dict) -> None:
+        obj["graph_module"]["graph"]["nodes"].append(5)
+
+    return _json_edit("models/model.json", change)
+
+
 CRAFTED = {
+    "a malformed program": (_malformed, "malformed program (TypeError"),
     "a call that reads files": (_file_reader, "graph calls 'torch.ops.aten.from_file.default'"),
     "pickled weight": (_pickled_weight, "is a pickle"),
     "pickled sample inputs": (_pickled_sample_inputs, "sample inputs hold more than tensors"),

@@ -237,7 +237,7 @@ def _check_program(path: Path, program: dict, outputs: int) -> None:
             or target in OTHER_TARGETS
         ):
             raise _refuse(path, f"graph calls {str(target)[:60]!r} (only ATen operators load)")
-    _walk(path, {k: v for k, v in gm.items() if k != "metadata"})
+    _walk(path, gm)
     for call in gm.get("module_call_graph") or []:
         sig = (call or {}).get("signature") or {}
         for name in sig.get("forward_arg_names") or []:
@@ -268,6 +268,15 @@ def _check_signature(path: Path, signature: dict, outputs: int) -> None:
         raise _refuse(path, f"graph outputs {kinds} (expected {outputs} tensor output(s))")
 
 
+def _drop_metadata(program: dict) -> None:
+    """Each node's and the module's debugging metadata (stack traces, module paths,
+    annotations): nothing runs on it, and FX copies pieces of it into generated source."""
+    gm = program.get("graph_module") or {}
+    for node in (gm.get("graph") or {}).get("nodes") or []:
+        node["metadata"] = {}
+    gm["metadata"] = {}
+
+
 def sanitize(path: Path, data: bytes, outputs: int) -> bytes:
     """The archive in `data` (read from `path`) checked as the module docstring says, with its
     nodes' debugging metadata dropped; `outputs` is the number of tensors the program returns."""
@@ -286,10 +295,11 @@ def sanitize(path: Path, data: bytes, outputs: int) -> bytes:
             _check_payloads(path, constants, "data/constants/", present)
         _check_sample_inputs(path, archive.read(by_name[SAMPLE_INPUTS]))
         program = _json(path, archive, by_name[MODEL_JSON])
-        _check_program(path, program, outputs)
-        for node in program["graph_module"]["graph"].get("nodes", []):
-            node["metadata"] = {}
-        program["graph_module"]["metadata"] = {}
+        try:
+            _drop_metadata(program)
+            _check_program(path, program, outputs)
+        except (AttributeError, TypeError, KeyError, IndexError, StopIteration) as e:
+            raise _refuse(path, f"malformed program ({type(e).__name__}: {e})") from None
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as clean:
             for name, info in by_name.items():
