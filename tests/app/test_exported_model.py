@@ -83,3 +83,12 @@ def test_generate_samples_with_a_generator_made_for_it(on_exported, exported, tm
     on_exported.switch_page("views/generate.py").run()
     assert not on_exported.exception
     assert sum(c.startswith("sample ") for c in image_captions(on_exported)) == 8
+
+
+def test_compare_measures_it_beside_models_of_its_size(on_exported) -> None:
+    on_exported.session_state["cmp_b"] = MODEL
+    on_exported.switch_page("views/compare.py").run()
+    on_exported.button(key="cmp_rd").click().run()
+    assert not on_exported.exception
+    points = on_exported.dataframe[-1].value
+    assert list(points["model"]) == [MODEL] and points["rate_nats"].iloc[0] >= 0
