@@ -16,12 +16,15 @@ from diffusion import train_config as diffusion_train
 from explorer import encode, map_process
 from speckle import cli as speckle_cli
 from vae import evaluate as vae_evaluate
+from vae import import_exported, import_weights
 from vae import train_config as vae_train
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "speckle": speckle_cli.build_parser,
     "vae.train": vae_train.build_parser,
     "vae.evaluate": vae_evaluate.build_parser,
+    "vae.import_weights": import_weights.build_parser,
+    "vae.import_exported": import_exported.build_parser,
     "explorer.encode": encode.build_parser,
     "explorer.map_process": map_process.build_parser,
     "diffusion.train": diffusion_train.build_parser,

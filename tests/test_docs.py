@@ -26,6 +26,9 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SKIP = re.compile(
     r"^(pip |streamlit |torchrun |ruff |SCREENSHOT_DIR=|python -m pytest|python -m benchmarks)"
     r"|--preset paper|--compile"
+    # The imports read files the user made: test_export_recipe_runs_on_an_mlp_vae runs the
+    # exported one after the recipe writes them; tests/test_import_weights.py covers the other.
+    r"|^python -m vae\.import_"
 )
 SHRINK = [  # (pattern, replacement): tiny data and two training steps
     (r"--n \d+", "--n 64"),
@@ -42,10 +45,12 @@ SHRINK = [  # (pattern, replacement): tiny data and two training steps
 FIXTURES = ("data/mmf-test", "data/mmf-train", "data/mine", "my_frames")
 
 
-def commands(doc: Path) -> list[str]:
-    """The shell commands of a document's ```bash blocks, continuation lines joined."""
+def commands(doc: Path | str) -> list[str]:
+    """The shell commands of a document's (or a piece of one's) ```bash blocks, continuation
+    lines joined."""
+    text = doc if isinstance(doc, str) else doc.read_text()
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #", 1)[0].strip()
             if line and not line.startswith("#"):
@@ -250,3 +255,55 @@ def test_the_name_checks_find_names() -> None:
     assert module_file("frames/image.py") and module_file("vae.train") and module_file("frames")
     assert "MIN_SIDE" in defined_names(module_file("frames.image"), imported=False)
     assert "MIN_SIDE" not in defined_names(module_file("frames.lab"), imported=False)
+
+
+# ----------------------------------------------------------------------------- the export recipe
+
+
+def test_export_recipe_runs_on_an_mlp_vae(tmp_path: Path, monkeypatch) -> None:
+    """docs/checkpoints.md's "Export your VAE in 10 lines", executed as written on a plain MLP VAE
+    (classes of its own, nothing of ours), then the import command after it."""
+    import torch
+    from torch import nn
+
+    from vae.checkpoint import load_checkpoint
+
+    text = (ROOT / "docs" / "checkpoints.md").read_text()
+    section = text.split("### Export your VAE in 10 lines", 1)[1]
+    recipe = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    code_lines = [x for x in recipe.splitlines() if x.strip() and not x.startswith("import ")]
+    assert len(code_lines) <= 10, code_lines
+    command = next(c for c in commands(section) if c.startswith("python -m vae.import_exported"))
+
+    class MLPVAE(nn.Module):
+        def __init__(self, side: int = 32, dz: int = 16) -> None:
+            super().__init__()
+            self.side = side
+            self.enc = nn.Sequential(nn.Flatten(), nn.Linear(side * side, 64), nn.ReLU())
+            self.mu, self.logvar = nn.Linear(64, dz), nn.Linear(64, dz)
+            self.dec = nn.Sequential(nn.Linear(dz, side * side), nn.Sigmoid())
+
+        def encode(self, x):
+            h = self.enc(x)
+            return self.mu(h), self.logvar(h)
+
+        def decode(self, z):
+            return self.dec(z).view(-1, 1, self.side, self.side)
+
+    monkeypatch.chdir(tmp_path)
+    vae = MLPVAE()
+    exec(compile(recipe, "docs/checkpoints.md", "exec"), {"vae": vae})
+    res = subprocess.run(
+        [sys.executable, *shlex.split(command)[1:]],
+        cwd=tmp_path,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    ck = load_checkpoint(tmp_path / "models" / "mine")
+    x = torch.rand(3, 1, 32, 32)
+    with torch.inference_mode():
+        assert torch.allclose(ck.model.encode(x).mean, vae.encode(x)[0], atol=1e-6)
+        assert torch.allclose(ck.model.decode(vae.encode(x)[0]), vae.decode(vae.encode(x)[0]))

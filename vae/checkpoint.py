@@ -10,6 +10,10 @@ Writes are atomic (common.atomic.atomic_dir): a new checkpoint is built in a tem
 directory, flushed, and swapped in with renames, so a process killed at any instant leaves the
 previous checkpoint intact. The sha256 of model.safetensors is the checkpoint's id and is stored
 in config.json, which also catches a truncated or altered weights file.
+
+A checkpoint whose config says `"kind": "exported"` holds two torch.export programs instead of
+weights (any architecture, trained elsewhere): vae.exported reads and writes that kind, and
+`Checkpoint.model` is then an ExportedVAE with the same interface.
 """
 
 from __future__ import annotations
@@ -33,13 +37,15 @@ from common.checkpoint_files import (
     write_json,
     write_resume,
 )
-from vae import __version__
+from vae import __version__, exported
 from vae.config import VAEConfig
+from vae.exported import ExportedConfig
 
 if TYPE_CHECKING:
     # Lazy: a lazy checkpoint opens a cached atlas without torch (docs/architecture.md).
     import torch
 
+    from vae.exported_model import ExportedVAE
     from vae.model import VAE
 
 FORMAT = "speckle-vae-checkpoint"
@@ -51,16 +57,17 @@ WEIGHTS = "model.safetensors"
 class Checkpoint:
     path: Path
     config: dict  # the whole config.json
-    model_config: VAEConfig
-    loaded: VAE | None  # None until `model` is first read (load_checkpoint(lazy=True))
-    id: str  # sha256 of model.safetensors
+    model_config: VAEConfig | ExportedConfig
+    # None until `model` is first read (load_checkpoint(lazy=True))
+    loaded: VAE | ExportedVAE | None
+    id: str  # sha256 of model.safetensors (of the two programs' hashes for the exported kind)
     device: str = "cpu"  # or "auto": common.device.pick_device's choice when the model is built
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     # A lazy build's failure, raised again on every later read without reading the file again.
     _error: Exception | None = field(default=None, init=False, repr=False)
 
     @property
-    def model(self) -> VAE:
+    def model(self) -> VAE | ExportedVAE:
         """The module, built from the weights on first use for a lazily opened checkpoint (torch
         imported then), once, under the checkpoint's lock; nothing but the build runs under it.
         Errors are one-line CheckpointErrors, as from load_checkpoint."""
@@ -80,8 +87,14 @@ class Checkpoint:
         return self.loaded
 
     @property
+    def kind(self) -> str:
+        """ "vae" (our architecture, from model.safetensors) or "exported" (vae.exported)."""
+        return str(self.config.get("kind", "vae"))
+
+    @property
     def beta(self) -> float:
-        return float(self.config.get("beta", float("nan")))
+        beta = self.config.get("beta")  # null for an imported model trained with β unknown
+        return float("nan") if beta is None else float(beta)
 
     @property
     def recon(self) -> str:
@@ -129,6 +142,10 @@ def export_checkpoint(
     lower-precision weights and `extra` config entries (say, the commands that made it); return
     the new id."""
     ck = load_checkpoint(src)
+    if ck.kind == exported.KIND:
+        raise CheckpointError(
+            f"{ck.path}: an exported checkpoint is copied as a folder, not re-saved"
+        )
     meta = {
         k: v
         for k, v in ck.config.items()
@@ -146,6 +163,8 @@ def read_config(directory: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a {FORMAT} config (missing 'format')")
     if "model" not in config:
         raise CheckpointError(f"{path}: missing key 'model'")
+    if config.get("kind", "vae") not in ("vae", exported.KIND):
+        raise CheckpointError(f"{path}: unknown checkpoint kind {config.get('kind')!r}")
     return config
 
 
@@ -181,10 +200,17 @@ def load_checkpoint(
     and config, and its map opens before torch is even imported."""
     directory = resolve(path)
     config = read_config(directory)
+    is_exported = config.get("kind") == exported.KIND
     try:
-        model_config = VAEConfig.from_dict(config["model"])
+        model_config = (ExportedConfig if is_exported else VAEConfig).from_dict(config["model"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / CONFIG}: bad model config ({e})") from None
+    if is_exported:
+        # A build checks each program's hash on the bytes it loads; a lazy open checks them now.
+        digest = exported.check_files(directory, config) if lazy else None
+        model = None if lazy else _build_model(directory, config, model_config, device)
+        digest = digest or exported.checkpoint_id(exported.recorded_hashes(directory, config))
+        return Checkpoint(directory, config, model_config, model, digest, str(device))
     weights_path = directory / WEIGHTS
     expected = config.get("weights_sha256")
     if lazy:
@@ -199,16 +225,18 @@ def load_checkpoint(
 def _build_model(
     directory: Path,
     config: dict,
-    model_config: VAEConfig,
+    model_config: VAEConfig | ExportedConfig,
     device,
     expected_sha256: str | None = None,
-) -> VAE:
+) -> VAE | ExportedVAE:
     # Lazy: torch loads with the weights, not on the cached open (docs/architecture.md).
     from common.device import pick_device
     from vae.model import VAE
 
     if device == "auto":
         device = pick_device("auto")
+    if isinstance(model_config, ExportedConfig):
+        return exported.build(directory, config, model_config, device)
     weights_path = directory / WEIGHTS
     expected = expected_sha256 or config.get("weights_sha256")
     state = strip_prefixes(read_weights(weights_path, expected))

@@ -54,6 +54,10 @@ class VAEConfig:
         """Size of the flattened encoder output: 512 × 6 × 6 = 18432 for the paper preset."""
         return self.channels[-1] * self.bottleneck**2
 
+    def describe(self) -> str:
+        """The architecture in a few words, for a model card."""
+        return f"{self.image_size}² px, channels {list(self.channels)}, dz {self.latent_dim}"
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["channels"] = list(self.channels)

@@ -78,6 +78,11 @@ def train(cfg: TrainConfig, dist: Dist, command: str) -> int:
     run = training.open_run(cfg, dist)
     device = run.device
     base = ckpt.load_checkpoint(cfg.init_from) if cfg.init_from else None
+    if base is not None and base.kind != "vae":
+        raise CheckpointError(
+            f"{base.path}: a model imported as exported programs cannot be fine-tuned here "
+            "(its training code is its author's)"
+        )
     model_cfg = base.model_config if base else model_config_for(cfg)
     norm = (
         Normalization.from_dict(base.config["preprocessing"]["normalization"])

@@ -4,6 +4,7 @@ carry each label."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,6 +23,20 @@ from vae.probes import (
 )
 from views import state
 
+
+def imported_from(record: dict | None) -> str:
+    """The model card's line on where an imported model came from (vae.import_weights,
+    vae.import_exported), or nothing for one trained here."""
+    if not record:
+        return ""
+    src = record.get("source", {})
+    files = [src] if "path" in src else list(src.values())
+    names = ", ".join(
+        f"`{Path(f.get('path', '?')).name}` (sha256 `{str(f.get('sha256'))[:12]}`)" for f in files
+    )
+    return f"\n- imported ({record.get('kind')}) from {names}"
+
+
 checkpoint, dataset, atlas = state.current()
 c = checkpoint.config
 st.title("Model")
@@ -30,15 +45,16 @@ left, right = st.columns([1, 1])
 with left:
     st.subheader("Checkpoint")
     st.markdown(
-        f"- **β = {c.get('beta')}**, reconstruction term **{c.get('recon')}** "
+        f"- **β = {c.get('beta') if c.get('beta') is not None else 'unknown'}**, "
+        f"reconstruction term **{c.get('recon')}** "
         f"({'sum of squared errors per image' if c.get('recon') == 'sse' else 'mean squared error per pixel'})\n"
         f"- schedule: `{c.get('schedule', {}).get('kind', '?')}`\n"
-        f"- architecture: {checkpoint.model_config.image_size}² px, channels "
-        f"{list(checkpoint.model_config.channels)}, dz {checkpoint.model_config.latent_dim}\n"
+        f"- architecture: {checkpoint.model_config.describe()}\n"
         f"- normalization: `{json.dumps(c['preprocessing']['normalization'])}`\n"
         f"- trained for {c.get('step', '?')} steps on {c.get('dataset', {}).get('n_train', '?')} images "
         f"(dataset fingerprint `{str(c.get('dataset', {}).get('fingerprint', ''))[:12]}`)\n"
         f"- id `{checkpoint.id[:16]}`, package {c.get('version')}, torch {c.get('torch')}"
+        + imported_from(c.get("import"))
     )
     st.markdown("**Training command**")
     st.code(c.get("command", "(not recorded)"), language="bash")

@@ -53,6 +53,13 @@ session = st.session_state.setdefault("session_id", uuid.uuid4().hex)
 jobs = manager()
 n = len(atlas.mu)
 st.title("Retrain")
+if checkpoint.kind != "vae":
+    st.info(
+        "Retraining is not available for this model: it was imported as exported programs "
+        "(torch.export), and its training code is yours; this page trains only the app's own "
+        "architecture."
+    )
+    st.stop()
 st.caption(
     "Train on a small subset in the background, with one β or a sweep, and watch reconstruction "
     "trade against KL. β too high collapses the posterior; β too low leaves a latent space that is "

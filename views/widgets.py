@@ -29,9 +29,10 @@ def sidebar() -> None:
 
 def model_summary(checkpoint: Checkpoint, dataset, atlas: Atlas) -> None:
     c = checkpoint.config
-    preset = c.get("train", {}).get("preset", "?")
+    preset = c.get("train", {}).get("preset") or checkpoint.kind  # "exported": no preset
     st.sidebar.markdown(
-        f"**β = {c.get('beta')}** ({c.get('recon')} reconstruction)  \n"
+        f"**β = {c.get('beta') if c.get('beta') is not None else 'unknown'}** "
+        f"({c.get('recon')} reconstruction)  \n"
         f"preset `{preset}`, {checkpoint.model_config.image_size}² px, dz {checkpoint.model_config.latent_dim}  \n"
         f"normalization: per-image `{c['preprocessing']['normalization']['mode']}`  \n"
         f"dataset: {len(dataset)} images  \n"

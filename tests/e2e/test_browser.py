@@ -379,3 +379,50 @@ def test_generate_from_a_drawing(server, page) -> None:
     expect(samples).to_have_count(8, timeout=30_000)
     assert not page.locator('[data-testid="stException"]').count()
     shot(page, "generate")
+
+
+@pytest.fixture(scope="module")
+def exported_server(tmp_path_factory, wait_until):
+    """A server whose runs root holds an MLP VAE trained and exported by a script outside the
+    repository, imported as an "exported" checkpoint (tests/foreign_models.py)."""
+    from tests.foreign_models import exported_mlp
+
+    cache = tmp_path_factory.mktemp("cache-exported")
+    runs = tmp_path_factory.mktemp("runs-exported")
+    exported_mlp(tmp_path_factory.mktemp("elsewhere"), runs / "mlp-exported")
+    proc, url = launch(cache, wait_until, SPECKLE_VAE_RUNS_ROOT=str(runs))
+    yield url, cache
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_every_page_opens_on_an_exported_model(exported_server, page) -> None:
+    """Pick the exported model in the sidebar, then open every page through the navigation (one
+    session): each renders with the model's own size and no exception."""
+    url, cache = exported_server
+    page.goto(url)
+    wait_app(page)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="runs/mlp-exported").click()
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("dz 16", exact=False).first.wait_for(timeout=120_000)
+    for name in (
+        "Atlas",
+        "Traverse",
+        "Interpolate",
+        "Reconstruct",
+        "Generate",
+        "Retrain",
+        "Compare",
+        "Model",
+    ):
+        sidebar.get_by_role("link", name=name).click()
+        wait_app(page)
+        page.get_by_role("heading", name=name).first.wait_for(timeout=120_000)
+        wait_app(page)
+        assert not page.locator('[data-testid="stException"]').count(), name
+        assert "32² px" in sidebar.inner_text(), name
+        if name == "Retrain":
+            page.get_by_text("Retraining is not available for this model").wait_for()
+    shot(page, "exported_model")
+    assert "Traceback" not in (cache / "server.log").read_text()
