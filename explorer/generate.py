@@ -157,7 +157,17 @@ class Generated:
     truth_latent: np.ndarray | None = None  # (dz,) the VAE's μ of the truth, to mark on the map
 
 
-FIBRE_KEYS = ("fibre_seed", "size", "grain", "core", "bend", "bend_seed", "states")
+FIBRE_KEYS = (
+    "fibre_seed",
+    "size",
+    "grain",
+    "core",
+    "bend",
+    "bend_seed",
+    "states",
+    "fibre",
+    "modal",
+)
 
 
 def simulation_of(dataset_root: Path | None) -> dict | None:
