@@ -28,7 +28,15 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from speckle.modes import N_CORE, FibreSpec, ModeSet, estimated_modes, solve_modes, v_number
+from speckle.modes import (
+    N_CORE,
+    FibreSpec,
+    ModeSet,
+    estimated_modes,
+    pymmf_version,
+    solve_modes,
+    v_number,
+)
 from speckle.simulated import FIBRE_TAG, N_INPUT, PATTERN_SIZE, value_range
 
 MODAL_TAG = 0x30DE
@@ -259,7 +267,7 @@ def fibre_record(fibre: ModalFibre, ops: Operators) -> dict:
         **fibre.record(),
         "grid": spec.grid,
         "solver_used": spec.method,
-        "pymmf_solver_seconds": round(ops.modes.seconds, 3),
+        "pymmf": pymmf_version(),
         "modes": ops.modes.count,
         "groups": int(ops.modes.groups.max()) + 1,
         "v_number": v_number(spec),
