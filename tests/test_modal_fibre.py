@@ -239,6 +239,41 @@ def test_within_group_coupling_keeps_each_groups_power() -> None:
     assert np.allclose(coupling(groups, 1, 0.0, 0.0, np.random.default_rng(SEED)), np.eye(6))
 
 
+def test_bend_operator_is_pymmfs_perturbative_evolution_operator() -> None:
+    """B = diag(β) - n_clad k κ Γx is the operator pyMMF's Modes.getEvolutionOperator builds for a
+    bend of radius 1/κ along x: the same eigenvalues (basis-free), from pyMMF's own solve."""
+    fibre = ModalFibre(core_radius=6.0, bend=(0.0, 0.0))
+    spec = fibre.spec(32, CORE)
+    pymmf = modes.import_pymmf()
+    profile = pymmf.IndexProfile(npoints=spec.grid, areaSize=spec.window)
+    profile.initStepIndex(n1=N_CORE, a=spec.core_radius, NA=spec.na)
+    solver = pymmf.propagationModeSolver()
+    solver.setIndexProfile(profile)
+    solver.setWL(spec.wavelength)
+    with np.errstate(invalid="ignore"):  # pyMMF's root scan steps past the cut-off
+        solved = solver.solve(mode="SI", n_jobs=1)
+    kappa = 2000.0  # 1/m: a 0.5 mm radius, strong enough to move every eigenvalue
+    theirs = np.linalg.eigvalsh(solved.getEvolutionOperator(curvature=UM_PER_M / kappa))
+    ops = operators(fibre, 32, CORE, SEED)
+    k0 = 2 * math.pi / spec.wavelength
+    n_clad = math.sqrt(N_CORE**2 - spec.na**2)
+    ours = np.linalg.eigvalsh(
+        np.diag(ops.modes.betas) - n_clad * k0 * kappa / UM_PER_M * ops.gamma[0]
+    )
+    assert np.abs(ours - theirs).max() < 1e-3 * np.ptp(theirs)
+    assert np.abs(theirs - np.sort(ops.modes.betas)).max() > 1e-2 * np.ptp(theirs)
+
+
+def test_a_coarser_solver_grid_is_resampled_onto_the_camera() -> None:
+    fibre = ModalFibre(core_radius=10.0, grid=32, coupling_across=1.0)
+    sim = simulate_mmf(60, SEED, size=S, fibre="modes", modal=fibre)
+    pitch = fibre.spec(S, CORE).pitch * 32 / S  # the camera's pixel in µm
+    want = 1.029 * fibre.wavelength / (2 * fibre.na) / pitch
+    got = np.nanmean(grain_size_batch(sim.images, MASK)["fwhm_r"])
+    assert got == pytest.approx(want, rel=0.1)
+    assert sim.meta["modal"]["grid"] == 32
+
+
 # ----------------------------------------------------------------------------- records and CLI
 
 
