@@ -26,6 +26,7 @@ from speckle.mmf import core_mask, fibre_states, propagate, simulate_from_record
 from speckle.modal_fibre import STRAIN_OPTIC, UM_PER_M, ModalFibre, coupling, operators
 from speckle.modal_frames import draw_factors, modal_images
 from speckle.modes import N_CORE, FibreSpec, estimated_modes, solve_modes
+from speckle.oracles import ORACLES, oracle_pccs, oracle_table
 from speckle.stats import contrast_batch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -361,3 +362,19 @@ def test_a_generators_modal_training_set_is_rebuilt_from_its_record(tmp_path: Pa
         np.testing.assert_array_equal(a, np.asarray(Image.open(found.path / name)))
     rebuilt = pd.read_csv(found.path / "labels.csv")
     pd.testing.assert_frame_equal(rebuilt, pd.read_csv(out / "labels.csv"))
+
+
+def test_oracles_of_a_fixed_fibre_are_perfect_and_a_moving_one_orders_them() -> None:
+    x = simulate_mmf(12, 2026, size=S, digits="test").patterns
+    small = {"core_radius": 10.0}
+    fixed = oracle_pccs(x, ModalFibre(**small), MASK, size=S, draws=8, best_of=4)
+    for k in ORACLES:
+        assert np.allclose(fixed[k], 1.0, atol=1e-5), k
+    one = oracle_pccs(x, ModalFibre(**small, conformations=1), MASK, size=S, draws=8, best_of=4)
+    assert np.allclose(one["one_state_tm"], 1.0, atol=1e-5)
+    moving = ModalFibre(**small, detuning=(0.0, 2.0))  # many decorrelations across the range
+    got = oracle_table(oracle_pccs(x, moving, MASK, size=S, draws=32, best_of=8))
+    assert got["one_state_tm"]["mean"] < got["pooled_mean"]["mean"] - 0.1
+    assert got["pooled_mean"]["mean"] < 0.95 and got["best_of_k"]["mean"] < 0.98
+    with pytest.raises(ValueError, match="best_of"):
+        oracle_pccs(x, moving, MASK, size=S, draws=4, best_of=8)
