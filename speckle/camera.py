@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from speckle.simulated import N_INPUT
+
 
 @dataclass(frozen=True)
 class Camera:
@@ -78,7 +80,9 @@ def fibre_counts(images: np.ndarray, camera: Camera, seed: int, core_pixels: int
     lossless fibre carries sum(x²) to the output), so the exposure is set by the full SLM: with
     all 256 pixels at amplitude 1 a core pixel gets `photons` photo-electrons on average (a
     bundled digit has about 12% of that power). Noise per frame from the sample seed."""
-    reference = 256.0 / core_pixels  # mean core intensity of the full SLM through a lossless fibre
+    reference = (
+        N_INPUT / core_pixels
+    )  # mean core intensity of the full SLM through a lossless fibre
     shot, read = np.random.SeedSequence([CAMERA_TAG, int(seed)]).spawn(2)
     return camera_counts(
         images / reference,

@@ -328,8 +328,10 @@ def simulate_mmf(
         raise ValueError(f"bend must be in [0, 1], got {bend}")
     if states is not None and (states < 1 or bend is None):
         raise ValueError("states needs a count >= 1 and a bend mu (--states M --bend MU)")
-    if fibre not in FIBRES or (fibre == "modes" and (bend is not None or states is not None)):
-        raise ValueError(f"fibre must be one of {FIBRES}; --bend/--states are the Gaussian one's")
+    if fibre not in FIBRES:
+        raise ValueError(f"fibre must be one of {', '.join(FIBRES)}, got {fibre!r}")
+    if fibre == "modes" and (bend is not None or states is not None):
+        raise ValueError("bend mu and states are the Gaussian fibre's (modes: ModalFibre)")
     grain = _default_grain(size) if grain is None else float(grain)
     bend_seed = fibre_seed + 1 if bend_seed is None else bend_seed
 
