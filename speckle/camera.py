@@ -80,9 +80,8 @@ def fibre_counts(images: np.ndarray, camera: Camera, seed: int, core_pixels: int
     lossless fibre carries sum(x²) to the output), so the exposure is set by the full SLM: with
     all 256 pixels at amplitude 1 a core pixel gets `photons` photo-electrons on average (a
     bundled digit has about 12% of that power). Noise per frame from the sample seed."""
-    reference = (
-        N_INPUT / core_pixels
-    )  # mean core intensity of the full SLM through a lossless fibre
+    # The mean core intensity of the full SLM through a lossless fibre.
+    reference = N_INPUT / core_pixels
     shot, read = np.random.SeedSequence([CAMERA_TAG, int(seed)]).spawn(2)
     return camera_counts(
         images / reference,
