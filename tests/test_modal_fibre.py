@@ -28,6 +28,7 @@ from speckle.modal_frames import draw_factors, modal_images
 from speckle.modes import N_CORE, FibreSpec, estimated_modes, solve_modes
 from speckle.oracles import ORACLES, oracle_pccs, oracle_table
 from speckle.stats import contrast_batch
+from vae.probes import label_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
@@ -378,3 +379,13 @@ def test_oracles_of_a_fixed_fibre_are_perfect_and_a_moving_one_orders_them() -> 
     assert got["pooled_mean"]["mean"] < 0.95 and got["best_of_k"]["mean"] < 0.98
     with pytest.raises(ValueError, match="best_of"):
         oracle_pccs(x, moving, MASK, size=S, draws=4, best_of=8)
+
+
+def test_the_fibre_state_columns_are_probe_targets() -> None:
+    """The Model page's probes take numeric label columns: a drifting temperature is continuous,
+    a conformation a class."""
+    fibre = ModalFibre(core_radius=10.0, temperature=(0.0, 5.0), drift=0.05, conformations=4)
+    labels = simulate_mmf(64, SEED, size=S, fibre="modes", modal=fibre).labels
+    assert label_kind(labels["temperature"].to_numpy()) == "continuous"
+    assert label_kind(labels["state"].to_numpy()) == "class"
+    assert label_kind(labels["curvature"].to_numpy()) == "class"  # one value per conformation
