@@ -193,6 +193,7 @@ def test_grin_decorrelates_more_slowly_with_wavelength_than_step_index() -> None
     assert at["step"] < 0.6 and at["grin"] > 0.95
 
 
+@pytest.mark.slow
 def test_full_coupling_approaches_the_gaussian_tm() -> None:
     """With full coupling T's entries are circular Gaussian (phase uniform, |T|² exponential,
     once each row and column is divided by its rms) and the output envelope forgets where the
