@@ -80,11 +80,9 @@ def fibre_counts(images: np.ndarray, camera: Camera, seed: int, core_pixels: int
     lossless fibre carries sum(x²) to the output), so the exposure is set by the full SLM: with
     all 256 pixels at amplitude 1 a core pixel gets `photons` photo-electrons on average (a
     bundled digit has about 12% of that power). Noise per frame from the sample seed."""
-    # The mean core intensity of the full SLM through a lossless fibre.
-    reference = N_INPUT / core_pixels
     shot, read = np.random.SeedSequence([CAMERA_TAG, int(seed)]).spawn(2)
     return camera_counts(
-        images / reference,
+        images * (camera_gain(camera, core_pixels) / camera.photons),
         np.random.default_rng(shot),
         np.random.default_rng(read),
         camera.photons,
@@ -92,3 +90,9 @@ def fibre_counts(images: np.ndarray, camera: Camera, seed: int, core_pixels: int
         camera.bit_depth,
         camera.full_well,
     )
+
+
+def camera_gain(camera: Camera, core_pixels: int) -> float:
+    """Mean photo-electrons per unit fibre intensity: `photons` over the mean core intensity of
+    the full SLM (256 pixels at amplitude 1) through a lossless fibre, 256 / core_pixels."""
+    return camera.photons * core_pixels / N_INPUT

@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import fft as sfft
 from scipy import ndimage
 
-from speckle.camera import Camera, fibre_counts
+from speckle.camera import Camera, camera_gain, fibre_counts
 from speckle.modal_fibre import FIBRES, ModalFibre
 from speckle.modal_frames import modal_states, simulate_modal
 from speckle.simulated import (
@@ -425,9 +425,17 @@ def simulate_mmf(
 def fibre_states(meta: dict) -> list[np.ndarray]:
     """The transmission matrices a simulated set's `simulation.json` (`meta`) describes: one for
     a fixed or bent fibre, M for a set with `states` (the matrix of state s is index s). With
-    these, `propagate` gives the true output of any pattern through that fibre."""
-    if meta.get("fibre") == "modes":
-        return modal_states(meta)
+    these, `propagate` gives the true output of any pattern through that fibre (for a set with a
+    camera, its mean photo-electron count: the frames' units)."""
+    states = modal_states(meta) if meta.get("fibre") == "modes" else gaussian_states(meta)
+    if not meta.get("camera"):
+        return states
+    pixels = int(core_mask(int(meta["size"]), float(meta.get("core", 0.9))).sum())
+    gain = np.float32(math.sqrt(camera_gain(Camera(**meta["camera"]), pixels)))
+    return [s * gain for s in states]
+
+
+def gaussian_states(meta: dict) -> list[np.ndarray]:
     size, grain, core = int(meta["size"]), meta.get("grain"), float(meta.get("core", 0.9))
     tm = transmission_matrix(int(meta["fibre_seed"]), size=size, grain=grain, core=core)
     bend = meta.get("bend")

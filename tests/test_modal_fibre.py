@@ -390,3 +390,11 @@ def test_the_fibre_state_columns_are_probe_targets() -> None:
     assert label_kind(labels["temperature"].to_numpy()) == "continuous"
     assert label_kind(labels["state"].to_numpy()) == "class"
     assert label_kind(labels["curvature"].to_numpy()) == "class"  # one value per conformation
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"fibre": "modes", "modal": STEP}])
+def test_fibre_states_of_a_camera_set_give_its_mean_counts(kwargs: dict) -> None:
+    sim = simulate_mmf(200, SEED, size=S, camera=Camera(photons=500.0), **kwargs)
+    mean = propagate(sim.patterns, fibre_states(sim.meta)[0])
+    assert sim.images[:, MASK].mean() == pytest.approx(mean[:, MASK].mean(), rel=0.01)
+    assert np.corrcoef(sim.images[:, MASK].ravel(), mean[:, MASK].ravel())[0, 1] > 0.9
