@@ -324,14 +324,14 @@ def simulate_mmf(
     sc = value_range(scale, "scale")
     if sc[0] <= 0:
         raise ValueError(f"scale must be > 0, got {scale!r}")
+    if fibre not in FIBRES:
+        raise ValueError(f"fibre must be one of {', '.join(FIBRES)}, got {fibre!r}")
+    if fibre == "modes" and (bend is not None or states is not None):
+        raise ValueError("--states and the bend mu are the Gaussian fibre's; use --conformations")
     if bend is not None and not 0 <= bend <= 1:
         raise ValueError(f"bend must be in [0, 1], got {bend}")
     if states is not None and (states < 1 or bend is None):
         raise ValueError("states needs a count >= 1 and a bend mu (--states M --bend MU)")
-    if fibre not in FIBRES:
-        raise ValueError(f"fibre must be one of {', '.join(FIBRES)}, got {fibre!r}")
-    if fibre == "modes" and (bend is not None or states is not None):
-        raise ValueError("bend mu and states are the Gaussian fibre's (modes: ModalFibre)")
     grain = _default_grain(size) if grain is None else float(grain)
     bend_seed = fibre_seed + 1 if bend_seed is None else bend_seed
 
