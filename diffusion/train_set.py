@@ -37,6 +37,9 @@ CHECKED = (
     "grain",
     "core",
     "states",
+    "fibre",
+    "modal",
+    "camera",
     "digits",
     "file_format",
 )

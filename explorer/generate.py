@@ -157,7 +157,19 @@ class Generated:
     truth_latent: np.ndarray | None = None  # (dz,) the VAE's μ of the truth, to mark on the map
 
 
-FIBRE_KEYS = ("fibre_seed", "size", "grain", "core", "bend", "bend_seed", "states")
+FIBRE_KEYS = (
+    "fibre_seed",
+    "size",
+    "grain",
+    "core",
+    "bend",
+    "bend_seed",
+    "states",
+    "fibre",
+    "modal",
+)
+# What a record written before a key existed means by its absence.
+FIBRE_DEFAULTS = {"fibre": "gaussian"}
 
 
 def simulation_of(dataset_root: Path | None) -> dict | None:
@@ -180,7 +192,11 @@ def fibre_note(served: Served, dataset_root: Path | None) -> str:
     )
     if meta is None or not isinstance(trained, dict):
         return ""
-    differ = [k for k in FIBRE_KEYS if meta.get(k) != trained.get(k)]
+    differ = [
+        k
+        for k in FIBRE_KEYS
+        if meta.get(k, FIBRE_DEFAULTS.get(k)) != trained.get(k, FIBRE_DEFAULTS.get(k))
+    ]
     if not differ:
         return ""
     return (

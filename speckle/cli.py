@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from frames import ImageError, read_image
+from speckle.fibre_options import add_fibre_options, fibre_kwargs
 from speckle.free import PUPILS, simulate_free
 from speckle.io import FILE_FORMATS, write_dataset
 from speckle.mmf import DEFAULT_FIBRE_SEED, DIGIT_SPLITS, simulate_mmf
@@ -130,10 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     mmf.add_argument("--scale", type=pair, default=(0.9, 1.1), help="scale range LO:HI")
     mmf.add_argument(
         "--bend",
-        type=float,
+        type=pair,
         default=None,
-        metavar="MU",
-        help="fibre bend mu in [0, 1]: 1 is the straight fibre (default: no bend)",
+        metavar="MU|LO:HI",
+        help="gaussian: fibre bend mu in [0, 1], 1 the straight fibre; modes: bend curvature "
+        "in 1/m, V or LO:HI, per frame (default: no bend)",
     )
     mmf.add_argument(
         "--bend-seed",
@@ -165,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="M fibre states (needs --bend; default: one)",
     )
+    add_fibre_options(mmf, pair)
 
     free = sub.add_parser(
         "free",
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         skip = ("n", "seed", "patterns")  # --patterns is a folder; the simulator takes arrays
         kwargs = {k: v for k, v in vars(args).items() if k in options and k not in skip}
         if args.command == "mmf":
-            kwargs |= _own_patterns(args.patterns)
+            kwargs |= _own_patterns(args.patterns) | fibre_kwargs(args)
         sim = simulate(args.n, args.seed, **kwargs)
         sim.meta["command"] = [
             "python",

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import fft as sfft
 
+from speckle.camera import camera_counts
 from speckle.simulated import (
     FREE_TAG,
     Range,
@@ -156,32 +157,6 @@ def _parse_pupils(pupil: str | Sequence[str]) -> list[str]:
     return names
 
 
-def _camera(
-    images: np.ndarray,
-    shot_rng: np.random.Generator,
-    read_rng: np.random.Generator,
-    photons: float,
-    read_noise: float,
-    bit_depth: int | None,
-    full_well: float | None,
-) -> np.ndarray:
-    """Photo-electrons (float32) seen by a camera, QE 1: Poisson shot noise around photons * I,
-    clipped at the full well, plus Gaussian read noise (e-), then an ADC of `bit_depth` bits whose
-    full scale is the full well (gain 1 e-/ADU without a full well), reported back in e-. Without
-    an ADC nothing is clipped at 0: read noise can make a pixel negative, as in a bias-subtracted
-    frame."""
-    e = shot_rng.poisson(images.astype(np.float64) * photons).astype(np.float64)
-    if full_well is not None:
-        e = np.minimum(e, full_well)
-    if read_noise > 0:
-        e = e + read_rng.normal(0.0, read_noise, e.shape)
-    if bit_depth is not None:
-        levels = 2**bit_depth - 1
-        gain = full_well / levels if full_well is not None else 1.0
-        e = np.clip(np.rint(e / gain), 0, levels) * gain
-    return e.astype(np.float32)
-
-
 def simulate_free(
     n: int,
     seed: int,
@@ -218,7 +193,8 @@ def simulate_free(
     decorrelation rho: frame k's complex screen is rho * screen(k-1) + sqrt(1-rho^2) * new
         (per look), so consecutive frames have field correlation rho; 0 = independent frames,
         1 = one frozen screen for the whole set.
-    camera (photons not None): photons is the mean photo-electron count per pixel; see `_camera`.
+    camera (photons not None): photons is the mean photo-electron count per pixel; see
+        `speckle.camera.camera_counts`.
     Labels: frame, pupil, diameter, aspect (1 unless ellipse), inner (0 unless annulus), looks,
     tilt_x, tilt_y, defocus.
     """
@@ -305,7 +281,7 @@ def simulate_free(
         images[s:e] = img[:, crop : crop + size, crop : crop + size]
 
     if photons is not None:
-        images = _camera(
+        images = camera_counts(
             images,
             np.random.default_rng(shot_ss),
             np.random.default_rng(read_ss),

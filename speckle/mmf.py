@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import math
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +29,9 @@ import pandas as pd
 from scipy import fft as sfft
 from scipy import ndimage
 
+from speckle.camera import Camera, camera_gain, fibre_counts
+from speckle.modal_fibre import FIBRES, ModalFibre
+from speckle.modal_frames import modal_states, simulate_modal
 from speckle.simulated import (
     AIRY_FWHM,
     FIBRE_TAG,
@@ -180,6 +184,8 @@ def propagate(patterns: np.ndarray, tm: np.ndarray, chunk: int = 1024) -> np.nda
     """Output intensities |T x|^2 (n, S, S) float32 for SLM amplitude patterns (n, 16, 16)."""
     patterns = np.asarray(patterns, dtype=np.float32)
     x = patterns.reshape(len(patterns), int(np.prod(patterns.shape[1:])))
+    if tm.ndim == 3:  # (polarizations, pixels, inputs): an unpolarized camera adds them
+        return sum(propagate(patterns, t, chunk) for t in tm)
     if x.shape[1] != tm.shape[1]:
         raise ValueError(f"patterns have {x.shape[1]} pixels, the fibre takes {tm.shape[1]}")
     size = math.isqrt(tm.shape[0])
@@ -267,7 +273,10 @@ def simulate_from_record(meta: dict, n: int | None = None) -> SimulatedSet:
         grain=None if meta.get("grain") is None else float(meta["grain"]),
         core=float(meta.get("core", 0.9)),
         digits=str(meta["digits"]),
-        states=None if meta.get("states") is None else int(meta["states"]),
+        states=None if meta.get("states") is None or meta.get("modal") else int(meta["states"]),
+        fibre=str(meta.get("fibre", "gaussian")),
+        modal=ModalFibre.from_record(meta["modal"]) if meta.get("modal") else None,
+        camera=Camera(**meta["camera"]) if meta.get("camera") else None,
     )
 
 
@@ -288,6 +297,9 @@ def simulate_mmf(
     patterns: np.ndarray | None = None,
     pattern_names: list[str] | None = None,
     states: int | None = None,
+    fibre: str = "gaussian",
+    modal: ModalFibre | None = None,
+    camera: Camera | None = None,
 ) -> SimulatedSet:
     """Digits on an SLM through a multimode fibre; see the module docstring.
 
@@ -300,7 +312,8 @@ def simulate_mmf(
     mu: M perturbed fibres T_s = mu T + sqrt(1 - mu^2) G_s (G_s the fibre of seed bend_seed + s),
     and each sample goes through one drawn at random (label `state`): a fibre that moves between
     recordings, whose output for one pattern is random, with intensity correlation about mu^4
-    between two states.
+    between two states. `fibre` "modes" sends them through the modal fibre `modal` instead
+    (`speckle.modal_fibre`; its per-frame factors become labels); `camera` adds camera noise.
     Labels: digit (bundled digits only) or source_file (own patterns), source_index, dx, dy,
     angle, scale, power (sum of x^2, the input power), and state.
     """
@@ -311,6 +324,10 @@ def simulate_mmf(
     sc = value_range(scale, "scale")
     if sc[0] <= 0:
         raise ValueError(f"scale must be > 0, got {scale!r}")
+    if fibre not in FIBRES:
+        raise ValueError(f"fibre must be one of {', '.join(FIBRES)}, got {fibre!r}")
+    if fibre == "modes" and (bend is not None or states is not None):
+        raise ValueError("--states and the bend mu are the Gaussian fibre's; use --conformations")
     if bend is not None and not 0 <= bend <= 1:
         raise ValueError(f"bend must be in [0, 1], got {bend}")
     if states is not None and (states < 1 or bend is None):
@@ -332,20 +349,31 @@ def simulate_mmf(
     source, dx, dy, angle, factor = _placements(n, seed, pool, shift, rotation, sc)
     patterns = transform_patterns(base[source], dx, dy, angle, factor)
 
-    tm = transmission_matrix(fibre_seed, size=size, grain=grain, core=core)
+    modal = (modal or ModalFibre()) if fibre == "modes" else None
+    factors, modal_record = {}, None
     state = np.zeros(n, dtype=np.int64)
     if states is not None:
         # Its own stream, so that the digits and their placement are those of the same seed
         # without states.
         state = np.random.default_rng([MMF_TAG, int(seed), 1]).integers(states, size=n)
-    images = np.zeros((n, size, size), dtype=np.float32)
-    for s in np.unique(state) if bend is not None else []:
-        other = transmission_matrix(bend_seed + int(s), size=size, grain=grain, core=core)
-        mu = np.float32(bend)
-        bent = mu * tm + np.float32(math.sqrt(1.0 - bend * bend)) * other
-        images[state == s] = propagate(patterns[state == s], bent)
-    if bend is None:
-        images = propagate(patterns, tm)
+    if modal is not None:
+        images, factors, modal_record = simulate_modal(
+            patterns, seed, modal, size, core, fibre_seed
+        )
+    elif bend is None:
+        images = propagate(
+            patterns, transmission_matrix(fibre_seed, size=size, grain=grain, core=core)
+        )
+    else:
+        tm = transmission_matrix(fibre_seed, size=size, grain=grain, core=core)
+        images = np.zeros((n, size, size), dtype=np.float32)
+        for s in np.unique(state):
+            other = transmission_matrix(bend_seed + int(s), size=size, grain=grain, core=core)
+            mu = np.float32(bend)
+            bent = mu * tm + np.float32(math.sqrt(1.0 - bend * bend)) * other
+            images[state == s] = propagate(patterns[state == s], bent)
+    if camera is not None:
+        images = fibre_counts(images, camera, seed, int(core_mask(size, core).sum()))
 
     source_label = (
         {"digit": target[source]}
@@ -362,6 +390,7 @@ def simulate_mmf(
             "scale": factor,
             "power": (patterns.astype(np.float64) ** 2).sum(axis=(1, 2)),
             **({"state": state} if states is not None else {}),
+            **factors,
         }
     )
     meta = {
@@ -375,9 +404,12 @@ def simulate_mmf(
         "scale": list(sc),
         "bend": bend,
         "bend_seed": bend_seed if bend is not None else None,
-        "grain": grain,
+        "grain": grain if modal is None else None,
         "core": core,
-        "states": states,
+        "fibre": fibre,
+        "modal": modal_record,
+        "camera": asdict(camera) if camera is not None else None,
+        "states": states if modal is None else modal.conformations,  # fibre_states' count
         "pattern_size": PATTERN_SIZE,
         "digits": None if own else digits,
         "digit_split": f"bundled digit i is in test when i % {TEST_EVERY} == {TEST_EVERY - 1}",
@@ -393,7 +425,17 @@ def simulate_mmf(
 def fibre_states(meta: dict) -> list[np.ndarray]:
     """The transmission matrices a simulated set's `simulation.json` (`meta`) describes: one for
     a fixed or bent fibre, M for a set with `states` (the matrix of state s is index s). With
-    these, `propagate` gives the true output of any pattern through that fibre."""
+    these, `propagate` gives the true output of any pattern through that fibre (for a set with a
+    camera, its mean photo-electron count: the frames' units)."""
+    states = modal_states(meta) if meta.get("fibre") == "modes" else gaussian_states(meta)
+    if not meta.get("camera"):
+        return states
+    pixels = int(core_mask(int(meta["size"]), float(meta.get("core", 0.9))).sum())
+    gain = np.float32(math.sqrt(camera_gain(Camera(**meta["camera"]), pixels)))
+    return [s * gain for s in states]
+
+
+def gaussian_states(meta: dict) -> list[np.ndarray]:
     size, grain, core = int(meta["size"]), meta.get("grain"), float(meta.get("core", 0.9))
     tm = transmission_matrix(int(meta["fibre_seed"]), size=size, grain=grain, core=core)
     bend = meta.get("bend")
