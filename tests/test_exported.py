@@ -297,7 +297,7 @@ def test_evaluate_and_encode_run_on_it(mlp, pairs: Path, capsys) -> None:
     assert report["checkpoint_id"] == load_checkpoint(mlp["ck"], lazy=True).id
     assert report["n"] == 64 and np.isfinite(report["mse"]) and np.isfinite(report["ev"])
     assert encode_main(["--checkpoint", str(mlp["ck"]), "--data", str(pairs)]) == 0
-    assert "encoded 64 images" in capsys.readouterr().err
+    assert "encoded 64 of 64 frames" in capsys.readouterr().err
 
 
 def test_diffusion_trains_and_samples_on_it(mlp, pairs: Path, tmp_path: Path) -> None:
