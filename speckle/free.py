@@ -156,7 +156,7 @@ def _parse_pupils(pupil: str | Sequence[str]) -> list[str]:
     return names
 
 
-def _camera(
+def camera(
     images: np.ndarray,
     shot_rng: np.random.Generator,
     read_rng: np.random.Generator,
@@ -218,7 +218,7 @@ def simulate_free(
     decorrelation rho: frame k's complex screen is rho * screen(k-1) + sqrt(1-rho^2) * new
         (per look), so consecutive frames have field correlation rho; 0 = independent frames,
         1 = one frozen screen for the whole set.
-    camera (photons not None): photons is the mean photo-electron count per pixel; see `_camera`.
+    camera (photons not None): photons is the mean photo-electron count per pixel; see `camera`.
     Labels: frame, pupil, diameter, aspect (1 unless ellipse), inner (0 unless annulus), looks,
     tilt_x, tilt_y, defocus.
     """
@@ -305,7 +305,7 @@ def simulate_free(
         images[s:e] = img[:, crop : crop + size, crop : crop + size]
 
     if photons is not None:
-        images = _camera(
+        images = camera(
             images,
             np.random.default_rng(shot_ss),
             np.random.default_rng(read_ss),

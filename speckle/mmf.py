@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import fft as sfft
 from scipy import ndimage
 
+from speckle.families import CLASS_LABEL, FAMILIES, family_bases, split_pool
 from speckle.simulated import (
     AIRY_FWHM,
     FIBRE_TAG,
@@ -57,6 +58,18 @@ def digit_pool(split: str) -> np.ndarray:
     if split == "test":
         return i[i % TEST_EVERY == TEST_EVERY - 1]
     raise ValueError(f"digits must be one of {', '.join(DIGIT_SPLITS)}, got {split!r}")
+
+
+def family_pool(family: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bases, each base's class, the split's base indices) of a pattern family
+    (speckle.families): the bundled digits, or letters, dots or bars."""
+    if family not in FAMILIES:
+        raise ValueError(f"pattern family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if family == "digits":
+        base, target = _digits()
+        return base, target, digit_pool(split)
+    base, target = family_bases(family)
+    return base, target, split_pool(len(base), split)
 
 
 @lru_cache(maxsize=1)
@@ -220,12 +233,12 @@ def simulated_patterns(meta: dict) -> np.ndarray | None:
     the user's own patterns, which the record cannot rebuild."""
     if meta.get("kind") != "mmf" or meta.get("digits") not in DIGIT_SPLITS:
         return None
-    base, _ = _digits()
+    base, _, pool = family_pool(meta.get("family", "digits"), meta["digits"])
     sc = value_range(tuple(meta["scale"]), "scale")
     placed = _placements(
         int(meta["n"]),
         int(meta["seed"]),
-        digit_pool(meta["digits"]),
+        pool,
         float(meta["shift"]),
         float(meta["rotation"]),
         sc,
@@ -268,6 +281,7 @@ def simulate_from_record(meta: dict, n: int | None = None) -> SimulatedSet:
         core=float(meta.get("core", 0.9)),
         digits=str(meta["digits"]),
         states=None if meta.get("states") is None else int(meta["states"]),
+        family=str(meta.get("family", "digits")),
     )
 
 
@@ -288,6 +302,7 @@ def simulate_mmf(
     patterns: np.ndarray | None = None,
     pattern_names: list[str] | None = None,
     states: int | None = None,
+    family: str = "digits",
 ) -> SimulatedSet:
     """Digits on an SLM through a multimode fibre; see the module docstring.
 
@@ -302,7 +317,9 @@ def simulate_mmf(
     recordings, whose output for one pattern is random, with intensity correlation about mu^4
     between two states.
     Labels: digit (bundled digits only) or source_file (own patterns), source_index, dx, dy,
-    angle, scale, power (sum of x^2, the input power), and state.
+    angle, scale, power (sum of x^2, the input power), and state. `family` draws letters, dots
+    or bars (speckle.families) instead of digits, from its `digits` split, with its class label
+    (letter, dots, bars) in place of digit.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -320,8 +337,7 @@ def simulate_mmf(
 
     own = patterns is not None
     if not own:
-        base, target = _digits()
-        pool = digit_pool(digits)
+        base, target, pool = family_pool(family, digits)
     else:
         base = np.clip(np.asarray(patterns, dtype=np.float32), 0.0, 1.0)
         if base.ndim != 3 or base.shape[1:] != (PATTERN_SIZE, PATTERN_SIZE) or not len(base):
@@ -348,7 +364,7 @@ def simulate_mmf(
         images = propagate(patterns, tm)
 
     source_label = (
-        {"digit": target[source]}
+        {CLASS_LABEL[family]: target[source]}
         if target is not None
         else {"source_file": [pattern_names[i] if pattern_names else str(i) for i in source]}
     )
@@ -380,9 +396,12 @@ def simulate_mmf(
         "states": states,
         "pattern_size": PATTERN_SIZE,
         "digits": None if own else digits,
+        **({"family": family} if not own and family != "digits" else {}),
         "digit_split": f"bundled digit i is in test when i % {TEST_EVERY} == {TEST_EVERY - 1}",
         "patterns": (
             "sklearn load_digits 8x8, bilinear to 16x16, amplitude in [0, 1]"
+            if not own and family == "digits"
+            else f"speckle.families {family}, 16x16, amplitude in [0, 1]"
             if not own
             else f"{len(base)} pattern images of the user's, area-resized to 16x16, in [0, 1]"
         ),
