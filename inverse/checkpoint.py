@@ -179,3 +179,25 @@ def load_reconstructor(path: str | Path) -> Reconstructor:
     readout.load_state_dict({k: v.float() for k, v in weights.items()})
     readout.eval()
     return Reconstructor(config, mask, readout, None, config["weights_sha256"], directory)
+
+
+def export_reconstructor(
+    src: str | Path, dst: str | Path, weights_dtype: str = "float16", extra: dict | None = None
+) -> str:
+    """Copy a reconstructor's weights and config (not its resume state) to `dst`, optionally at
+    lower precision and with `extra` config entries (a shipped model's recipe); return its id.
+    A matrix's sha256 is that of the copy, as the copy inverts it."""
+    rec = load_reconstructor(src)
+    config = dict(rec.config) | (extra or {})
+    copy = Reconstructor(config, rec.mask, rec.readout, rec.tm, rec.id)
+    if rec.tm is not None:
+        cast = DTYPES[weights_dtype]
+        as_saved = TransmissionMatrix(
+            torch.from_numpy(rec.tm.re).to(cast).float().numpy(),
+            torch.from_numpy(rec.tm.im).to(cast).float().numpy(),
+            rec.mask,
+            rec.tm.final_loss,
+            0.0,
+        )
+        copy.config["tm_sha256"] = as_saved.sha256()
+    return save_reconstructor(dst, copy, weights_dtype=weights_dtype)

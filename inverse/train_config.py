@@ -24,8 +24,10 @@ PAIRS_HELP = (
     "recordings (HDF5 or .mat files holding a speckle array and a pattern array)"
 )
 # Hidden widths when --hidden is 0: the dense net's one layer, the MLP's two.
-DEFAULT_HIDDEN = {"dense": 1024, "mlp": 512}
-TM_STRIDE = 2  # the matrix's rows: every other lit pixel in each direction (652 of 2608 at 64²)
+DEFAULT_HIDDEN = {"dense": 512, "mlp": 512}
+# The pixels read when --stride is 0: every lit pixel for the ridge; every other one in each
+# direction (652 of 2608 at 64²) for the dense net and the matrix, a quarter of the work.
+METHOD_STRIDE = {"ridge-pixels": STRIDE, "dense-pixels": 2, "tm": 2}
 
 
 def _help(text: str, **kw) -> dict:
@@ -47,12 +49,12 @@ class TrainConfig:
     stride: int = field(
         default=0,
         **_help(
-            f"read every stride-th lit pixel in each direction (0: {STRIDE} for the pixel "
-            f"read-outs, {TM_STRIDE} for the transmission matrix)"
+            "read every stride-th lit pixel in each direction (0: 1 for the ridge, 2 for the "
+            "dense net and the transmission matrix)"
         ),
     )
     alpha: float = field(default=RIDGE_ALPHA, **_help("ridge penalty per sample (standardized)"))
-    hidden: int = field(default=0, **_help("hidden width (0: 1024 dense, 512 mlp)"))
+    hidden: int = field(default=0, **_help("hidden width (0: 512)"))
     max_steps: int = field(default=2000, **_help("optimizer steps (iterative methods)"))
     batch_size: int = field(default=128, **_help("batch size (dense, mlp); the tm uses 1024"))
     lr: float = field(default=1e-3, **_help("Adam learning rate (dense, mlp)"))
@@ -102,9 +104,7 @@ class TrainConfig:
 
     @property
     def pixel_stride(self) -> int:
-        if self.stride:
-            return self.stride
-        return TM_STRIDE if self.method == "tm" else STRIDE
+        return self.stride or METHOD_STRIDE.get(self.method, STRIDE)
 
 
 # Changing these between a run and its --resume would silently break exactness.
