@@ -69,9 +69,10 @@ def matching(vae: Checkpoint) -> list[Path]:
 def load(paths: list[Path]) -> dict[str, Reconstructor]:
     """The reconstructors by label (the method, or method and folder when two share one)."""
     recs: dict[str, Reconstructor] = {}
-    for path in paths:
+    for path in map(Path, paths):
         rec = load_reconstructor(path)
-        label = rec.method if rec.method not in recs else f"{rec.method} ({Path(path).name})"
+        name = path.parent.name if path.name == "checkpoint" else path.name  # a run's folder
+        label = rec.method if rec.method not in recs else f"{rec.method} ({name})"
         recs[label] = rec
     return recs
 

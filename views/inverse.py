@@ -19,6 +19,7 @@ from views import figures, state, widgets
 
 SOURCES = ("Dataset frame", "Upload")
 UPLOAD_TYPES = [suffix[1:] for suffix in SUFFIXES]
+TILE = 112  # px: the frame, the truth and five reconstructions fit one row of the wide layout
 TRAIN = "python -m inverse.train --method METHOD --vae {vae} --data {data} --out runs/inv-METHOD"
 
 
@@ -108,16 +109,16 @@ results = serving.on_interactive_thread(
 )
 cols = st.columns(2 + len(results))
 with cols[0]:
-    widgets.show_image(frame, f"speckle ({label})")
+    widgets.show_image(frame, f"speckle ({label})", width=TILE)
 with cols[1]:
     if truth is not None:
-        widgets.show_image(truth, "true pattern")
+        widgets.show_image(truth, "true pattern", width=TILE)
     else:
         st.caption("no true pattern: the frame names none")
 for col, r in zip(cols[2:], results, strict=True):
     with col:
         pcc = "" if r.pcc is None else f" · PCC {r.pcc:.3f}"
-        widgets.show_image(r.pattern, f"{r.label}{pcc} · {r.ms:.0f} ms")
+        widgets.show_image(r.pattern, f"{r.label}{pcc} · {r.ms:.1f} ms", width=TILE)
 st.caption(
     "PCC with the true pattern over the 16×16 SLM. Times: this frame through each method on "
     "the server; the transmission matrix's inversion runs a few hundred gradient steps from "
