@@ -183,3 +183,17 @@ def test_speckle_mmf_pattern_family_flag(tmp_path) -> None:
 
     first = np.asarray(Image.open(out / "patterns" / "000000.png"), np.float64)
     assert np.corrcoef(first.ravel(), again.patterns[0].ravel())[0, 1] > 0.999
+
+
+def test_a_reconstructor_run_is_not_offered_as_a_model(sets, tmp_path, monkeypatch) -> None:
+    from explorer import sources
+    from inverse.checkpoint import FORMAT
+
+    assert sources.INVERSE_FORMAT == FORMAT
+    runs = tmp_path / "runs"
+    assert _train(sets, "ridge-pixels", runs / "inv-ridge") == 0
+    monkeypatch.setenv("SPECKLE_VAE_RUNS_ROOT", str(runs))
+    assert not any(m.startswith("runs/") for m in sources.list_models())
+    from explorer import inverse as explorer_inverse
+
+    assert runs / "inv-ridge" / "checkpoint" in explorer_inverse.reconstructor_dirs()
