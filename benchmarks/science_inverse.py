@@ -36,19 +36,24 @@ STATES, MU = 4, 0.9
 PCC_TARGETS = {"unseen family": 0.97, "camera noise": 0.95}
 METHODS = ("ridge-mu", "ridge-pixels", "dense-pixels", "mlp-mu", "tm")
 STEPS = 2000  # steps of each iterative fit: inverse.train's default
-SETTINGS = {"steps": STEPS}  # --steps
+SETTINGS = {"steps": STEPS, "threads": 0}  # --steps, --threads
+STAGES = ("digits", "mixed", "noisy", "states")
 
 
 def _sim(path: Path, n: int, seed: int, **kw) -> Path:
     from speckle.io import write_dataset
     from speckle.mmf import simulate_mmf
 
+    if (path / "simulation.json").is_file():  # --work: written by an earlier stage
+        return path
     write_dataset(simulate_mmf(n, seed, **kw), path)
     return path
 
 
 def _mixed(path: Path, n: int, seed: int) -> Path:
     """digits, letters and dots (train splits), a third each, in one set."""
+    if (path / "simulation.json").is_file():
+        return path
     from speckle.io import write_dataset
     from speckle.mmf import simulate_mmf
     from speckle.simulated import SimulatedSet
@@ -77,13 +82,22 @@ def _mixed(path: Path, n: int, seed: int) -> Path:
 
 
 def _train(data: Path, out: Path, method: str, *extra: str) -> Path:
+    import shutil
+
     from inverse.train import main
 
     argv = ["--method", method, "--data", str(data), "--out", str(out), "--vae", str(VAE)]
-    argv += ["--no-progress", *extra]
-    if method in ("dense-pixels", "mlp-mu", "tm"):
+    argv += ["--no-progress", "--threads", str(SETTINGS["threads"]), *extra]
+    iterative = method in ("dense-pixels", "mlp-mu", "tm")
+    if iterative:
         steps = str(SETTINGS["steps"])
         argv += ["--max-steps", steps, "--eval-every", steps, "--checkpoint-every", steps]
+    config = out / "checkpoint" / "config.json"
+    if config.is_file():  # --work: trained by an earlier stage, kept when it ran to the end
+        done = json.loads(config.read_text()).get("step")
+        if not iterative or done == SETTINGS["steps"]:
+            return out
+    shutil.rmtree(out, ignore_errors=True)
     with contextlib.redirect_stderr(io.StringIO()):
         code = main(argv)
     if code:
@@ -112,7 +126,25 @@ def _score(recs: dict, test, train, vae, names=None) -> dict:
     )
 
 
-def run(n_train: int = N_TRAIN, n_test: int = N_TEST, log=print) -> dict:
+def _results(out, on_digits, on_mixed, pairs, train_d, train_m, vae, log) -> None:
+    r = out["regimes"]
+    r["held-out handwriting"] = _score(on_digits, pairs["digits"], train_d, vae)
+    for fam in ("letters", "dots"):
+        r[f"{fam}, trained on digits"] = _score(on_digits, pairs[fam], train_d, vae)
+        r[f"{fam}, trained on mixed families"] = _score(on_mixed, pairs[fam], train_m, vae)
+    log(f"held-out: {_brief(r['held-out handwriting'])}")
+
+
+def run(
+    n_train: int = N_TRAIN,
+    n_test: int = N_TEST,
+    log=print,
+    work: Path | None = None,
+    only: str | None = None,
+) -> dict | None:
+    """The whole measurement; with `work`, sets and trained reconstructors are kept there and
+    reused, and `only` trains one stage's reconstructors and returns None (stages can run side by
+    side in separate processes, then one run without `only` scores them all)."""
     from frames import Normalization
     from inverse.checkpoint import Reconstructor
     from inverse.data import Camera, load_pairs, with_camera
@@ -128,8 +160,10 @@ def run(n_train: int = N_TRAIN, n_test: int = N_TEST, log=print) -> dict:
     norm = Normalization()
     t0 = time.perf_counter()
     out: dict = {"n_train": n_train, "n_test": n_test, "regimes": {}}
-    with tempfile.TemporaryDirectory(prefix="science-inverse-") as tmp:
-        root = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if work is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="science-inverse-")))
+        root = Path(work)
         log("simulating")
         digits = _sim(root / "digits", n_train, 0)
         mixed = _mixed(root / "mixed", n_train, 10)
@@ -142,58 +176,75 @@ def run(n_train: int = N_TRAIN, n_test: int = N_TEST, log=print) -> dict:
         train_d = load_pairs(digits, 64, norm)
         train_m = load_pairs(mixed, 64, norm)
 
-        log("training on digits")
-        on_digits = _train_all(digits, root / "m-digits")
-        log("training on mixed families")
-        on_mixed = _train_all(mixed, root / "m-mixed")
+        if only in (None, "digits"):
+            log("training on digits")
+        on_digits = _train_all(digits, root / "m-digits") if only in (None, "digits") else None
+        if only == "digits":
+            return None
+        if only in (None, "mixed"):
+            log("training on mixed families")
+            on_mixed = _train_all(mixed, root / "m-mixed")
+        if only == "mixed":
+            return None
+        if only is None:
+            _results(out, on_digits, on_mixed, pairs, train_d, train_m, vae, log)
         r = out["regimes"]
-        r["held-out handwriting"] = _score(on_digits, pairs["digits"], train_d, vae)
-        for fam in ("letters", "dots"):
-            r[f"{fam}, trained on digits"] = _score(on_digits, pairs[fam], train_d, vae)
-            r[f"{fam}, trained on mixed families"] = _score(on_mixed, pairs[fam], train_m, vae)
-        log(f"held-out: {_brief(r['held-out handwriting'])}")
+        if only == "states":
+            pass
+        elif (root / "photons.json").is_file():  # --work: the ladder of an earlier stage
+            out |= json.loads((root / "photons.json").read_text())
+        else:
+            # Camera noise: the photon level where the pixel ridge, trained and tested at that level,
+            # first falls below PCC 0.9.
+            lit = lit_mask(train_d.linear)
+            ladder = {}
+            level = PHOTON_LADDER[-1]
+            for photons in PHOTON_LADDER:
+                noisy_train = with_camera(train_d, Camera(photons, seed=0), norm, lit)
+                noisy_test = with_camera(pairs["digits"], Camera(photons, seed=1), norm, lit)
+                ridge = Readout(ReadoutConfig("linear", int(lit.sum()), 256))
+                from inverse.features import pixel_features
 
-        # Camera noise: the photon level where the pixel ridge, trained and tested at that level,
-        # first falls below PCC 0.9.
-        lit = lit_mask(train_d.linear)
-        ladder = {}
-        level = PHOTON_LADDER[-1]
-        for photons in PHOTON_LADDER:
-            noisy_train = with_camera(train_d, Camera(photons, seed=0), norm, lit)
-            noisy_test = with_camera(pairs["digits"], Camera(photons, seed=1), norm, lit)
-            ridge = Readout(ReadoutConfig("linear", int(lit.sum()), 256))
-            from inverse.features import pixel_features
+                fit_ridge(
+                    ridge,
+                    pixel_features(noisy_train.frames, lit),
+                    noisy_train.patterns.reshape(-1, 256),
+                    1.0,
+                )
+                rec = Reconstructor(
+                    {"method": "ridge-pixels", "preprocessing": {"image_size": 64}},
+                    lit,
+                    ridge,
+                    None,
+                    "",
+                )
+                pcc = score(reconstruct(rec, noisy_test.frames), noisy_test.patterns)["pcc"]
+                ladder[photons] = pcc
+                log(f"photons {photons:g}: ridge PCC {pcc:.3f}")
+                if pcc < 0.9:
+                    level = photons
+                    break
+            out["photon_ladder"] = {str(k): v for k, v in ladder.items()}
+            out["photons"] = level
+            from common.atomic import atomic_write
 
-            fit_ridge(
-                ridge,
-                pixel_features(noisy_train.frames, lit),
-                noisy_train.patterns.reshape(-1, 256),
-                1.0,
+            keep = {"photon_ladder": out["photon_ladder"], "photons": out["photons"]}
+            atomic_write(root / "photons.json", json.dumps(keep))
+        if only != "states":
+            lit = lit_mask(train_d.linear)
+            level = out.get("photons")
+            if only in (None, "noisy"):
+                noisy = _train_all(digits, root / "m-noisy", "--photons", f"{level:g}")
+            if only == "noisy":
+                return None
+            test_noisy = with_camera(pairs["digits"], Camera(level, seed=1), norm, lit)
+            train_noisy = with_camera(train_d, Camera(level, seed=0), norm, lit)
+            # A remedy tried in the same run: the fibre does not change with the camera, so a matrix
+            # fitted on clean frames inverts the noisy ones too.
+            noisy["tm fitted on clean frames"] = on_digits["tm"]
+            r[f"camera noise, {level:g} photo-electrons per lit pixel"] = _score(
+                noisy, test_noisy, train_noisy, vae
             )
-            rec = Reconstructor(
-                {"method": "ridge-pixels", "preprocessing": {"image_size": 64}},
-                lit,
-                ridge,
-                None,
-                "",
-            )
-            pcc = score(reconstruct(rec, noisy_test.frames), noisy_test.patterns)["pcc"]
-            ladder[photons] = pcc
-            log(f"photons {photons:g}: ridge PCC {pcc:.3f}")
-            if pcc < 0.9:
-                level = photons
-                break
-        out["photon_ladder"] = {str(k): v for k, v in ladder.items()}
-        out["photons"] = level
-        noisy = _train_all(digits, root / "m-noisy", "--photons", f"{level:g}")
-        test_noisy = with_camera(pairs["digits"], Camera(level, seed=1), norm, lit)
-        train_noisy = with_camera(train_d, Camera(level, seed=0), norm, lit)
-        # A remedy tried in the same run: the fibre does not change with the camera, so a matrix
-        # fitted on clean frames inverts the noisy ones too.
-        noisy["tm fitted on clean frames"] = on_digits["tm"]
-        r[f"camera noise, {level:g} photo-electrons per lit pixel"] = _score(
-            noisy, test_noisy, train_noisy, vae
-        )
 
         # A fibre that moves between states.
         log("training across fibre states")
@@ -202,6 +253,8 @@ def run(n_train: int = N_TRAIN, n_test: int = N_TEST, log=print) -> dict:
         t_states = _sim(root / "t-states", n_test, 4245, states=STATES, bend=MU, digits="test")
         across = _train_all(states, root / "m-states", methods=METHODS[:-1])
         across["tm"] = _train(one, root / "m-one" / "tm", "tm")
+        if only == "states":
+            return None
         test_s = load_pairs(t_states, 64, norm)
         train_s = load_pairs(states, 64, norm)
         res = _score(across, test_s, train_s, vae, names={"tm": "tm fitted in state 0"})
@@ -383,11 +436,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-test", type=int, default=N_TEST)
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--steps", type=int, default=STEPS, help="steps of each iterative fit")
+    p.add_argument("--threads", type=int, default=0, help="torch threads of each fit (0: default)")
+    p.add_argument(
+        "--work", type=Path, default=None, help="keep and reuse sets and reconstructors here"
+    )
+    p.add_argument(
+        "--only", choices=STAGES, default=None, help="train one stage into --work, then stop"
+    )
     p.add_argument("--render-only", action="store_true", help="re-render the saved rows")
     args = p.parse_args(argv)
     if not args.render_only:
-        SETTINGS["steps"] = args.steps
-        result = run(args.n_train, args.n_test, log=lambda m: print(m, flush=True))
+        SETTINGS["steps"], SETTINGS["threads"] = args.steps, args.threads
+        if args.only and args.work is None:
+            p.error("--only needs --work")
+        log = lambda m: print(m, flush=True)  # noqa: E731
+        result = run(args.n_train, args.n_test, log, args.work, args.only)
+        if result is None:
+            print(f"trained stage {args.only} in {args.work}")
+            return 0
         from common.atomic import atomic_write
 
         atomic_write(ROWS, json.dumps({"result": result, "stamp": stamp()}))
