@@ -379,7 +379,8 @@ def render(result: dict, stamp: str) -> str:
         "## Speckle → pattern: the inverse reconstructors",
         "",
         f"{stamp}. Written by `python -m benchmarks.science_inverse` "
-        f"({result['seconds'] / 60:.0f} min). Every reconstructor is trained by "
+        f"(scoring: {result['seconds'] / 60:.0f} min, after its four training stages had run "
+        "two at a time with `--work DIR --only STAGE --threads 1`). Every reconstructor is trained by "
         f"`python -m inverse.train` on {result['n_train']:,} simulated pairs through the demo's "
         f"fibre and scored on {result['n_test']} held-out pairs per regime. PCC and SSIM over the "
         "16×16 pattern, and the digit accuracy of a logistic-regression classifier fitted on "
