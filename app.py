@@ -19,6 +19,7 @@ PAGES = [
     ("views/interpolate.py", "Interpolate", ":material/swap_horiz:"),
     ("views/reconstruct.py", "Reconstruct", ":material/upload_file:"),
     ("views/generate.py", "Generate", ":material/auto_awesome:"),
+    ("views/inverse.py", "Inverse", ":material/visibility:"),
     ("views/retrain.py", "Retrain", ":material/model_training:"),
     ("views/compare.py", "Compare", ":material/compare:"),
     ("views/model.py", "Model", ":material/description:"),

@@ -303,6 +303,11 @@ def render(
         from benchmarks.science_generator import render as render_generator
 
         lines.append(render_generator(generator))
+    from benchmarks.science_inverse import section
+
+    inverse = section()  # measured apart (python -m benchmarks.science_inverse), kept here
+    if inverse:
+        lines += ["", inverse]
     return "\n".join(lines)
 
 

@@ -99,6 +99,8 @@ def read_json_config(path: Path, error: type[CheckpointError] = CheckpointError)
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:  # "[[[[…" nested deeper than the parser's stack
+        raise error(f"{path}: JSON nested too deeply") from None
 
 
 def check_weights_file(path: Path, expected_sha256: str | None) -> None:

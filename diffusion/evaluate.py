@@ -26,7 +26,7 @@ from common.bootstrap import N_BOOT, bootstrap_mean
 from diffusion import checkpoint as gck
 from diffusion.data import dataset_patterns, open_dataset, recorded_frame
 from diffusion.diversity import diversity
-from diffusion.references import DigitClassifier, fit_transmission_matrix, nearest_patterns
+from diffusion.references import DigitClassifier, nearest_patterns
 from diffusion.sampling import (
     GUIDANCE,
     SAMPLER,
@@ -40,6 +40,7 @@ from diffusion.scoring import score, summary
 from diffusion.train_set import training_set
 from frames import ImageError, ImageFolder, Normalization, spaced_indices
 from speckle.lit_region import dataset_region
+from speckle.tm_fit import fit_transmission_matrix
 from vae import checkpoint as vck
 from vae.foreign import foreign_report, per_frame_neg_elbo, resize_notes
 from vae.foreign import reference as vae_reference

@@ -40,6 +40,7 @@ CHECKED = (
     "fibre",
     "modal",
     "camera",
+    "family",
     "digits",
     "file_format",
 )

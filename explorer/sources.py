@@ -59,15 +59,17 @@ def safe_name(name: str) -> str:
 
 
 def _is_checkpoint(path: Path) -> bool:
-    """A VAE checkpoint or run; a generator (diffusion/) has its own format and is not a model
-    to explore."""
+    """A VAE checkpoint or run; a generator (diffusion/) or a reconstructor (inverse/) has its
+    own format and is not a model to explore."""
     for config in (path / "config.json", path / "checkpoint" / "config.json"):
         if config.is_file():
-            return GENERATOR_FORMAT.encode() not in config.read_bytes()[:4096]
+            head = config.read_bytes()[:4096]
+            return not any(f.encode() in head for f in (GENERATOR_FORMAT, INVERSE_FORMAT))
     return False
 
 
 GENERATOR_FORMAT = "speckle-diffusion-checkpoint"  # diffusion.checkpoint.FORMAT, without torch
+INVERSE_FORMAT = "speckle-inverse-checkpoint"  # inverse.checkpoint.FORMAT, without torch
 
 
 def list_models() -> list[str]:

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from frames import ImageError, read_image
+from speckle.families import FAMILIES
 from speckle.fibre_options import add_fibre_options, fibre_kwargs
 from speckle.free import PUPILS, simulate_free
 from speckle.io import FILE_FORMATS, write_dataset
@@ -151,7 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--digits",
         choices=DIGIT_SPLITS,
         default="train",
-        help="which bundled handwriting: train (80%%) or test (the other 20%%, for held-out sets)",
+        help="which bundled handwriting: train (80%%) or test (the other 20%%, for held-out sets); "
+        "the same split of any --pattern-family",
+    )
+    mmf.add_argument(
+        "--pattern-family",
+        choices=FAMILIES,
+        default="digits",
+        dest="family",
+        help="what the SLM shows: bundled handwritten digits, letters (DejaVu Sans Bold), dots "
+        "or bars (speckle.families)",
     )
     mmf.add_argument(
         "--patterns",

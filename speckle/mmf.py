@@ -30,6 +30,7 @@ from scipy import fft as sfft
 from scipy import ndimage
 
 from speckle.camera import Camera, camera_gain, fibre_counts
+from speckle.families import CLASS_LABEL, FAMILIES, family_bases, split_pool
 from speckle.modal_fibre import FIBRES, ModalFibre
 from speckle.modal_frames import modal_states, simulate_modal
 from speckle.simulated import (
@@ -61,6 +62,18 @@ def digit_pool(split: str) -> np.ndarray:
     if split == "test":
         return i[i % TEST_EVERY == TEST_EVERY - 1]
     raise ValueError(f"digits must be one of {', '.join(DIGIT_SPLITS)}, got {split!r}")
+
+
+def family_pool(family: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bases, each base's class, the split's base indices) of a pattern family
+    (speckle.families): the bundled digits, or letters, dots or bars."""
+    if family not in FAMILIES:
+        raise ValueError(f"pattern family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if family == "digits":
+        base, target = _digits()
+        return base, target, digit_pool(split)
+    base, target = family_bases(family)
+    return base, target, split_pool(len(base), split)
 
 
 @lru_cache(maxsize=1)
@@ -226,12 +239,12 @@ def simulated_patterns(meta: dict) -> np.ndarray | None:
     the user's own patterns, which the record cannot rebuild."""
     if meta.get("kind") != "mmf" or meta.get("digits") not in DIGIT_SPLITS:
         return None
-    base, _ = _digits()
+    base, _, pool = family_pool(meta.get("family", "digits"), meta["digits"])
     sc = value_range(tuple(meta["scale"]), "scale")
     placed = _placements(
         int(meta["n"]),
         int(meta["seed"]),
-        digit_pool(meta["digits"]),
+        pool,
         float(meta["shift"]),
         float(meta["rotation"]),
         sc,
@@ -277,6 +290,7 @@ def simulate_from_record(meta: dict, n: int | None = None) -> SimulatedSet:
         fibre=str(meta.get("fibre", "gaussian")),
         modal=ModalFibre.from_record(meta["modal"]) if meta.get("modal") else None,
         camera=Camera(**meta["camera"]) if meta.get("camera") else None,
+        family=str(meta.get("family", "digits")),
     )
 
 
@@ -300,6 +314,7 @@ def simulate_mmf(
     fibre: str = "gaussian",
     modal: ModalFibre | None = None,
     camera: Camera | None = None,
+    family: str = "digits",
 ) -> SimulatedSet:
     """Digits on an SLM through a multimode fibre; see the module docstring.
 
@@ -315,7 +330,9 @@ def simulate_mmf(
     between two states. `fibre` "modes" sends them through the modal fibre `modal` instead
     (`speckle.modal_fibre`; its per-frame factors become labels); `camera` adds camera noise.
     Labels: digit (bundled digits only) or source_file (own patterns), source_index, dx, dy,
-    angle, scale, power (sum of x^2, the input power), and state.
+    angle, scale, power (sum of x^2, the input power), and state. `family` draws letters, dots
+    or bars (speckle.families) instead of digits, from its `digits` split, with its class label
+    (letter, dots, bars) in place of digit.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -337,8 +354,7 @@ def simulate_mmf(
 
     own = patterns is not None
     if not own:
-        base, target = _digits()
-        pool = digit_pool(digits)
+        base, target, pool = family_pool(family, digits)
     else:
         base = np.clip(np.asarray(patterns, dtype=np.float32), 0.0, 1.0)
         if base.ndim != 3 or base.shape[1:] != (PATTERN_SIZE, PATTERN_SIZE) or not len(base):
@@ -376,7 +392,7 @@ def simulate_mmf(
         images = fibre_counts(images, camera, seed, int(core_mask(size, core).sum()))
 
     source_label = (
-        {"digit": target[source]}
+        {CLASS_LABEL[family]: target[source]}
         if target is not None
         else {"source_file": [pattern_names[i] if pattern_names else str(i) for i in source]}
     )
@@ -412,9 +428,12 @@ def simulate_mmf(
         "states": states if modal is None else modal.conformations,  # fibre_states' count
         "pattern_size": PATTERN_SIZE,
         "digits": None if own else digits,
+        **({"family": family} if not own and family != "digits" else {}),
         "digit_split": f"bundled digit i is in test when i % {TEST_EVERY} == {TEST_EVERY - 1}",
         "patterns": (
             "sklearn load_digits 8x8, bilinear to 16x16, amplitude in [0, 1]"
+            if not own and family == "digits"
+            else f"speckle.families {family}, 16x16, amplitude in [0, 1]"
             if not own
             else f"{len(base)} pattern images of the user's, area-resized to 16x16, in [0, 1]"
         ),

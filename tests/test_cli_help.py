@@ -14,6 +14,9 @@ from diffusion import evaluate as diffusion_evaluate
 from diffusion import sample as diffusion_sample
 from diffusion import train_config as diffusion_train
 from explorer import encode, map_process
+from inverse import evaluate as inverse_evaluate
+from inverse import predict as inverse_predict
+from inverse import train_config as inverse_train
 from speckle import cli as speckle_cli
 from vae import evaluate as vae_evaluate
 from vae import import_exported, import_weights
@@ -30,6 +33,9 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "diffusion.train": diffusion_train.build_parser,
     "diffusion.sample": diffusion_sample.build_parser,
     "diffusion.evaluate": diffusion_evaluate.build_parser,
+    "inverse.train": inverse_train.build_parser,
+    "inverse.predict": inverse_predict.build_parser,
+    "inverse.evaluate": inverse_evaluate.build_parser,
 }
 # Words a cut phrase ends on ("to" and "in" may end a whole one: "the file to write the map to").
 DANGLING = {"a", "an", "the", "of", "or", "and", "its", "their", "with", "for", "by", "from", "as"}

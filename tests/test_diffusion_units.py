@@ -19,7 +19,7 @@ from diffusion.data import simulated_counts, to_pattern
 from diffusion.embed import timestep_embedding
 from diffusion.loss import diffusion_loss, regressor_loss
 from diffusion.model import Denoiser
-from diffusion.references import fit_transmission_matrix, nearest_patterns
+from diffusion.references import nearest_patterns
 from diffusion.sampling import (
     GUIDANCE,
     SAMPLES,
@@ -32,6 +32,7 @@ from diffusion.schedulers import SAMPLERS, sampler, training_scheduler
 from diffusion.scoring import score, summary
 from diffusion.train_config import TrainConfig, parse_args
 from diffusion.train_set import CHECKED, check_rebuilt, simulated_dir
+from speckle.tm_fit import fit_transmission_matrix
 
 SMALL = DenoiserConfig(latent_dim=8, width=16, depth=2, cond_dim=8)
 VAE_ID = "0" * 64

@@ -139,7 +139,7 @@ def test_examples_run(doc: Path, fixture_set: Path, tmp_path: Path) -> None:
 # in `frames/image.py`", "`frames/lab.py` `MAX_UPLOAD_FRAMES`"), the environment variables the
 # Settings table lists, and the documents' relative links. Example folders such as `runs/b005`
 # or `data/mmf-test` are not the code's and are left alone.
-CODE_DIRS = ("common", "frames", "speckle", "vae", "diffusion", "explorer", "views")
+CODE_DIRS = ("common", "frames", "speckle", "vae", "diffusion", "inverse", "explorer", "views")
 PATH_ROOTS = (*CODE_DIRS, "tests", "benchmarks", "docs", ".streamlit", "models")
 PATH = re.compile(r"^(?:\.?[A-Za-z_][\w.-]*/)+[\w.-]*$|^app\.py$")
 DOTTED = re.compile(r"^(?:python -m )?([a-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\(\))?(?: .*)?$")

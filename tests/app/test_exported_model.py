@@ -22,6 +22,7 @@ PAGES = [
     "views/reconstruct.py",
     "views/compare.py",
     "views/model.py",
+    "views/inverse.py",
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -415,6 +416,7 @@ def test_every_page_opens_on_an_exported_model(exported_server, page) -> None:
         "Retrain",
         "Compare",
         "Model",
+        "Inverse",
     ):
         sidebar.get_by_role("link", name=name).click()
         wait_app(page)
@@ -426,3 +428,21 @@ def test_every_page_opens_on_an_exported_model(exported_server, page) -> None:
             page.get_by_text("Retraining is not available for this model").wait_for()
     shot(page, "exported_model")
     assert "Traceback" not in (cache / "server.log").read_text()
+
+
+def test_inverse_reconstructs_a_frame_with_the_shipped_reconstructors(server, page) -> None:
+    """The Inverse page reads the first dataset frame with every shipped reconstructor, each
+    with its PCC against the true pattern; the round trip generates the reconstruction's
+    speckle."""
+    page.goto(f"{server}/inverse")
+    wait_app(page)
+    page.get_by_text("true pattern", exact=True).wait_for(timeout=180_000)
+    for method in ("ridge-mu", "ridge-pixels", "dense-pixels", "mlp-mu", "tm"):
+        page.get_by_text(re.compile(rf"^{method} · PCC 0\.\d+")).first.wait_for(timeout=60_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    wait_app(page)
+    page.get_by_role("button", name="Generate its speckle").click()
+    page.get_by_text(re.compile(r"^generated from the .* · PCC")).wait_for(timeout=120_000)
+    wait_app(page)
+    assert not page.locator('[data-testid="stException"]').count()
+    shot(page, "inverse")
