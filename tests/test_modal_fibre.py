@@ -398,3 +398,11 @@ def test_fibre_states_of_a_camera_set_give_its_mean_counts(kwargs: dict) -> None
     mean = propagate(sim.patterns, fibre_states(sim.meta)[0])
     assert sim.images[:, MASK].mean() == pytest.approx(mean[:, MASK].mean(), rel=0.01)
     assert np.corrcoef(sim.images[:, MASK].ravel(), mean[:, MASK].ravel())[0, 1] > 0.9
+
+
+def test_the_modal_fibre_carries_any_pattern_family_and_its_record_rebuilds_it() -> None:
+    sim = simulate_mmf(12, seed=3, fibre="modes", modal=STEP, family="letters")
+    assert "letter" in sim.labels.columns and sim.meta["family"] == "letters"
+    again = simulate_from_record(sim.meta)
+    np.testing.assert_array_equal(again.images, sim.images)
+    np.testing.assert_array_equal(again.patterns, sim.patterns)
