@@ -405,9 +405,13 @@ def render(result: dict, stamp: str) -> str:
         head = "| method | PCC | SSIM |" + (" digit accuracy |" if acc else "") + " ms / frame |"
         lines += [head, "|---" * (head.count("|") - 1) + "|"]
         rows = list(res["methods"].items()) + [("mean training pattern", res["mean_pattern"])]
+        chance = res["mean_pattern"]["pcc"]
         for name, m in rows:
             ms = m.get("seconds_per_frame")
-            cells = [name, _ci(m, "pcc"), _ci(m, "ssim")]
+            # Below the mean pattern, a method has broken down: say so, never rank it.
+            broken = name in res["methods"] and m["pcc"] < chance
+            label = f"{name}: **broken**, below the mean pattern" if broken else name
+            cells = [label, _ci(m, "pcc"), _ci(m, "ssim")]
             if acc:
                 cells.append(_ci(m, "digit_accuracy"))
             cells.append("–" if ms is None else f"{ms * 1000:.2f}")
