@@ -13,7 +13,8 @@ import json
 import sys
 import time
 
-from speckle.mmf import core_mask, simulate_mmf
+from speckle.gaussian_fibre import core_mask
+from speckle.mmf import simulate_mmf
 from speckle.modal_fibre import ModalFibre
 from speckle.oracles import ORACLES, oracle_pccs, oracle_table
 

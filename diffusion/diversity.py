@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from diffusion.data import recorded_frame, simulated_counts
-from speckle.mmf import fibre_states, propagate
+from speckle.gaussian_fibre import propagate
+from speckle.mmf import fibre_states
 from vae.inference import decode, encode_dataset
 from vae.metrics import pcc_batch
 

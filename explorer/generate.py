@@ -29,7 +29,9 @@ from diffusion.schedulers import sampler
 from diffusion.scoring import panel
 from explorer import sources
 from frames import pattern_frames
-from speckle.mmf import fibre_states, propagate, simulated_patterns
+from speckle.gaussian_fibre import propagate
+from speckle.mmf import fibre_states
+from speckle.slm_patterns import simulated_patterns
 from vae.checkpoint import Checkpoint, CheckpointError
 from vae.inference import decode
 

@@ -16,9 +16,11 @@ from frames import ImageError, read_image
 from speckle.families import FAMILIES
 from speckle.fibre_options import add_fibre_options, fibre_kwargs
 from speckle.free import PUPILS, simulate_free
+from speckle.gaussian_fibre import DEFAULT_FIBRE_SEED
 from speckle.io import FILE_FORMATS, write_dataset
-from speckle.mmf import DEFAULT_FIBRE_SEED, DIGIT_SPLITS, simulate_mmf
+from speckle.mmf import simulate_mmf
 from speckle.simulated import PATTERN_SIZE
+from speckle.slm_patterns import DIGIT_SPLITS
 from speckle.stats_command import MASK_HELP, stats_command
 
 # ----------------------------------------------------------------------------- CLI

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from speckle.simulated import PATTERN_SIZE
 
 FAMILIES = ("digits", "letters", "dots", "bars")
-TEST_EVERY = 5  # the digits' rule (speckle.mmf): base i is held out when i % 5 == 4
+TEST_EVERY = 5  # the digits' rule (speckle.slm_patterns): base i is held out when i % 5 == 4
 POOL_SIZE = 1000  # bases of the dots and bars families
 LETTERS = string.ascii_uppercase + string.ascii_lowercase
 FONT_FILE = "DejaVuSans-Bold.ttf"
@@ -140,7 +140,7 @@ def bars() -> tuple[np.ndarray, np.ndarray]:
 
 def family_bases(family: str) -> tuple[np.ndarray, np.ndarray]:
     """A non-digit family's bases (k, 16, 16) and each base's class (letter index, dot or bar
-    count). The digits are speckle.mmf's own."""
+    count). The digits are speckle.slm_patterns' own."""
     if family == "letters":
         bases = letters()
         return bases, np.arange(len(bases))

@@ -44,8 +44,8 @@ def dataset_region(root: str | Path | None, size: int, images: np.ndarray | None
         return LitRegion(_read_mask(root / MASK_FILE, size), MASK_FILE)
     core = simulated_core(root) if root is not None else None
     if core is not None:
-        # Lazy: the simulator (scipy.fft, scipy.ndimage) stays off the cached open.
-        from speckle.mmf import core_mask
+        # Lazy: the fibre model (scipy.fft) stays off the cached open.
+        from speckle.gaussian_fibre import core_mask
 
         return LitRegion(core_mask(size, core), f"simulation.json core ({core:g} of the width)")
     if images is not None and len(images):

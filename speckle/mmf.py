@@ -1,14 +1,9 @@
-"""Multimode-fibre speckle simulator.
+"""Multimode-fibre speckle simulator: the simulation entry points.
 
 The users' own setup. A 16x16 amplitude pattern (a scikit-learn handwritten digit, upsampled
-from 8x8, randomly shifted, rotated and scaled) on an SLM is coupled into a multimode fibre,
-described by a fixed random transmission matrix T; the camera sees I = |T x|^2 at the fibre
-output. Each of the 256 columns of T is an independent circular complex Gaussian field,
-band-limited by the fibre NA (random coefficients inside a circular pupil in k-space, then
-an inverse FFT) and cut to the circular core. Any input x then gives a circular Gaussian
-output field, so every image is fully developed speckle inside the core (Goodman, "Speckle
-Phenomena in Optics", 2007, ch. 2-3: a sum of many independent random phasors), while
-two inputs give output fields correlated by their overlap <x, x'>/|x||x'|.
+from 8x8, randomly shifted, rotated and scaled: speckle.slm_patterns) on an SLM is coupled into a
+multimode fibre, described by a fixed random transmission matrix T (speckle.gaussian_fibre, or
+the modal fibre of speckle.modal_fibre); the camera sees I = |T x|^2 at the fibre output.
 T depends only on `fibre_seed`; the sample `seed` draws digits and their placement, so a new
 seed draws new samples through the same fibre (a held-out set). `bend` mixes in a second
 fibre, T' = mu T + sqrt(1 - mu^2) T_new: the field correlation with the straight fibre is mu,
@@ -17,240 +12,32 @@ the intensity correlation mu^2 (Goodman ch. 4: intensity correlation is |field c
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
 import math
 from dataclasses import asdict
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import fft as sfft
-from scipy import ndimage
 
 from speckle.camera import Camera, camera_gain, fibre_counts
-from speckle.families import CLASS_LABEL, FAMILIES, family_bases, split_pool
+from speckle.families import CLASS_LABEL
+from speckle.gaussian_fibre import (
+    DEFAULT_FIBRE_SEED,
+    core_mask,
+    default_grain,
+    gaussian_states,
+    propagate,
+    transmission_matrix,
+)
 from speckle.modal_fibre import FIBRES, ModalFibre
 from speckle.modal_frames import modal_states, simulate_modal
-from speckle.simulated import (
-    AIRY_FWHM,
-    FIBRE_TAG,
-    MMF_TAG,
-    N_INPUT,
-    PATTERN_SIZE,
-    SimulatedSet,
-    scaled_to,
-    value_range,
+from speckle.simulated import MMF_TAG, PATTERN_SIZE, SimulatedSet, value_range
+from speckle.slm_patterns import (
+    DIGIT_SPLITS,
+    TEST_EVERY,
+    family_pool,
+    placements,
+    transform_patterns,
 )
-
-DEFAULT_FIBRE_SEED = 1234
-DIGIT_SPLITS = ("train", "test", "all")
-TEST_EVERY = 5  # bundled digit i is a test digit when i % 5 == 4: 359 of the 1797 (20%)
-MIN_GRAIN = 2.0  # px: finer speckle is not resolved by the camera pixels and aliases
-
-
-def digit_pool(split: str) -> np.ndarray:
-    """Indices of the bundled digits in a split. The split is fixed, so that a `test` set never
-    holds handwriting that a `train` set was drawn from, whatever the seeds."""
-    n = len(_digits()[0])
-    i = np.arange(n)
-    if split == "all":
-        return i
-    if split == "train":
-        return i[i % TEST_EVERY != TEST_EVERY - 1]
-    if split == "test":
-        return i[i % TEST_EVERY == TEST_EVERY - 1]
-    raise ValueError(f"digits must be one of {', '.join(DIGIT_SPLITS)}, got {split!r}")
-
-
-def family_pool(family: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bases, each base's class, the split's base indices) of a pattern family
-    (speckle.families): the bundled digits, or letters, dots or bars."""
-    if family not in FAMILIES:
-        raise ValueError(f"pattern family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    if family == "digits":
-        base, target = _digits()
-        return base, target, digit_pool(split)
-    base, target = family_bases(family)
-    return base, target, split_pool(len(base), split)
-
-
-@lru_cache(maxsize=1)
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    """The 1797 bundled 8x8 digits as 16x16 amplitudes in [0, 1] (bilinear), and their classes."""
-    images, target = _digits_8x8()
-    up = ndimage.zoom(images / 16.0, (1, 2, 2), order=1)
-    up = np.clip(up, 0.0, 1.0).astype(np.float32)
-    up.flags.writeable = False
-    target = np.asarray(target, dtype=np.int64)
-    target.flags.writeable = False
-    return up, target
-
-
-def _digits_8x8() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's bundled digits (images 0..16, classes), read from its data file when it is
-    where load_digits keeps it: importing scikit-learn costs 1.3 s, which a fresh clone's first
-    map would wait for. Otherwise through load_digits itself."""
-    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
-        if path.is_file():
-            with gzip.open(path, "rt") as f:
-                data = np.loadtxt(f, delimiter=",", dtype=np.float64)
-            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
-    # Lazy: scikit-learn's import (1.3 s) stays off the first map (docs/architecture.md).
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return d.images, d.target
-
-
-def transform_patterns(
-    base: np.ndarray,
-    dx: np.ndarray,
-    dy: np.ndarray,
-    angle: np.ndarray,
-    scale: np.ndarray,
-) -> np.ndarray:
-    """Scale, rotate (degrees, counter-clockwise as displayed) about the centre, then shift
-    (pixels; +dx right, +dy down) each (n, S, S) pattern; bilinear, zero outside. float32 in [0, 1].
-    """
-    base = np.asarray(base, dtype=np.float32)
-    n, h, w = base.shape
-    c_y, c_x = (h - 1) / 2, (w - 1) / 2
-    y, x = np.indices((h, w), dtype=np.float64)
-    th = np.deg2rad(np.asarray(angle, dtype=np.float64))[:, None, None]
-    s = np.asarray(scale, dtype=np.float64)[:, None, None]
-    yp = y[None] - c_y - np.asarray(dy, dtype=np.float64)[:, None, None]
-    xp = x[None] - c_x - np.asarray(dx, dtype=np.float64)[:, None, None]
-    # Inverse map of the on-screen CCW rotation (rows grow downwards): where each output pixel
-    # samples the source.
-    cos, sin = np.cos(th), np.sin(th)
-    xs = (xp * cos - yp * sin) / s + c_x
-    ys = (xp * sin + yp * cos) / s + c_y
-    idx = np.broadcast_to(np.arange(n, dtype=np.float64)[:, None, None], xs.shape)
-    out = ndimage.map_coordinates(base, [idx, ys, xs], order=1, mode="constant", cval=0.0)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def core_mask(size: int, core: float = 0.9) -> np.ndarray:
-    """Boolean (size, size) disc of diameter core*size: the fibre core as imaged on the camera."""
-    c = (size - 1) / 2
-    y, x = np.indices((size, size))
-    return (y - c) ** 2 + (x - c) ** 2 <= (core * size / 2) ** 2
-
-
-def _default_grain(size: int) -> float:
-    return size / 16
-
-
-@lru_cache(maxsize=4)
-def transmission_matrix(
-    fibre_seed: int = DEFAULT_FIBRE_SEED,
-    *,
-    size: int = 64,
-    grain: float | None = None,
-    core: float = 0.9,
-) -> np.ndarray:
-    """The fibre's (size*size, 256) complex64 transmission matrix (read-only; cached per seed).
-
-    Column j is the output field for SLM pixel j alone: circular Gaussian k-space coefficients
-    inside a circular pupil of diameter D = 1.03 P / grain on a P = 2 size grid, an inverse FFT,
-    the central size x size crop, zero outside the core. The grid is padded to twice the image
-    because an FFT field is periodic: unpadded, grains at opposite core edges would be
-    correlated through the wrap-around. Scaled so that E[sum over the core of |T_j|^2] = 1
-    (a lossless fibre conserves power on average). `grain` is the speckle FWHM in output pixels,
-    default size/16, so the same fibre imaged at another `size` keeps its number of modes.
-    """
-    grain = _default_grain(size) if grain is None else float(grain)
-    if size < 4:
-        raise ValueError(f"size must be >= 4, got {size}")
-    if not 0 < core <= 1:
-        raise ValueError(f"core must be in (0, 1], got {core}")
-    if grain < MIN_GRAIN:
-        raise ValueError(
-            f"grain must be at least {MIN_GRAIN:g} px (finer speckle aliases), got {grain:g}"
-        )
-    p = 2 * size
-    diameter = AIRY_FWHM * p / grain
-    if diameter < 1:
-        raise ValueError(f"grain must be at most {AIRY_FWHM * p:.3g} px, got {grain:g}")
-    k = np.fft.fftfreq(p) * p
-    pupil = (k[:, None] ** 2 + k[None, :] ** 2) <= (diameter / 2) ** 2
-    n_k = int(pupil.sum())
-    mask = core_mask(size, core)
-    rng = np.random.default_rng([FIBRE_TAG, int(fibre_seed)])
-    coef = rng.standard_normal((N_INPUT, n_k, 2), dtype=np.float32)
-    coef = (coef[..., 0] + 1j * coef[..., 1]) / np.sqrt(2 * n_k * int(mask.sum()))
-    spectrum = np.zeros((N_INPUT, p, p), dtype=np.complex64)
-    spectrum[:, pupil] = coef
-    fields = sfft.ifft2(spectrum, axes=(-2, -1), norm="forward", workers=-1)
-    o = (p - size) // 2
-    fields = fields[:, o : o + size, o : o + size] * mask
-    tm = np.ascontiguousarray(fields.reshape(N_INPUT, size * size).T).astype(np.complex64)
-    tm.flags.writeable = False
-    return tm
-
-
-def propagate(patterns: np.ndarray, tm: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """Output intensities |T x|^2 (n, S, S) float32 for SLM amplitude patterns (n, 16, 16)."""
-    patterns = np.asarray(patterns, dtype=np.float32)
-    x = patterns.reshape(len(patterns), int(np.prod(patterns.shape[1:])))
-    if tm.ndim == 3:  # (polarizations, pixels, inputs): an unpolarized camera adds them
-        return sum(propagate(patterns, t, chunk) for t in tm)
-    if x.shape[1] != tm.shape[1]:
-        raise ValueError(f"patterns have {x.shape[1]} pixels, the fibre takes {tm.shape[1]}")
-    size = math.isqrt(tm.shape[0])
-    lit = np.flatnonzero(np.any(tm != 0, axis=1))
-    # x is real, so two float32 products beat one complex product (half the multiplications).
-    t_re = np.ascontiguousarray(tm[lit].real.T)
-    t_im = np.ascontiguousarray(tm[lit].imag.T)
-    out = np.zeros((len(x), size * size), dtype=np.float32)
-    block = np.zeros((chunk, x.shape[1]), dtype=np.float32)
-    for s in range(0, len(x), chunk):
-        # Always a full block, zero-padded: BLAS may pick its kernels, and so its summation
-        # order, by the number of rows, and sample i must come out bit for bit the same
-        # whatever n is (prefix-stable sets; seen differing by 2e-7 on a CPU without AVX-512).
-        rows = min(chunk, len(x) - s)
-        block[:rows] = x[s : s + rows]
-        block[rows:] = 0.0
-        re, im = block @ t_re, block @ t_im
-        out[s : s + rows, lit] = (re * re + im * im)[:rows]
-    return out.reshape(len(x), size, size)
-
-
-def _placements(
-    n: int, seed: int, pool: np.ndarray, shift: float, rotation: float, sc: tuple[float, float]
-) -> tuple[np.ndarray, ...]:
-    """Each sample's source pattern and its shift, rotation and scale."""
-    # One row of uniforms per sample: sample i is the same whatever n is (prefix-stable sets).
-    u = np.random.default_rng([MMF_TAG, int(seed)]).random((n, 5))
-    source = pool[np.minimum((u[:, 0] * len(pool)).astype(np.int64), len(pool) - 1)]
-    dx = scaled_to(u[:, 1], (-shift, shift))
-    dy = scaled_to(u[:, 2], (-shift, shift))
-    angle = scaled_to(u[:, 3], (-rotation, rotation))
-    return source, dx, dy, angle, scaled_to(u[:, 4], sc)
-
-
-def simulated_patterns(meta: dict) -> np.ndarray | None:
-    """The SLM patterns (n, 16, 16) of a bundled-digit set from its simulation record alone, as
-    simulate_mmf drew them (without the fibre, so in a fraction of its time); None for a set of
-    the user's own patterns, which the record cannot rebuild."""
-    if meta.get("kind") != "mmf" or meta.get("digits") not in DIGIT_SPLITS:
-        return None
-    base, _, pool = family_pool(meta.get("family", "digits"), meta["digits"])
-    sc = value_range(tuple(meta["scale"]), "scale")
-    placed = _placements(
-        int(meta["n"]),
-        int(meta["seed"]),
-        pool,
-        float(meta["shift"]),
-        float(meta["rotation"]),
-        sc,
-    )
-    source, dx, dy, angle, factor = placed
-    return transform_patterns(base[source], dx, dy, angle, factor)
 
 
 def rebuildable(meta: dict | None) -> bool:
@@ -349,7 +136,7 @@ def simulate_mmf(
         raise ValueError(f"bend must be in [0, 1], got {bend}")
     if states is not None and (states < 1 or bend is None):
         raise ValueError("states needs a count >= 1 and a bend mu (--states M --bend MU)")
-    grain = _default_grain(size) if grain is None else float(grain)
+    grain = default_grain(size) if grain is None else float(grain)
     bend_seed = fibre_seed + 1 if bend_seed is None else bend_seed
 
     own = patterns is not None
@@ -362,7 +149,7 @@ def simulate_mmf(
                 f"patterns must be (k, {PATTERN_SIZE}, {PATTERN_SIZE}), got {base.shape}"
             )
         target, pool = None, np.arange(len(base))
-    source, dx, dy, angle, factor = _placements(n, seed, pool, shift, rotation, sc)
+    source, dx, dy, angle, factor = placements(n, seed, pool, shift, rotation, sc)
     patterns = transform_patterns(base[source], dx, dy, angle, factor)
 
     modal = (modal or ModalFibre()) if fibre == "modes" else None
@@ -452,22 +239,3 @@ def fibre_states(meta: dict) -> list[np.ndarray]:
     pixels = int(core_mask(int(meta["size"]), float(meta.get("core", 0.9))).sum())
     gain = np.float32(math.sqrt(camera_gain(Camera(**meta["camera"]), pixels)))
     return [s * gain for s in states]
-
-
-def gaussian_states(meta: dict) -> list[np.ndarray]:
-    size, grain, core = int(meta["size"]), meta.get("grain"), float(meta.get("core", 0.9))
-    tm = transmission_matrix(int(meta["fibre_seed"]), size=size, grain=grain, core=core)
-    bend = meta.get("bend")
-    if bend is None:
-        return [tm]
-    bend_seed = int(meta.get("bend_seed") or int(meta["fibre_seed"]) + 1)
-    states = meta.get("states")
-    count, offsets = (int(states), range(int(states))) if states else (1, [0])
-    mu = np.float32(bend)
-    rest = np.float32(math.sqrt(1.0 - float(bend) ** 2))
-    out = []
-    for s in offsets:
-        other = transmission_matrix(bend_seed + s, size=size, grain=grain, core=core)
-        out.append(mu * tm + rest * other)
-    assert len(out) == count
-    return out

@@ -3,7 +3,7 @@
 A fibre is a step-index or parabolic graded-index (GRIN) core of radius a and numerical aperture
 NA at wavelength λ; its scalar (LP, weakly guiding) modes are solved on a `grid` x `grid` window
 whose width is chosen so that the core diameter spans the fraction `core` of it: the same
-geometry as the camera's view of the fibre's output facet in `speckle.mmf`. Step-index fibres
+geometry as the camera's view of the fibre's output facet in `speckle.gaussian_fibre`. Step-index fibres
 use pyMMF's semi-analytical solver (`solve(mode="SI")`: the LP dispersion relation solved
 numerically, Bessel-function profiles; Okamoto, "Fundamentals of optical waveguides", 2006, ch.
 3); GRIN fibres, and step-index ones with `solver="eig"`, its finite-difference eigenmode solver

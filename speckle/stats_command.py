@@ -28,8 +28,8 @@ import numpy as np
 from frames import ImageError, Layout, dataset_files, read_image, read_layout, stack_frames
 from frames.layout import split_name
 from frames.lit_mask import lit_mask
+from speckle.gaussian_fibre import core_mask
 from speckle.lit_region import simulated_core
-from speckle.mmf import core_mask
 from speckle.stats import STAT_KEYS, speckle_stats
 
 MASK_HELP = "lit region: auto (mask.png, simulation.json's core, or thresholded frames), none, or a mask image"

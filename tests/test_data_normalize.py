@@ -89,7 +89,8 @@ def test_normalization_round_trips_and_rejects_bad_values() -> None:
 def test_mean_normalization_divides_by_the_lit_region_mean() -> None:
     """On fibre frames the mean over the whole frame includes the dark cladding: dividing by it
     puts the clip near 3<I> of the core. The lit-region mean keeps it at 5<I>_core."""
-    from speckle.mmf import core_mask, simulate_mmf
+    from speckle.gaussian_fibre import core_mask
+    from speckle.mmf import simulate_mmf
     from speckle.stats import contrast
 
     frames = simulate_mmf(100, 5).images

@@ -21,8 +21,9 @@ from scipy import stats as sst
 from diffusion.train_set import training_set
 from speckle import cli, modes
 from speckle.camera import Camera
+from speckle.gaussian_fibre import core_mask, propagate
 from speckle.grain import grain_size_batch
-from speckle.mmf import core_mask, fibre_states, propagate, simulate_from_record, simulate_mmf
+from speckle.mmf import fibre_states, simulate_from_record, simulate_mmf
 from speckle.modal_fibre import STRAIN_OPTIC, UM_PER_M, ModalFibre, coupling, operators
 from speckle.modal_frames import draw_factors, modal_images
 from speckle.modes import N_CORE, FibreSpec, estimated_modes, solve_modes

@@ -89,8 +89,9 @@ def test_pca_ev_curve_scores_a_k_past_the_training_split_at_its_rank() -> None:
 
 
 def test_dataset_region_comes_from_the_dataset(tmp_path: Path) -> None:
+    from speckle.gaussian_fibre import core_mask
     from speckle.io import write_dataset
-    from speckle.mmf import core_mask, simulate_mmf
+    from speckle.mmf import simulate_mmf
 
     sim_dir = tmp_path / "sim"
     write_dataset(simulate_mmf(4, 1, size=32), sim_dir)

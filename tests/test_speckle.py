@@ -13,12 +13,13 @@ import pytest
 from PIL import Image
 from scipy import stats as sst
 
-from speckle import __version__, cli, free, io, simulated, stats
+from speckle import __version__, cli, free, io, simulated, slm_patterns, stats
+from speckle import gaussian_fibre as gauss
 from speckle import mmf as fibre
 from vae.metrics import pcc
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = fibre.core_mask(64)
+CORE = gauss.core_mask(64)
 
 
 def in_core_pcc(a: np.ndarray, b: np.ndarray) -> float:
@@ -226,10 +227,10 @@ def test_mmf_is_deterministic(mmf: simulated.SimulatedSet) -> None:
 
 
 def test_mmf_same_fibre_for_every_sample_seed() -> None:
-    fibre.transmission_matrix.cache_clear()
-    t1 = fibre.transmission_matrix(1234)
-    fibre.transmission_matrix.cache_clear()
-    assert np.array_equal(t1, fibre.transmission_matrix(1234))
+    gauss.transmission_matrix.cache_clear()
+    t1 = gauss.transmission_matrix(1234)
+    gauss.transmission_matrix.cache_clear()
+    assert np.array_equal(t1, gauss.transmission_matrix(1234))
     assert t1.shape == (64 * 64, 256) and t1.dtype == np.complex64
     # No augmentation: the pattern is the digit itself, so the same digit drawn by two different
     # sample seeds is the same input and must give the same output.
@@ -245,7 +246,7 @@ def test_mmf_same_fibre_for_every_sample_seed() -> None:
         # Same to float precision, not bit for bit: the two sit at different rows of their
         # blocks, and BLAS may sum a row differently by its place in a block.
         np.testing.assert_allclose(a.images[i], b.images[j], rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(fibre.propagate(a.patterns[:4], t1), a.images[:4], rtol=1e-6)
+    np.testing.assert_allclose(gauss.propagate(a.patterns[:4], t1), a.images[:4], rtol=1e-6)
 
 
 def test_mmf_other_fibre_gives_other_speckle(mmf: simulated.SimulatedSet) -> None:
@@ -293,7 +294,7 @@ def test_mmf_labels_and_ranges(mmf: simulated.SimulatedSet) -> None:
     lab = mmf.labels
     for col in ("digit", "source_index", "dx", "dy", "angle", "scale", "power"):
         assert col in lab.columns
-    _, target = fibre._digits()
+    _, target = slm_patterns._digits()
     assert np.array_equal(lab.digit, target[lab.source_index])
     assert lab.digit.between(0, 9).all() and lab.digit.nunique() == 10
     assert lab[["dx", "dy"]].abs().max().max() <= 2.0
@@ -313,12 +314,14 @@ def test_transform_patterns_geometry() -> None:
     base = np.zeros((1, 16, 16), dtype=np.float32)
     base[0, 3:6, 9:14] = 1.0  # an asymmetric bar, top right
     one, zero = np.ones(1), np.zeros(1)
-    np.testing.assert_array_equal(fibre.transform_patterns(base, zero, zero, zero, one), base)
-    rot = fibre.transform_patterns(base, zero, zero, np.array([90.0]), one)
+    np.testing.assert_array_equal(
+        slm_patterns.transform_patterns(base, zero, zero, zero, one), base
+    )
+    rot = slm_patterns.transform_patterns(base, zero, zero, np.array([90.0]), one)
     np.testing.assert_allclose(rot[0], np.rot90(base[0]), atol=1e-5)  # counter-clockwise
-    moved = fibre.transform_patterns(base, np.array([2.0]), np.array([-1.0]), zero, one)
+    moved = slm_patterns.transform_patterns(base, np.array([2.0]), np.array([-1.0]), zero, one)
     np.testing.assert_allclose(moved[0], np.roll(base[0], (-1, 2), axis=(0, 1)), atol=1e-6)
-    big = fibre.transform_patterns(base, zero, zero, zero, np.array([1.1]))
+    big = slm_patterns.transform_patterns(base, zero, zero, zero, np.array([1.1]))
     assert big.sum() > base.sum()
 
 
@@ -500,7 +503,8 @@ def test_bundled_digits_are_read_without_importing_scikit_learn() -> None:
     """The digits come from scikit-learn's data file directly (its import costs a fresh start
     1.3 s), and are exactly what load_digits gives."""
     code = (
-        "import sys; from speckle import mmf as fibre; images, target = fibre._digits_8x8(); "
+        "import sys; from speckle import mmf as fibre, slm_patterns; "
+        "images, target = slm_patterns._digits_8x8(); "
         "fibre.simulate_mmf(4, 1); print(images.shape, int(target.sum()), 'sklearn' in sys.modules)"
     )
     res = subprocess.run(
@@ -516,7 +520,7 @@ def test_bundled_digits_are_read_without_importing_scikit_learn() -> None:
 
     d = load_digits()
     assert res.stdout.split() == ["(1797,", "8,", "8)", str(int(d.target.sum())), "False"]
-    images, target = fibre._digits_8x8()
+    images, target = slm_patterns._digits_8x8()
     assert np.array_equal(images, d.images) and np.array_equal(target, d.target)
 
 
@@ -529,7 +533,9 @@ def test_digit_splits_never_share_handwriting() -> None:
     tr, te = set(train.labels.source_index), set(test.labels.source_index)
     assert not tr & te
     assert all(i % 5 == 4 for i in te) and not any(i % 5 == 4 for i in tr)
-    assert len(fibre.digit_pool("test")) == 359 and len(fibre.digit_pool("all")) == 1797
+    assert (
+        len(slm_patterns.digit_pool("test")) == 359 and len(slm_patterns.digit_pool("all")) == 1797
+    )
     assert test.meta["digits"] == "test"
     assert set(test.labels.digit) == set(range(10))
     with pytest.raises(ValueError, match="digits must be one of"):
@@ -546,7 +552,7 @@ def test_grain_finer_than_two_pixels_is_refused() -> None:
 def test_fibre_states_decorrelate_by_mu_to_the_fourth() -> None:
     """Two states share mu T: their output fields correlate by mu^2, intensities by mu^4."""
     mu = 0.9
-    one = fibre._digits()[0][:1]
+    one = slm_patterns._digits()[0][:1]
     sim = fibre.simulate_mmf(64, 2, patterns=one, shift=0, rotation=0, scale=1.0, bend=mu, states=8)
     state = sim.labels.state.to_numpy()
     assert set(state) <= set(range(8)) and len(set(state)) > 4
@@ -625,7 +631,7 @@ def test_cli_stats_takes_the_lit_region(tmp_path: Path) -> None:
     given, and one of the wrong size is refused for the frames it does not fit."""
     sim = fibre.simulate_mmf(4, 2)
     io.write_dataset(sim, tmp_path / "fib")
-    core = fibre.core_mask(64)
+    core = gauss.core_mask(64)
 
     def rows(*args: str) -> list[dict]:
         res = run_cli("stats", str(tmp_path / "fib" / "images"), "--json", *args)

@@ -3,8 +3,9 @@ scripts call. The simulators and statistics live in the `speckle` package."""
 
 from speckle.cli import main
 from speckle.free import PUPILS, simulate_free
+from speckle.gaussian_fibre import DEFAULT_FIBRE_SEED, core_mask, transmission_matrix
 from speckle.io import png_scale, write_dataset
-from speckle.mmf import DEFAULT_FIBRE_SEED, core_mask, simulate_mmf, transmission_matrix
+from speckle.mmf import simulate_mmf
 from speckle.simulated import SimulatedSet
 
 __all__ = [
