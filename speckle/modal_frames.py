@@ -196,7 +196,7 @@ def modal_images(
 def modal_states(meta: dict) -> list[np.ndarray]:
     """The transmission matrices of a modal set's `simulation.json`: one per conformation, else
     one, the unperturbed fibre (ΔT = ε = Δλ = κ = 0). Each is (size², 256) for one polarization,
-    (2, size², 256) for two (the camera adds their intensities; `mmf.propagate` does)."""
+    (2, size², 256) for two (the camera adds their intensities; `gaussian_fibre.propagate` does)."""
     fibre = ModalFibre.from_record(meta["modal"])
     size, core, seed = int(meta["size"]), float(meta.get("core", 0.9)), int(meta["fibre_seed"])
     ops = operators(fibre, size, core, seed)

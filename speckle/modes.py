@@ -74,7 +74,7 @@ class FibreSpec:
     @property
     def window(self) -> float:
         """Window width in µm: pyMMF's grid runs over linspace(-w/2, w/2, grid), so its pitch is
-        w/(grid - 1); the core diameter is core * grid pitches wide, as `mmf.core_mask`."""
+        w/(grid - 1); the core diameter is core * grid pitches wide, as `gaussian_fibre.core_mask`."""
         return 2 * self.core_radius * (self.grid - 1) / (self.core * self.grid)
 
     @property

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 from scipy import stats as sst
 
-from speckle import free, mmf, simulated, stats
+from speckle import free, gaussian_fibre, mmf, simulated, stats
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def fibre() -> np.ndarray:
 
 
 def test_lit_mask_finds_the_fibre_core(fibre: np.ndarray) -> None:
-    core = mmf.core_mask(64)
+    core = gaussian_fibre.core_mask(64)
     lit = stats.lit_mask(fibre)
     assert (lit & core).sum() / (lit | core).sum() > 0.95
     one = stats.lit_mask(fibre[0])  # a single frame's own speckle is smoothed away first
