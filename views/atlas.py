@@ -84,7 +84,7 @@ else:
 color_name = color_by if dim is None else f"z{dim}"
 dense = n > density.DENSITY_ABOVE
 if dense:
-    sample = density.sample_ids(n)
+    sample = density.sample_ids(n, density.SAMPLE)
     fig = figures.density_figure(
         proj.coords, color, color_name, sample, figures.hover_text(atlas, ids=sample)
     )
