@@ -90,7 +90,8 @@ if dense:
     )
     st.caption(
         f"{n:,} points: drawn as a density image (brighter: more points) under a sample of "
-        f"{len(sample):,} that answer hover and click; a box or lasso selects every point inside."
+        f"{len(sample):,} that answer hover and click (in the pan or zoom mode); a box or lasso "
+        "selects every point inside."
     )
 else:
     fig = figures.map_figure(proj.coords, color, color_name, figures.hover_text(atlas))

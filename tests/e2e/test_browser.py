@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 try:
@@ -25,6 +28,12 @@ from benchmarks.load import (
     CHROMIUM,
     MAP,  # the map itself, not a first start's placeholder
 )
+from common import cache as cache_mod
+from explorer import sources
+from explorer.atlas import Atlas, map_path
+from frames import ImageFolder, Normalization
+from vae.checkpoint import load_checkpoint
+from vae.latents import latents_path
 
 ROOT = Path(__file__).resolve().parents[2]
 # README screenshots: SCREENSHOT_DIR=docs/screenshots python -m pytest tests/e2e
@@ -425,4 +434,109 @@ def test_every_page_opens_on_an_exported_model(exported_server, page) -> None:
         if name == "Retrain":
             page.get_by_text("Retraining is not available for this model").wait_for()
     shot(page, "exported_model")
+    assert "Traceback" not in (cache / "server.log").read_text()
+
+
+BIG = 100_000  # frames of the recording drawn as a density map
+
+
+def prefill_recording(root: Path, cache: Path, n: int = BIG) -> np.ndarray:
+    """A recording of `n` random 16×16 frames in one HDF5 file under root/"rec" (the app resizes
+    them to the model's 64²), with synthetic latents and maps filed in `cache` under the keys
+    the app reads (vae.latents.latents_path, explorer.atlas.map_path), so that the Atlas opens
+    at once: encoding 100k frames here would take minutes. Returns the map's coordinates."""
+    rng = np.random.default_rng(0)
+    (root / "rec").mkdir(parents=True)
+    digit = rng.integers(0, 10, n)
+    with h5py.File(root / "rec" / "run.h5", "w") as f:
+        f["speckle"] = rng.integers(0, 255, (n, 16, 16), dtype=np.uint8)
+        f["digit"] = digit
+    centres = rng.normal(0, 4, (10, 2))
+    coords = (centres[digit] + rng.normal(0, 1, (n, 2))).astype(np.float32)
+    mu = rng.normal(0, 0.5, (n, 512)).astype(np.float32)
+    mu[:, :2] = coords / 4
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPECKLE_VAE_CACHE", str(cache))
+        mp.setenv(sources.DATA_ROOT_ENV, str(root))
+        ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL, lazy=True)
+        path = sources.dataset_path("rec")
+        norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])
+        dataset = ImageFolder(
+            str(path), ck.model_config.image_size, norm, scan_record=cache_mod.scan_record(path)
+        )
+        arrays = {
+            "mu": mu,
+            "logvar": np.full_like(mu, -2.0),
+            "kl": rng.uniform(1, 2, n).astype(np.float32),
+            "recon_error": rng.uniform(0, 1, n).astype(np.float32),
+        }
+        cache_mod.store(latents_path(ck, dataset), arrays, {"checkpoint": ck.id})
+        atlas = Atlas(ck, dataset, mu, arrays["logvar"], arrays["recon_error"], arrays["kl"])
+        for method in ("umap", "pca"):
+            cache_mod.store(
+                map_path(atlas, method, 15, 0.1, "euclidean"), {"coords": coords}, {"note": ""}
+            )
+    return coords
+
+
+@pytest.fixture(scope="module")
+def big_server(tmp_path_factory, wait_until):
+    cache = tmp_path_factory.mktemp("cache-big")
+    root = tmp_path_factory.mktemp("data-big")
+    prefill_recording(root, cache)
+    # A small default set: the page opens on it before the recording is picked.
+    proc, url = launch(
+        cache, wait_until, SPECKLE_VAE_SIM_N="40", **{"SPECKLE_VAE_DATA_ROOT": str(root)}
+    )
+    yield url, cache
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_a_100k_frame_recording_is_a_density_map_with_box_and_click(big_server, page) -> None:
+    """Pick a 100k-frame HDF5 recording: the map is a density image; a box drag selects every
+    frame inside it (the count is shown), and a click on a drawn point shows that frame."""
+    url, cache = big_server
+    page.goto(url)
+    wait_app(page)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').nth(1).click()
+    page.get_by_role("option", name="rec", exact=True).click()
+    page.get_by_text(f"{BIG:,} points: drawn as a density image").wait_for(timeout=120_000)
+    wait_app(page)
+    page.locator(f"{MAP} svg image").first.wait_for(state="attached", timeout=60_000)
+    box = page.locator(f"{MAP} .nsewdrag").first.bounding_box()
+    assert box and box["width"] > 100
+    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
+    x1, y1 = box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=5)
+    page.mouse.up()
+    heading = page.get_by_text(re.compile(r"^\d+ selected; showing id \d+$")).first
+    heading.wait_for(timeout=60_000)
+    count = int(heading.inner_text().split()[0])
+    assert 1000 < count < BIG  # every frame in the box, far more than the 5,000 drawn
+    page.get_by_text("reconstruction (z = μ)").first.wait_for(timeout=60_000)
+    wait_app(page)
+    shot(page, "atlas_density")
+    # Clear, then click one drawn point: that frame alone.
+    page.get_by_role("button", name="Clear selection").click()
+    page.get_by_text("Nothing selected yet").wait_for(timeout=60_000)
+    wait_app(page)
+    # Plotly takes a click from the hover that precedes it: move there, pause, then click.
+    page.locator(MAP).first.scroll_into_view_if_needed()
+    # Streamlit makes a click select a point only outside the box and lasso modes.
+    page.locator(f'{MAP} .modebar-btn[data-title="Pan"]').click()
+    point = page.locator(f"{MAP} .scatterlayer path.point").nth(100).bounding_box()
+    cx, cy = point["x"] + point["width"] / 2, point["y"] + point["height"] / 2
+    page.mouse.move(cx, cy, steps=3)
+    page.wait_for_timeout(500)
+    page.mouse.click(cx, cy)
+    single = page.get_by_text(re.compile(r"^1 selected: id \d+$")).first
+    single.wait_for(timeout=60_000)
+    frame = int(single.inner_text().rsplit(" ", 1)[1])
+    page.get_by_text(f"input #{frame}").first.wait_for(timeout=60_000)
+    page.get_by_text("reconstruction (z = μ)").first.wait_for(timeout=60_000)
+    assert not page.locator('[data-testid="stException"]').count()
     assert "Traceback" not in (cache / "server.log").read_text()
