@@ -14,8 +14,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
 
 try:
@@ -23,17 +21,12 @@ try:
 except ImportError:  # reported by _requirements, when these tests run
     expect = sync_playwright = None
 
+from benchmarks.density_map import prefill_recording
 from benchmarks.load import ARGS as CHROMIUM_ARGS
 from benchmarks.load import (
     CHROMIUM,
     MAP,  # the map itself, not a first start's placeholder
 )
-from common import cache as cache_mod
-from explorer import sources
-from explorer.atlas import Atlas, map_path
-from frames import ImageFolder, Normalization
-from vae.checkpoint import load_checkpoint
-from vae.latents import latents_path
 
 ROOT = Path(__file__).resolve().parents[2]
 # README screenshots: SCREENSHOT_DIR=docs/screenshots python -m pytest tests/e2e
@@ -440,50 +433,11 @@ def test_every_page_opens_on_an_exported_model(exported_server, page) -> None:
 BIG = 100_000  # frames of the recording drawn as a density map
 
 
-def prefill_recording(root: Path, cache: Path, n: int = BIG) -> np.ndarray:
-    """A recording of `n` random 16×16 frames in one HDF5 file under root/"rec" (the app resizes
-    them to the model's 64²), with synthetic latents and maps filed in `cache` under the keys
-    the app reads (vae.latents.latents_path, explorer.atlas.map_path), so that the Atlas opens
-    at once: encoding 100k frames here would take minutes. Returns the map's coordinates."""
-    rng = np.random.default_rng(0)
-    (root / "rec").mkdir(parents=True)
-    digit = rng.integers(0, 10, n)
-    with h5py.File(root / "rec" / "run.h5", "w") as f:
-        f["speckle"] = rng.integers(0, 255, (n, 16, 16), dtype=np.uint8)
-        f["digit"] = digit
-    centres = rng.normal(0, 4, (10, 2))
-    coords = (centres[digit] + rng.normal(0, 1, (n, 2))).astype(np.float32)
-    mu = rng.normal(0, 0.5, (n, 512)).astype(np.float32)
-    mu[:, :2] = coords / 4
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPECKLE_VAE_CACHE", str(cache))
-        mp.setenv(sources.DATA_ROOT_ENV, str(root))
-        ck = load_checkpoint(sources.REPO / sources.DEMO_MODEL, lazy=True)
-        path = sources.dataset_path("rec")
-        norm = Normalization.from_dict(ck.config["preprocessing"]["normalization"])
-        dataset = ImageFolder(
-            str(path), ck.model_config.image_size, norm, scan_record=cache_mod.scan_record(path)
-        )
-        arrays = {
-            "mu": mu,
-            "logvar": np.full_like(mu, -2.0),
-            "kl": rng.uniform(1, 2, n).astype(np.float32),
-            "recon_error": rng.uniform(0, 1, n).astype(np.float32),
-        }
-        cache_mod.store(latents_path(ck, dataset), arrays, {"checkpoint": ck.id})
-        atlas = Atlas(ck, dataset, mu, arrays["logvar"], arrays["recon_error"], arrays["kl"])
-        for method in ("umap", "pca"):
-            cache_mod.store(
-                map_path(atlas, method, 15, 0.1, "euclidean"), {"coords": coords}, {"note": ""}
-            )
-    return coords
-
-
 @pytest.fixture(scope="module")
 def big_server(tmp_path_factory, wait_until):
     cache = tmp_path_factory.mktemp("cache-big")
     root = tmp_path_factory.mktemp("data-big")
-    prefill_recording(root, cache)
+    prefill_recording(root, cache, BIG)
     # A small default set: the page opens on it before the recording is picked.
     proc, url = launch(
         cache, wait_until, SPECKLE_VAE_SIM_N="40", **{"SPECKLE_VAE_DATA_ROOT": str(root)}
