@@ -7,19 +7,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import drift, serving
+from explorer import density, drift, serving
 from explorer.metrics import compare
 from explorer.projection import METRICS
-from explorer.selection import selected_ids
+from explorer.selection import region_ids, selected_ids
 from views import figures, state, widgets
+
+SHOWN = 1000  # selected ids offered in the sample picker
 
 checkpoint, dataset, atlas = state.current()
 n = len(atlas.mu)
 st.title("Atlas")
 st.caption(
     "Each point is one image, placed by its latent mean μ. Box- or lasso-select points (toolbar at "
-    "the top right of the map) or click one to inspect it; the selection is kept for Traverse, "
-    "Interpolate and retraining."
+    "the top right of the map), or click one in the pan or zoom mode (a click selects nothing in "
+    "the box and lasso modes), to inspect it; the selection is kept for Traverse, Interpolate and "
+    "retraining."
 )
 
 c1, c2, c3 = st.columns([1, 2, 1])
@@ -79,9 +82,20 @@ else:
     many = series.nunique() > 20 and series.dtype.kind in "fi"
     color = series.to_numpy(float) if many else series.astype(str).to_numpy()
 
-fig = figures.map_figure(
-    proj.coords, color, color_by if dim is None else f"z{dim}", figures.hover_text(atlas)
-)
+color_name = color_by if dim is None else f"z{dim}"
+dense = n > density.DENSITY_ABOVE
+if dense:
+    sample = density.sample_ids(n, density.SAMPLE)
+    fig = figures.density_figure(
+        proj.coords, color, color_name, sample, figures.hover_text(atlas, ids=sample)
+    )
+    st.caption(
+        f"{n:,} points: drawn as a density image (brighter: more points) under a sample of "
+        f"{len(sample):,} that answer hover and click (in the pan or zoom mode); a box or lasso "
+        "selects every point inside."
+    )
+else:
+    fig = figures.map_figure(proj.coords, color, color_name, figures.hover_text(atlas))
 ids_before = st.session_state.get("selection", [])
 if ids_before:
     figures.add_points(
@@ -99,7 +113,10 @@ st.plotly_chart(
 def take_selection(chart: str) -> None:
     """Make a chart's box or click the selection when it is new: each chart keeps its last event,
     which must not take the selection back after the other chart (or a page) has moved it."""
-    ids = selected_ids(st.session_state.get(chart), n)
+    event = st.session_state.get(chart)
+    # A density map's box or lasso holds every point inside it, not only the drawn sample's.
+    region = region_ids(event, proj.coords) if dense and chart == "atlas_map" else None
+    ids = selected_ids(event, n) if region is None else region
     if ids and ids != st.session_state.get(f"{chart}_taken") and ids != ids_before:
         st.session_state[f"{chart}_taken"] = ids
         st.session_state["selection"] = ids
@@ -152,7 +169,8 @@ else:
     st.subheader(
         f"{len(ids)} selected" + (f"; showing id {ids[0]}" if len(ids) > 1 else f": id {ids[0]}")
     )
-    i = st.selectbox("Sample", ids, key="atlas_show") if len(ids) > 1 else ids[0]
+    # The first SHOWN ids are offered: a box on a density map may hold hundreds of thousands.
+    i = st.selectbox("Sample", ids[:SHOWN], key="atlas_show") if len(ids) > 1 else ids[0]
     x = dataset.image(i)
     # Torch is imported here, on the first click: a cached atlas's map is drawn without it.
     rec = serving.decode_interactive(serving.model(checkpoint), atlas.mu[i : i + 1])[0]

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from explorer.atlas import Atlas
+from explorer.density import PALETTE, density_image
 
 
 def map_figure(
@@ -68,6 +69,93 @@ def map_figure(
         legend={"title": {"text": color_name}},
         xaxis={"showticklabels": False},
         yaxis={"showticklabels": False, "scaleanchor": "x"},
+    )
+    return fig
+
+
+def density_figure(
+    coords: np.ndarray,
+    color: np.ndarray | None,
+    color_name: str,
+    ids: np.ndarray,
+    hover: list[str],
+    height: int = 520,
+) -> go.Figure:
+    """The map of many points: a density image drawn on the server (explorer.density) under a
+    faint scatter of a fixed random sample of the points, which carries their ids (customdata)
+    for hover and click: `ids` (explorer.density.sample_ids), `hover` their texts. Box and lasso
+    regions are resolved to every point on the server (explorer.selection.region_ids)."""
+    image = density_image(coords, color)
+    x0, x1, y0, y1 = image.extent
+    fig = go.Figure()
+    fig.add_layout_image(
+        source=image.data_uri(),
+        xref="x",
+        yref="y",
+        x=x0,
+        y=y1,
+        sizex=x1 - x0,
+        sizey=y1 - y0,
+        sizing="stretch",
+        layer="below",
+    )
+    text = np.asarray(hover, dtype=object)
+    faint = {"size": 4, "opacity": 0.35, "line": {"width": 0}}
+    if image.categories is not None:
+        values = np.asarray(color).astype(str)[ids]
+        for k, value in enumerate(image.categories):
+            m = values == value
+            fig.add_trace(
+                go.Scatter(
+                    x=coords[ids[m], 0],
+                    y=coords[ids[m], 1],
+                    mode="markers",
+                    name=value,
+                    customdata=ids[m],
+                    text=text[m],
+                    hovertemplate="%{text}<extra></extra>",
+                    marker=faint | {"color": PALETTE[k % len(PALETTE)]},
+                )
+            )
+    else:
+        marker = faint | {"color": "rgba(40, 40, 40, 1)"}
+        if image.vrange is not None:
+            lo, hi = image.vrange
+            marker |= {
+                "color": np.asarray(color, float)[ids],
+                "colorscale": "Viridis",
+                "cmin": lo,
+                "cmax": hi,
+                "showscale": True,
+                "colorbar": {"title": {"text": color_name}},
+            }
+        fig.add_trace(
+            go.Scatter(
+                x=coords[ids, 0],
+                y=coords[ids, 1],
+                mode="markers",
+                name="samples",
+                customdata=ids,
+                text=text,
+                hovertemplate="%{text}<extra></extra>",
+                marker=marker,
+                showlegend=False,
+            )
+        )
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        dragmode="select",
+        legend={"title": {"text": color_name}, "itemsizing": "constant"},
+        xaxis={"showticklabels": False, "range": [x0, x1], "showgrid": False, "zeroline": False},
+        yaxis={
+            "showticklabels": False,
+            "range": [y0, y1],
+            "showgrid": False,
+            "zeroline": False,
+            "scaleanchor": "x",
+        },
+        plot_bgcolor="white",
     )
     return fig
 
@@ -189,13 +277,15 @@ def context_map(coords: np.ndarray, height: int = 260) -> go.Figure:
     return fig
 
 
-def hover_text(atlas: Atlas, max_cols: int = 6) -> list[str]:
+def hover_text(atlas: Atlas, max_cols: int = 6, ids: np.ndarray | None = None) -> list[str]:
+    """Hover texts of every sample, or of `ids` only (a density map's drawn sample)."""
     labels = atlas.labels
     cols = [c for c in labels.columns if c not in ("pattern",)][:max_cols]
-    rows = labels[cols].astype(str).to_numpy()
+    ids = np.arange(len(labels)) if ids is None else np.asarray(ids)
+    rows = labels[cols].iloc[ids].astype(str).to_numpy()
     return [
         f"id {i}<br>" + "<br>".join(f"{c}: {v}" for c, v in zip(cols, row, strict=True))
-        for i, row in enumerate(rows)
+        for i, row in zip(ids.tolist(), rows, strict=True)
     ]
 
 

@@ -5,6 +5,7 @@ import json
 import threading
 
 import numpy as np
+from matplotlib.path import Path
 
 from tests.app.conftest import all_text, image_captions, image_urls
 
@@ -236,3 +237,68 @@ def test_frame_index_colour_and_drift_selection(app) -> None:
     assert app.session_state["selection"] == [3]
     app.number_input(key="atlas_fps").set_value(1.0).run()  # 1 Hz: the first minute, 60 frames
     assert "Reference: the first 60 frames" in all_text(app)
+
+
+def test_a_large_map_is_a_density_image_and_a_box_selects_every_point_in_it(
+    app, monkeypatch
+) -> None:
+    """Above the threshold (lowered here to 100 points) the map is a density image under a
+    sample of points; a box selection event is resolved on the server to every point inside,
+    a lasso too, and a click on a drawn point selects that frame."""
+    from explorer import density
+
+    monkeypatch.setattr(density, "DENSITY_ABOVE", 100)
+    monkeypatch.setattr(density, "SAMPLE", 50)
+    app.run()
+    assert not app.exception
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    (image,) = spec["layout"]["images"]
+    assert image["source"].startswith("data:image/png;base64,") and image["layer"] == "below"
+    assert "density image" in all_text(app)
+    assert "300 points" in all_text(app) and "sample of 50" in all_text(app)
+    coords = _pca_coords(app)
+    x0, x1 = np.quantile(coords[:, 0], [0.2, 0.7])
+    y0, y1 = np.quantile(coords[:, 1], [0.1, 0.9])
+    inside = np.flatnonzero(
+        (coords[:, 0] >= x0) & (coords[:, 0] <= x1) & (coords[:, 1] >= y0) & (coords[:, 1] <= y1)
+    )
+    assert 50 < len(inside) < 300
+    app.session_state["atlas_map"] = {
+        "selection": {
+            "points": [],
+            "box": [{"xref": "x", "yref": "y", "x": [float(x1), float(x0)], "y": [y0, y1]}],
+            "lasso": [],
+        }
+    }
+    app.run()
+    assert not app.exception
+    assert app.session_state["selection"] == inside.tolist()
+    assert f"{len(inside)} selected; showing id {inside[0]}" in all_text(app)
+    assert f"input #{inside[0]}" in image_captions(app)
+    # A lasso: a triangle over the whole map holds about half of it.
+    (lx0, lx1), (ly0, ly1) = np.quantile(coords, [0, 1], axis=0).T
+    app.session_state["atlas_map"] = {
+        "selection": {
+            "points": [],
+            "box": [],
+            "lasso": [{"x": [lx0 - 1, lx1 + 1, lx1 + 1], "y": [ly0 - 1, ly0 - 1, ly1 + 1]}],
+        }
+    }
+    app.run()
+    triangle = Path([(lx0 - 1, ly0 - 1), (lx1 + 1, ly0 - 1), (lx1 + 1, ly1 + 1)])
+    expected = np.flatnonzero(triangle.contains_points(coords)).tolist()
+    assert app.session_state["selection"] == expected and 50 < len(expected) < 250
+    # A click on a drawn point: that frame alone.
+    app.session_state["atlas_map"] = {
+        "selection": {"points": [{"customdata": 17}], "box": [], "lasso": []}
+    }
+    app.run()
+    assert not app.exception
+    assert app.session_state["selection"] == [17]
+    assert "1 selected: id 17" in all_text(app)
+
+
+def _pca_coords(app) -> np.ndarray:
+    """The PCA map the page drew, as the session remembers it (views.state.projection)."""
+    proj = app.session_state["_maps"][("pca", 15, 0.1, "euclidean")][1]()
+    return np.asarray(proj.coords, np.float64)

@@ -21,6 +21,7 @@ try:
 except ImportError:  # reported by _requirements, when these tests run
     expect = sync_playwright = None
 
+from benchmarks.density_map import prefill_recording
 from benchmarks.load import ARGS as CHROMIUM_ARGS
 from benchmarks.load import (
     CHROMIUM,
@@ -446,3 +447,69 @@ def test_inverse_reconstructs_a_frame_with_the_shipped_reconstructors(server, pa
     wait_app(page)
     assert not page.locator('[data-testid="stException"]').count()
     shot(page, "inverse")
+
+
+BIG = 100_000  # frames of the recording drawn as a density map
+
+
+@pytest.fixture(scope="module")
+def big_server(tmp_path_factory, wait_until):
+    cache = tmp_path_factory.mktemp("cache-big")
+    root = tmp_path_factory.mktemp("data-big")
+    prefill_recording(root, cache, BIG)
+    # A small default set: the page opens on it before the recording is picked.
+    proc, url = launch(
+        cache, wait_until, SPECKLE_VAE_SIM_N="40", **{"SPECKLE_VAE_DATA_ROOT": str(root)}
+    )
+    yield url, cache
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_a_100k_frame_recording_is_a_density_map_with_box_and_click(big_server, page) -> None:
+    """Pick a 100k-frame HDF5 recording: the map is a density image; a box drag selects every
+    frame inside it (the count is shown), and a click on a drawn point shows that frame."""
+    url, cache = big_server
+    page.goto(url)
+    wait_app(page)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').nth(1).click()
+    page.get_by_role("option", name="rec", exact=True).click()
+    page.get_by_text(f"{BIG:,} points: drawn as a density image").wait_for(timeout=120_000)
+    wait_app(page)
+    page.locator(f"{MAP} svg image").first.wait_for(state="attached", timeout=60_000)
+    box = page.locator(f"{MAP} .nsewdrag").first.bounding_box()
+    assert box and box["width"] > 100
+    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
+    x1, y1 = box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=5)
+    page.mouse.up()
+    heading = page.get_by_text(re.compile(r"^\d+ selected; showing id \d+$")).first
+    heading.wait_for(timeout=60_000)
+    count = int(heading.inner_text().split()[0])
+    assert 1000 < count < BIG  # every frame in the box, far more than the 5,000 drawn
+    page.get_by_text("reconstruction (z = μ)").first.wait_for(timeout=60_000)
+    wait_app(page)
+    shot(page, "atlas_density")
+    # Clear, then click one drawn point: that frame alone.
+    page.get_by_role("button", name="Clear selection").click()
+    page.get_by_text("Nothing selected yet").wait_for(timeout=60_000)
+    wait_app(page)
+    # Plotly takes a click from the hover that precedes it: move there, pause, then click.
+    page.locator(MAP).first.scroll_into_view_if_needed()
+    # Streamlit makes a click select a point only outside the box and lasso modes.
+    page.locator(f'{MAP} .modebar-btn[data-title="Pan"]').click()
+    point = page.locator(f"{MAP} .scatterlayer path.point").nth(100).bounding_box()
+    cx, cy = point["x"] + point["width"] / 2, point["y"] + point["height"] / 2
+    page.mouse.move(cx, cy, steps=3)
+    page.wait_for_timeout(500)
+    page.mouse.click(cx, cy)
+    single = page.get_by_text(re.compile(r"^1 selected: id \d+$")).first
+    single.wait_for(timeout=60_000)
+    frame = int(single.inner_text().rsplit(" ", 1)[1])
+    page.get_by_text(f"input #{frame}").first.wait_for(timeout=60_000)
+    page.get_by_text("reconstruction (z = μ)").first.wait_for(timeout=60_000)
+    assert not page.locator('[data-testid="stException"]').count()
+    assert "Traceback" not in (cache / "server.log").read_text()
