@@ -44,3 +44,14 @@ def parser_for(config_class: type, prog: str, description: str) -> argparse.Argu
             help=meta["help"],
         )
     return parser
+
+
+def config_from_args(parser: argparse.ArgumentParser, config_class: type, argv: list[str] | None):
+    """Parse `argv` into `config_class` (a parser from parser_for); a value the config refuses
+    becomes the parser's one-line usage error (exit 2)."""
+    ns = parser.parse_args(argv)
+    try:
+        return config_class(**vars(ns))
+    except ValueError as e:
+        parser.error(str(e))
+        raise

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from common import cache
 from frames import PATTERN_COLUMN, ImageFolder, pattern_frames
+from speckle.slm_patterns import to_pattern
 from vae.checkpoint import Checkpoint
 from vae.foreign import frame_from_counts, normalization_of
 from vae.latents import dataset_latents
@@ -22,22 +22,6 @@ class Pairs:
     mu: np.ndarray  # (N, dz) float32
     patterns: np.ndarray  # (N, P, P) float32 in [0, 1]
     dataset: ImageFolder
-
-
-def to_pattern(pixels: np.ndarray, full_scale: float, size: int) -> np.ndarray:
-    """An image as an SLM amplitude pattern: (size, size) float32 in [0, 1], area-resampled
-    (centre-cropped to a square first), scaled by the file's full scale as the dataset's own
-    patterns are."""
-    a = np.asarray(pixels, np.float32) / float(full_scale)
-    h, w = a.shape
-    s = min(h, w)
-    a = a[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-    if s != size:
-        method = Image.Resampling.BOX if s > size else Image.Resampling.BILINEAR
-        a = np.asarray(
-            Image.fromarray(np.ascontiguousarray(a), mode="F").resize((size, size), method)
-        )
-    return np.clip(a, 0.0, 1.0).astype(np.float32)
 
 
 def read_pattern(

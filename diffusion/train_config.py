@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-from common.cli import parser_for
+from common.cli import config_from_args, parser_for
 from diffusion.config import ARCHS, PREDICTIONS, DenoiserConfig
 
 DESCRIPTION = (
@@ -129,10 +129,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
-    parser = build_parser()
-    ns = parser.parse_args(argv)
-    try:
-        return TrainConfig(**vars(ns))
-    except ValueError as e:
-        parser.error(str(e))
-        raise
+    return config_from_args(build_parser(), TrainConfig, argv)

@@ -21,7 +21,6 @@ from diffusion.data import (
     read_pattern,
     recorded_frame,
     simulated_counts,
-    to_pattern,
 )
 from diffusion.references import nearest_patterns
 from diffusion.sampling import GUIDANCE, SAMPLER, SAMPLES, STEPS, regress_latents, sample_latents
@@ -31,7 +30,7 @@ from explorer import sources
 from frames import pattern_frames
 from speckle.gaussian_fibre import propagate
 from speckle.mmf import fibre_states
-from speckle.slm_patterns import simulated_patterns
+from speckle.slm_patterns import simulated_patterns, to_pattern
 from vae.checkpoint import Checkpoint, CheckpointError
 from vae.inference import decode
 
@@ -42,21 +41,8 @@ OOD_PERCENTILE = 1.0
 
 
 def generator_dirs() -> list[Path]:
-    """Every generator directory under models/generators/ and runs/, up to two folders deep (a
-    run holds its generator in checkpoint/)."""
-    roots = [sources.REPO / "models" / GENERATORS_DIR, sources.runs_root()]
-    found = []
-    for root in roots:
-        for pattern in (
-            "*/config.json",
-            "*/checkpoint/config.json",
-            "*/*/config.json",
-            "*/*/checkpoint/config.json",
-        ):
-            for config in sorted(root.glob(pattern)) if root.is_dir() else []:
-                if gck.is_generator(config.parent) and config.parent not in found:
-                    found.append(config.parent)
-    return found
+    """Every generator directory under models/generators/ and runs/."""
+    return sources.checkpoint_dirs(GENERATORS_DIR, gck.is_generator)
 
 
 def matching_generators(vae_id: str) -> list[Path]:

@@ -15,11 +15,11 @@ from explorer import sources
 from explorer.generate import Served, generate
 from inverse.checkpoint import Reconstructor, is_reconstructor, load_reconstructor
 from inverse.checkpoint import read_reconstructor_config as read_config
-from inverse.data import to_pattern
 from inverse.features import encode_mu
 from inverse.methods import METHOD_NAMES
 from inverse.reconstruct import reconstruct
 from inverse.scoring import pcc_rows
+from speckle.slm_patterns import to_pattern
 from vae.checkpoint import Checkpoint
 
 INVERSE_DIR = "inverse"  # models/inverse/NAME: shipped reconstructors
@@ -27,21 +27,8 @@ ROUND_TRIP_SAMPLES = 4
 
 
 def reconstructor_dirs() -> list[Path]:
-    """Every reconstructor directory under models/inverse/ and runs/, up to two folders deep (a
-    run holds its reconstructor in checkpoint/)."""
-    roots = [sources.REPO / "models" / INVERSE_DIR, sources.runs_root()]
-    found: list[Path] = []
-    for root in roots:
-        for pattern in (
-            "*/config.json",
-            "*/checkpoint/config.json",
-            "*/*/config.json",
-            "*/*/checkpoint/config.json",
-        ):
-            for config in sorted(root.glob(pattern)) if root.is_dir() else []:
-                if is_reconstructor(config.parent) and config.parent not in found:
-                    found.append(config.parent)
-    return found
+    """Every reconstructor directory under models/inverse/ and runs/."""
+    return sources.checkpoint_dirs(INVERSE_DIR, is_reconstructor)
 
 
 def usable(config: dict, vae: Checkpoint) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from common import cache
@@ -91,6 +92,23 @@ def list_models() -> list[str]:
         for config in sorted(jobs.glob("*/*/checkpoint/config.json")):
             found.append("jobs/" + config.parent.parent.relative_to(jobs).as_posix())
     found.sort(key=lambda m: (m != DEMO_MODEL, m.startswith("jobs/"), m))
+    return found
+
+
+def checkpoint_dirs(shipped: str, accept: Callable[[Path], bool]) -> list[Path]:
+    """Every directory `accept` takes under models/<shipped>/ and under runs/, up to two folders
+    deep (a run holds its checkpoint in checkpoint/): shipped ones first."""
+    found: list[Path] = []
+    for root in (REPO / "models" / shipped, runs_root()):
+        for pattern in (
+            "*/config.json",
+            "*/checkpoint/config.json",
+            "*/*/config.json",
+            "*/*/checkpoint/config.json",
+        ):
+            for config in sorted(root.glob(pattern)) if root.is_dir() else []:
+                if accept(config.parent) and config.parent not in found:
+                    found.append(config.parent)
     return found
 
 

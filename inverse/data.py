@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
 from common import cache
@@ -18,6 +17,7 @@ from common.training import simulation_record
 from frames import PATTERN_COLUMN, ImageFolder, Normalization, normalize, preprocess
 from speckle.camera import camera_counts
 from speckle.simulated import PATTERN_SIZE
+from speckle.slm_patterns import to_pattern
 
 LINEAR = Normalization(mode="fixed")  # the file's full scale: intensities stay proportional
 NOISE_TAG = 0xCA3E
@@ -32,23 +32,6 @@ class Pairs:
     fingerprint: str
     simulation: dict | None
     root: Path
-
-
-def to_pattern(pixels: np.ndarray) -> np.ndarray:
-    """A pattern image in [0, 1] as a (16, 16) SLM amplitude: centre-cropped to a square, then
-    area-resampled (bilinear when enlarging)."""
-    a = np.asarray(pixels, np.float32)
-    h, w = a.shape
-    s = min(h, w)
-    a = a[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-    if s != PATTERN_SIZE:
-        how = Image.Resampling.BOX if s > PATTERN_SIZE else Image.Resampling.BILINEAR
-        a = np.asarray(
-            Image.fromarray(np.ascontiguousarray(a), mode="F").resize(
-                (PATTERN_SIZE, PATTERN_SIZE), how
-            )
-        )
-    return np.clip(a, 0.0, 1.0).astype(np.float32)
 
 
 def load_pairs(

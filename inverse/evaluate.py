@@ -21,10 +21,10 @@ import numpy as np
 from common.checkpoint_files import CheckpointError
 from common.cli import summary
 from frames import Normalization
-from inverse.checkpoint import Reconstructor, load_reconstructor
+from inverse.checkpoint import Reconstructor
 from inverse.data import Camera, load_pairs, with_camera
 from inverse.features import lit_mask
-from inverse.reconstruct import check_vae, reconstruct
+from inverse.reconstruct import load_for_cli, reconstruct
 from inverse.scoring import PatternClassifier, score
 
 PROG = "python -m inverse.evaluate"
@@ -91,17 +91,7 @@ def evaluate_arrays(
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        recs = [load_reconstructor(c) for c in args.checkpoint]
-        vae = None
-        if any(r.reads_mu for r in recs):
-            if not args.vae:
-                raise ValueError("a μ read-out is among the checkpoints: give --vae")
-            # Lazy: the VAE loads only when a μ read-out needs it.
-            from vae.checkpoint import load_checkpoint
-
-            vae = load_checkpoint(args.vae)
-            for r in recs:
-                check_vae(r, vae.id)
+        recs, vae = load_for_cli(args.checkpoint, args.vae)
         pre = {repr(r.config["preprocessing"]) for r in recs}
         if len(pre) > 1:
             raise ValueError(

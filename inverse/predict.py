@@ -23,8 +23,7 @@ from common.atomic import atomic_write
 from common.checkpoint_files import CheckpointError
 from common.cli import summary
 from frames import ImageError, Layout, Normalization, dataset_files, preprocess, stack_frames
-from inverse.checkpoint import Reconstructor, load_reconstructor
-from inverse.reconstruct import check_vae, reconstruct
+from inverse.reconstruct import load_for_cli, reconstruct
 
 PROG = "python -m inverse.predict"
 
@@ -78,17 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {msg}", file=sys.stderr)
 
     try:
-        recs: list[Reconstructor] = [load_reconstructor(c) for c in args.checkpoint]
-        vae = None
-        if any(r.reads_mu for r in recs):
-            if not args.vae:
-                raise ValueError("a μ read-out is among the checkpoints: give --vae")
-            # Lazy: torch and the VAE load only when a μ read-out needs them.
-            from vae.checkpoint import load_checkpoint
-
-            vae = load_checkpoint(args.vae)
-            for r in recs:
-                check_vae(r, vae.id)
+        recs, vae = load_for_cli(args.checkpoint, args.vae)
     except (CheckpointError, ValueError, OSError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from inverse.checkpoint import Reconstructor
+from inverse.checkpoint import Reconstructor, load_reconstructor
 from inverse.features import encode_mu, pixel_features
 from inverse.readout import predict
 from inverse.tm_inverse import STARTS, STEPS, invert
@@ -20,6 +20,23 @@ def check_vae(rec: Reconstructor, vae_id: str | None, where: str = "") -> None:
             f"{where or rec.path}: this {rec.method} read-out belongs to the VAE {made_for} "
             f"({str(rec.vae_id)[:12]}), not to {str(vae_id)[:12]}; its μ would mean nothing"
         )
+
+
+def load_for_cli(checkpoints: list[str], vae_path: str | None):
+    """(reconstructors, VAE checkpoint or None) for a command line: the VAE loads only when a
+    μ read-out is among the reconstructors, and must be the one each was trained on."""
+    recs = [load_reconstructor(c) for c in checkpoints]
+    vae = None
+    if any(r.reads_mu for r in recs):
+        if not vae_path:
+            raise ValueError("a μ read-out is among the checkpoints: give --vae")
+        # Lazy: torch and the VAE load only when a μ read-out needs them.
+        from vae.checkpoint import load_checkpoint
+
+        vae = load_checkpoint(vae_path)
+        for r in recs:
+            check_vae(r, vae.id)
+    return recs, vae
 
 
 def reconstruct(

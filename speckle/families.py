@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from speckle.simulated import PATTERN_SIZE
 
 FAMILIES = ("digits", "letters", "dots", "bars")
-TEST_EVERY = 5  # the digits' rule (speckle.slm_patterns): base i is held out when i % 5 == 4
+TEST_EVERY = 5  # base i is held out when i % 5 == 4: 359 of the 1797 bundled digits (20%)
 POOL_SIZE = 1000  # bases of the dots and bars families
 LETTERS = string.ascii_uppercase + string.ascii_lowercase
 FONT_FILE = "DejaVuSans-Bold.ttf"

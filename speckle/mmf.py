@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from speckle.camera import Camera, camera_gain, fibre_counts
-from speckle.families import CLASS_LABEL
+from speckle.families import CLASS_LABEL, TEST_EVERY
 from speckle.gaussian_fibre import (
     DEFAULT_FIBRE_SEED,
     core_mask,
@@ -33,7 +33,6 @@ from speckle.modal_frames import modal_states, simulate_modal
 from speckle.simulated import MMF_TAG, PATTERN_SIZE, SimulatedSet, value_range
 from speckle.slm_patterns import (
     DIGIT_SPLITS,
-    TEST_EVERY,
     family_pool,
     placements,
     transform_patterns,

@@ -16,27 +16,21 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from speckle.families import FAMILIES, family_bases, split_pool
-from speckle.simulated import MMF_TAG, scaled_to, value_range
+from speckle.simulated import MMF_TAG, PATTERN_SIZE, scaled_to, value_range
 
 DIGIT_SPLITS = ("train", "test", "all")
-TEST_EVERY = 5  # bundled digit i is a test digit when i % 5 == 4: 359 of the 1797 (20%)
 
 
 def digit_pool(split: str) -> np.ndarray:
     """Indices of the bundled digits in a split. The split is fixed, so that a `test` set never
     holds handwriting that a `train` set was drawn from, whatever the seeds."""
-    n = len(_digits()[0])
-    i = np.arange(n)
-    if split == "all":
-        return i
-    if split == "train":
-        return i[i % TEST_EVERY != TEST_EVERY - 1]
-    if split == "test":
-        return i[i % TEST_EVERY == TEST_EVERY - 1]
-    raise ValueError(f"digits must be one of {', '.join(DIGIT_SPLITS)}, got {split!r}")
+    if split not in DIGIT_SPLITS:
+        raise ValueError(f"digits must be one of {', '.join(DIGIT_SPLITS)}, got {split!r}")
+    return split_pool(len(_digits()[0]), split)
 
 
 def family_pool(family: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -140,3 +134,19 @@ def simulated_patterns(meta: dict) -> np.ndarray | None:
     )
     source, dx, dy, angle, factor = placed
     return transform_patterns(base[source], dx, dy, angle, factor)
+
+
+def to_pattern(pixels: np.ndarray, full_scale: float = 1.0, size: int = PATTERN_SIZE) -> np.ndarray:
+    """An image as an SLM amplitude pattern: (size, size) float32 in [0, 1], area-resampled
+    (centre-cropped to a square first), scaled by the file's full scale as the dataset's own
+    patterns are."""
+    a = np.asarray(pixels, np.float32) / float(full_scale)
+    h, w = a.shape
+    s = min(h, w)
+    a = a[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    if s != size:
+        method = Image.Resampling.BOX if s > size else Image.Resampling.BILINEAR
+        a = np.asarray(
+            Image.fromarray(np.ascontiguousarray(a), mode="F").resize((size, size), method)
+        )
+    return np.clip(a, 0.0, 1.0).astype(np.float32)

@@ -15,7 +15,7 @@ from diffusers.training_utils import EMAModel
 
 from diffusion import checkpoint as gck
 from diffusion.config import DenoiserConfig
-from diffusion.data import simulated_counts, to_pattern
+from diffusion.data import simulated_counts
 from diffusion.embed import timestep_embedding
 from diffusion.loss import diffusion_loss, regressor_loss
 from diffusion.model import Denoiser
@@ -32,6 +32,7 @@ from diffusion.schedulers import SAMPLERS, sampler, training_scheduler
 from diffusion.scoring import score, summary
 from diffusion.train_config import TrainConfig, parse_args
 from diffusion.train_set import CHECKED, check_rebuilt, simulated_dir
+from speckle.slm_patterns import to_pattern
 from speckle.tm_fit import fit_transmission_matrix
 
 SMALL = DenoiserConfig(latent_dim=8, width=16, depth=2, cond_dim=8)

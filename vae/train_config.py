@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-from common.cli import DATA_HELP, parser_for
+from common.cli import DATA_HELP, config_from_args, parser_for
 from frames import Normalization
 from vae.loss import RECON_CONVENTIONS
 from vae.model import PRESETS, VAEConfig
@@ -144,12 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
-    ns = build_parser().parse_args(argv)
-    try:
-        return TrainConfig(**vars(ns))
-    except ValueError as e:
-        build_parser().error(str(e))
-        raise
+    return config_from_args(build_parser(), TrainConfig, argv)
 
 
 def model_config_for(cfg: TrainConfig) -> VAEConfig:
