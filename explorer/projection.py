@@ -145,7 +145,8 @@ def fit_projection(
     fit_idx = np.sort(rng.choice(len(x), max_fit, replace=False)) if len(x) > max_fit else None
     x_fit = np.asarray(x if fit_idx is None else x[fit_idx], np.float32)
     params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "seed": seed}
-    report(0.0, f"fitting UMAP on {len(x_fit)} of {len(x)} points")
+    sampled = f"{len(x_fit)} of {len(x)}" if fit_idx is not None else f"all {len(x)}"
+    report(0.0, f"fitting UMAP on {sampled} points")
     backend, umap_class = umap_backend()
     settings = {"n_neighbors": min(n_neighbors, len(x_fit) - 1), "min_dist": min_dist}
     settings |= {"metric": metric, "random_state": seed}
