@@ -18,13 +18,11 @@ from explorer.tasks import Task
 from vae.checkpoint import Checkpoint
 from vae.kl import ACTIVE_NATS, active_units, kl_per_dim
 from vae.kl import neg_elbo as kl_neg_elbo
-from vae.latents import (
-    Progress,
-    dataset_latents,
-    latents_path,
-    reconstruction_errors_of,
-    store_latents,
-)
+from vae.latents import Progress, dataset_latents, file_errors
+
+ROWS = 65_536  # rows per step over μ: a memory-mapped store is read a slice at a time
+# Above this many frames a store's missing reconstruction errors are computed on request only.
+ERRORS_AUTO_MAX = 100_000
 
 
 @dataclass
@@ -45,9 +43,11 @@ class Atlas:
 
     @cached_property
     def recon_error(self) -> np.ndarray:
-        """The reconstruction errors; waits for them while they are still being computed."""
+        """The reconstruction errors; waits for them while they are still being computed (and
+        starts them if they wait to be asked for)."""
         if not isinstance(self.errors, Task):
             return self.errors
+        self.request_errors()
         result = self.errors.wait()
         if self.errors.error:
             raise RuntimeError(f"computing the reconstruction errors failed: {self.errors.error}")
@@ -85,9 +85,27 @@ class Atlas:
     @cached_property
     def scale(self) -> np.ndarray:
         """Per-dim σ for traversal sliders: the spread of μ over the data (the aggregate
-        posterior). A collapsed dim, whose μ does not vary, gets the prior's σ = 1."""
-        std = self.mu.std(0)
+        posterior). A collapsed dim, whose μ does not vary, gets the prior's σ = 1. Summed
+        ROWS rows at a time in float64, so a memory-mapped store is never copied whole."""
+        n = len(self.mu)
+        total = np.zeros(self.mu.shape[1], np.float64)
+        for i in range(0, n, ROWS):
+            total += np.asarray(self.mu[i : i + ROWS], np.float64).sum(0)
+        mean, spread = total / max(n, 1), np.zeros_like(total)
+        for i in range(0, n, ROWS):
+            spread += ((np.asarray(self.mu[i : i + ROWS], np.float64) - mean) ** 2).sum(0)
+        std = np.sqrt(spread / max(n, 1))
         return np.where(std > 1e-3, std, 1.0).astype(np.float32)
+
+    def request_errors(self) -> None:
+        """Start computing the reconstruction errors if they wait to be asked for (a big
+        store's: see build_atlas)."""
+        if isinstance(self.errors, Task) and not self.errors.begun:
+            self.errors.start()
+
+    @property
+    def errors_requested(self) -> bool:
+        return not isinstance(self.errors, Task) or self.errors.begun
 
     @property
     def labels(self) -> pd.DataFrame:
@@ -111,17 +129,17 @@ def build_atlas(
     progress: Progress | None = None,
     defer_errors: bool = False,
 ) -> Atlas:
-    """The dataset's latents, from the cache or encoded now (vae.latents). On a cache miss with
-    defer_errors, this returns as soon as μ and log σ² are there (a map can be drawn), and a
-    background task computes the reconstruction errors and then writes the cache entry: on a
-    first start the decode would otherwise hold the first map back by two thirds of the encoding
-    time."""
-    path = latents_path(checkpoint, dataset)
+    """The dataset's latents, from the cache or a store, or encoded now (vae.latents). On a
+    cache miss with defer_errors, this returns as soon as μ and log σ² are there (a map can be
+    drawn), and a background task computes the reconstruction errors and files them
+    (vae.latents.file_errors): on a first start the decode would otherwise hold the first map
+    back by two thirds of the encoding time. Above ERRORS_AUTO_MAX frames the task waits until
+    a page asks for the errors (Atlas.request_errors): one decode per frame of a million-frame
+    recording is most of an hour on a laptop's cores."""
     arrays, hit = dataset_latents(checkpoint, dataset, progress, errors=not defer_errors)
     if "recon_error" not in arrays:
-        arrays["recon_error"] = Task(
-            "atlas-errors", lambda: _finish(checkpoint, dataset, path, arrays)
-        ).start()
+        task = Task("atlas-errors", lambda: file_errors(checkpoint, dataset, arrays, task.report))
+        arrays["recon_error"] = task if len(arrays["mu"]) > ERRORS_AUTO_MAX else task.start()
     return Atlas(
         checkpoint,
         dataset,
@@ -131,12 +149,6 @@ def build_atlas(
         arrays["kl"],
         cache_hit=hit,
     )
-
-
-def _finish(checkpoint: Checkpoint, dataset, path: Path, arrays: dict) -> np.ndarray:
-    err = reconstruction_errors_of(checkpoint, dataset, arrays["mu"])
-    store_latents(path, checkpoint, arrays | {"recon_error": err})
-    return err
 
 
 def map_path(

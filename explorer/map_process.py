@@ -84,8 +84,7 @@ def build_projection(
         proj, hit = fit_projection(atlas, method, n_neighbors, min_dist, metric)
         return Projection(proj.coords, method, params, proj.note, proj.seconds), hit
     with tempfile.TemporaryDirectory(prefix="speckle-map-") as tmp:
-        latents, out = Path(tmp) / "mu.npy", Path(tmp) / "map.npz"
-        np.save(latents, np.asarray(atlas.mu, np.float32))
+        latents, out = latents_file(atlas.mu, Path(tmp)), Path(tmp) / "map.npz"
         args = [
             sys.executable,
             "-m",
@@ -128,6 +127,18 @@ def build_projection(
         with np.load(out) as f:
             coords, meta = f["coords"], json.loads(str(f["meta"]))
     return Projection(coords, method, params, meta["note"], meta["seconds"]), meta["hit"]
+
+
+def latents_file(mu: np.ndarray, tmp: Path) -> Path:
+    """The .npy file the child reads the latents from: a store's own file when they are read in
+    place from one whole (vae.latent_store; no copy on disk or in this process), else a float32
+    copy saved in `tmp`."""
+    name = mu.filename if isinstance(mu, np.memmap) else None
+    if name and np.load(name, mmap_mode="r").shape == mu.shape:
+        return Path(name)
+    path = tmp / "mu.npy"
+    np.save(path, np.asarray(mu, np.float32))
+    return path
 
 
 # The child's stand-in for an Atlas: what build_projection reads of one (the cache key's ids and
@@ -176,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             os.nice(args.nice)
 
     latents = _Latents(
-        _Checkpoint(args.checkpoint_id), _Dataset(args.dataset_fingerprint), np.load(args.latents)
+        _Checkpoint(args.checkpoint_id),
+        _Dataset(args.dataset_fingerprint),
+        np.load(args.latents, mmap_mode="r", allow_pickle=False),
     )
 
     def report(fraction: float, text: str) -> None:

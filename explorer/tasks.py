@@ -24,9 +24,12 @@ class Task:
     finished: float | None = None
     result: Any = None
     error: str | None = None
+    fraction: float = 0.0  # progress the work reports (report), for a page's status line
+    text: str = ""
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> Task:
+        self.started = time.time()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         with _live_lock:
             _live.add(self)
@@ -41,6 +44,14 @@ class Task:
             traceback.print_exc()
         finally:
             self.finished = time.time()
+
+    def report(self, fraction: float, text: str) -> None:
+        """A progress callback (vae.latents.Progress) for the work to call."""
+        self.fraction, self.text = float(fraction), text
+
+    @property
+    def begun(self) -> bool:
+        return self._thread is not None
 
     @property
     def done(self) -> bool:

@@ -296,8 +296,10 @@ def test_encode_cli_single_and_torchrun_stores_agree(tmp_path, cache_dir, sim_fo
     stores = sorted((cache_dir / "latents").glob("*.store"))
     assert len(stores) == 1 and open_store(stores[0]).complete
     dataset = ImageFolder(sim_folder, 32, Normalization())
-    merged = build_atlas(model, dataset)  # read from the store, no encoding
-    assert not merged.cache_hit
+    merged = build_atlas(model, dataset)  # read in place from the store, no encoding
+    assert merged.cache_hit and isinstance(merged.mu, np.memmap) and merged.mu.dtype == np.float16
+    assert Path(merged.mu.filename) == stores[0] / "mu.npy"
+    assert len(merged.recon_error) == len(dataset)
     single = subprocess.run(
         [sys.executable, *args, "--json"],
         env=env | {cache.CACHE_ENV: str(tmp_path / "c2")},
@@ -316,7 +318,9 @@ def test_encode_cli_single_and_torchrun_stores_agree(tmp_path, cache_dir, sim_fo
         again = build_atlas(model, dataset)
     finally:
         os.environ[cache.CACHE_ENV] = str(cache_dir)
-    assert again.cache_hit  # the store's arrays went into the app's cache entry
+    assert again.cache_hit and isinstance(again.mu, np.memmap)
+    # The store is read in place each time: no second copy of it in the app's cache.
+    assert [p.suffix for p in (env2 / "latents").iterdir()] == [".store"]
     np.testing.assert_array_equal(merged.mu, reference.mu)  # float16 from either run
     np.testing.assert_allclose(merged.kl, reference.kl, rtol=1e-4, atol=1e-5)
 

@@ -107,7 +107,7 @@ def reconstruction_errors(
     model.eval()
     errors, done = [], 0
     for x in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
-        z = torch.as_tensor(mu[done : done + len(x)]).to(device)
+        z = torch.as_tensor(np.asarray(mu[done : done + len(x)], np.float32)).to(device)
         with autocast(device):
             recon = model.decode(z).float()
         diff = recon.cpu() - x.float()

@@ -13,9 +13,17 @@ def kl_terms(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     return -0.5 * (1.0 + logvar - mu**2 - np.exp(logvar))
 
 
+ROWS = 65_536  # rows per step over a memory-mapped store: no (N, dz) temporary at once
+
+
 def kl_per_dim(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-    """Mean KL per dimension over the data: (dz,)."""
-    return kl_terms(mu, logvar).mean(0)
+    """Mean KL per dimension over the data: (dz,) float32, summed ROWS rows at a time in
+    float64 (a float16 store's rows too)."""
+    total = np.zeros(mu.shape[1], np.float64)
+    for i in range(0, len(mu), ROWS):
+        m = np.asarray(mu[i : i + ROWS], np.float64)
+        total += kl_terms(m, np.asarray(logvar[i : i + ROWS], np.float64)).sum(0)
+    return (total / max(len(mu), 1)).astype(np.float32)
 
 
 def active_units(kl_per_dim, threshold: float = ACTIVE_NATS) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_write
+from common.atomic import atomic_path, atomic_write
 
 FORMAT = "speckle-vae-latent-store"
 FORMAT_VERSION = 1
@@ -102,11 +102,28 @@ class LatentStore:
 
     def load(self) -> dict[str, np.ndarray]:
         """Every array in memory: μ and log σ² as float32, as the in-memory cache holds them."""
+        return {name: np.array(a, dtype=np.float32) for name, a in self.mapped().items()}
+
+    def mapped(self) -> dict[str, np.ndarray]:
+        """Every array read in place: μ and log σ² as read-only float16 memory maps (their pages
+        are the file's, which the kernel can drop and read again), KL and the errors (when
+        stored) in memory, 4 bytes a frame each. What the app holds of a big recording."""
         if not self.complete:
             raise StoreError(f"{self.path}: {self.rows_done()} of {self.n} rows written")
-        out = {name: np.asarray(self.array(name), dtype=np.float32) for name in ROWS}
+        out = {name: self.array(name) for name in ROWS}
         names = COLUMNS if self.errors else COLUMNS[:1]
         return out | {name: np.array(self.array(name)) for name in names}
+
+    def add_errors(self, errors: np.ndarray) -> None:
+        """Store the (n,) reconstruction errors of a store encoded without them: the column is
+        written and renamed into place first, then meta.json says it is there."""
+        errors = np.asarray(errors, np.float32)
+        if errors.shape != (self.n,):
+            raise StoreError(f"{self.path}: {errors.shape} errors for {self.n} rows")
+        with atomic_path(self.path / "recon_error.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, errors, allow_pickle=False)
+        self.meta = self.meta | {"errors": True}
+        atomic_write(self.path / META, json.dumps(self.meta, indent=1))
 
 
 def _expected(
@@ -168,7 +185,9 @@ def create_store(
         store = open_store(path)
     except StoreError:
         store = None
-    if store is not None and store.meta == want:
+    if store is not None and (
+        store.meta == want or store.meta == want | {"errors": True}  # errors added since
+    ):
         return store
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -32,10 +32,9 @@ def store_path(checkpoint: Checkpoint, dataset) -> Path:
     return path.with_name(path.name + ".store")
 
 
-def from_store(checkpoint: Checkpoint, dataset) -> dict[str, np.ndarray] | None:
-    """The arrays of a complete store that explorer.encode wrote for this model and data set."""
-    path = store_path(checkpoint, dataset)
-    store = open_store(path)
+def complete_store(checkpoint: Checkpoint, dataset) -> LatentStore | None:
+    """The complete store that explorer.encode wrote for this model and data set, if any."""
+    store = open_store(store_path(checkpoint, dataset))
     if store is None or not store.complete:
         return None
     if (store.meta["checkpoint"], store.meta["fingerprint"]) != (
@@ -43,7 +42,14 @@ def from_store(checkpoint: Checkpoint, dataset) -> dict[str, np.ndarray] | None:
         dataset.fingerprint(),
     ):
         return None
-    return store.load()
+    return store
+
+
+def from_store(checkpoint: Checkpoint, dataset) -> dict[str, np.ndarray] | None:
+    """The arrays of a complete store for this model and data set, read in place
+    (LatentStore.mapped: μ and log σ² stay float16 memory maps)."""
+    store = complete_store(checkpoint, dataset)
+    return None if store is None else store.mapped()
 
 
 def encode_to_store(
@@ -154,39 +160,54 @@ def reconstruction_errors_of(
 def dataset_latents(
     checkpoint: Checkpoint, dataset, progress: Progress | None = None, errors: bool = True
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """(arrays, cache hit): "mu", "logvar", "kl" and "recon_error" from the cache, else read
-    from a complete store that explorer.encode wrote (its errors computed now if it has none),
-    else encoded now, and stored.
+    """(arrays, cache hit): "mu", "logvar", "kl" and "recon_error" from the cache, else read in
+    place from a complete store that explorer.encode wrote (its errors computed now and added to
+    the store if it has none), else encoded now, and stored.
 
     With errors=False a miss encodes (or reads) μ, log σ² and KL only, stores nothing and
-    returns no "recon_error": the caller computes the errors (reconstruction_errors_of) and then
-    stores the whole entry at latents_path (store_latents)."""
+    returns no "recon_error": the caller computes them later (file_errors)."""
     path = latents_path(checkpoint, dataset)
     cached = cache.load(path)
-    streamed = None if cached is not None else from_store(checkpoint, dataset)
-
-    def build():
-        if streamed is None:
-            arrays = encode_latents(checkpoint, dataset, progress)
-        elif "recon_error" not in streamed:
-            err = reconstruction_errors_of(checkpoint, dataset, streamed["mu"], progress)
-            arrays = streamed | {"recon_error": err}
-        else:
-            arrays = streamed
-        return arrays, {"checkpoint": checkpoint.id, "from_store": streamed is not None}
-
+    store = None if cached is not None else complete_store(checkpoint, dataset)
     if cached is not None:
         arrays, hit = cached[0], True
-    elif not errors and (streamed is None or "recon_error" not in streamed):
+    elif store is not None:
+        arrays, hit = store.mapped(), True
+        if errors and "recon_error" not in arrays:
+            arrays = arrays | {"recon_error": file_errors(checkpoint, dataset, arrays, progress)}
+    elif not errors:
         # Not under the cache's lock: a second process building the same entry meanwhile
         # duplicates the work, and the atomic writes keep either result whole.
-        arrays = streamed or encode_latents(checkpoint, dataset, progress, errors=False)
-        hit = False
+        arrays, hit = encode_latents(checkpoint, dataset, progress, errors=False), False
     else:
+
+        def build():
+            meta = {"checkpoint": checkpoint.id, "from_store": False}
+            return encode_latents(checkpoint, dataset, progress), meta
+
         arrays, _, hit = cache.get_or_build(path, build)
     if len(arrays["mu"]) != len(dataset):
         raise ValueError(f"{path}: cached latents do not match the dataset size")
     return arrays, hit
+
+
+def file_errors(
+    checkpoint: Checkpoint,
+    dataset,
+    arrays: dict[str, np.ndarray],
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """The reconstruction errors of latents that have none yet, computed now and filed where
+    the latents came from: added to the data set's store (no second copy of its μ), else with
+    them in one cache entry (store_latents)."""
+    path = latents_path(checkpoint, dataset)
+    err = reconstruction_errors_of(checkpoint, dataset, arrays["mu"], progress)
+    store = complete_store(checkpoint, dataset)
+    if store is not None and len(arrays["mu"]) == store.n:
+        store.add_errors(err)
+    else:
+        store_latents(path, checkpoint, arrays | {"recon_error": err})
+    return err
 
 
 def store_latents(path: Path, checkpoint: Checkpoint, arrays: dict[str, np.ndarray]) -> None:

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer import density, drift, serving
+from explorer.atlas import ERRORS_AUTO_MAX
 from explorer.metrics import compare
 from explorer.projection import METRICS
 from explorer.selection import region_ids, selected_ids
@@ -46,8 +47,15 @@ with st.expander("UMAP settings"):
     metric = u3.selectbox("metric", METRICS, key="atlas_metric")
 
 proj, status = state.projection(atlas, method, n_neighbors, min_dist, metric)
+needs_errors = color_by in ("reconstruction error", "−ELBO")
+if needs_errors and not atlas.errors_ready and n > ERRORS_AUTO_MAX:
+    atlas.request_errors()  # a big store's errors: computed on request, not waited for
+    color_by = "KL"
+elif needs_errors:
+    state.recon_errors(atlas)
 errors_ready = atlas.errors_ready
-if status or not errors_ready:
+errors_busy = atlas.errors_requested and not errors_ready
+if status or errors_busy:
 
     @st.fragment(run_every=2)
     def _poll() -> None:
@@ -58,13 +66,25 @@ if status or not errors_ready:
             st.rerun()
         if still:
             st.info(still, icon=":material/hourglass_top:")
+        if errors_busy and n > ERRORS_AUTO_MAX:
+            task = atlas.errors
+            st.info(
+                f"Computing the reconstruction errors of all {n:,} frames in the background "
+                f"({task.elapsed:.0f} s so far: {task.text or 'starting'}); coloured by KL "
+                "meanwhile.",
+                icon=":material/hourglass_top:",
+            )
 
     _poll()
 if proj.note:
     st.caption(proj.note)
-if color_by in ("reconstruction error", "−ELBO"):
-    state.recon_errors(atlas)
-elif not errors_ready:
+if not atlas.errors_requested:
+    st.caption(
+        f"Reconstruction errors are not in this recording's store: colour by reconstruction "
+        f"error or −ELBO to compute them in the background (one decode of each of the {n:,} "
+        "frames), or run `python -m explorer.encode` without `--no-errors` ahead of time."
+    )
+elif errors_busy and n <= ERRORS_AUTO_MAX:
     st.caption("Reconstruction errors are being computed in the background (first start only).")
 
 if color_by == "reconstruction error":
@@ -74,7 +94,7 @@ elif color_by == "KL":
 elif color_by == "−ELBO":
     color = atlas.elbo
 elif color_by == "latent dim":
-    color = atlas.mu[:, dim]
+    color = np.asarray(atlas.mu[:, dim], np.float32)
 elif color_by == "frame index":
     color = np.arange(n, dtype=float)  # acquisition order: a stack's or recording's frame index
 else:
@@ -217,7 +237,18 @@ with st.expander("Export coordinates and latents (CSV)"):
         frame = atlas.labels.copy()
         frame.insert(0, "id", np.arange(n))
         frame["map_x"], frame["map_y"] = proj.coords[:, 0], proj.coords[:, 1]
-        frame["recon_error"], frame["kl"] = state.recon_errors(atlas), atlas.kl
-        mu = pd.DataFrame(atlas.mu.round(5), columns=[f"mu_{d}" for d in range(atlas.mu.shape[1])])
-        csv = pd.concat([frame.reset_index(drop=True), mu], axis=1).to_csv(index=False).encode()
+        if n <= ERRORS_AUTO_MAX or atlas.errors_ready:
+            frame["recon_error"] = state.recon_errors(atlas)
+        frame["kl"] = atlas.kl
+        parts = [frame.reset_index(drop=True)]
+        if n <= ERRORS_AUTO_MAX:
+            columns = [f"mu_{d}" for d in range(atlas.mu.shape[1])]
+            parts.append(pd.DataFrame(np.asarray(atlas.mu, np.float32).round(5), columns=columns))
+        else:
+            st.caption(
+                f"{n:,} frames: the CSV holds the map and the labels; μ is in the store's "
+                "mu.npy (float16, `numpy.load(..., mmap_mode='r')`), written by "
+                "`python -m explorer.encode`."
+            )
+        csv = pd.concat(parts, axis=1).to_csv(index=False).encode()
         st.download_button("Download atlas.csv", csv, "atlas.csv", "text/csv", key="atlas_download")
