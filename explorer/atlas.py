@@ -66,7 +66,8 @@ class Atlas:
 
     @cached_property
     def mu_active(self) -> np.ndarray:
-        return np.ascontiguousarray(self.mu[:, self.active])
+        """μ of the active dims: μ itself (a store's memory map, uncopied) when all are."""
+        return self.mu if self.active.all() else np.ascontiguousarray(self.mu[:, self.active])
 
     @cached_property
     def active_index(self) -> NeighbourIndex:

@@ -153,11 +153,12 @@ def analyse(
         kl = float(kls[i])
         elbo = float(neg_elbo(atlas.checkpoint, err, kl))
         u.metrics |= {"kl": kl, "neg_elbo": elbo}
-        u.ood = {
-            "-ELBO": percentile_of(elbo, atlas.elbo),
-            "reconstruction error": percentile_of(err, atlas.recon_error),
-            "KL": percentile_of(kl, atlas.kl),
-        }
+        u.ood = {"KL": percentile_of(kl, atlas.kl)}
+        if atlas.errors_ready:  # a big store's errors may not be computed (yet): no rank then
+            u.ood = {
+                "-ELBO": percentile_of(elbo, atlas.elbo),
+                "reconstruction error": percentile_of(err, atlas.recon_error),
+            } | u.ood
         u.neighbours = idx[i, :k]
         u.position = positions[i] if positions is not None else None
 

@@ -114,3 +114,20 @@ def test_the_map_child_reads_a_whole_store_file_and_a_copy_of_anything_else(
     os.remove(part)
     in_memory = latents_file(np.ones((2, 3)), tmp_path / "t")
     assert np.load(in_memory).shape == (2, 3)
+
+
+def test_a_page_gets_a_samples_errors_without_waiting_for_a_big_stores(stored, monkeypatch):
+    """views.state.errors_of decodes just the frames asked for while a big store's errors are
+    not computed, and gives the same values the store later holds (to float16 μ's precision)."""
+    # Lazy: views.state imports Streamlit, needed by this test only.
+    from views import state
+
+    model, dataset, _ = stored
+    monkeypatch.setattr(atlas_mod, "ERRORS_AUTO_MAX", 10)
+    monkeypatch.setattr(state, "ERRORS_AUTO_MAX", 10)
+    atlas = atlas_mod.build_atlas(model, dataset, defer_errors=True)
+    ids = np.array([3, 17, 31])
+    images = np.stack([dataset.image(int(i)) for i in ids])
+    quick = state.errors_of(atlas, ids, images)
+    assert not atlas.errors_requested  # nothing else was decoded
+    np.testing.assert_allclose(quick, atlas.recon_error[ids], rtol=1e-4)

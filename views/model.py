@@ -170,9 +170,8 @@ def _ev_curve(checkpoint_id: str, dataset_fp: str) -> tuple[dict, float, float]:
     ks = curve_ks(atlas.active_units, robust, top=min(256, len(split.train) - 1))
     curve = pca_ev_curve(images, split, ks)
     test, mean = images[split.test], images[split.train].mean(0)
-    vae_ev = 1.0 - float(
-        np.mean(state.recon_errors(atlas)[split.test]) / np.mean((test - mean) ** 2)
-    )
+    errors = state.errors_of(atlas, idx[split.test], test)
+    vae_ev = 1.0 - float(np.mean(errors) / np.mean((test - mean) ** 2))
     return curve, vae_ev, robust
 
 

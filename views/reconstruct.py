@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from explorer.atlas import ERRORS_AUTO_MAX
 from explorer.metrics import PIXEL_KEYS, SPECKLE_KEYS
 from explorer.uploads import (
     OOD_PERCENTILE,
@@ -84,7 +85,8 @@ if todo:
                 )
             )
         bar.progress((i + 1) / (2 * len(todo)), f"read {i + 1}/{len(todo)}: {f.name}")
-    state.recon_errors(atlas)  # the percentiles below rank against them
+    if len(atlas.mu) <= ERRORS_AUTO_MAX:  # the percentiles below rank against them
+        state.recon_errors(atlas)
     flat = [u for group in fresh for u in group]
     for start in range(0, len(flat), 64):
         analyse(flat[start : start + 64], atlas, proj, k=k, window=window, region=region)

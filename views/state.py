@@ -13,7 +13,7 @@ import streamlit as st
 
 from common import cache
 from explorer import images, map_process, serving, sources
-from explorer.atlas import Atlas, build_atlas, build_projection
+from explorer.atlas import ERRORS_AUTO_MAX, Atlas, build_atlas, build_projection
 from explorer.projection import Projection
 from explorer.tasks import Task
 from frames import ImageFolder, Normalization, spaced_indices
@@ -105,6 +105,16 @@ def recon_errors(atlas: Atlas) -> np.ndarray:
         return atlas.recon_error
     with st.spinner("computing the reconstruction errors of the dataset (first start only)"):
         return atlas.recon_error
+
+
+def errors_of(atlas: Atlas, ids: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """The reconstruction errors of the frames `ids` (their preprocessed `images` given): the
+    atlas's, or, for a big store whose errors are not computed, these frames' own decodes, so
+    that a page does not wait for a million of them."""
+    if atlas.errors_ready or len(atlas.mu) <= ERRORS_AUTO_MAX:
+        return recon_errors(atlas)[ids]
+    recon = serving.decode_interactive(serving.model(atlas.checkpoint), atlas.mu[ids])
+    return ((recon - images) ** 2).reshape(len(ids), -1).mean(1)
 
 
 def atlas_for(checkpoint: Checkpoint, dataset_name: str) -> Atlas:
