@@ -52,11 +52,15 @@ def _status(pid: int) -> dict[str, int]:
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(c) for c in text.split()]
+    """A process's children, whichever of its threads started them (the map child is started
+    from a worker thread)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
 
 
 class MemoryWatch:
@@ -205,7 +209,7 @@ def encode(work: Path, n: int) -> dict:
     }
 
 
-def run(work: Path, sizes: list[int], only: list[str]) -> None:
+def run(work: Path, sizes: list[int], only: list[str], umap_timeout: float) -> None:
     for n in sizes:
         wn = work / str(n)
         wn.mkdir(parents=True, exist_ok=True)
@@ -223,7 +227,7 @@ def run(work: Path, sizes: list[int], only: list[str]) -> None:
                 # Lazy: Playwright and the server are needed by this stage only.
                 from benchmarks.scale_app import app_stage
 
-                row = app_stage(wn, n)
+                row = app_stage(wn, n, umap_timeout)
             _record(wn, stage, row)
             progress(f"scale[n={n}]: {stage} {json.dumps(row)}")
 
@@ -233,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", required=True, type=Path, help="where data, caches and rows go")
     p.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     p.add_argument("--only", nargs="+", choices=STAGES, default=list(STAGES))
+    p.add_argument("--umap-timeout", type=float, default=1800.0, help="s to wait for the UMAP map")
     p.add_argument("--render", action="store_true", help="print the table from recorded rows")
     args = p.parse_args(argv)
     if args.render:
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(render(args.work, args.sizes))
         return 0
-    run(args.work, args.sizes, args.only)
+    run(args.work, args.sizes, args.only, args.umap_timeout)
     return 0
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from benchmarks.load import ARGS, CHROMIUM, MAP, start_server
 from benchmarks.scale import MemoryWatch
 
-UMAP_TIMEOUT = 1800.0  # s to wait for the UMAP map before measuring on the PCA map
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidget"]')"""
 # The recording's map is drawn: a density image, or a scatter trace of all n points.
 DRAWN = """([sel, n, dense]) => {
@@ -47,7 +46,9 @@ def _wait_text(page, pattern: str, timeout: float) -> str:
     return found.inner_text()
 
 
-def app_stage(work: Path, n: int, umap_timeout: float = UMAP_TIMEOUT) -> dict:
+def app_stage(work: Path, n: int, umap_timeout: float) -> dict:
+    """The app stage's row; after `umap_timeout` s without the UMAP map, box and click are
+    measured on the PCA map."""
     # Lazy: Playwright is a dev requirement, needed by this stage only.
     from playwright.sync_api import sync_playwright
 

@@ -19,6 +19,7 @@ import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,7 +57,7 @@ class Sample:
     key: str | None = None  # array name inside an .npz holding several arrays
     index: int | None = None  # frame inside a stack
 
-    @property
+    @cached_property  # asked twice per frame while a big recording is scanned
     def name(self) -> str:
         """The sample's id in labels: "a.png", "stack.npy#3", "set.npz#key#3"."""
         parts = [self.path] + ([self.key] if self.key else [])

@@ -57,7 +57,8 @@ def probe_lab(
     samples: list[tuple[str | None, int | None, tuple[int, int], dict]] = []
     skipped: list[str] = []
     try:
-        labels = {a.column: reader.vector(a) for a in arrays if a.role == "label"}
+        # Python values once per column: a per-frame .item() is most of a big file's scan.
+        labels = {a.column: reader.vector(a).tolist() for a in arrays if a.role == "label"}
         pattern = next((a for a in arrays if a.role == "pattern"), None)
         for a in (x for x in arrays if x.role == "speckle"):
             key = sample_key(kind, a)
@@ -73,11 +74,7 @@ def probe_lab(
             for k in frames:
                 if k in bad:
                     continue
-                extra = {
-                    c: v[k].item()
-                    for c, v in labels.items()
-                    if k is not None and len(v) == a.frames
-                }
+                extra = {c: v[k] for c, v in labels.items() if k is not None and len(v) == a.frames}
                 if pattern is not None and k is not None and pattern.frames == a.frames:
                     extra[PATTERN_COLUMN] = f"{rel}#{pattern.key}#{k}"
                 samples.append((key, k, (int(h), int(w)), extra))
