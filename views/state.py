@@ -50,7 +50,10 @@ def load_model(name: str) -> Checkpoint:
     return _load_model(str(path), mtime)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+# A million-frame recording's index takes tens of seconds to read: say so while it does.
+@st.cache_resource(
+    show_spinner="opening the dataset: reading its frame index and labels", max_entries=8
+)
 def _load_dataset(path: str, size: int, norm: tuple) -> ImageFolder:
     normalization = Normalization.from_dict(dict(norm))
     return ImageFolder(path, size, normalization, scan_record=cache.scan_record(path))
@@ -171,6 +174,9 @@ def projection(
     pca = _projection_task(
         atlas.checkpoint.id, atlas.dataset.fingerprint(), ("pca", 15, 0.1, "euclidean"), atlas
     )
+    if not pca.done:  # a million points take seconds
+        with st.spinner(f"fitting the PCA map of {len(atlas.mu):,} points"):
+            pca.wait()
     pca_proj, _ = pca.wait()
     if task.error:
         return pca_proj, f"{method.upper()} failed ({task.error}); showing PCA"
