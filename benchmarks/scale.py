@@ -112,10 +112,10 @@ class MemoryWatch:
         }
 
 
-def _record(work: Path, stage: str, row: dict) -> None:
+def _record(work: Path, stage: str, row: dict, started: dict) -> None:
     path = work / "stages.json"
     stages = json.loads(path.read_text()) if path.exists() else {}
-    stages[stage] = row | {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit()}
+    stages[stage] = row | started
     atomic_write(path, json.dumps(stages, indent=2))
 
 
@@ -219,6 +219,8 @@ def run(work: Path, sizes: list[int], only: list[str], umap_timeout: float) -> N
             if stage in done:
                 progress(f"scale[n={n}]: {stage} already recorded in {path}")
                 continue
+            started = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            started["commit"] = _commit()
             if stage == "simulate":
                 row = simulate(wn, n)
             elif stage == "encode":
@@ -228,7 +230,7 @@ def run(work: Path, sizes: list[int], only: list[str], umap_timeout: float) -> N
                 from benchmarks.scale_app import app_stage
 
                 row = app_stage(wn, n, umap_timeout)
-            _record(wn, stage, row)
+            _record(wn, stage, row, started)
             progress(f"scale[n={n}]: {stage} {json.dumps(row)}")
 
 
