@@ -20,6 +20,7 @@ ignores it), keyed by the generator, and every pair's tables are rendered betwee
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -100,14 +101,57 @@ def load_pair(vae_path: str, generator_path: str):
     return vae, gen, meta
 
 
+def references(reg, x, seed, meta, vae, mask, ref_x, ref_v, k, pca, tms, args):
+    """A regime's true states (unit frames (N, S, L)) and every row that does not read the
+    generator: the VAE's ceiling, PCA, the nearest pattern, the TMs and the oracles."""
+    observed, clean = rs.truth_frames(reg, x, 1 if reg.fixed else args.states, seed + 1)
+    ideal, _ = rs.truth_frames(reg, x, args.samples, seed + 2)
+    truth_v = as_seen(observed, meta, vae)  # (N, S, H, W)
+    truth_u = unit_frames(truth_v, mask)
+    n, s = truth_v.shape[:2]
+    rows: dict[str, dict] = {}
+    flat = torch.from_numpy(truth_v.reshape(n * s, 1, *truth_v.shape[-2:]))
+    recon = encode_dataset(vae.model, flat, reconstruct=True).recon.reshape(truth_v.shape)
+    rows["vae_ceiling"] = paired(unit_frames(recon, mask), truth_u)
+    if not pca:
+        centre = ref_v[:, mask].mean(0)
+        pca += [centre, np.linalg.svd(ref_v[:, mask] - centre, full_matrices=False)[2][:k]]
+    centre, basis = pca
+    z = truth_v[..., mask] - centre
+    rows["pca"] = paired(renormed(centre + (z @ basis.T) @ basis), truth_u)
+    near, _ = nearest_patterns(ref_x, x)
+    rows["nearest"] = ensemble(unit_frames(ref_v[near][:, None], mask), truth_u)
+    one, pooled = tms(reg.fibre)
+    rows["tm_one"] = ensemble(unit_frames(one[0].predict(x)[:, None], mask), truth_u)
+    pred_u = unit_frames(pooled[0].predict(x), mask)
+    rows["tm_pooled"] = ensemble(pred_u[:, None], truth_u)
+    # The pooled TM as a probabilistic forecast: its prediction plus residuals it left on
+    # K reference pairs drawn at random (standardized frames, so powers need no matching).
+    ref_pred_u = unit_frames(pooled[0].predict(ref_x[:2048]), mask)
+    resid = unit_frames(pooled[1][:2048], mask) - ref_pred_u
+    pick = np.random.default_rng(args.seed).integers(0, len(resid), (n, args.samples))
+    members = renormed(pred_u[:, None] + resid[pick])
+    rows["tm_pooled_spread"] = ensemble(members, truth_u, renormed(members.mean(1)))
+    rows["oracle_state"] = paired(unit_frames(clean, mask), truth_u)
+    ideal_v = as_seen(ideal, meta, vae)
+    rows["oracle_sampler"] = ensemble(
+        unit_frames(ideal_v, mask), truth_u, unit_frames(ideal_v.mean(1), mask)
+    )
+    return truth_u, rows
+
+
 def run(args: argparse.Namespace, log=print) -> dict | None:
     t0 = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.only == "physics" and args.record is not None:
+    gen = None
+    if args.record is not None:
         meta = json.loads(args.record.read_text())
+        vae = None if args.only == "physics" else vck.load_checkpoint(args.vae)
     else:
         vae, gen, meta = load_pair(args.vae, args.generator)
+    if gen is None and args.only is None:
+        raise ValueError("scoring needs the generator's config, not --record")
     train = rs.record_fibre(meta)
     mask = core_mask(train.size, train.core)
     family = str(meta.get("family", "digits"))
@@ -136,14 +180,13 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
     ref_v = as_seen(ref_frames, meta, vae)
     enc = encode_dataset(vae.model, torch.from_numpy(ref_v[:KL_FRAMES, None]))
     k = min(active_units(kl_per_dim(enc.mu, enc.logvar)), args.n_ref // 2)
-    centre = ref_v[:, mask].mean(0)
-    basis = np.linalg.svd(ref_v[:, mask] - centre, full_matrices=False)[2][:k]  # (K, L)
+    pca: list = []  # (centre, basis (K, L)), fitted when a regime first needs it
 
     out = {
         "vae": args.vae,
         "generator": args.generator,
         "vae_id": vae.id,
-        "generator_id": gen.id,
+        "generator_id": None if gen is None else gen.id,
         "train_fibre": rs.describe(train),
         "train_family": family,
         "train_n": meta.get("n"),
@@ -167,13 +210,30 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
         t = time.perf_counter()
         seed = rs.HELD_OUT_SEED + 10 * i
         x = rs.family_patterns(reg.family, "test", args.n, seed, meta)
-        observed, clean = rs.truth_frames(reg, x, 1 if reg.fixed else args.states, seed + 1)
-        ideal, _ = rs.truth_frames(reg, x, args.samples, seed + 2)
-        truth_v = as_seen(observed, meta, vae)  # (N, S, H, W)
-        truth_u = unit_frames(truth_v, mask)
-        n, s = truth_v.shape[:2]
-        rows: dict[str, dict] = {}
-
+        settings = [vae.id, reg.key, rs.fibre_key(reg.fibre), args.n, args.states, args.samples]
+        settings += [args.seed, args.n_ref, args.tm_steps, seed]
+        digest = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]
+        kept = None if work is None else work / f"regime-{digest}.npz"
+        if kept is not None and kept.is_file():
+            z = np.load(kept)
+            truth_u = z["truth_u"].astype(np.float64)
+            rows = {}
+            for name in z.files:
+                if "/" in name:
+                    row, metric = name.split("/")
+                    rows.setdefault(row, {})[metric] = z[name]
+        else:
+            truth_u, rows = references(
+                reg, x, seed, meta, vae, mask, ref_x, ref_v, k, pca, tms, args
+            )
+            if kept is not None:
+                flat = {f"{r}/{m}": v for r, row in rows.items() for m, v in row.items()}
+                np.savez(kept.with_suffix(".tmp.npz"), truth_u=truth_u.astype(np.float32), **flat)
+                kept.with_suffix(".tmp.npz").replace(kept)
+        if args.only == "references":
+            log(f"{reg.key}: references kept ({time.perf_counter() - t:.0f} s)")
+            continue
+        n, s = truth_u.shape[:2]
         lat = sample_latents(gen.model, x, args.samples, STEPS, SAMPLER, GUIDANCE, args.seed)
         imgs = decode(vae.model, lat.latents.reshape(-1, lat.latents.shape[-1]))
         imgs = imgs.reshape(n, args.samples, *imgs.shape[-2:])
@@ -183,29 +243,7 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
         if gen.regressor is not None:
             reg_img = decode(vae.model, regress_latents(gen.regressor, x))
             rows["regressor"] = ensemble(unit_frames(reg_img[:, None], mask), truth_u)
-        flat = torch.from_numpy(truth_v.reshape(n * s, 1, *truth_v.shape[-2:]))
-        recon = encode_dataset(vae.model, flat, reconstruct=True).recon.reshape(truth_v.shape)
-        rows["vae_ceiling"] = paired(unit_frames(recon, mask), truth_u)
-        z = truth_v[..., mask] - centre
-        rows["pca"] = paired(renormed(centre + (z @ basis.T) @ basis), truth_u)
-        near, _ = nearest_patterns(ref_x, x)
-        rows["nearest"] = ensemble(unit_frames(ref_v[near][:, None], mask), truth_u)
-        one, pooled = tms(reg.fibre)
-        rows["tm_one"] = ensemble(unit_frames(one[0].predict(x)[:, None], mask), truth_u)
-        pred_u = unit_frames(pooled[0].predict(x), mask)
-        rows["tm_pooled"] = ensemble(pred_u[:, None], truth_u)
-        # The pooled TM as a probabilistic forecast: its prediction plus residuals it left on
-        # K reference pairs drawn at random (standardized frames, so powers need no matching).
-        ref_pred_u = unit_frames(pooled[0].predict(ref_x[:2048]), mask)
-        resid = unit_frames(pooled[1][:2048], mask) - ref_pred_u
-        pick = np.random.default_rng(args.seed).integers(0, len(resid), (n, args.samples))
-        members = renormed(pred_u[:, None] + resid[pick])
-        rows["tm_pooled_spread"] = ensemble(members, truth_u, renormed(members.mean(1)))
-        rows["oracle_state"] = paired(unit_frames(clean, mask), truth_u)
-        ideal_v = as_seen(ideal, meta, vae)
-        rows["oracle_sampler"] = ensemble(
-            unit_frames(ideal_v, mask), truth_u, unit_frames(ideal_v.mean(1), mask)
-        )
+        rows = {name: rows[name] for name in ROW_NAMES if name in rows}
         summary = {
             name: {m: bootstrap_mean(v, seed=args.seed) for m, v in row.items()}
             for name, row in rows.items()
@@ -226,6 +264,8 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
                 f"{k} {v['pcc']['mean']:.3f}" for k, v in summary.items() if k != "generator"
             )
         )
+    if args.only:
+        return None
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -443,13 +483,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--work", type=Path, default=None, help="keep and reuse the fitted TMs here")
     p.add_argument(
-        "--only", choices=("physics",), default=None, help="fit the TMs into --work, then stop"
+        "--only",
+        choices=("physics", "references"),
+        default=None,
+        help="into --work, then stop: fit the TMs (physics), or also score every row but the "
+        "generator's (references, with --vae)",
     )
     p.add_argument(
         "--record",
         type=Path,
         default=None,
-        help="with --only physics: the training set's simulation.json, for a pair not there yet",
+        help="with --only: the training set's simulation.json, for a generator not there yet",
     )
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--rows", type=Path, default=ROWS, help="where the measured rows are kept")
@@ -465,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}")
             return 2
         if result is None:
-            print(f"fitted the TMs into {args.work}")
+            print(f"kept the {args.only} stage in {args.work}")
             return 0
         saved["pairs"][args.generator] = {"result": result, "stamp": stamp()}
         atomic_write(args.rows, json.dumps(saved))
