@@ -140,6 +140,23 @@ def references(reg, x, seed, meta, vae, mask, ref_x, ref_v, k, pca, tms, args):
     return truth_u, rows
 
 
+def recipe(meta: dict, generator: str | None) -> list[str]:
+    """The commands that made the training set and the generator, as recorded, with absolute
+    paths cut to models/... or their last part."""
+
+    def clean(cmd) -> str:
+        words = cmd if isinstance(cmd, list) else str(cmd).split()
+        out = [w for w in words if w]
+        out = [
+            shown(w) if "models/" in w else Path(w).name if w.startswith("/") else w for w in out
+        ]
+        return " ".join(out)
+
+    cmds = [clean(meta["command"])] if meta.get("command") else []
+    config = gck.read_generator_config(generator) if generator else {}
+    return cmds + ([clean(config["command"])] if config.get("command") else [])
+
+
 def run(args: argparse.Namespace, log=print) -> dict | None:
     t0 = time.perf_counter()
     if args.threads:
@@ -156,6 +173,7 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
     mask = core_mask(train.size, train.core)
     family = str(meta.get("family", "digits"))
     ref_x = rs.family_patterns(family, "train", args.n_ref, rs.REF_SEED, meta)
+    ref_digest = hashlib.sha256(ref_x.tobytes()).hexdigest()[:16]  # the training families
     work = args.work
     regimes = rs.regimes(meta)
     fits: dict = {}
@@ -191,6 +209,7 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
         "train_family": family,
         "train_n": meta.get("n"),
         "pca_k": int(k),
+        "recipe": recipe(meta, args.generator),
         "settings": {
             "patterns": args.n,
             "states": args.states,
@@ -211,7 +230,7 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
         seed = rs.HELD_OUT_SEED + 10 * i
         x = rs.family_patterns(reg.family, "test", args.n, seed, meta)
         settings = [vae.id, reg.key, rs.fibre_key(reg.fibre), args.n, args.states, args.samples]
-        settings += [args.seed, args.n_ref, args.tm_steps, seed]
+        settings += [args.seed, args.n_ref, args.tm_steps, seed, ref_digest]
         digest = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]
         kept = None if work is None else work / f"regime-{digest}.npz"
         if kept is not None and kept.is_file():
@@ -414,6 +433,8 @@ def render_pair(r: dict, stamp: str) -> list[str]:
         f"steps, batch 512) on the same patterns through the regime's fibre. PCA keeps K = "
         f"{r['pca_k']} components (the VAE's active dims, KL > {ACTIVE_NATS} nats). Intervals: "
         f"{st['interval']}.",
+        "",
+        "Recipe: " + "; ".join(f"`{c}`" for c in r.get("recipe", [])) + ".",
         "",
         "Targets: " + "; ".join(targets(r)) + ".",
         "",
