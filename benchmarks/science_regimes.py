@@ -322,11 +322,18 @@ def targets(r: dict) -> list[str]:
     if few:
         cov = _get(r, few, "generator", "coverage")
         one, pooled = _get(r, few, "tm_one", "pcc"), _get(r, few, "tm_pooled", "pcc")
+        g1, i1 = _get(r, few, "generator", "pcc"), _get(r, few, "oracle_sampler", "pcc")
         lines.append(
             f"(c) few-DoF perturbation, generator coverage {_f(cov)} ≥ one-state TM {_f(one)} + 0.10: "
             f"{_verdict(cov - one - 0.10)}; ≥ pooled TM {_f(pooled)}: {_verdict(cov - pooled)}. "
             f"Bounds: VAE ceiling {_f(_get(r, few, 'vae_ceiling', 'pcc'))}, ideal sampler's "
-            f"coverage {_f(_get(r, few, 'oracle_sampler', 'coverage'))}"
+            f"coverage {_f(_get(r, few, 'oracle_sampler', 'coverage'))}. One sample's PCC: the "
+            f"generator {_f(g1)}, an ideal sampler {_f(i1)}, so the samples spread "
+            + (
+                "less than the true states (closer to their mean)"
+                if g1 > i1
+                else "as the states do"
+            )
         )
     many = _find(r, "many-DoF")
     if many:
