@@ -334,6 +334,11 @@ def targets(r: dict) -> list[str]:
                 if g1 > i1
                 else "as the states do"
             )
+            + (
+                "; the pair was not trained on this fibre"
+                if r["regimes"][few]["fibre"] != r["train_fibre"]
+                else ""
+            )
         )
     many = _find(r, "many-DoF")
     if many:
