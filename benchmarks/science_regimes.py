@@ -380,7 +380,7 @@ def targets(r: dict) -> list[str]:
 def shown(path: str) -> str:
     """A model's path from its repository's models/ folder on (where the app finds it)."""
     p = Path(path).as_posix()
-    return p[p.index("models/") :] if "models/" in p else p
+    return p[p.index("models/") :] if "models/" in p else "trained for this table (not shipped)"
 
 
 WHY = {  # the physics behind each regime's PCC verdict: (learning wins, learning loses)
