@@ -308,6 +308,11 @@ def render(
     inverse = section()  # measured apart (python -m benchmarks.science_inverse), kept here
     if inverse:
         lines += ["", inverse]
+    from benchmarks.science_regimes import section as regimes_section
+
+    regimes = regimes_section()  # measured apart (python -m benchmarks.science_regimes), kept
+    if regimes:
+        lines += ["", regimes]
     return "\n".join(lines)
 
 

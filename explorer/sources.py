@@ -6,6 +6,7 @@ leave it) is refused.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -24,6 +25,12 @@ SIMULATED = "simulated fibre speckle"
 SIMULATED_N = 2000
 SIMULATED_SEED = 1
 SIMULATED_N_ENV = "SPECKLE_VAE_SIM_N"  # a smaller default set, for tests and slow machines
+MODAL_MODEL = "models/modal"
+SIMULATED_MODAL = "simulated modal fibre speckle"
+# The simulated sets on offer, each with the shipped model whose training set's simulation
+# record it redraws with the sample seed SIMULATED_SEED (new samples through that model's fibre
+# and pattern families); None: the Gaussian fibre at the simulator's defaults, the demo's.
+SIMULATED_SETS = {SIMULATED: None, SIMULATED_MODAL: MODAL_MODEL}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -125,8 +132,8 @@ def model_path(name: str) -> Path:
 
 
 def list_datasets() -> list[str]:
-    """The simulated set, then folders directly under the data root."""
-    names = [SIMULATED]
+    """The simulated sets (each whose model ships), then folders directly under the data root."""
+    names = [n for n, m in SIMULATED_SETS.items() if m is None or simulated_record(n) is not None]
     root = data_root()
     if root.is_dir():
         for child in sorted(root.iterdir()):
@@ -140,8 +147,8 @@ def list_datasets() -> list[str]:
 
 
 def dataset_path(name: str) -> Path:
-    if name == SIMULATED:
-        return simulated_dir(simulated_n(), SIMULATED_SEED)
+    if name in SIMULATED_SETS:
+        return simulated_dir(simulated_n(), SIMULATED_SEED, name)
     return inside(data_root(), name)
 
 
@@ -149,25 +156,53 @@ def simulated_n() -> int:
     return int(os.environ.get(SIMULATED_N_ENV, SIMULATED_N))
 
 
-def simulated_dir(n: int, seed: int) -> Path:
-    return cache.cache_root() / "datasets" / f"mmf-n{n}-seed{seed}"
+def simulated_record(name: str) -> dict | None:
+    """The simulation record that a simulated set redraws: its model's training set's, read from
+    the model's config.json; None for the demo's set, and for a model that is not there or holds
+    no fibre record."""
+    model = SIMULATED_SETS[name]
+    if model is None:
+        return None
+    try:
+        config = json.loads((REPO / model / "config.json").read_text())
+        record = config["dataset"]["simulation"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if isinstance(record, dict) and record.get("kind") == "mmf" else None
 
 
-def ensure_simulated(n: int | None = None, seed: int = SIMULATED_SEED, progress=None) -> Path:
-    """Generate the default simulated set once, outside git; later starts reuse it."""
-    # Lazy: the simulators load only to write the default set, not on the cached open.
+def simulated_dir(n: int, seed: int, name: str = SIMULATED) -> Path:
+    """Where a simulated set is written in the cache; a redrawn record's folder is keyed by it."""
+    record = simulated_record(name)
+    if record is None:
+        return cache.cache_root() / "datasets" / f"mmf-n{n}-seed{seed}"
+    key = cache.key(json.dumps(record, sort_keys=True))[:16]
+    return cache.cache_root() / "datasets" / f"sim-n{n}-seed{seed}-{key}"
+
+
+def ensure_simulated(
+    n: int | None = None, seed: int = SIMULATED_SEED, progress=None, name: str = SIMULATED
+) -> Path:
+    """Generate a simulated set once, outside git; later starts reuse it."""
+    # Lazy: the simulators load only to write a simulated set, not on the cached open.
     from speckle.io import write_dataset
-    from speckle.mmf import simulate_mmf
+    from speckle.mmf import simulate_from_record, simulate_mmf
 
     n = n or simulated_n()
-    out = simulated_dir(n, seed)
+    out = simulated_dir(n, seed, name)
     if (out / "labels.csv").is_file():
         return out
+    record = simulated_record(name)
+    if SIMULATED_SETS[name] is not None and record is None:
+        raise ValueError(f"{SIMULATED_SETS[name]}/config.json: no simulation record to redraw")
     with cache.locked(out):
         if not (out / "labels.csv").is_file():
             if progress:
                 progress(0.1, f"simulating {n} fibre speckle images")
-            sim = simulate_mmf(n, seed)
+            if record is None:
+                sim = simulate_mmf(n, seed)
+            else:
+                sim = simulate_from_record(record | {"n": n, "seed": seed})
             if progress:
                 progress(0.6, "writing images")
             write_dataset(sim, out)

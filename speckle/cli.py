@@ -20,10 +20,18 @@ from speckle.gaussian_fibre import DEFAULT_FIBRE_SEED
 from speckle.io import FILE_FORMATS, write_dataset
 from speckle.mmf import simulate_mmf
 from speckle.simulated import PATTERN_SIZE
-from speckle.slm_patterns import DIGIT_SPLITS
+from speckle.slm_patterns import DIGIT_SPLITS, family_names
 from speckle.stats_command import MASK_HELP, stats_command
 
 # ----------------------------------------------------------------------------- CLI
+
+
+def _families(value: str) -> str:
+    """--pattern-family: one family or a comma list, checked, spaces dropped."""
+    try:
+        return ",".join(family_names(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _own_patterns(folder: Path | None) -> dict[str, Any]:
@@ -159,11 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mmf.add_argument(
         "--pattern-family",
-        choices=FAMILIES,
+        type=_families,
         default="digits",
         dest="family",
+        metavar="|".join(FAMILIES),
         help="what the SLM shows: bundled handwritten digits, letters (DejaVu Sans Bold), dots "
-        "or bars (speckle.families)",
+        "or bars (speckle.families); a comma list (digits,dots,bars) mixes them",
     )
     mmf.add_argument(
         "--patterns",

@@ -33,6 +33,8 @@ from speckle.modal_frames import modal_states, simulate_modal
 from speckle.simulated import MMF_TAG, PATTERN_SIZE, SimulatedSet, value_range
 from speckle.slm_patterns import (
     DIGIT_SPLITS,
+    base_family,
+    family_names,
     family_pool,
     placements,
     transform_patterns,
@@ -177,11 +179,15 @@ def simulate_mmf(
     if camera is not None:
         images = fibre_counts(images, camera, seed, int(core_mask(size, core).sum()))
 
-    source_label = (
-        {CLASS_LABEL[family]: target[source]}
-        if target is not None
-        else {"source_file": [pattern_names[i] if pattern_names else str(i) for i in source]}
-    )
+    if target is None:
+        source_label = {
+            "source_file": [pattern_names[i] if pattern_names else str(i) for i in source]
+        }
+    elif len(family_names(family)) > 1:
+        # A mixed set: each frame's family, and its class within that family.
+        source_label = {"family": base_family(family)[source], "class": target[source]}
+    else:
+        source_label = {CLASS_LABEL[family]: target[source]}
     labels = pd.DataFrame(
         {
             **source_label,

@@ -6,8 +6,8 @@ For each pattern, the truth is one frame through a state drawn from the fibre's 
 distribution (each factor uniform in its range, conformations uniform; no drift). Three
 predictors, each scored by the PCC over the lit core:
 
-- one-state TM: the frame through one fixed state (each factor at the low end of its range,
-  conformation 0): the best a transmission matrix measured once can do;
+- one-state TM: the frame through one fixed state (`FibreStates.one_state`: each factor at the
+  low end of its range, conformation 0): the best a transmission matrix measured once can do;
 - pooled mean: the mean of `draws` frames through independent states, a Monte Carlo estimate of
   the conditional mean, the best any deterministic predictor can do in PCC (a finite `draws`
   lowers it slightly);
@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from common.bootstrap import bootstrap_mean
-from speckle.modal_fibre import MODAL_TAG, ModalFibre
-from speckle.modal_frames import FACTORS, draw_factors, modal_images
+from speckle.fibre_states import FibreStates
+from speckle.modal_fibre import ModalFibre
 
 ORACLES = ("one_state_tm", "pooled_mean", "best_of_k")
 
@@ -32,21 +32,6 @@ def core_pcc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
     x = x - x.mean(-1, keepdims=True)
     y = y - y.mean(-1, keepdims=True)
     return (x * y).sum(-1) / np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
-
-
-def fixed_state(fibre: ModalFibre, n: int) -> dict[str, np.ndarray]:
-    """Every factor of n frames at the low end of its range (conformation 0)."""
-    lows = {
-        "temperature": fibre.temperature,
-        "strain": fibre.strain,
-        "detuning": fibre.detuning,
-        "curvature": fibre.bend if fibre.conformations is None else None,
-        "bend_angle": (0.0, 0.0) if fibre.bend and fibre.conformations is None else None,
-    }
-    out = {k: np.full(n, r[0]) for k in FACTORS if (r := lows[k]) is not None}
-    if fibre.conformations is not None:
-        out["state"] = np.zeros(n, dtype=np.int64)
-    return out
 
 
 def oracle_pccs(
@@ -64,14 +49,10 @@ def oracle_pccs(
     """Per-pattern PCCs (n,) of each oracle against one true frame per pattern."""
     if best_of > draws:
         raise ValueError(f"best_of ({best_of}) must be at most draws ({draws})")
-    n = len(patterns)
-    still = ModalFibre(**{**fibre.__dict__, "drift": 0.0})  # states drawn independently
-    factors = draw_factors(n * (draws + 1), seed ^ MODAL_TAG, still)
-    frames = modal_images(
-        np.repeat(patterns, draws + 1, axis=0), still, factors, size, core, fibre_seed
-    ).reshape(n, draws + 1, size, size)
+    fibre_states = FibreStates(size=size, core=core, fibre_seed=fibre_seed, modal=fibre)
+    frames = fibre_states.draws(patterns, draws + 1, seed)
     truth, states = frames[:, 0], frames[:, 1:]
-    one = modal_images(patterns, still, fixed_state(still, n), size, core, fibre_seed)
+    one = fibre_states.one_state(patterns)
     return {
         "one_state_tm": core_pcc(one, truth, mask),
         "pooled_mean": core_pcc(states.mean(1), truth, mask),

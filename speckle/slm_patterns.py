@@ -33,16 +33,45 @@ def digit_pool(split: str) -> np.ndarray:
     return split_pool(len(_digits()[0]), split)
 
 
+def family_names(family: str) -> tuple[str, ...]:
+    """The families of a `family` value: one name, or a comma list such as "digits,dots,bars"
+    (a mixed set), each checked and named once."""
+    names = tuple(f.strip() for f in str(family).split(","))
+    bad = [f for f in names if f not in FAMILIES]
+    if bad or len(set(names)) != len(names):
+        raise ValueError(
+            f"pattern family must be one of {', '.join(FAMILIES)} or a comma list of them, "
+            f"each once, got {family!r}"
+        )
+    return names
+
+
 def family_pool(family: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bases, each base's class, the split's base indices) of a pattern family
-    (speckle.families): the bundled digits, or letters, dots or bars."""
-    if family not in FAMILIES:
-        raise ValueError(f"pattern family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    (speckle.families): the bundled digits, or letters, dots or bars. A comma list pools the
+    families' bases in its order, each family's own split kept, so a sample's family is drawn
+    in proportion to its split's size (`base_family` names it)."""
+    names = family_names(family)
+    if len(names) > 1:
+        parts = [family_pool(f, split) for f in names]
+        offsets = np.cumsum([0] + [len(b) for b, _, _ in parts[:-1]])
+        return (
+            np.concatenate([b for b, _, _ in parts]),
+            np.concatenate([t for _, t, _ in parts]),
+            np.concatenate([p + o for (_, _, p), o in zip(parts, offsets, strict=True)]),
+        )
     if family == "digits":
         base, target = _digits()
         return base, target, digit_pool(split)
     base, target = family_bases(family)
     return base, target, split_pool(len(base), split)
+
+
+def base_family(family: str) -> np.ndarray:
+    """The family name of each base of `family_pool(family, ...)`, in its order."""
+    names = family_names(family)
+    sizes = [len(family_pool(f, "all")[0]) for f in names]
+    return np.repeat(np.array(names, dtype=object), sizes)
 
 
 @lru_cache(maxsize=1)

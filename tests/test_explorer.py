@@ -269,6 +269,28 @@ def test_paths_cannot_leave_their_roots(tmp_path, monkeypatch) -> None:
     assert json.loads((sources.REPO / sources.DEMO_MODEL / "config.json").read_text())["beta"] > 0
 
 
+def test_the_modal_pairs_simulated_set_redraws_its_training_record() -> None:
+    """The dataset picker offers the modal pair's set: new samples (another sample seed)
+    through the fibre, perturbations and pattern families its VAE was trained on."""
+    names = sources.list_datasets()
+    assert names[:2] == [sources.SIMULATED, sources.SIMULATED_MODAL]
+    record = sources.simulated_record(sources.SIMULATED_MODAL)
+    assert record["fibre"] == "modes" and record["modal"]["temperature"] == [0.0, 30.0]
+    assert record["family"] == "digits,dots,bars" and record["digits"] == "train"
+    assert sources.simulated_record(sources.SIMULATED) is None
+    path = sources.ensure_simulated(24, name=sources.SIMULATED_MODAL)
+    assert path == sources.simulated_dir(24, sources.SIMULATED_SEED, sources.SIMULATED_MODAL)
+    assert path != sources.simulated_dir(24, sources.SIMULATED_SEED)
+    meta = json.loads((path / "simulation.json").read_text())
+    for k in ("fibre", "modal", "family", "digits", "fibre_seed", "size", "core", "scale"):
+        assert meta[k] == record[k], k
+    assert meta["n"] == 24 and meta["seed"] == sources.SIMULATED_SEED != record["seed"]
+    labels = pd.read_csv(path / "labels.csv")
+    assert labels["temperature"].between(0, 30).all() and labels["temperature"].std() > 3
+    assert set(labels["family"]) <= {"digits", "dots", "bars"}
+    assert sources.ensure_simulated(24, name=sources.SIMULATED_MODAL) == path  # written once
+
+
 @pytest.mark.slow
 def test_encode_cli_single_and_torchrun_stores_agree(tmp_path, cache_dir, sim_folder) -> None:
     import os

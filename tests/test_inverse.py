@@ -165,6 +165,39 @@ def test_pattern_families() -> None:
     assert set(np.unique(counts)) == {1, 2, 3, 4}
 
 
+def test_a_comma_list_of_families_mixes_them_and_its_record_rebuilds_it(tmp_path) -> None:
+    from speckle.cli import main as speckle_main
+    from speckle.mmf import simulate_from_record
+    from speckle.slm_patterns import family_names, family_pool
+
+    assert family_names("dots") == ("dots",)
+    assert family_names("digits, dots,bars") == ("digits", "dots", "bars")
+    for bad in ("digits,digits", "digits,fonts", ""):
+        with pytest.raises(ValueError, match="pattern family"):
+            family_names(bad)
+    # The pooled test split is each family's own test split, in the list's order.
+    base, _, pool = family_pool("digits,dots", "test")
+    n_digits = len(family_pool("digits", "all")[0])
+    assert len(base) == n_digits + len(family_bases("dots")[0])
+    assert len(pool) == len(family_pool("digits", "test")[2]) + len(split_pool(1000, "test"))
+    assert set(pool[pool >= n_digits] - n_digits) == set(split_pool(1000, "test"))
+
+    sim = simulate_mmf(60, 3, size=32, family="digits,dots,bars", digits="test")
+    assert sim.meta["family"] == "digits,dots,bars"
+    assert set(sim.labels["family"]) == {"digits", "dots", "bars"}
+    dots_rows = sim.labels[sim.labels["family"] == "dots"]
+    assert set(dots_rows["class"]) <= {1, 2, 3, 4}
+    again = simulate_from_record(sim.meta, 60)
+    assert np.allclose(again.images, sim.images) and again.labels.equals(sim.labels)
+
+    out = tmp_path / "mixed"
+    argv = ["mmf", "--n", "6", "--seed", "1", "--size", "32", "--out", str(out)]
+    assert speckle_main([*argv, "--pattern-family", "digits, letters"]) == 0
+    assert json.loads((out / "simulation.json").read_text())["family"] == "digits,letters"
+    with pytest.raises(SystemExit):
+        speckle_main([*argv, "--pattern-family", "digits,digits", "--overwrite"])
+
+
 def test_speckle_mmf_pattern_family_flag(tmp_path) -> None:
     from speckle.cli import main as speckle_main
 

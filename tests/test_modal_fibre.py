@@ -21,6 +21,7 @@ from scipy import stats as sst
 from diffusion.train_set import training_set
 from speckle import cli, modes
 from speckle.camera import Camera
+from speckle.fibre_states import FibreStates
 from speckle.gaussian_fibre import core_mask, propagate
 from speckle.grain import grain_size_batch
 from speckle.mmf import fibre_states, simulate_from_record, simulate_mmf
@@ -381,6 +382,35 @@ def test_oracles_of_a_fixed_fibre_are_perfect_and_a_moving_one_orders_them() -> 
     assert got["pooled_mean"]["mean"] < 0.95 and got["best_of_k"]["mean"] < 0.98
     with pytest.raises(ValueError, match="best_of"):
         oracle_pccs(x, moving, MASK, size=S, draws=4, best_of=8)
+
+
+def test_fibre_states_rebuild_a_set_and_draw_its_states() -> None:
+    """A set's record gives back its fibre: a fixed fibre's frames bit for bit (modal and
+    Gaussian), and for a moving one, states drawn independently that differ per draw."""
+    fibre = ModalFibre(core_radius=10.0)
+    sim = simulate_mmf(6, SEED, size=S, fibre="modes", modal=fibre)
+    states = FibreStates.from_record(sim.meta)
+    assert not states.perturbed and states.modal is not None
+    np.testing.assert_allclose(states.one_state(sim.patterns), sim.images, rtol=1e-5, atol=1e-7)
+    draws = states.draws(sim.patterns, 3, seed=1)
+    assert draws.shape == (6, 3, S, S)
+    np.testing.assert_allclose(draws, np.repeat(sim.images[:, None], 3, 1), rtol=1e-5, atol=1e-7)
+    gauss = simulate_mmf(6, SEED, size=S)
+    np.testing.assert_array_equal(
+        FibreStates.from_record(gauss.meta).one_state(gauss.patterns), gauss.images
+    )
+    moving = FibreStates(size=S, modal=ModalFibre(core_radius=10.0, detuning=(0.0, 2.0), drift=0.1))
+    assert moving.perturbed and moving.modal.drift == 0.0
+    d = moving.draws(sim.patterns, 4, seed=1)
+    assert in_core_pcc(d[:, 0], d[:, 1]).mean() < 0.9
+    np.testing.assert_array_equal(d, moving.draws(sim.patterns, 4, seed=1))
+    bent = FibreStates(size=S, bend=0.9, states=4)
+    assert bent.perturbed and len(bent.matrices()) == 4
+    g = bent.draws(gauss.patterns, 8, seed=2)
+    outs = np.stack([propagate(gauss.patterns, t) for t in bent.matrices()], 1)  # (6, 4, S, S)
+    # every draw is one of the four states' frames
+    match = np.abs(g[:, :, None] - outs[:, None]).max((-2, -1)).min(-1)
+    assert match.max() < 1e-6
 
 
 def test_the_fibre_state_columns_are_probe_targets() -> None:

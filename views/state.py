@@ -60,11 +60,11 @@ def _load_dataset(path: str, size: int, norm: tuple) -> ImageFolder:
 
 
 def load_dataset(name: str, checkpoint: Checkpoint) -> ImageFolder:
-    if name == sources.SIMULATED:
+    if name in sources.SIMULATED_SETS:
         path = sources.dataset_path(name)
         if not (path / "labels.csv").is_file():  # first start only: no bar on every rerun
             bar = st.progress(0.0, "preparing the simulated dataset (first start only)")
-            path = sources.ensure_simulated(progress=lambda f, msg: bar.progress(f, msg))
+            path = sources.ensure_simulated(progress=lambda f, msg: bar.progress(f, msg), name=name)
             bar.empty()
     else:
         path = sources.dataset_path(name)

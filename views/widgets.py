@@ -23,7 +23,8 @@ def sidebar() -> None:
         "Dataset",
         datasets,
         key="dataset",
-        help=f"The simulated set, or a folder under {sources.data_root()}",
+        help="A simulated set (new samples through a shipped model's fibre), or a folder "
+        f"under {sources.data_root()}",
     )
 
 

@@ -40,7 +40,10 @@ def test_rate_distortion_of_every_model(app) -> None:
     assert set(points["model"]) <= models and "models/demo" in set(points["model"])
     assert (points["rate_nats"] > 0).all() and (points["distortion_mse"] > 0).all()
     assert points["rate_nats"].is_monotonic_increasing
-    if points["beta"].nunique() > 1:
-        low, high = points.iloc[0], points.iloc[-1]
+    # The β ladder: the models trained on this set's fibre. The modal VAE learned another fibre,
+    # so this set is foreign to it and its point is off the ladder's trade-off.
+    ladder = points[points["model"] != sources.MODAL_MODEL]
+    if ladder["beta"].nunique() > 1:
+        low, high = ladder.iloc[0], ladder.iloc[-1]
         assert low["beta"] > high["beta"] and low["distortion_mse"] > high["distortion_mse"]
     assert any("Contrast ratio in the lit region" in c.value for c in app.caption)

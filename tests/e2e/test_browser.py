@@ -513,3 +513,58 @@ def test_a_100k_frame_recording_is_a_density_map_with_box_and_click(big_server, 
     page.get_by_text("reconstruction (z = μ)").first.wait_for(timeout=60_000)
     assert not page.locator('[data-testid="stException"]').count()
     assert "Traceback" not in (cache / "server.log").read_text()
+
+
+def test_the_modal_pair_works_on_its_simulated_set(server, page) -> None:
+    """Pick the shipped modal-fibre VAE and its simulated set in the sidebar, then open Atlas,
+    Traverse, Generate and Model through the navigation (one session): the map is drawn, a
+    slider decodes, the modal generator samples (with its regressor), and the Model page shows
+    the card of the modal VAE with the fibre's temperature among the labels."""
+    import json
+
+    from explorer import sources
+
+    config = json.loads((ROOT / sources.MODAL_MODEL / "config.json").read_text())
+    page.goto(server)
+    wait_app(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    boxes = sidebar.locator('[data-testid="stSelectbox"]')
+    boxes.nth(0).click()
+    page.get_by_role("option", name=sources.MODAL_MODEL).click()
+    wait_app(page)
+    boxes.nth(1).click()
+    page.get_by_role("option", name=sources.SIMULATED_MODAL).click()
+    sidebar.get_by_text(config["weights_sha256"][:12]).wait_for(timeout=180_000)
+    sidebar.get_by_text("dataset: 400 images").wait_for(timeout=180_000)
+    wait_app(page)
+
+    sidebar.get_by_role("link", name="Atlas").click()
+    page.locator(MAP).first.wait_for(timeout=180_000)
+    page.wait_for_selector(f"{MAP} canvas", timeout=60_000)
+    wait_app(page)
+    assert not page.locator('[data-testid="stException"]').count(), "Atlas"
+
+    sidebar.get_by_role("link", name="Traverse").click()
+    wait_app(page)
+    page.get_by_role("heading", name="Traverse").first.wait_for(timeout=60_000)
+    assert _decoded_src(page)  # the decoded frame of the selected sample
+    assert page.locator('[data-testid="stSlider"]').count() >= 8
+    assert not page.locator('[data-testid="stException"]').count(), "Traverse"
+
+    sidebar.get_by_role("link", name="Generate").click()
+    samples = page.locator('.st-key-gen_samples [data-testid="stImage"] img')
+    samples.nth(7).wait_for(timeout=180_000)
+    wait_app(page)
+    page.get_by_text(re.compile(r"^regressor · PCC 0\.\d+")).first.wait_for(timeout=60_000)
+    assert not page.get_by_text("No generator was trained").count()
+    assert not page.locator('[data-testid="stException"]').count(), "Generate"
+    shot(page, "generate_modal")
+
+    sidebar.get_by_role("link", name="Model").click()
+    wait_app(page)
+    page.get_by_role("heading", name="Model").first.wait_for(timeout=60_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    # The probes' table (a canvas grid, its cells in the DOM but hidden) has the fibre's factor.
+    page.get_by_text("temperature", exact=True).first.wait_for(state="attached", timeout=120_000)
+    wait_app(page)
+    assert not page.locator('[data-testid="stException"]').count(), "Model"
