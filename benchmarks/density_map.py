@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from benchmarks.load import ARGS, CHROMIUM, MAP, ROOT
+from benchmarks.load import ARGS, CHROMIUM, MAP, ROOT, drag_box
 from common import cache as cache_mod
 from explorer import sources
 from explorer.atlas import Atlas, map_path
@@ -98,20 +98,6 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _drag_box(page, shift: float) -> None:
-    """A box over the middle of the map, moved by `shift` of its size: the page takes a selection
-    only when it differs from the chart's last one."""
-    box = page.locator(f"{MAP} .nsewdrag").first.bounding_box()
-    a, b = 0.3 + shift, 0.7 + shift
-    x0, y0 = box["x"] + box["width"] * a, box["y"] + box["height"] * a
-    x1, y1 = box["x"] + box["width"] * b, box["y"] + box["height"] * b
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
-    page.mouse.move(x1, y1, steps=5)
-    page.mouse.up()
-
-
 def run(n: int, dense: bool, root: Path, cache: Path) -> dict:
     """One server with the density threshold below (dense) or above n; the first map's time and
     REPEATS box selections' round trips."""
@@ -158,7 +144,7 @@ def run(n: int, dense: bool, root: Path, cache: Path) -> dict:
             trips, counts = [], []
             for r in range(REPEATS):
                 t0 = time.perf_counter()
-                _drag_box(page, 0.05 * r)
+                drag_box(page, 0.05 * r)
                 heading = page.get_by_text(" selected; showing id ").first
                 heading.wait_for(timeout=120_000)
                 trips.append(time.perf_counter() - t0)

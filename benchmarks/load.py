@@ -396,5 +396,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def drag_box(page, shift: float = 0.0) -> None:
+    """A box over the middle of the map, moved by `shift` of its size: the page takes a selection
+    only when it differs from the chart's last one. A sync Playwright page."""
+    box = page.locator(f"{MAP} .nsewdrag").first.bounding_box()
+    a, b = 0.3 + shift, 0.7 + shift
+    x0, y0 = box["x"] + box["width"] * a, box["y"] + box["height"] * a
+    x1, y1 = box["x"] + box["width"] * b, box["y"] + box["height"] * b
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=5)
+    page.mouse.up()
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -16,7 +16,7 @@ import re
 import time
 from pathlib import Path
 
-from benchmarks.load import ARGS, CHROMIUM, MAP, start_server
+from benchmarks.load import ARGS, CHROMIUM, MAP, drag_box, start_server
 from benchmarks.scale import MemoryWatch
 
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidget"]')"""
@@ -85,15 +85,8 @@ def app_stage(work: Path, n: int, umap_timeout: float) -> dict:
             page.wait_for_function(IDLE, timeout=600_000)
             page.locator(MAP).first.scroll_into_view_if_needed()
             page.wait_for_timeout(1000)
-            box = page.locator(f"{MAP} .nsewdrag").first.bounding_box()
-            x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
-            x1, y1 = box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7
-            page.mouse.move(x0, y0)
-            page.mouse.down()
-            page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
             t0 = time.perf_counter()
-            page.mouse.move(x1, y1, steps=5)
-            page.mouse.up()
+            drag_box(page)
             text = _wait_text(page, r"^\d+ selected; showing id \d+$", 600)
             row["box_count_s"] = round(time.perf_counter() - t0, 2)
             row["box_selected"] = int(text.split()[0])

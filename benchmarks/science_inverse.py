@@ -432,12 +432,23 @@ def section() -> str:
     return render(saved["result"], saved["stamp"])
 
 
-def write_section(text: str, path: Path = OUT) -> None:
+def kept_section(path: Path = OUT, begin: str = BEGIN, end: str = END) -> str:
+    """The section from `begin` to `end` as `path` has it now ("" if none): what a rewrite of the
+    file keeps where the rows that rendered it are not on this machine (they are not in git)."""
+    doc = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if begin not in doc or end not in doc:
+        return ""
+    return doc[doc.index(begin) : doc.index(end) + len(end)]
+
+
+def write_section(text: str, path: Path = OUT, begin: str = BEGIN, end: str = END) -> None:
+    """Put `text` (a section from `begin` to `end`) in place of that section of `path`, or at its
+    end when it has none; the rest of the file is kept."""
     from common.atomic import atomic_write
 
     doc = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if BEGIN in doc and END in doc:
-        doc = doc[: doc.index(BEGIN)] + text + doc[doc.index(END) + len(END) :]
+    if begin in doc and end in doc:
+        doc = doc[: doc.index(begin)] + text + doc[doc.index(end) + len(end) :]
     else:
         doc = doc.rstrip("\n") + "\n\n" + text + "\n"
     atomic_write(path, doc)
