@@ -28,6 +28,21 @@ ROW_NAMES = {
     "oracle_sampler": "ideal sampler: K true states (oracle)",
 }
 METRICS = ("pcc", "mean_of_k", "coverage", "energy")
+PAIR_HEADING = "### Generator "
+TM_START = "generator_tm_"  # a row of the generator started from the pooled TM's prediction
+
+
+def row_label(name: str) -> str:
+    if name.startswith(TM_START):
+        return (
+            "generator started from the pooled TM's prediction, strength "
+            f"{float(name[len(TM_START) :]):g}"
+        )
+    return ROW_NAMES[name]
+
+
+def tm_start_rows(reg: dict) -> list[str]:
+    return [k for k in reg["rows"] if k.startswith(TM_START)]
 
 
 def _f(v: float) -> str:
@@ -80,6 +95,9 @@ def targets(r: dict) -> list[str]:
                 if r["regimes"][few]["fibre"] != r["train_fibre"]
                 else ""
             )
+            + remedies(
+                r, few, "coverage", [(one + 0.10, "one-state TM + 0.10"), (pooled, "pooled TM")]
+            )
         )
     many = _find(r, "many-DoF")
     if many:
@@ -94,6 +112,7 @@ def targets(r: dict) -> list[str]:
             f"coverage {_f(_get(r, many, 'oracle_sampler', 'coverage'))} against the pooled TM's "
             f"PCC {_f(_get(r, many, 'tm_pooled', 'pcc'))}"
             + ("; the pair was not trained on this fibre" if unseen else "")
+            + remedies(r, many, "energy", [(spread, "pooled TM with its spread")], lower=True)
         )
     letters = _find(r, "letters")
     if letters:
@@ -114,14 +133,34 @@ def targets(r: dict) -> list[str]:
             + "), its "
             f"coverage {_f(_get(r, letters, 'oracle_sampler', 'coverage'))}; the generator's "
             f"coverage {_f(_get(r, letters, 'generator', 'coverage'))}"
+            + remedies(r, letters, "pcc", [(0.95, "0.95"), (tm - 0.03, "the TM − 0.03")])
         )
     return lines
+
+
+def remedies(
+    r: dict, regime: str, metric: str, bars: list[tuple[float, str]], lower: bool = False
+) -> str:
+    """The same target read from each row that starts the generator from the pooled TM's
+    prediction ("" when the pair was measured without them)."""
+    parts = []
+    for name in tm_start_rows(r["regimes"][regime]):
+        v = _get(r, regime, name, metric)
+        checks = ", ".join(
+            f"against {what}: {_verdict((b - v) if lower else (v - b))}" for b, what in bars
+        )
+        parts.append(f"at strength {float(name[len(TM_START) :]):g}, {_f(v)} ({checks})")
+    if not parts:
+        return ""
+    return ". Started from the pooled TM's prediction: " + "; ".join(parts)
 
 
 def shown(path: str) -> str:
     """A model's path from its repository's models/ folder on (where the app finds it)."""
     p = Path(path).as_posix()
-    return p[p.index("models/") :] if "models/" in p else "trained for this table (not shipped)"
+    if "models/" in p:
+        return p[p.index("models/") :]
+    return f"{Path(p).name} (trained for this table, not shipped)"
 
 
 WHY = {  # the physics behind each regime's PCC verdict: (learning wins, learning loses)
@@ -151,30 +190,37 @@ WHY = {  # the physics behind each regime's PCC verdict: (learning wins, learnin
 
 def verdict(reg: dict) -> str:
     """Learning against physics in one regime: the generator's best figure beside the better
-    fitted TM, in PCC (coverage on a moving fibre) and in energy score."""
+    fitted TM, in PCC (coverage on a moving fibre) and in energy score. Where the generator was
+    also started from the TM's prediction, its best start is read the same way."""
     rows = reg["rows"]
-    g = rows["generator"]
     moving = reg["states"] > 1
-    mine = g["coverage" if moving else "mean_of_k"]["mean"]
+    what = "coverage" if moving else "mean_of_k"
     tm_name = max(("tm_one", "tm_pooled"), key=lambda k: rows[k]["pcc"]["mean"])
     tm = rows[tm_name]["pcc"]["mean"]
-    es = g["energy"]["mean"]
     tm_es = min(rows[k]["energy"]["mean"] for k in ("tm_one", "tm_pooled", "tm_pooled_spread"))
-    what = "coverage" if moving else "mean of samples"
-    pcc_word = "wins" if mine >= tm else "loses"
-    es_word = "wins" if es <= tm_es else "loses"
-    return (
-        f"Learning {pcc_word} in PCC: the generator's {what} {_f(mine)} against the "
-        f"{ROW_NAMES[tm_name]} {_f(tm)} ({mine - tm:+.3f}); it {es_word} in energy score: "
-        f"{_f(es)} against the best TM row's {_f(tm_es)} ({es - tm_es:+.3f}). Why: "
-        f"{WHY[reg['letter']][0 if mine >= tm else 1]}."
-    )
+    out = []
+    starts = tm_start_rows(reg)
+    best = max(starts, key=lambda k: rows[k][what]["mean"]) if starts else None
+    for name in ["generator"] + ([best] if best else []):
+        mine, es = rows[name][what]["mean"], rows[name]["energy"]["mean"]
+        who = "the generator's" if name == "generator" else f"the {row_label(name)}:"
+        pcc_word = "wins" if mine >= tm else "loses"
+        es_word = "wins" if es <= tm_es else "loses"
+        out.append(
+            f"{'Learning' if name == 'generator' else 'Started from the TM, learning'} "
+            f"{pcc_word} in PCC: {who} "
+            f"{'coverage' if moving else 'mean of samples'} {_f(mine)} against the "
+            f"{ROW_NAMES[tm_name]} {_f(tm)} ({mine - tm:+.3f}); it {es_word} in energy score: "
+            f"{_f(es)} against the best TM row's {_f(tm_es)} ({es - tm_es:+.3f})."
+        )
+    mine = rows["generator"][what]["mean"]
+    return " ".join(out) + f" Why: {WHY[reg['letter']][0 if mine >= tm else 1]}."
 
 
 def render_pair(r: dict, stamp: str) -> list[str]:
     st = r["settings"]
     lines = [
-        f"### Generator {shown(r['generator'])} with VAE {shown(r['vae'])}",
+        f"{PAIR_HEADING}{shown(r['generator'])} with VAE {shown(r['vae'])}",
         "",
         f"{stamp}. The pair was trained on {r['train_n']} frames of {r['train_family']} through "
         f"a {r['train_fibre']}. Per regime: {st['patterns']} held-out patterns (test split of "
@@ -204,13 +250,27 @@ def render_pair(r: dict, stamp: str) -> list[str]:
         ]
         for name, row in reg["rows"].items():
             lines.append(
-                f"| {ROW_NAMES[name]} | " + " | ".join(_cell(row, m) for m in METRICS) + " |"
+                f"| {row_label(name)} | " + " | ".join(_cell(row, m) for m in METRICS) + " |"
             )
         lines += ["", verdict(reg), ""]
     return lines
 
 
-def render(saved: dict) -> str:
+def kept_pairs(kept: str) -> dict[str, str]:
+    """The pairs' subsections of a rendered section, by their heading line, in its order."""
+    out, head = {}, None
+    for line in kept.replace(END, "").splitlines(keepends=True):
+        if line.startswith(PAIR_HEADING):
+            head = line.rstrip("\n")
+            out[head] = ""
+        if head is not None:
+            out[head] += line
+    return {k: v.rstrip("\n") for k, v in out.items()}
+
+
+def render(saved: dict, kept: str = "") -> str:
+    """The section: every pair in `saved`, and each pair of the `kept` section (as the file has
+    it now) that `saved` does not hold, so that rows measured on another machine stay."""
     lines = [
         BEGIN,
         "## Regimes: when a learned model of the fibre is worth having",
@@ -227,14 +287,22 @@ def render(saved: dict) -> str:
         "the truth itself (PCC 1) but for camera noise.",
         "",
     ]
+    fresh = {}
     for entry in saved.get("pairs", {}).values():
-        lines += render_pair(entry["result"], entry["stamp"])
+        block = render_pair(entry["result"], entry["stamp"])
+        fresh[block[0]] = "\n".join(block).rstrip("\n")
+    old = kept_pairs(kept)
+    for head, text in old.items():
+        lines += [fresh.pop(head, text), ""]
+    for text in fresh.values():
+        lines += [text, ""]
     lines.append(END)
     return "\n".join(lines)
 
 
-def section() -> str:
-    """The saved section, for benchmarks.science; empty when nothing was measured."""
+def section(kept: str = "") -> str:
+    """The saved section with the `kept` one's other pairs, for benchmarks.science; empty when
+    nothing was measured on this machine."""
     if not ROWS.is_file():
         return ""
-    return render(json.loads(ROWS.read_text()))
+    return render(json.loads(ROWS.read_text()), kept)

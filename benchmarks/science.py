@@ -310,9 +310,8 @@ def render(
     inverse = science_inverse.section() or science_inverse.kept_section(OUT)
     if inverse:
         lines += ["", inverse]
-    regimes = regimes_doc.section() or science_inverse.kept_section(
-        OUT, regimes_doc.BEGIN, regimes_doc.END
-    )
+    kept = science_inverse.kept_section(OUT, regimes_doc.BEGIN, regimes_doc.END)
+    regimes = regimes_doc.section(kept) or kept
     if regimes:
         lines += ["", regimes]
     return "\n".join(lines)

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from benchmarks import regime_sets as rs
-from benchmarks.regimes_doc import BEGIN, END, ROW_NAMES, ROWS, render, shown
-from benchmarks.science_inverse import write_section
+from benchmarks.regimes_doc import BEGIN, END, ROW_NAMES, ROWS, TM_START, render, shown
+from benchmarks.science_inverse import kept_section, write_section
 from common.atomic import atomic_write
 from common.bootstrap import N_BOOT, bootstrap_mean
 from diffusion import checkpoint as gck
@@ -46,6 +46,7 @@ from vae.kl import active_units, kl_per_dim
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "validation.md"
 N_PATTERNS, STATES, SAMPLES, N_REF, TM_STEPS = 200, 8, 8, 8192, 1000
+TM_STRENGTHS = (0.4, 0.8)  # --tm-start: 2 and 4 of the 5 steps
 KL_FRAMES = 1024  # reference frames encoded for the VAE's K (active dims)
 
 
@@ -125,6 +126,37 @@ def references(reg, x, seed, meta, vae, mask, ref_x, ref_v, k, pca, tms, args):
         unit_frames(ideal_v, mask), truth_u, unit_frames(ideal_v.mean(1), mask)
     )
     return truth_u, rows
+
+
+def tm_starts(reg, x, gen, vae, meta, mask, truth_u, tms, args) -> dict[str, dict]:
+    """The generator started from the pooled TM's prediction (encoded by the VAE), at each
+    strength of `--tm-start`: the TM carries what does not depend on the pattern family, and
+    the generator's last steps add the spread of the fibre's states."""
+    if not args.tm_start:
+        return {}
+    pooled = tms(reg.fibre)[1][0]
+    seen = as_seen(pooled.predict(x), meta, vae)
+    start = encode_dataset(vae.model, torch.from_numpy(seen[:, None])).mu
+    start = np.asarray(start, np.float32)
+    out = {}
+    for strength in args.tm_start:
+        lat = sample_latents(
+            gen.model,
+            x,
+            args.samples,
+            STEPS,
+            SAMPLER,
+            GUIDANCE,
+            args.seed,
+            start=start,
+            strength=strength,
+        )
+        imgs = decode(vae.model, lat.latents.reshape(-1, lat.latents.shape[-1]))
+        imgs = imgs.reshape(len(x), args.samples, *imgs.shape[-2:])
+        out[f"{TM_START}{strength:g}"] = ensemble(
+            unit_frames(imgs, mask), truth_u, unit_frames(imgs.mean(1), mask)
+        )
+    return out
 
 
 def recipe(meta: dict, generator: str | None) -> list[str]:
@@ -207,6 +239,7 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
             "sampler": SAMPLER,
             "guidance": GUIDANCE,
             "seed": args.seed,
+            "tm_start": list(args.tm_start),
             "interval": f"bootstrap 95% percentile, {N_BOOT} resamples of patterns (and of "
             "samples within a pattern for one-sample PCC)",
         },
@@ -246,10 +279,15 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
         rows["generator"] = ensemble(
             unit_frames(imgs, mask), truth_u, unit_frames(imgs.mean(1), mask)
         )
+        starts = tm_starts(reg, x, gen, vae, meta, mask, truth_u, tms, args)
         if gen.regressor is not None:
             reg_img = decode(vae.model, regress_latents(gen.regressor, x))
             rows["regressor"] = ensemble(unit_frames(reg_img[:, None], mask), truth_u)
-        rows = {name: rows[name] for name in ROW_NAMES if name in rows}
+        rows = {
+            **{"generator": rows.pop("generator")},
+            **starts,
+            **{name: rows[name] for name in ROW_NAMES if name in rows},
+        }
         summary = {
             name: {m: bootstrap_mean(v, seed=args.seed) for m, v in row.items()}
             for name, row in rows.items()
@@ -290,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-ref", type=int, default=N_REF, help="reference pairs (TM fits, nearest)")
     p.add_argument("--tm-steps", type=int, default=TM_STEPS, help="Adam steps of each TM fit")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--tm-start",
+        type=lambda v: [float(s) for s in v.split(",") if s.strip()],
+        default=list(TM_STRENGTHS),
+        help="strengths (comma list; empty: none) at which the generator also starts from the "
+        "pooled TM's prediction (diffusion.sampling.sample_latents)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--work", type=Path, default=None, help="keep and reuse the fitted TMs here")
     p.add_argument(
@@ -323,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         saved["pairs"][args.generator] = {"result": result, "stamp": stamp()}
         atomic_write(args.rows, json.dumps(saved))
-    write_section(render(saved), args.out, BEGIN, END)
+    write_section(render(saved, kept_section(args.out, BEGIN, END)), args.out, BEGIN, END)
     print(f"wrote {args.out}")
     return 0
 

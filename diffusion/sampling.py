@@ -73,12 +73,21 @@ def sample_latents(
     guidance: float = GUIDANCE,
     seed: int = 0,
     trajectory: int = 0,
+    start: np.ndarray | None = None,
+    strength: float = 1.0,
 ) -> Samples:
     """n latents for each of the K patterns (K, P, P) in [0, 1]. guidance w: the output is
     uncond + w (cond − uncond) (Ho & Salimans 2022); w = 1 is the plain conditional model and
-    skips the unconditional pass. `trajectory` > 0 keeps x̂₀ after that many evenly spaced steps."""
+    skips the unconditional pass. `trajectory` > 0 keeps x̂₀ after that many evenly spaced steps.
+
+    `start` (K, dz), latents in μ space (a physics model's prediction, encoded): each pattern's
+    samples start from its start latent noised to the fraction `strength` of the schedule, and
+    run the last round(strength · steps) steps only (SDEdit, Meng et al. 2022; diffusers'
+    img2img rule). strength 1 is pure noise, as without `start`."""
     if n < 1 or steps < 1:
         raise ValueError(f"n and steps must be >= 1, got n={n}, steps={steps}")
+    if start is not None and not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
     device = next(model.parameters()).device
     p = torch.as_tensor(np.asarray(patterns, np.float32), device=device)
     k, dz = len(p), model.config.latent_dim
@@ -87,16 +96,26 @@ def sample_latents(
     gens = row_generators(seed, p.cpu().numpy(), n)
     scheduler = make_sampler(sampler, model.config)
     scheduler.set_timesteps(steps)
+    timesteps = scheduler.timesteps
     x = torch.stack([torch.randn(dz, generator=g) for g in gens]).to(device)
-    x = x * scheduler.init_noise_sigma
+    if start is None:
+        x = x * scheduler.init_noise_sigma
+    else:
+        run = max(1, min(steps, round(strength * steps)))
+        timesteps = timesteps[steps - run :]
+        s0 = torch.as_tensor(np.asarray(start, np.float32), device=device)
+        if s0.shape != (k, dz):
+            raise ValueError(f"start must be ({k}, {dz}) latents, got {tuple(s0.shape)}")
+        x0 = model.standardize(s0).repeat_interleave(n, dim=0)
+        x = scheduler.add_noise(x0, x, timesteps[:1].repeat(rows))
     guided = guidance != 1.0
     if guided:
         pat2 = torch.cat([pat, pat])
         keep = torch.cat([torch.ones(rows, dtype=torch.bool), torch.zeros(rows, dtype=torch.bool)])
         keep = keep.to(device)
-    keep_at = set(np.linspace(0, steps - 1, trajectory).round().astype(int).tolist())
+    keep_at = set(np.linspace(0, len(timesteps) - 1, trajectory).round().astype(int).tolist())
     traj, traj_steps = [], []
-    for i, t in enumerate(scheduler.timesteps):
+    for i, t in enumerate(timesteps):
         xin = scheduler.scale_model_input(x, t)
         tt = torch.full((rows,), int(t), device=device)
         if guided:

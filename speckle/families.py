@@ -5,8 +5,10 @@ as 16x16 SLM amplitudes in [0, 1], each with a fixed held-out split.
   nothing is downloaded), drawn white on black at 64x64, centred, and area-resampled to 16x16.
 - dots: 1 to 4 Gaussian spots (sigma 0.8 to 1.4 px) at random places in the central 12x12.
 - bars: 1 to 3 straight strokes (1 to 2 px wide) at random angles and offsets.
+- random: binary pixels in the central 12x12, each on with a probability drawn per base in
+  0.1 to 0.4: no shape at all, as the random patterns a transmission matrix is calibrated on.
 
-Dots and bars come from a fixed pool of POOL_SIZE bases each, drawn from their own seeded
+Dots and bars come from a fixed pool of POOL_SIZE bases each (random from RANDOM_POOL), drawn from their own seeded
 stream, so a base's index names the same pattern everywhere. The split of every family follows
 the digits' rule: base i is a test base when i % TEST_EVERY == TEST_EVERY - 1. The simulator
 then shifts, rotates and scales a drawn base exactly as it does a digit.
@@ -24,15 +26,23 @@ from PIL import Image, ImageDraw, ImageFont
 
 from speckle.simulated import PATTERN_SIZE
 
-FAMILIES = ("digits", "letters", "dots", "bars")
+FAMILIES = ("digits", "letters", "dots", "bars", "random")
 TEST_EVERY = 5  # base i is held out when i % 5 == 4: 359 of the 1797 bundled digits (20%)
 POOL_SIZE = 1000  # bases of the dots and bars families
+RANDOM_POOL = 2000  # bases of the random family
+RANDOM_FILL = (0.1, 0.4)  # the range of a random base's fraction of pixels on
 LETTERS = string.ascii_uppercase + string.ascii_lowercase
 FONT_FILE = "DejaVuSans-Bold.ttf"
 RENDER = 64  # letters are drawn at 64x64, then area-resampled to 16x16
 FAMILY_TAG = 0xFA31
 # What each family's labels.csv calls the class of its base (digits: "digit").
-CLASS_LABEL = {"digits": "digit", "letters": "letter", "dots": "dots", "bars": "bars"}
+CLASS_LABEL = {
+    "digits": "digit",
+    "letters": "letter",
+    "dots": "dots",
+    "bars": "bars",
+    "random": "pixels",
+}
 
 
 def split_pool(n: int, split: str) -> np.ndarray:
@@ -138,6 +148,21 @@ def bars() -> tuple[np.ndarray, np.ndarray]:
     return out, counts
 
 
+@lru_cache(maxsize=1)
+def random_pixels() -> tuple[np.ndarray, np.ndarray]:
+    """(RANDOM_POOL, 16, 16) binary random patterns and their counts of pixels on."""
+    rng = np.random.default_rng([FAMILY_TAG, 3])
+    out = np.zeros((RANDOM_POOL, PATTERN_SIZE, PATTERN_SIZE), np.float32)
+    fill = rng.uniform(*RANDOM_FILL, RANDOM_POOL)
+    on = rng.random((RANDOM_POOL, PATTERN_SIZE - 4, PATTERN_SIZE - 4)) < fill[:, None, None]
+    out[:, 2:-2, 2:-2] = on
+    counts = on.sum((1, 2))
+    empty = counts == 0  # a base with no pixel on would be a dark SLM: light its centre
+    out[empty, PATTERN_SIZE // 2, PATTERN_SIZE // 2] = 1.0
+    out.flags.writeable = False
+    return out, np.maximum(counts, 1)
+
+
 def family_bases(family: str) -> tuple[np.ndarray, np.ndarray]:
     """A non-digit family's bases (k, 16, 16) and each base's class (letter index, dot or bar
     count). The digits are speckle.slm_patterns' own."""
@@ -148,6 +173,8 @@ def family_bases(family: str) -> tuple[np.ndarray, np.ndarray]:
         return dots()
     if family == "bars":
         return bars()
+    if family == "random":
+        return random_pixels()
     raise ValueError(
         f"pattern family must be one of {', '.join(FAMILIES[1:])} here, got {family!r}"
     )

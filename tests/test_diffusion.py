@@ -187,6 +187,9 @@ class Oracle(torch.nn.Module):
     def unstandardize(self, x):
         return x
 
+    def standardize(self, mu):
+        return mu
+
 
 @pytest.mark.parametrize("name", SAMPLERS)
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
@@ -243,6 +246,43 @@ def test_noise_is_drawn_per_pattern_and_sample_and_repeats_by_seed() -> None:
     flat = both.reshape(6, -1)
     c = np.corrcoef(flat)
     assert np.abs(c[~np.eye(6, dtype=bool)]).max() < 0.99
+
+
+@pytest.mark.parametrize("strength", [0.2, 0.5])
+def test_a_start_is_noised_to_its_strength_and_run_from_there(strength: float) -> None:
+    """SDEdit from a start latent: with ε = 0, DDIM's deterministic steps undo exactly the
+    scaling of the noised start, so a sample is start + ε·√((1 − ᾱ)/ᾱ) at the first timestep
+    run (strength · 1000 − 1 with trailing spacing), and its noise is the row's own."""
+    config = DenoiserConfig(latent_dim=6, prediction="epsilon")
+    blind = Blind(config, torch.zeros(6))
+    patterns = np.random.default_rng(0).random((2, 16, 16))
+    start = np.array([[3.0] * 6, [-1.0] * 6], np.float32)
+    kw = dict(n=4, steps=10, sampler="ddim", guidance=1.0, seed=0)
+    out = sample_latents(blind, patterns, start=start, strength=strength, **kw).latents
+    noise = sample_latents(blind, patterns, **kw).latents  # from t = 999: ε / √ᾱ₉₉₉
+    a = training_scheduler(config).alphas_cumprod
+    first = round(strength * 1000) - 1
+    eps = noise * a[999].sqrt().item()
+    expected = start[:, None] + eps * np.sqrt((1 - a[first].item()) / a[first].item())
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    # A weaker start keeps the samples nearer it.
+    spread = np.abs(out - start[:, None]).mean()
+    assert spread < np.abs(noise).mean()
+
+
+def test_a_start_needs_its_shape_and_a_strength_in_range() -> None:
+    config = DenoiserConfig(latent_dim=6, prediction="epsilon")
+    oracle = Oracle(config, torch.full((6,), 2.5))
+    patterns = np.zeros((2, 16, 16))
+    with pytest.raises(ValueError, match="strength"):
+        sample_latents(oracle, patterns, start=np.zeros((2, 6)), strength=0.0)
+    with pytest.raises(ValueError, match="start must be"):
+        sample_latents(oracle, patterns, start=np.zeros((3, 6)), strength=0.5)
+    # strength 1: pure noise whatever the start, so the exact denoiser still lands on x*.
+    out = sample_latents(
+        oracle, patterns, n=2, steps=20, start=np.zeros((2, 6)), strength=1.0, guidance=1.0
+    )
+    np.testing.assert_allclose(out.latents, 2.5, atol=0.05)
 
 
 def test_sampler_settings_are_the_papers() -> None:

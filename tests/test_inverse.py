@@ -148,13 +148,13 @@ def test_hostile_inputs_get_one_line_errors(sets, tmp_path, capsys) -> None:
 
 
 def test_pattern_families() -> None:
-    assert FAMILIES == ("digits", "letters", "dots", "bars")
+    assert FAMILIES == ("digits", "letters", "dots", "bars", "random")
     a = letters()
     assert a.shape == (52, 16, 16) and a.max() == 1.0 and a.min() == 0.0
     # Every glyph differs from every other, and sits inside the SLM.
     flat = a.reshape(52, -1)
     assert np.min(np.linalg.norm(flat[:, None] - flat[None], axis=-1) + np.eye(52) * 9) > 0.5
-    for family in ("letters", "dots", "bars"):
+    for family in ("letters", "dots", "bars", "random"):
         bases, classes = family_bases(family)
         train_i, test_i = split_pool(len(bases), "train"), split_pool(len(bases), "test")
         assert not set(train_i) & set(test_i) and len(train_i) + len(test_i) == len(bases)
@@ -163,6 +163,16 @@ def test_pattern_families() -> None:
         assert sim.meta["family"] == family and np.isfinite(sim.images).all()
     dots, counts = family_bases("dots")
     assert set(np.unique(counts)) == {1, 2, 3, 4}
+    # random: binary pixels inside the central 12x12, their count the class, fills spread.
+    rnd, on = family_bases("random")
+    assert set(np.unique(rnd)) == {0.0, 1.0} and rnd[:, :2].max() == 0 and rnd[:, -2:].max() == 0
+    assert np.array_equal(rnd.sum((1, 2)), on)
+    fill = on / 144
+    assert (
+        fill.min() < 0.15
+        and fill.max() > 0.35
+        and len(np.unique(rnd.reshape(len(rnd), -1), axis=0)) == len(rnd)
+    )
 
 
 def test_a_comma_list_of_families_mixes_them_and_its_record_rebuilds_it(tmp_path) -> None:
