@@ -155,6 +155,19 @@ def remedies(
     return ". Started from the pooled TM's prediction: " + "; ".join(parts)
 
 
+def pca_note(r: dict) -> str:
+    """Why PCA at the VAE's K scores about 1: how few components the frames need."""
+    v = r.get("pca_variance")
+    if not v:
+        return ""
+    return (
+        f": the reference frames need {v['k_0.99']} components for 0.99 of their variance in the "
+        f"core ({v['pixels']:,} pixels) and {v['k_0.999']} for 0.999, and K = {r['pca_k']} keeps "
+        f"{v['at_k']:.5f}. PCA projects the true frame itself, so, like the VAE's row, it is a "
+        "ceiling on compression, not a prediction from the pattern"
+    )
+
+
 def shown(path: str) -> str:
     """A model's path from its repository's models/ folder on (where the app finds it)."""
     p = Path(path).as_posix()
@@ -230,8 +243,8 @@ def render_pair(r: dict, stamp: str) -> list[str]:
         "placements of the training bases through the training fibre (the nearest pattern, PCA "
         f"and the residual spread); TMs fitted by `speckle.tm_fit` ({st['tm_steps']} Adam "
         f"steps, batch 512) on the same patterns through the regime's fibre. PCA keeps K = "
-        f"{r['pca_k']} components (the VAE's active dims, KL > {ACTIVE_NATS} nats). Intervals: "
-        f"{st['interval']}.",
+        f"{r['pca_k']} components (the VAE's active dims, KL > {ACTIVE_NATS} nats)"
+        f"{pca_note(r)}. Intervals: {st['interval']}.",
         "",
         "Recipe: " + "; ".join(f"`{c}`" for c in r.get("recipe", [])) + ".",
         "",

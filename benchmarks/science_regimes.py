@@ -47,7 +47,17 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "validation.md"
 N_PATTERNS, STATES, SAMPLES, N_REF, TM_STEPS = 200, 8, 8, 8192, 1000
 TM_STRENGTHS = (0.4, 0.8)  # --tm-start: 2 and 4 of the 5 steps
+PCA_KEPT = (0.99, 0.999)  # variance fractions whose component counts the table states
 KL_FRAMES = 1024  # reference frames encoded for the VAE's K (active dims)
+
+
+def fit_pca(frames: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The centre, the first k components (k, L) of frames (n, L), and the fraction of their
+    variance kept at each number of components."""
+    centre = frames.mean(0)
+    _, sv, vt = np.linalg.svd(frames - centre, full_matrices=False)
+    power = sv.astype(np.float64) ** 2
+    return centre, vt[:k], np.cumsum(power) / power.sum()
 
 
 def as_seen(intensity: np.ndarray, meta: dict, vae) -> np.ndarray:
@@ -101,10 +111,7 @@ def references(reg, x, seed, meta, vae, mask, ref_x, ref_v, k, pca, tms, args):
     flat = torch.from_numpy(truth_v.reshape(n * s, 1, *truth_v.shape[-2:]))
     recon = encode_dataset(vae.model, flat, reconstruct=True).recon.reshape(truth_v.shape)
     rows["vae_ceiling"] = paired(unit_frames(recon, mask), truth_u)
-    if not pca:
-        centre = ref_v[:, mask].mean(0)
-        pca += [centre, np.linalg.svd(ref_v[:, mask] - centre, full_matrices=False)[2][:k]]
-    centre, basis = pca
+    centre, basis, _ = pca
     z = truth_v[..., mask] - centre
     rows["pca"] = paired(renormed(centre + (z @ basis.T) @ basis), truth_u)
     near, _ = nearest_patterns(ref_x, x)
@@ -217,7 +224,7 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
     ref_v = as_seen(ref_frames, meta, vae)
     enc = encode_dataset(vae.model, torch.from_numpy(ref_v[:KL_FRAMES, None]))
     k = min(active_units(kl_per_dim(enc.mu, enc.logvar)), args.n_ref // 2)
-    pca: list = []  # (centre, basis (K, L)), fitted when a regime first needs it
+    pca = fit_pca(ref_v[:, mask], k)
 
     out = {
         "vae": args.vae,
@@ -228,6 +235,12 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
         "train_family": family,
         "train_n": meta.get("n"),
         "pca_k": int(k),
+        # How many components the reference frames need: why PCA at K keeps them whole.
+        "pca_variance": {
+            "at_k": float(pca[2][k - 1]),
+            **{f"k_{q:g}": int(np.searchsorted(pca[2], q)) + 1 for q in PCA_KEPT},
+            "pixels": int(mask.sum()),
+        },
         "recipe": recipe(meta, args.generator),
         "settings": {
             "patterns": args.n,
