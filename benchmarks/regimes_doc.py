@@ -173,7 +173,8 @@ def shown(path: str) -> str:
     p = Path(path).as_posix()
     if "models/" in p:
         return p[p.index("models/") :]
-    return f"{Path(p).name} (trained for this table, not shipped)"
+    run = Path(p).parent if Path(p).name == "checkpoint" else Path(p)  # a run's checkpoint
+    return f"{run.name} (trained for this table, not shipped)"
 
 
 WHY = {  # the physics behind each regime's PCC verdict: (learning wins, learning loses)
@@ -233,7 +234,8 @@ def verdict(reg: dict) -> str:
 def render_pair(r: dict, stamp: str) -> list[str]:
     st = r["settings"]
     lines = [
-        f"{PAIR_HEADING}{shown(r['generator'])} with VAE {shown(r['vae'])}",
+        f"{PAIR_HEADING}{shown(r['generator'])} with VAE {shown(r['vae'])}"
+        + (f", sampled with {r['variant']}" if r.get("variant") else ""),
         "",
         f"{stamp}. The pair was trained on {r['train_n']} frames of {r['train_family']} through "
         f"a {r['train_fibre']}. Per regime: {st['patterns']} held-out patterns (test split of "

@@ -38,6 +38,7 @@ from diffusion.data import recorded_frame, simulated_counts
 from diffusion.ensemble import coverage, energy_score, pcc_grid, unit_frames
 from diffusion.references import nearest_patterns
 from diffusion.sampling import GUIDANCE, SAMPLER, STEPS, regress_latents, sample_latents
+from diffusion.schedulers import SAMPLERS
 from speckle.gaussian_fibre import core_mask
 from vae import checkpoint as vck
 from vae.inference import decode, encode_dataset
@@ -151,9 +152,9 @@ def tm_starts(reg, x, gen, vae, meta, mask, truth_u, tms, args) -> dict[str, dic
             gen.model,
             x,
             args.samples,
-            STEPS,
-            SAMPLER,
-            GUIDANCE,
+            args.steps,
+            args.sampler,
+            args.guidance,
             args.seed,
             start=start,
             strength=strength,
@@ -201,7 +202,8 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
     ref_x = rs.family_patterns(family, "train", args.n_ref, rs.REF_SEED, meta)
     ref_digest = hashlib.sha256(ref_x.tobytes()).hexdigest()[:16]  # the training families
     work = args.work
-    regimes = rs.regimes(meta)
+    every = list(enumerate(rs.regimes(meta)))  # a regime's seed is its place among them all
+    regimes = [(i, r) for i, r in every if r.letter in args.regimes]
     fits: dict = {}
 
     def tms(f):
@@ -216,7 +218,7 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
             fits[key] = (one, pooled)
         return fits[key]
 
-    for reg in regimes:
+    for _, reg in regimes:
         tms(reg.fibre)
     if args.only == "physics":
         return None
@@ -235,6 +237,10 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
         "train_family": family,
         "train_n": meta.get("n"),
         "pca_k": int(k),
+        # A sampler other than the CLIs' default names its own table.
+        "variant": ""
+        if (args.sampler, args.steps, args.guidance) == (SAMPLER, STEPS, GUIDANCE)
+        else f"{args.steps} {args.sampler} steps, guidance {args.guidance:g}",
         # How many components the reference frames need: why PCA at K keeps them whole.
         "pca_variance": {
             "at_k": float(pca[2][k - 1]),
@@ -248,9 +254,9 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
             "samples": args.samples,
             "n_ref": args.n_ref,
             "tm_steps": args.tm_steps,
-            "steps": STEPS,
-            "sampler": SAMPLER,
-            "guidance": GUIDANCE,
+            "steps": args.steps,
+            "sampler": args.sampler,
+            "guidance": args.guidance,
             "seed": args.seed,
             "tm_start": list(args.tm_start),
             "interval": f"bootstrap 95% percentile, {N_BOOT} resamples of patterns (and of "
@@ -258,7 +264,7 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
         },
         "regimes": {},
     }
-    for i, reg in enumerate(regimes):
+    for i, reg in regimes:
         t = time.perf_counter()
         seed = rs.HELD_OUT_SEED + 10 * i
         x = rs.family_patterns(reg.family, "test", args.n, seed, meta)
@@ -286,7 +292,9 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
             log(f"{reg.key}: references kept ({time.perf_counter() - t:.0f} s)")
             continue
         n, s = truth_u.shape[:2]
-        lat = sample_latents(gen.model, x, args.samples, STEPS, SAMPLER, GUIDANCE, args.seed)
+        lat = sample_latents(
+            gen.model, x, args.samples, args.steps, args.sampler, args.guidance, args.seed
+        )
         imgs = decode(vae.model, lat.latents.reshape(-1, lat.latents.shape[-1]))
         imgs = imgs.reshape(n, args.samples, *imgs.shape[-2:])
         rows["generator"] = ensemble(
@@ -340,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=SAMPLES, help="generator samples per pattern")
     p.add_argument("--n-ref", type=int, default=N_REF, help="reference pairs (TM fits, nearest)")
     p.add_argument("--tm-steps", type=int, default=TM_STEPS, help="Adam steps of each TM fit")
+    p.add_argument("--steps", type=int, default=STEPS, help="sampler steps")
+    p.add_argument("--sampler", choices=SAMPLERS, default=SAMPLER)
+    p.add_argument("--guidance", type=float, default=GUIDANCE)
+    p.add_argument(
+        "--regimes", default="abcd", help="the regimes to score, by letter (default: all four)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--tm-start",
@@ -379,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         if result is None:
             print(f"kept the {args.only} stage in {args.work}")
             return 0
-        saved["pairs"][args.generator] = {"result": result, "stamp": stamp()}
+        key = args.generator + (f" ({result['variant']})" if result.get("variant") else "")
+        saved["pairs"][key] = {"result": result, "stamp": stamp()}
         atomic_write(args.rows, json.dumps(saved))
     write_section(render(saved, kept_section(args.out, BEGIN, END)), args.out, BEGIN, END)
     print(f"wrote {args.out}")
