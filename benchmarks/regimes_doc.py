@@ -133,9 +133,21 @@ def targets(r: dict) -> list[str]:
             + "), its "
             f"coverage {_f(_get(r, letters, 'oracle_sampler', 'coverage'))}; the generator's "
             f"coverage {_f(_get(r, letters, 'generator', 'coverage'))}"
+            + regressor_note(r, letters, tm)
             + remedies(r, letters, "pcc", [(0.95, "0.95"), (tm - 0.03, "the TM − 0.03")])
         )
     return lines
+
+
+def regressor_note(r: dict, regime: str, tm: float) -> str:
+    """The pair's deterministic head (pattern → μ) against the same two bars."""
+    v = _get(r, regime, "regressor", "pcc")
+    if v is None:
+        return ""
+    return (
+        f". The pair's regressor scores {_f(v)}: against 0.95 {_verdict(v - 0.95)}, within "
+        f"0.03 of the TM {_verdict(v - tm + 0.03)}"
+    )
 
 
 def remedies(

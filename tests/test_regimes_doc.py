@@ -70,6 +70,9 @@ def test_a_start_from_the_tm_is_scored_against_the_same_targets() -> None:
     # The start at 0.4: 0.97 meets 0.95 and is within 0.03 of the TM's 0.99; 0.8's 0.93 is not.
     assert "at strength 0.4, 0.970 (against 0.95: met, against the TM − 0.03: met)" in target
     assert "at strength 0.8, 0.930 (against 0.95: **missed** (short by 0.020)" in target
+    assert (
+        "The pair's regressor scores 0.990: against 0.95 met, within 0.03 of the TM met" in target
+    )
     verdict = rd.verdict(r["regimes"]["letters, fibre as in training"])
     assert "Learning loses in PCC: the generator's mean of samples 0.900" in verdict
     assert "Started from the TM, learning loses in PCC" in verdict and "0.970" in verdict
