@@ -311,7 +311,12 @@ def render(saved: dict, kept: str = "") -> str:
         "a proper scoring rule, so a sampler cannot gain by spreading or collapsing its samples. "
         "A deterministic row scores its mean distance; ceilings and oracles that see the truth "
         "have PCC only. On a fixed fibre the per-state true matrix and the ideal sampler are "
-        "the truth itself (PCC 1) but for camera noise.",
+        'the truth itself (PCC 1) but for camera noise. A row "generator started from the '
+        "pooled TM's prediction\" starts each sample from that TM's prediction, encoded by the "
+        "VAE and noised to the strength's fraction of the schedule, and runs that fraction of "
+        "the steps (`diffusion.sampling.sample_latents`, `--tm-start`). A pair scored on some "
+        "regimes only (`--regimes`) has only their tables, and a pair scored with another "
+        "sampler (`--steps`, `--sampler`, `--guidance`) has its own.",
         "",
     ]
     fresh = {}
