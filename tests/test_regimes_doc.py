@@ -100,3 +100,40 @@ def test_a_rewrite_keeps_the_pairs_it_did_not_measure() -> None:
     c = _result("/x/runs/gen-c", gen=0.70, start={}, tm=0.99)
     third = rd.render({"pairs": {"c": {"result": c, "stamp": "now"}}}, kept=second)
     assert third.index("gen-c") > third.index("models/generators/modal")
+
+
+def test_science_regimes_scores_a_pair_on_some_regimes_and_keeps_the_others(tmp_path) -> None:
+    """A real run on the shipped modal pair, tiny: regime (b) only, a start from the TM, and a
+    non-default sampler, written into a copy of validation.md whose other tables stay."""
+    import json
+
+    from benchmarks import science_regimes
+
+    doc = tmp_path / "validation.md"
+    doc.write_text(rd.REPO.joinpath("docs", "validation.md").read_text(encoding="utf-8"))
+    before = rd.kept_pairs(doc.read_text(encoding="utf-8").split(rd.BEGIN)[1])
+    rows = tmp_path / "rows.json"
+    args = ["--vae", str(rd.REPO / "models" / "modal")]
+    args += ["--generator", str(rd.REPO / "models" / "generators" / "modal")]
+    args += ["--regimes", "b", "--n", "4", "--states", "2", "--samples", "2", "--n-ref", "64"]
+    args += ["--tm-steps", "3", "--tm-start", "0.4", "--steps", "2", "--threads", "1"]
+    assert science_regimes.main([*args, "--out", str(doc), "--rows", str(rows)]) == 0
+    ((key, entry),) = json.loads(rows.read_text())["pairs"].items()
+    r = entry["result"]
+    assert key.endswith("(2 ddpm steps, guidance 1.5)") and r["variant"]
+    assert {reg["letter"] for reg in r["regimes"].values()} == {"b"}
+    assert len(r["regimes"]) == 2  # letters and dots
+    for reg in r["regimes"].values():
+        assert list(reg["rows"])[:2] == ["generator", f"{rd.TM_START}0.4"]
+        assert 0 < reg["rows"][f"{rd.TM_START}0.4"]["pcc"]["mean"] <= 1
+    v = r["pca_variance"]
+    assert v["k_0.99"] <= v["k_0.999"] <= 64 and 0 < v["at_k"] <= 1.0
+    assert r["pca_k"] == 32  # capped at half the 64 reference frames
+    assert (v["at_k"] >= 0.99) == (r["pca_k"] >= v["k_0.99"])
+    after = rd.kept_pairs(doc.read_text(encoding="utf-8").split(rd.BEGIN)[1])
+    assert all(after[head] == text for head, text in before.items())
+    new = [head for head in after if head not in before]
+    assert new == [
+        f"{rd.PAIR_HEADING}models/generators/modal with VAE models/modal, sampled with "
+        "2 ddpm steps, guidance 1.5"
+    ]
