@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from benchmarks.load import ARGS, CHROMIUM, MAP, ROOT, drag_box
+from benchmarks.load import ARGS, CHROMIUM, IDLE, MAP, ROOT, drag_box, pick_recording
 from common import cache as cache_mod
 from explorer import sources
 from explorer.atlas import Atlas, map_path
@@ -47,7 +47,6 @@ cli.main()
 DRAWN = """() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(
     () => resolve(true))))"""
 REPEATS = 3  # box selections per run
-IDLE = """() => !document.querySelector('[data-testid="stStatusWidget"]')"""
 
 
 def prefill_recording(root: Path, cache: Path, n: int) -> np.ndarray:
@@ -129,12 +128,7 @@ def run(n: int, dense: bool, root: Path, cache: Path) -> dict:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            page.goto(url)
-            page.locator(MAP).first.wait_for(timeout=180_000)
-            page.wait_for_function(IDLE, timeout=180_000)
-            page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').nth(1).click()
-            t0 = time.perf_counter()
-            page.get_by_role("option", name="rec", exact=True).click()
+            t0 = pick_recording(page, url, timeout_ms=180_000)
             page.get_by_text(f"dataset: {n} images").wait_for(timeout=120_000)
             page.wait_for_function(IDLE, timeout=120_000)
             page.locator(f"{MAP} .nsewdrag").first.wait_for(timeout=120_000)

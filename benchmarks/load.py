@@ -396,6 +396,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+IDLE = """() => !document.querySelector('[data-testid="stStatusWidget"]')"""
+
+
+def pick_recording(page, url: str, timeout_ms: int) -> float:
+    """Open the app, wait for its first map, and pick the dataset named "rec" in the sidebar;
+    returns the perf_counter time of the pick. A sync Playwright page."""
+    page.goto(url)
+    page.locator(MAP).first.wait_for(timeout=timeout_ms)
+    page.wait_for_function(IDLE, timeout=timeout_ms)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').nth(1).click()
+    t0 = time.perf_counter()
+    page.get_by_role("option", name="rec", exact=True).click()
+    return t0
+
+
 def drag_box(page, shift: float = 0.0) -> None:
     """A box over the middle of the map, moved by `shift` of its size: the page takes a selection
     only when it differs from the chart's last one. A sync Playwright page."""

@@ -1,6 +1,6 @@
 """The regimes section of docs/validation.md, rendered from the rows that
 `python -m benchmarks.science_regimes` keeps in ROWS (git-ignored): a table per regime and pair,
-a verdict under each, and the issue's targets with their bounds. `benchmarks.science` keeps the
+a verdict under each, and the targets with their bounds. `benchmarks.science` keeps the
 section when it rewrites the file."""
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ PAIR_HEADING = "### Generator "
 TM_START = "generator_tm_"  # a row of the generator started from the pooled TM's prediction
 
 
+def strength_of(name: str) -> float:
+    """The strength of a row started from the TM (its name is TM_START + strength)."""
+    return float(name[len(TM_START) :])
+
+
 def row_label(name: str) -> str:
     if name.startswith(TM_START):
-        return (
-            "generator started from the pooled TM's prediction, strength "
-            f"{float(name[len(TM_START) :]):g}"
-        )
+        return f"generator started from the pooled TM's prediction, strength {strength_of(name):g}"
     return ROW_NAMES[name]
 
 
@@ -161,7 +163,7 @@ def remedies(
         checks = ", ".join(
             f"against {what}: {_verdict((b - v) if lower else (v - b))}" for b, what in bars
         )
-        parts.append(f"at strength {float(name[len(TM_START) :]):g}, {_f(v)} ({checks})")
+        parts.append(f"at strength {strength_of(name):g}, {_f(v)} ({checks})")
     if not parts:
         return ""
     return ". Started from the pooled TM's prediction: " + "; ".join(parts)

@@ -16,10 +16,9 @@ import re
 import time
 from pathlib import Path
 
-from benchmarks.load import ARGS, CHROMIUM, MAP, drag_box, start_server
+from benchmarks.load import ARGS, CHROMIUM, IDLE, MAP, drag_box, pick_recording, start_server
 from benchmarks.scale import MemoryWatch
 
-IDLE = """() => !document.querySelector('[data-testid="stStatusWidget"]')"""
 # The recording's map is drawn: a density image, or a scatter trace of all n points.
 DRAWN = """([sel, n, dense]) => {
     const el = document.querySelector(sel);
@@ -66,12 +65,7 @@ def app_stage(work: Path, n: int, umap_timeout: float) -> dict:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            page.goto(url)
-            page.locator(MAP).first.wait_for(timeout=300_000)
-            page.wait_for_function(IDLE, timeout=300_000)
-            page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').nth(1).click()
-            t0 = time.perf_counter()
-            page.get_by_role("option", name="rec", exact=True).click()
+            t0 = pick_recording(page, url, timeout_ms=300_000)
             page.wait_for_function(DRAWN, arg=[MAP, n, dense], timeout=1_800_000, polling=200)
             row["first_map_s"] = round(time.perf_counter() - t0, 2)
             try:

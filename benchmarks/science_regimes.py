@@ -136,6 +136,24 @@ def references(reg, x, seed, meta, vae, mask, ref_x, ref_v, k, pca, tms, args):
     return truth_u, rows
 
 
+def sampled(gen, vae, x, mask, truth_u, args, start=None, strength: float = 1.0) -> dict:
+    """The generator's ensemble row: K samples per pattern, decoded, against the true states."""
+    lat = sample_latents(
+        gen.model,
+        x,
+        args.samples,
+        args.steps,
+        args.sampler,
+        args.guidance,
+        args.seed,
+        start=start,
+        strength=strength,
+    )
+    imgs = decode(vae.model, lat.latents.reshape(-1, lat.latents.shape[-1]))
+    imgs = imgs.reshape(len(x), args.samples, *imgs.shape[-2:])
+    return ensemble(unit_frames(imgs, mask), truth_u, unit_frames(imgs.mean(1), mask))
+
+
 def tm_starts(reg, x, gen, vae, meta, mask, truth_u, tms, args) -> dict[str, dict]:
     """The generator started from the pooled TM's prediction (encoded by the VAE), at each
     strength of `--tm-start`: the TM carries what does not depend on the pattern family, and
@@ -144,27 +162,11 @@ def tm_starts(reg, x, gen, vae, meta, mask, truth_u, tms, args) -> dict[str, dic
         return {}
     pooled = tms(reg.fibre)[1][0]
     seen = as_seen(pooled.predict(x), meta, vae)
-    start = encode_dataset(vae.model, torch.from_numpy(seen[:, None])).mu
-    start = np.asarray(start, np.float32)
-    out = {}
-    for strength in args.tm_start:
-        lat = sample_latents(
-            gen.model,
-            x,
-            args.samples,
-            args.steps,
-            args.sampler,
-            args.guidance,
-            args.seed,
-            start=start,
-            strength=strength,
-        )
-        imgs = decode(vae.model, lat.latents.reshape(-1, lat.latents.shape[-1]))
-        imgs = imgs.reshape(len(x), args.samples, *imgs.shape[-2:])
-        out[f"{TM_START}{strength:g}"] = ensemble(
-            unit_frames(imgs, mask), truth_u, unit_frames(imgs.mean(1), mask)
-        )
-    return out
+    start = np.asarray(encode_dataset(vae.model, torch.from_numpy(seen[:, None])).mu, np.float32)
+    return {
+        f"{TM_START}{strength:g}": sampled(gen, vae, x, mask, truth_u, args, start, strength)
+        for strength in args.tm_start
+    }
 
 
 def recipe(meta: dict, generator: str | None) -> list[str]:
@@ -291,21 +293,14 @@ def run(args: argparse.Namespace, log=print) -> dict | None:
         if args.only == "references":
             log(f"{reg.key}: references kept ({time.perf_counter() - t:.0f} s)")
             continue
-        n, s = truth_u.shape[:2]
-        lat = sample_latents(
-            gen.model, x, args.samples, args.steps, args.sampler, args.guidance, args.seed
-        )
-        imgs = decode(vae.model, lat.latents.reshape(-1, lat.latents.shape[-1]))
-        imgs = imgs.reshape(n, args.samples, *imgs.shape[-2:])
-        rows["generator"] = ensemble(
-            unit_frames(imgs, mask), truth_u, unit_frames(imgs.mean(1), mask)
-        )
+        s = truth_u.shape[1]
+        generator = sampled(gen, vae, x, mask, truth_u, args)
         starts = tm_starts(reg, x, gen, vae, meta, mask, truth_u, tms, args)
         if gen.regressor is not None:
             reg_img = decode(vae.model, regress_latents(gen.regressor, x))
             rows["regressor"] = ensemble(unit_frames(reg_img[:, None], mask), truth_u)
         rows = {
-            **{"generator": rows.pop("generator")},
+            "generator": generator,
             **starts,
             **{name: rows[name] for name in ROW_NAMES if name in rows},
         }
@@ -381,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=Path, default=ROWS, help="where the measured rows are kept")
     p.add_argument("--render-only", action="store_true", help="re-render the saved rows")
     args = p.parse_args(argv)
+    if not args.regimes or set(args.regimes) - set("abcd"):
+        p.error(f"--regimes takes letters of a, b, c and d, got {args.regimes!r}")
     saved = json.loads(args.rows.read_text()) if args.rows.is_file() else {"pairs": {}}
     if not args.render_only:
         if args.only and args.work is None:

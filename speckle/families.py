@@ -8,8 +8,9 @@ as 16x16 SLM amplitudes in [0, 1], each with a fixed held-out split.
 - random: binary pixels in the central 12x12, each on with a probability drawn per base in
   0.1 to 0.4: no shape at all, as the random patterns a transmission matrix is calibrated on.
 
-Dots and bars come from a fixed pool of POOL_SIZE bases each (random from RANDOM_POOL), drawn from their own seeded
-stream, so a base's index names the same pattern everywhere. The split of every family follows
+Dots and bars come from a fixed pool of POOL_SIZE bases each, and random from one of
+RANDOM_POOL, each drawn from its own seeded stream, so a base's index names the same pattern
+everywhere. The split of every family follows
 the digits' rule: base i is a test base when i % TEST_EVERY == TEST_EVERY - 1. The simulator
 then shifts, rotates and scales a drawn base exactly as it does a digit.
 """

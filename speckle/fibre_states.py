@@ -22,7 +22,7 @@ import numpy as np
 
 from speckle.gaussian_fibre import DEFAULT_FIBRE_SEED, propagate, transmission_matrix
 from speckle.modal_fibre import MODAL_TAG, ModalFibre
-from speckle.modal_frames import FACTORS, draw_factors, modal_images
+from speckle.modal_frames import FACTORS, draw_factors, factor_ranges, modal_images
 
 STATE_TAG = 0x57A7  # the Gaussian fibre's state draws, apart from every other stream
 
@@ -116,13 +116,7 @@ class FibreStates:
 
 def low_end(fibre: ModalFibre, n: int) -> dict[str, np.ndarray]:
     """Every factor of n frames at the low end of its range (conformation 0)."""
-    lows = {
-        "temperature": fibre.temperature,
-        "strain": fibre.strain,
-        "detuning": fibre.detuning,
-        "curvature": fibre.bend if fibre.conformations is None else None,
-        "bend_angle": (0.0, 0.0) if fibre.bend and fibre.conformations is None else None,
-    }
+    lows = factor_ranges(fibre, bend_angle=(0.0, 0.0))
     out = {k: np.full(n, r[0]) for k in FACTORS if (r := lows[k]) is not None}
     if fibre.conformations is not None:
         out["state"] = np.zeros(n, dtype=np.int64)

@@ -51,19 +51,26 @@ def walk(u: np.ndarray, z: np.ndarray, lo: float, hi: float, drift: float) -> np
     return lo + (hi - lo) * x
 
 
+def factor_ranges(fibre: ModalFibre, bend_angle=(0.0, 360.0)) -> dict[str, tuple | None]:
+    """Each factor's range of values (None: the factor is off). A bend's direction spans
+    `bend_angle`; with conformations, bend is theirs and no per-frame factor."""
+    single = fibre.conformations is None
+    return {
+        "temperature": fibre.temperature,
+        "strain": fibre.strain,
+        "detuning": fibre.detuning,
+        "curvature": fibre.bend if single else None,
+        "bend_angle": bend_angle if fibre.bend and single else None,
+    }
+
+
 def draw_factors(n: int, seed: int, fibre: ModalFibre) -> dict[str, np.ndarray]:
     """Each frame's perturbation, as label columns (only the factors that are on)."""
     u_ss, z_ss, s_ss = np.random.SeedSequence([MODAL_TAG, int(seed)]).spawn(3)
     # One row per frame in each stream: frame i is the same whatever n is (prefix-stable).
     u = np.random.default_rng(u_ss).random((n, len(FACTORS)))
     z = np.random.default_rng(z_ss).standard_normal((n, len(FACTORS)))
-    ranges = {
-        "temperature": fibre.temperature,
-        "strain": fibre.strain,
-        "detuning": fibre.detuning,
-        "curvature": fibre.bend if fibre.conformations is None else None,
-        "bend_angle": (0.0, 360.0) if fibre.bend and fibre.conformations is None else None,
-    }
+    ranges = factor_ranges(fibre)
     out = {}
     for i, name in enumerate(FACTORS):
         r = ranges[name]
